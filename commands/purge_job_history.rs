@@ -1,0 +1,67 @@
+//! `purge_job_history`: deletes finished runs older than the retention period.
+//!
+//! It deletes in bounded batches, each its own short transaction, so that the
+//! runner (which writes runs) never waits long behind it.
+
+use anyhow::Context;
+use clap::{value_parser, Arg, ArgMatches, Command};
+
+use crate::registry::{Builtin, BuiltinSchedule, JobContext};
+use crate::store;
+
+/// Rows per delete: small enough that one batch holds its locks for milliseconds.
+const BATCH: i64 = 5_000;
+
+pub static JOB: Builtin = Builtin {
+    name: "purge_job_history",
+    app: "scheduler",
+    description: "Purge old job history",
+    schedule: BuiltinSchedule::Times(&["03:07"]),
+    internal: true,
+    timeout_secs: crate::config::DEFAULT_TIMEOUT_SECS,
+    trigger_next: &[],
+    default_notify_on_success: false,
+    args,
+    should_run: Some(should_run),
+    run,
+};
+
+fn args(command: Command) -> Command {
+    command.arg(
+        Arg::new("keep_days")
+            .long("keep-days")
+            .value_name("N")
+            .value_parser(value_parser!(u32))
+            .help("Keep the runs of the last N days (default: history_retention_days; 0 removes every finished run)"),
+    )
+}
+
+fn keep_days(ctx: &JobContext, matches: Option<&ArgMatches>) -> u32 {
+    matches
+        .and_then(|m| m.get_one::<u32>("keep_days").copied())
+        .unwrap_or(ctx.config.history_retention_days)
+}
+
+fn should_run(ctx: &mut JobContext) -> anyhow::Result<bool> {
+    let days = keep_days(ctx, None);
+    store::history_older_than_exists(ctx.client, days)
+}
+
+fn run(ctx: &mut JobContext, matches: &ArgMatches) -> anyhow::Result<()> {
+    let days = keep_days(ctx, Some(matches));
+    let mut removed: u64 = 0;
+    loop {
+        let n = store::purge_history_batch(ctx.client, days, BATCH)
+            .context("deleting old job history")?;
+        removed += n;
+        if n < BATCH as u64 {
+            break;
+        }
+    }
+    let noun = if removed == 1 { "run" } else { "runs" };
+    writeln!(
+        ctx.out,
+        "Removed {removed} {noun} older than {days} days from the job history"
+    )?;
+    Ok(())
+}

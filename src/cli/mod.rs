@@ -1,0 +1,234 @@
+//! The command line: clap definitions, dispatch, and the human/JSON rendering.
+//!
+//! The static commands are a clap derive; the jobs are added at run time, one
+//! subcommand each, from the registry — which needs the configuration file, so
+//! `--config` is found by a small pre-scan before clap parses anything. A broken
+//! configuration must not hide `--help`: the help is printed with the built-in
+//! jobs only, after a warning.
+
+mod db_cmd;
+mod jobs;
+mod render;
+mod run_job;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Sources};
+use crate::registry::{JobDef, JobKind, Registry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "manage",
+    version,
+    about = "A PostgreSQL-backed job scheduler and command suite",
+    long_about = "A PostgreSQL-backed job scheduler and command suite.\n\n\
+                  Every job is also a command: `manage NAME` runs it once, now. \
+                  `manage scheduled_jobs_runner` runs every job on its schedule.",
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// The configuration file [default: ./manage.toml when present]
+    #[arg(long, global = true, value_name = "PATH", env = "MANAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The database to use [default: the embedded cluster under MANAGE_DATA_DIR]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations and sync the job registry into the database
+    Migrate,
+    /// Inspect and control the scheduled jobs
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
+    /// List the commands that are not scheduled (manual-only jobs), by app
+    #[command(name = "list_unscheduled_commands")]
+    ListUnscheduledCommands {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// The embedded default database cluster
+    Db {
+        #[command(subcommand)]
+        command: db_cmd::DbCommand,
+    },
+}
+
+/// Find `--config PATH` / `--config=PATH` before clap runs (it decides which
+/// job subcommands exist). Stops at `--`, like clap.
+fn prescan_config(args: &[OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy();
+        if text == "--" {
+            break;
+        }
+        if text == "--config" {
+            return iter.next().map(PathBuf::from);
+        }
+        if let Some(value) = text.strip_prefix("--config=") {
+            return Some(PathBuf::from(value));
+        }
+    }
+    None
+}
+
+/// The clap command for one job: its description, and for built-in jobs their
+/// own arguments.
+fn job_command(job: &JobDef) -> clap::Command {
+    let kind = match &job.kind {
+        JobKind::Builtin(_) => "built-in job",
+        JobKind::Declared(_) => "declared job",
+    };
+    let command = clap::Command::new(job.name.clone())
+        .about(format!("{} [{kind}, app {}]", job.description, job.app))
+        .long_about(format!(
+            "{}\n\nRuns the job once, now, in the foreground ({kind}, app {}). \
+             The runner records history; this does not.",
+            job.description, job.app
+        ));
+    match &job.kind {
+        JobKind::Builtin(builtin) => (builtin.args)(command),
+        JobKind::Declared(_) => command,
+    }
+}
+
+/// The whole command line definition, job subcommands included.
+pub fn command(registry: &Registry) -> clap::Command {
+    let mut command = Cli::command();
+    for job in registry.jobs() {
+        command = command.subcommand(job_command(job));
+    }
+    command
+}
+
+/// What every command needs once the arguments are parsed.
+pub struct Context {
+    pub config: Config,
+    pub registry: Registry,
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let config_path = prescan_config(&args).or_else(|| {
+        std::env::var_os("MANAGE_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let sources = Sources::from_process(config_path);
+    let loaded: Result<Config, ConfigError> = Config::load(&sources, &Registry::builtin_names());
+    let registry = Registry::new(loaded.as_ref().ok());
+
+    let matches = match command(&registry).try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            let informational = matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if informational {
+                if let Err(problem) = &loaded {
+                    eprintln!("warning: {problem}; declared jobs are not listed");
+                }
+            } else if let Err(problem) = &loaded {
+                // The configuration is the real problem (an unknown subcommand
+                // may well be a declared job the broken file hides).
+                return Err(problem.clone().into());
+            }
+            error.exit();
+        }
+    };
+
+    if let Some((name, job_matches)) = matches.subcommand() {
+        if registry.get(name).is_some() {
+            let mut config = loaded?;
+            apply_flags(&mut config, &matches);
+            let ctx = Context { config, registry };
+            return run_job::run(&ctx, name, job_matches);
+        }
+    }
+
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Command::Db { command } = &cli.command {
+        // The embedded cluster is found through MANAGE_DATA_DIR alone.
+        return db_cmd::run(command);
+    }
+    let mut config = loaded?;
+    apply_flags(&mut config, &matches);
+    let ctx = Context { config, registry };
+    match cli.command {
+        Command::Migrate => migrate(&ctx),
+        Command::Jobs { command } => jobs::run(&ctx, command),
+        Command::ListUnscheduledCommands { json } => jobs::list_unscheduled(&ctx, json),
+        Command::Db { .. } => Ok(()),
+    }
+}
+
+/// The command-line flag beats environment and file.
+fn apply_flags(config: &mut Config, matches: &ArgMatches) {
+    if let Some(url) = matches.get_one::<String>("database_url") {
+        if !url.is_empty() {
+            config.database_url = Some(url.clone());
+        }
+    }
+}
+
+fn migrate(ctx: &Context) -> anyhow::Result<()> {
+    let (mut client, _) = crate::db::connect(&ctx.config, crate::db::APPLICATION_NAME)?;
+    let (applied, lines) = crate::db::migrate_and_sync(&mut client, &ctx.registry, &ctx.config)?;
+    for name in applied {
+        eprintln!("Applied migration {name}");
+    }
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        command(&Registry::new(None)).debug_assert();
+    }
+
+    #[test]
+    fn prescan_finds_both_spellings_of_config() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            prescan_config(&args(&["manage", "--config", "x.toml", "jobs"])),
+            Some(PathBuf::from("x.toml"))
+        );
+        assert_eq!(
+            prescan_config(&args(&["manage", "jobs", "--config=y.toml"])),
+            Some(PathBuf::from("y.toml"))
+        );
+        assert_eq!(
+            prescan_config(&args(&["manage", "--", "--config", "z"])),
+            None
+        );
+    }
+}

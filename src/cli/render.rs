@@ -1,0 +1,145 @@
+//! How `manage` shows things to a person and to a program: human times in the
+//! configured zone (`2026-11-27 03:07:00 CET`), RFC 3339 with milliseconds for
+//! JSON, durations with one decimal, and tables without escape codes unless a
+//! terminal without `NO_COLOR` is reading.
+
+use std::io::IsTerminal;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use comfy_table::{Cell, Color, ContentArrangement, Table};
+
+/// `YYYY-MM-DD HH:MM:SS ZONE` in the configured zone.
+pub fn human_time(instant: DateTime<Utc>, tz: Tz) -> String {
+    instant
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+pub fn human_time_opt(instant: Option<DateTime<Utc>>, tz: Tz, none: &str) -> String {
+    instant.map_or_else(|| none.to_string(), |i| human_time(i, tz))
+}
+
+/// RFC 3339 with milliseconds and the zone's offset at that instant.
+pub fn json_time(instant: DateTime<Utc>, tz: Tz) -> String {
+    instant
+        .with_timezone(&tz)
+        .to_rfc3339_opts(SecondsFormat::Millis, false)
+}
+
+pub fn json_time_opt(instant: Option<DateTime<Utc>>, tz: Tz) -> serde_json::Value {
+    instant.map_or(serde_json::Value::Null, |i| json_time(i, tz).into())
+}
+
+/// Seconds with one decimal: `1.2 s`.
+pub fn seconds(secs: f64) -> String {
+    format!("{secs:.1} s")
+}
+
+/// "in 4 min", "3 h ago": how far `instant` is from `now`, roughly.
+pub fn relative(instant: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let delta = (instant - now).num_seconds();
+    let span = delta.unsigned_abs();
+    let text = if span < 60 {
+        format!("{span} s")
+    } else if span < 3600 {
+        format!("{} min", span / 60)
+    } else if span < 48 * 3600 {
+        let (h, m) = (span / 3600, span % 3600 / 60);
+        if m == 0 {
+            format!("{h} h")
+        } else {
+            format!("{h} h {m} min")
+        }
+    } else {
+        format!("{} days", span / 86400)
+    };
+    if delta >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+/// Whether to colour: a terminal reads stdout and `NO_COLOR` is not set.
+pub fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// comfy-table presets: only the line under the header is drawn.
+const PLAIN_ASCII: &str = "     -             ";
+const PLAIN_UTF8: &str = "     ─             ";
+
+/// A table with the house look; plain ASCII off a terminal.
+pub fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    // No borders, one line under the header: easy to read, and easy to grep
+    // and cut when a script reads it.
+    if std::io::stdout().is_terminal() {
+        table.load_preset(PLAIN_UTF8);
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    } else {
+        table.load_preset(PLAIN_ASCII);
+        table.set_content_arrangement(ContentArrangement::Disabled);
+    }
+    table.set_header(header.iter().map(Cell::new));
+    table
+}
+
+/// A cell that is red on a colour terminal (failures), plain otherwise.
+pub fn alert_cell(text: impl ToString, alert: bool) -> Cell {
+    let cell = Cell::new(text);
+    if alert && colour() {
+        cell.fg(Color::Red)
+    } else {
+        cell
+    }
+}
+
+/// Print a table on stdout without the padding at the end of each line.
+pub fn print_table(table: &Table) {
+    for line in table.to_string().lines() {
+        println!("{}", line.trim_end());
+    }
+}
+
+/// Print pretty JSON on stdout.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn human_and_json_times_use_the_configured_zone() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 27, 2, 7, 0).unwrap()
+            + chrono::Duration::milliseconds(123);
+        let tz = chrono_tz::Europe::Stockholm;
+        assert_eq!(human_time(t, tz), "2026-11-27 03:07:00 CET");
+        assert_eq!(json_time(t, tz), "2026-11-27T03:07:00.123+01:00");
+        assert_eq!(json_time(t, Tz::UTC), "2026-11-27T02:07:00.123+00:00");
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        assert_eq!(
+            relative(now + chrono::Duration::seconds(240), now),
+            "in 4 min"
+        );
+        assert_eq!(
+            relative(now - chrono::Duration::seconds(3 * 3600), now),
+            "3 h ago"
+        );
+        assert_eq!(
+            relative(now + chrono::Duration::seconds(5400), now),
+            "in 1 h 30 min"
+        );
+        assert_eq!(seconds(1.234), "1.2 s");
+    }
+}

@@ -1,0 +1,53 @@
+//! `manage NAME`: run one job now, in the foreground, as cron would — its output
+//! to stdout/stderr, exit 0 or 1, no history row, even when the job is disabled
+//! (running it by hand is the operator's explicit act).
+
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
+use clap::ArgMatches;
+
+use crate::cli::Context;
+use crate::error::Exit;
+use crate::registry::{JobContext, JobKind};
+
+pub fn run(ctx: &Context, name: &str, matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some(job) = ctx.registry.get(name) else {
+        return crate::error::bad_input(format!("\"{name}\" is not a job"));
+    };
+    match &job.kind {
+        JobKind::Builtin(builtin) => {
+            let (mut client, _) = crate::db::connect(&ctx.config, &format!("manage {name}"))?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let mut job_ctx = JobContext {
+                client: &mut client,
+                config: &ctx.config,
+                out: &mut out,
+            };
+            (builtin.run)(&mut job_ctx, matches)
+        }
+        JobKind::Declared(declared) => {
+            // should_run and timeout belong to the runner; working_dir and env
+            // are part of what the command means, so they apply here too.
+            let status = Command::new("sh")
+                .arg("-c")
+                .arg(&declared.command)
+                .current_dir(&declared.working_dir)
+                .envs(&declared.env)
+                .stdin(Stdio::inherit())
+                .status()
+                .with_context(|| {
+                    format!(
+                        "cannot start job {name} (sh -c in {})",
+                        declared.working_dir.display()
+                    )
+                })?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(Exit(1).into())
+            }
+        }
+    }
+}

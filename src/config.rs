@@ -1,0 +1,682 @@
+//! The configuration: `manage.toml` plus environment variables, validated into
+//! one [`Config`].
+//!
+//! The file is read as a plain TOML table and walked by hand rather than through
+//! serde's derive: every problem must be reported as one line naming the file,
+//! the exact key (`jobs.backup.interval`) and what was expected, and serde's
+//! errors name neither reliably. Precedence is command-line flag, then
+//! environment, then file, then default; the flags are applied by the caller
+//! (`--database-url`), the environment here.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+
+use crate::schedule::{self, Schedule};
+
+/// Default timeout of a child-process job.
+pub const DEFAULT_TIMEOUT_SECS: u32 = 120;
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_MAX_PARALLEL: u32 = 4;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u32 = 30;
+
+/// The names of `manage`'s own commands: no job may take one of them.
+pub const RESERVED_NAMES: &[&str] = &[
+    "jobs",
+    "db",
+    "migrate",
+    "check",
+    "mail",
+    "help",
+    "completions",
+    "man",
+    "scheduled_jobs_runner",
+    "list_unscheduled_commands",
+];
+
+/// A configuration problem: exit code 2. The message already names where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Where the configuration comes from, as the command line and environment say.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--config PATH` (or `MANAGE_CONFIG`).
+    pub config_path: Option<PathBuf>,
+    /// The environment, as (name, value) pairs; usually `std::env::vars_os()`.
+    pub env: BTreeMap<String, OsString>,
+    /// The current directory, for `./manage.toml` and relative paths.
+    pub cwd: PathBuf,
+}
+
+impl Sources {
+    /// The process's own environment and current directory.
+    pub fn from_process(config_path: Option<PathBuf>) -> Self {
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)))
+            .collect();
+        Sources {
+            config_path,
+            env,
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .map(|v| v.to_string_lossy().into_owned())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerConfig {
+    pub max_parallel: u32,
+    pub shutdown_grace_secs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotificationConfig {
+    pub email: Option<String>,
+    pub sender: Option<String>,
+    pub smtp_url: Option<String>,
+    pub sendmail: Option<PathBuf>,
+}
+
+/// A job declared in the configuration file's `[jobs.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredJob {
+    pub name: String,
+    pub command: String,
+    pub description: String,
+    pub app: String,
+    pub schedule: Option<Schedule>,
+    pub timeout_secs: u32,
+    pub should_run: Option<String>,
+    pub trigger_next: Vec<String>,
+    pub notify_on_success: bool,
+    pub working_dir: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+/// Everything `manage` needs to know, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file that was read, if any.
+    pub file: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub timezone: Tz,
+    pub history_retention_days: u32,
+    pub max_output_bytes: u64,
+    pub runner: RunnerConfig,
+    pub notifications: NotificationConfig,
+    pub jobs: BTreeMap<String, DeclaredJob>,
+}
+
+impl Config {
+    /// Read and validate. `builtin_names` are the jobs written in Rust: a declared
+    /// job may neither take one of their names nor trigger an unknown job.
+    pub fn load(sources: &Sources, builtin_names: &[&str]) -> Result<Config, ConfigError> {
+        let file = match &sources.config_path {
+            Some(path) => Some(sources.cwd.join(path)),
+            None => {
+                let default = sources.cwd.join("manage.toml");
+                default.is_file().then_some(default)
+            }
+        };
+        let (table, label) = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "{}: cannot read the configuration file: {e}",
+                        path.display()
+                    ))
+                })?;
+                let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    let message = e.message().trim().replace('\n', " ");
+                    let line = e
+                        .span()
+                        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                    match line {
+                        Some(line) => ConfigError(format!(
+                            "{}: line {line}: invalid TOML: {message}",
+                            path.display()
+                        )),
+                        None => ConfigError(format!("{}: invalid TOML: {message}", path.display())),
+                    }
+                })?;
+                (table, path.display().to_string())
+            }
+            None => (toml::Table::new(), String::from("(no configuration file)")),
+        };
+        let base_dir = file
+            .as_ref()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| sources.cwd.clone());
+        let reader = Reader { label: &label };
+        reader.config(&table, sources, file.clone(), &base_dir, builtin_names)
+    }
+
+    /// The directory relative paths in the file are resolved against.
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.file.as_deref().and_then(Path::parent)
+    }
+}
+
+/// Walks the TOML table; `label` is the file name used in every message.
+struct Reader<'a> {
+    label: &'a str,
+}
+
+type Res<T> = Result<T, ConfigError>;
+
+impl Reader<'_> {
+    fn err(&self, key: &str, problem: impl std::fmt::Display) -> ConfigError {
+        ConfigError(format!("{}: {key}: {problem}", self.label))
+    }
+
+    fn check_keys(&self, table: &toml::Table, prefix: &str, allowed: &[&str]) -> Res<()> {
+        for key in table.keys() {
+            if !allowed.contains(&key.as_str()) {
+                let full = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                return Err(self.err(
+                    &full,
+                    format!("unknown key; expected one of: {}", allowed.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn string(&self, table: &toml::Table, key: &str, full: &str) -> Res<Option<String>> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.err(
+                full,
+                format!("expected a string, found {}", describe(other)),
+            )),
+        }
+    }
+
+    fn boolean(&self, table: &toml::Table, key: &str, full: &str) -> Res<Option<bool>> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.err(
+                full,
+                format!("expected true or false, found {}", describe(other)),
+            )),
+        }
+    }
+
+    fn integer(
+        &self,
+        table: &toml::Table,
+        key: &str,
+        full: &str,
+        min: i64,
+        max: i64,
+    ) -> Res<Option<i64>> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) if (min..=max).contains(i) => Ok(Some(*i)),
+            Some(toml::Value::Integer(i)) => Err(self.err(
+                full,
+                format!("{i} is out of range: expected an integer from {min} to {max}"),
+            )),
+            Some(other) => Err(self.err(
+                full,
+                format!("expected an integer, found {}", describe(other)),
+            )),
+        }
+    }
+
+    fn duration(&self, table: &toml::Table, key: &str, full: &str) -> Res<Option<u32>> {
+        match self.string(table, key, full)? {
+            None => Ok(None),
+            Some(s) => schedule::parse_duration(&s)
+                .map(Some)
+                .map_err(|e| self.err(full, e)),
+        }
+    }
+
+    fn table<'t>(
+        &self,
+        table: &'t toml::Table,
+        key: &str,
+        full: &str,
+    ) -> Res<Option<&'t toml::Table>> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Table(t)) => Ok(Some(t)),
+            Some(other) => {
+                Err(self.err(full, format!("expected a table, found {}", describe(other))))
+            }
+        }
+    }
+
+    fn string_array(&self, table: &toml::Table, key: &str, full: &str) -> Res<Option<Vec<String>>> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(self.err(
+                        full,
+                        format!(
+                            "expected an array of strings, found {} in it",
+                            describe(other)
+                        ),
+                    )),
+                })
+                .collect::<Res<Vec<_>>>()
+                .map(Some),
+            Some(other) => Err(self.err(
+                full,
+                format!("expected an array of strings, found {}", describe(other)),
+            )),
+        }
+    }
+
+    fn config(
+        &self,
+        table: &toml::Table,
+        sources: &Sources,
+        file: Option<PathBuf>,
+        base_dir: &Path,
+        builtin_names: &[&str],
+    ) -> Res<Config> {
+        self.check_keys(
+            table,
+            "",
+            &[
+                "database_url",
+                "timezone",
+                "history_retention_days",
+                "max_output_bytes",
+                "runner",
+                "notifications",
+                "jobs",
+            ],
+        )?;
+
+        let database_url =
+            sources
+                .var("DATABASE_URL")
+                .or(self.string(table, "database_url", "database_url")?);
+
+        let timezone = match sources.var("MANAGE_TIMEZONE") {
+            Some(name) => schedule::parse_zone(&name)
+                .map_err(|e| ConfigError(format!("MANAGE_TIMEZONE: {e}")))?,
+            None => match self.string(table, "timezone", "timezone")? {
+                Some(name) => schedule::parse_zone(&name).map_err(|e| self.err("timezone", e))?,
+                None => system_zone(sources.var("TZ").as_deref()),
+            },
+        };
+
+        let history_retention_days = self
+            .integer(
+                table,
+                "history_retention_days",
+                "history_retention_days",
+                1,
+                1_000_000,
+            )?
+            .map_or(DEFAULT_RETENTION_DAYS, |d| d as u32);
+        let max_output_bytes = self
+            .integer(table, "max_output_bytes", "max_output_bytes", 1, 1 << 30)?
+            .map_or(DEFAULT_MAX_OUTPUT_BYTES, |b| b as u64);
+
+        let runner = match self.table(table, "runner", "runner")? {
+            None => RunnerConfig {
+                max_parallel: DEFAULT_MAX_PARALLEL,
+                shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            },
+            Some(runner) => {
+                self.check_keys(runner, "runner", &["max_parallel", "shutdown_grace"])?;
+                RunnerConfig {
+                    max_parallel: self
+                        .integer(runner, "max_parallel", "runner.max_parallel", 1, 1024)?
+                        .map_or(DEFAULT_MAX_PARALLEL, |n| n as u32),
+                    shutdown_grace_secs: self
+                        .duration(runner, "shutdown_grace", "runner.shutdown_grace")?
+                        .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+                }
+            }
+        };
+
+        let mut notifications = NotificationConfig::default();
+        if let Some(n) = self.table(table, "notifications", "notifications")? {
+            self.check_keys(
+                n,
+                "notifications",
+                &["email", "sender", "smtp_url", "sendmail"],
+            )?;
+            notifications.email = self.string(n, "email", "notifications.email")?;
+            notifications.sender = self.string(n, "sender", "notifications.sender")?;
+            notifications.smtp_url = self.string(n, "smtp_url", "notifications.smtp_url")?;
+            notifications.sendmail = self
+                .string(n, "sendmail", "notifications.sendmail")?
+                .map(|p| base_dir.join(p));
+        }
+        if let Some(email) = sources.var("SCHEDULED_JOBS_EMAIL") {
+            notifications.email = Some(email);
+        }
+        if let Some(sender) = sources.var("SCHEDULED_JOBS_EMAIL_SENDER") {
+            notifications.sender = Some(sender);
+        }
+        if let Some(url) = sources.var("SMTP_URL") {
+            notifications.smtp_url = Some(url);
+        }
+        notifications.email = notifications.email.filter(|e| !e.trim().is_empty());
+
+        let mut jobs = BTreeMap::new();
+        if let Some(declared) = self.table(table, "jobs", "jobs")? {
+            for (name, value) in declared {
+                let key = format!("jobs.{name}");
+                let job_table = match value {
+                    toml::Value::Table(t) => t,
+                    other => {
+                        return Err(
+                            self.err(&key, format!("expected a table, found {}", describe(other)))
+                        )
+                    }
+                };
+                let job = self.declared_job(name, job_table, base_dir, builtin_names)?;
+                jobs.insert(name.clone(), job);
+            }
+            // trigger_next may name any job, declared or built-in, but no unknown one.
+            for job in jobs.values() {
+                for target in &job.trigger_next {
+                    if !jobs.contains_key(target) && !builtin_names.contains(&target.as_str()) {
+                        return Err(self.err(
+                            &format!("jobs.{}.trigger_next", job.name),
+                            format!("\"{target}\" is not a known job"),
+                        ));
+                    }
+                }
+            }
+        }
+
+        Ok(Config {
+            file,
+            database_url,
+            timezone,
+            history_retention_days,
+            max_output_bytes,
+            runner,
+            notifications,
+            jobs,
+        })
+    }
+
+    fn declared_job(
+        &self,
+        name: &str,
+        table: &toml::Table,
+        base_dir: &Path,
+        builtin_names: &[&str],
+    ) -> Res<DeclaredJob> {
+        let key = format!("jobs.{name}");
+        if let Err(problem) = check_job_name(name) {
+            return Err(self.err(&key, problem));
+        }
+        if builtin_names.contains(&name) {
+            return Err(self.err(
+                &key,
+                format!("\"{name}\" is the name of a built-in job; choose another name"),
+            ));
+        }
+        self.check_keys(
+            table,
+            &key,
+            &[
+                "command",
+                "description",
+                "times",
+                "interval",
+                "timeout",
+                "should_run",
+                "trigger_next",
+                "notify_on_success",
+                "app",
+                "working_dir",
+                "env",
+            ],
+        )?;
+        let k = |field: &str| format!("{key}.{field}");
+        let command = match self.string(table, "command", &k("command"))? {
+            Some(c) if !c.trim().is_empty() => c,
+            Some(_) => return Err(self.err(&k("command"), "must not be empty")),
+            None => {
+                return Err(self.err(&k("command"), "missing: every declared job needs a command"))
+            }
+        };
+        let times = match table.get("times") {
+            None => None,
+            Some(toml::Value::Array(items)) => {
+                let mut times = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => times.push(
+                            schedule::parse_time_of_day(s).map_err(|e| self.err(&k("times"), e))?,
+                        ),
+                        other => {
+                            return Err(self.err(
+                                &k("times"),
+                                format!(
+                                    "expected an array of \"HH:MM\" strings, found {} in it",
+                                    describe(other)
+                                ),
+                            ))
+                        }
+                    }
+                }
+                if times.is_empty() {
+                    return Err(self.err(&k("times"), "expected at least one time of day"));
+                }
+                Some(schedule::normalize_times(times))
+            }
+            Some(other) => {
+                return Err(self.err(
+                    &k("times"),
+                    format!(
+                        "expected an array of \"HH:MM\" strings, found {}",
+                        describe(other)
+                    ),
+                ))
+            }
+        };
+        let interval = self.duration(table, "interval", &k("interval"))?;
+        let schedule = match (times, interval) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    &key,
+                    "both times and interval are set; give one or the other",
+                ))
+            }
+            (Some(t), None) => Some(Schedule::Times(t)),
+            (None, Some(i)) => Some(Schedule::Interval(i)),
+            (None, None) => None,
+        };
+        let timeout_secs = self
+            .duration(table, "timeout", &k("timeout"))?
+            .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let app = self
+            .string(table, "app", &k("app"))?
+            .unwrap_or_else(|| "local".into());
+        if app.trim().is_empty() {
+            return Err(self.err(&k("app"), "must not be empty"));
+        }
+        let description = self
+            .string(table, "description", &k("description"))?
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(|| name.to_string());
+        let working_dir = match self.string(table, "working_dir", &k("working_dir"))? {
+            Some(dir) => base_dir.join(dir),
+            None => base_dir.to_path_buf(),
+        };
+        let mut env = BTreeMap::new();
+        if let Some(vars) = self.table(table, "env", &k("env"))? {
+            for (var, value) in vars {
+                match value {
+                    toml::Value::String(s) => {
+                        env.insert(var.clone(), s.clone());
+                    }
+                    other => {
+                        return Err(self.err(
+                            &format!("{key}.env.{var}"),
+                            format!("expected a string, found {}", describe(other)),
+                        ))
+                    }
+                }
+            }
+        }
+        let trigger_next = self
+            .string_array(table, "trigger_next", &k("trigger_next"))?
+            .unwrap_or_default();
+        Ok(DeclaredJob {
+            name: name.to_string(),
+            command,
+            description,
+            app,
+            schedule,
+            timeout_secs,
+            should_run: self
+                .string(table, "should_run", &k("should_run"))?
+                .filter(|q| !q.trim().is_empty()),
+            trigger_next,
+            notify_on_success: self
+                .boolean(table, "notify_on_success", &k("notify_on_success"))?
+                .unwrap_or(false),
+            working_dir,
+            env,
+        })
+    }
+}
+
+/// A job name is `[a-z][a-z0-9_]{0,99}` and is not one of `manage`'s commands.
+pub fn check_job_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some('a'..='z'))
+        && name.len() <= 100
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+    if !valid {
+        return Err(format!(
+            "\"{name}\" is not a valid job name: expected a lowercase letter followed by up to 99 lowercase letters, digits or underscores"
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!(
+            "\"{name}\" is the name of a manage command and cannot be a job name"
+        ));
+    }
+    Ok(())
+}
+
+fn describe(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("the string \"{s}\""),
+        toml::Value::Integer(i) => format!("the integer {i}"),
+        toml::Value::Float(f) => format!("the number {f}"),
+        toml::Value::Boolean(b) => format!("the boolean {b}"),
+        toml::Value::Datetime(d) => format!("the date-time {d}"),
+        toml::Value::Array(_) => "an array".into(),
+        toml::Value::Table(_) => "a table".into(),
+    }
+}
+
+/// The system's zone when none is configured: `TZ`, then /etc/localtime, then UTC.
+/// An unusable `TZ` (a POSIX rule string, say) is passed over rather than fatal:
+/// it is the machine's setting, not ours.
+fn system_zone(tz_env: Option<&str>) -> Tz {
+    if let Some(tz) = tz_env {
+        let name = tz.trim_start_matches(':');
+        let name = name.rsplit_once("zoneinfo/").map_or(name, |(_, n)| n);
+        if let Ok(zone) = schedule::parse_zone(name) {
+            return zone;
+        }
+    }
+    if let Ok(target) = std::fs::read_link("/etc/localtime") {
+        let target = target.to_string_lossy();
+        if let Some((_, name)) = target.rsplit_once("zoneinfo/") {
+            if let Ok(zone) = schedule::parse_zone(name) {
+                return zone;
+            }
+        }
+    }
+    if let Ok(name) = std::fs::read_to_string("/etc/timezone") {
+        if let Ok(zone) = schedule::parse_zone(name.trim()) {
+            return zone;
+        }
+    }
+    Tz::UTC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(env: &[(&str, &str)]) -> Sources {
+        Sources {
+            config_path: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), OsString::from(v)))
+                .collect(),
+            cwd: PathBuf::from("/nonexistent-manage-test-dir"),
+        }
+    }
+
+    #[test]
+    fn job_names_follow_the_pattern_and_avoid_commands() {
+        assert!(check_job_name("fetch_payments2").is_ok());
+        assert!(check_job_name("Fetch").is_err());
+        assert!(check_job_name("2fetch").is_err());
+        assert!(check_job_name("").is_err());
+        assert!(check_job_name(&"a".repeat(100)).is_ok());
+        assert!(check_job_name(&"a".repeat(101)).is_err());
+        assert!(check_job_name("jobs").is_err());
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let config = Config::load(&sources(&[("TZ", "Europe/Stockholm")]), &[]).unwrap();
+        assert_eq!(config.timezone, chrono_tz::Europe::Stockholm);
+        assert_eq!(config.history_retention_days, 90);
+        assert_eq!(config.max_output_bytes, 1 << 20);
+        assert_eq!(config.runner.max_parallel, 4);
+        assert_eq!(config.runner.shutdown_grace_secs, 30);
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn manage_timezone_beats_tz() {
+        let config = Config::load(
+            &sources(&[
+                ("TZ", "Europe/Stockholm"),
+                ("MANAGE_TIMEZONE", "America/New_York"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.timezone, chrono_tz::America::New_York);
+    }
+
+    #[test]
+    fn a_posix_tz_string_falls_through_to_the_system_zone() {
+        // Not an error: TZ belongs to the machine.
+        assert!(Config::load(&sources(&[("TZ", "CET-1CEST")]), &[]).is_ok());
+    }
+}

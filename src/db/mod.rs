@@ -1,0 +1,141 @@
+//! Connecting to PostgreSQL: the configured database, or else the embedded
+//! default cluster (see `embedded`). Also where database errors are turned into
+//! the one line a user reads.
+
+pub mod embedded;
+pub mod migrate;
+
+use anyhow::Context;
+use postgres::{Client, NoTls};
+
+use crate::config::Config;
+
+/// `application_name` of every connection `manage` makes, unless it says otherwise.
+pub const APPLICATION_NAME: &str = "manage";
+
+/// Where the connection went, for messages and for child processes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A configured URL (`--database-url`, `DATABASE_URL`, `database_url`).
+    Url(String),
+    /// The embedded default cluster.
+    Embedded(embedded::Embedded),
+}
+
+/// Connect as `application_name`. With no database configured this starts (or
+/// creates) the embedded cluster and says so on stderr, once per invocation.
+pub fn connect(config: &Config, application_name: &str) -> anyhow::Result<(Client, Target)> {
+    match &config.database_url {
+        Some(url) => {
+            let client = connect_url(url, application_name)?;
+            Ok((client, Target::Url(url.clone())))
+        }
+        None => {
+            let dir = embedded::data_dir_from_env();
+            let cluster = embedded::ensure_running(&dir)?;
+            // The fast path costs one connection and no process: only when it
+            // fails do we ask pg_ctl to start the server.
+            let (client, cluster) =
+                match connect_config(cluster.connection_config(), application_name) {
+                    Ok(client) => (client, cluster),
+                    Err(_) => {
+                        let cluster = embedded::start(&dir)?;
+                        let client = connect_config(cluster.connection_config(), application_name)
+                            .map_err(|e| {
+                                anyhow::anyhow!(
+                                    "cannot connect to the embedded database in {}: {}",
+                                    cluster.pg_dir.display(),
+                                    describe_error(&e)
+                                )
+                            })?;
+                        (client, cluster)
+                    }
+                };
+            eprintln!("{}", cluster.describe());
+            Ok((client, Target::Embedded(cluster)))
+        }
+    }
+}
+
+/// Connect to a URL; the error names the host and database, never the password.
+pub fn connect_url(url: &str, application_name: &str) -> anyhow::Result<Client> {
+    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+        crate::error::BadInput::new(format!(
+            "the database URL is not valid: {}",
+            describe_error(&e)
+        ))
+    })?;
+    let place = describe_target(&config);
+    connect_config(config, application_name).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to the database {place}: {}",
+            describe_error(&e)
+        )
+    })
+}
+
+fn connect_config(
+    mut config: postgres::Config,
+    application_name: &str,
+) -> Result<Client, postgres::Error> {
+    if config.get_application_name().is_none() {
+        config.application_name(application_name);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config.connect(NoTls)
+}
+
+/// `host:port/dbname`, without user or password.
+fn describe_target(config: &postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port}/{}",
+        config.get_dbname().unwrap_or("(default)")
+    )
+}
+
+/// One line for a database error: the server's message when there is one.
+pub fn describe_error(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text.replace('\n', " ")
+        }
+    }
+}
+
+/// Apply migrations and sync the registry in one transaction under the
+/// migration lock; returns (migrations applied, sync lines).
+pub fn migrate_and_sync(
+    client: &mut Client,
+    registry: &crate::registry::Registry,
+    config: &Config,
+) -> anyhow::Result<(Vec<&'static str>, Vec<String>)> {
+    let mut tx = client
+        .transaction()
+        .context("starting the migration transaction")?;
+    let applied = migrate::apply(&mut tx)?;
+    let lines = crate::registry::sync(&mut tx, registry, config.timezone)?;
+    if !lines.is_empty() {
+        crate::store::notify_runners(&mut tx)?;
+    }
+    tx.commit().context("committing migrations")?;
+    Ok((applied, lines))
+}

@@ -1,0 +1,16 @@
+//! `manage`: a PostgreSQL-backed job scheduler and command suite.
+//!
+//! Data flows one way: the command line (`cli`) turns arguments into a
+//! validated [`config::Config`] and a command; the core (`schedule`,
+//! `registry`, `store`) does the work against PostgreSQL. The core never prints.
+
+pub mod cli;
+#[path = "../commands/mod.rs"]
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod process;
+pub mod registry;
+pub mod schedule;
+pub mod store;

@@ -1,0 +1,494 @@
+//! All SQL for jobs, runs, the hold, runners and the mail queue. Nothing else in
+//! `manage` writes SQL (the migrations aside), so a reader finds every query the
+//! program makes here, and every statement is written once.
+
+use chrono::{DateTime, NaiveTime, Utc};
+use chrono_tz::Tz;
+use postgres::GenericClient;
+
+use crate::schedule::{self, Schedule};
+
+/// The channel runners LISTEN on; every change that may move a next run sends it.
+pub const CHANNEL: &str = "manage_scheduled_jobs";
+
+/// The advisory lock (one bigint key) that serialises migrations and sync.
+pub const MIGRATION_LOCK: i64 = 0x6d61_6e61_6765_0001;
+
+/// A job's row in `manage.jobs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub name: String,
+    pub app: String,
+    pub description: String,
+    pub internal: bool,
+    pub timeout_seconds: i32,
+    pub builtin_times: Option<Vec<NaiveTime>>,
+    pub builtin_interval_seconds: Option<i32>,
+    pub definition: serde_json::Value,
+    pub enabled: bool,
+    pub notify_on_success: bool,
+    pub override_times: Option<Vec<NaiveTime>>,
+    pub override_interval_seconds: Option<i32>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_state: Option<String>,
+    pub last_skip: Option<DateTime<Utc>>,
+    pub running_run: Option<i64>,
+    pub run_requested: bool,
+    pub removed: bool,
+}
+
+const JOB_COLUMNS: &str = "name, app, description, internal, timeout_seconds, builtin_times, \
+     builtin_interval_seconds, definition, enabled, notify_on_success, override_times, \
+     override_interval_seconds, next_run, last_run, last_state, last_skip, running_run, \
+     run_requested, removed";
+
+impl JobRow {
+    fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(JobRow {
+            name: row.try_get(0)?,
+            app: row.try_get(1)?,
+            description: row.try_get(2)?,
+            internal: row.try_get(3)?,
+            timeout_seconds: row.try_get(4)?,
+            builtin_times: row.try_get(5)?,
+            builtin_interval_seconds: row.try_get(6)?,
+            definition: row.try_get(7)?,
+            enabled: row.try_get(8)?,
+            notify_on_success: row.try_get(9)?,
+            override_times: row.try_get(10)?,
+            override_interval_seconds: row.try_get(11)?,
+            next_run: row.try_get(12)?,
+            last_run: row.try_get(13)?,
+            last_state: row.try_get(14)?,
+            last_skip: row.try_get(15)?,
+            running_run: row.try_get(16)?,
+            run_requested: row.try_get(17)?,
+            removed: row.try_get(18)?,
+        })
+    }
+
+    pub fn builtin_schedule(&self) -> Option<Schedule> {
+        to_schedule(self.builtin_times.as_ref(), self.builtin_interval_seconds)
+    }
+
+    pub fn override_schedule(&self) -> Option<Schedule> {
+        to_schedule(self.override_times.as_ref(), self.override_interval_seconds)
+    }
+
+    /// The override when set, else the built-in schedule.
+    pub fn effective_schedule(&self) -> Option<Schedule> {
+        self.override_schedule().or_else(|| self.builtin_schedule())
+    }
+
+    /// When this job should run next, as of `now`: none when disabled, removed
+    /// or manual-only. The one place configuration turns into a next run.
+    pub fn compute_next_run(&self, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        if !self.enabled || self.removed {
+            return None;
+        }
+        let effective = self.effective_schedule()?;
+        Some(schedule::next_run(
+            &effective,
+            self.last_run,
+            self.last_skip,
+            now,
+            tz,
+        ))
+    }
+
+    pub fn running(&self) -> bool {
+        self.running_run.is_some()
+    }
+}
+
+fn to_schedule(times: Option<&Vec<NaiveTime>>, interval: Option<i32>) -> Option<Schedule> {
+    match (times, interval) {
+        (Some(t), _) if !t.is_empty() => {
+            Some(Schedule::Times(schedule::normalize_times(t.clone())))
+        }
+        (_, Some(i)) if i > 0 => Some(Schedule::Interval(i as u32)),
+        _ => None,
+    }
+}
+
+/// Split a schedule into the (times, interval seconds) column pair.
+pub fn schedule_columns(s: Option<&Schedule>) -> (Option<Vec<NaiveTime>>, Option<i32>) {
+    match s {
+        None => (None, None),
+        Some(Schedule::Times(t)) => (Some(t.clone()), None),
+        Some(Schedule::Interval(i)) => (None, Some(*i as i32)),
+    }
+}
+
+/// The database's clock: the one clock (SPEC §3).
+pub fn db_now(client: &mut impl GenericClient) -> Result<DateTime<Utc>, postgres::Error> {
+    client
+        .query_one("SELECT clock_timestamp()", &[])?
+        .try_get(0)
+}
+
+/// Every job, removed ones included.
+pub fn all_jobs(client: &mut impl GenericClient) -> Result<Vec<JobRow>, postgres::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM manage.jobs ORDER BY name");
+    client
+        .query(&sql, &[])?
+        .iter()
+        .map(JobRow::from_row)
+        .collect()
+}
+
+/// The jobs that are not removed, sorted as `jobs list` shows them: by next
+/// run, unscheduled last, then by name.
+pub fn listed_jobs(client: &mut impl GenericClient) -> Result<Vec<JobRow>, postgres::Error> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM manage.jobs WHERE NOT removed ORDER BY next_run ASC NULLS LAST, name"
+    );
+    client
+        .query(&sql, &[])?
+        .iter()
+        .map(JobRow::from_row)
+        .collect()
+}
+
+pub fn job(client: &mut impl GenericClient, name: &str) -> Result<Option<JobRow>, postgres::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM manage.jobs WHERE name = $1");
+    client
+        .query_opt(&sql, &[&name])?
+        .as_ref()
+        .map(JobRow::from_row)
+        .transpose()
+}
+
+/// Lock one job's row for a configuration change.
+pub fn job_for_update(
+    client: &mut impl GenericClient,
+    name: &str,
+) -> Result<Option<JobRow>, postgres::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM manage.jobs WHERE name = $1 FOR UPDATE");
+    client
+        .query_opt(&sql, &[&name])?
+        .as_ref()
+        .map(JobRow::from_row)
+        .transpose()
+}
+
+/// What sync writes for a job the registry defines.
+pub struct DefinedJob<'a> {
+    pub name: &'a str,
+    pub app: &'a str,
+    pub description: &'a str,
+    pub internal: bool,
+    pub timeout_seconds: i32,
+    pub builtin_times: Option<Vec<NaiveTime>>,
+    pub builtin_interval_seconds: Option<i32>,
+    pub definition: serde_json::Value,
+}
+
+pub fn insert_job(
+    client: &mut impl GenericClient,
+    job: &DefinedJob,
+    notify_on_success: bool,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
+         builtin_interval_seconds, definition, notify_on_success) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &job.name,
+            &job.app,
+            &job.description,
+            &job.internal,
+            &job.timeout_seconds,
+            &job.builtin_times,
+            &job.builtin_interval_seconds,
+            &job.definition,
+            &notify_on_success,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Write what the code or file defines; operator configuration is kept.
+pub fn update_definition(
+    client: &mut impl GenericClient,
+    job: &DefinedJob,
+    removed: bool,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.jobs SET app = $2, description = $3, internal = $4, timeout_seconds = $5, \
+         builtin_times = $6, builtin_interval_seconds = $7, definition = $8, removed = $9 \
+         WHERE name = $1",
+        &[
+            &job.name,
+            &job.app,
+            &job.description,
+            &job.internal,
+            &job.timeout_seconds,
+            &job.builtin_times,
+            &job.builtin_interval_seconds,
+            &job.definition,
+            &removed,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn mark_removed(client: &mut impl GenericClient, name: &str) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.jobs SET removed = true, next_run = NULL, run_requested = false WHERE name = $1",
+        &[&name],
+    )?;
+    Ok(())
+}
+
+pub fn set_next_run(
+    client: &mut impl GenericClient,
+    name: &str,
+    next_run: Option<DateTime<Utc>>,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.jobs SET next_run = $2 WHERE name = $1",
+        &[&name, &next_run],
+    )?;
+    Ok(())
+}
+
+/// Recompute and store one job's next run from its row as it is in the database.
+pub fn reschedule(
+    client: &mut impl GenericClient,
+    name: &str,
+    tz: Tz,
+) -> Result<Option<DateTime<Utc>>, postgres::Error> {
+    let now = db_now(client)?;
+    let Some(row) = job(client, name)? else {
+        return Ok(None);
+    };
+    let next = row.compute_next_run(now, tz);
+    set_next_run(client, name, next)?;
+    Ok(next)
+}
+
+/// Wake every runner: they re-read the schedule. Transactional like every NOTIFY.
+pub fn notify_runners(client: &mut impl GenericClient) -> Result<(), postgres::Error> {
+    client.execute("SELECT pg_notify($1, '')", &[&CHANNEL])?;
+    Ok(())
+}
+
+// ---- runs ----
+
+/// One run in the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: i64,
+    pub job: String,
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub runtime_seconds: Option<f64>,
+    /// The whole output, or only its first line in listings.
+    pub output: String,
+}
+
+impl RunRow {
+    fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(RunRow {
+            id: row.try_get(0)?,
+            job: row.try_get(1)?,
+            state: row.try_get(2)?,
+            started_at: row.try_get(3)?,
+            finished_at: row.try_get(4)?,
+            runtime_seconds: row.try_get(5)?,
+            output: row.try_get(6)?,
+        })
+    }
+
+    pub fn output_first_line(&self) -> &str {
+        self.output.lines().next().unwrap_or("")
+    }
+}
+
+/// Which runs a history page shows.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter<'a> {
+    pub job: Option<&'a str>,
+    /// Every finished state but `succeeded`.
+    pub failed: bool,
+}
+
+/// One page of history, newest first. Only the first line of each output is
+/// fetched: a page of 50 runs must not drag 50 MiB of output over the wire.
+pub fn history_page(
+    client: &mut impl GenericClient,
+    filter: &HistoryFilter,
+    page: u32,
+    per_page: u32,
+) -> Result<Vec<RunRow>, postgres::Error> {
+    let offset = i64::from(page.saturating_sub(1)) * i64::from(per_page);
+    let limit = i64::from(per_page);
+    let rows = client.query(
+        "SELECT id, job, state, started_at, finished_at, runtime_seconds, \
+                split_part(left(output, 4096), E'\\n', 1) \
+         FROM manage.runs \
+         WHERE ($1::text IS NULL OR job = $1) \
+           AND (NOT $2 OR state NOT IN ('running', 'succeeded')) \
+         ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4",
+        &[&filter.job, &filter.failed, &limit, &offset],
+    )?;
+    rows.iter().map(RunRow::from_row).collect()
+}
+
+pub fn run(client: &mut impl GenericClient, id: i64) -> Result<Option<RunRow>, postgres::Error> {
+    client
+        .query_opt(
+            "SELECT id, job, state, started_at, finished_at, runtime_seconds, output \
+             FROM manage.runs WHERE id = $1",
+            &[&id],
+        )?
+        .as_ref()
+        .map(RunRow::from_row)
+        .transpose()
+}
+
+/// A finished run, as a test or an importer records one.
+pub struct NewRun<'a> {
+    pub job: &'a str,
+    pub state: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub output: &'a str,
+    pub host: Option<&'a str>,
+}
+
+pub fn insert_run(client: &mut impl GenericClient, run: &NewRun) -> Result<i64, postgres::Error> {
+    let runtime = run
+        .finished_at
+        .map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0);
+    client
+        .query_one(
+            "INSERT INTO manage.runs (job, state, started_at, finished_at, runtime_seconds, output, host) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            &[
+                &run.job,
+                &run.state,
+                &run.started_at,
+                &run.finished_at,
+                &runtime,
+                &run.output,
+                &run.host,
+            ],
+        )?
+        .try_get(0)
+}
+
+/// Whether any finished run is older than `days` days.
+pub fn history_older_than_exists(
+    client: &mut impl GenericClient,
+    days: u32,
+) -> anyhow::Result<bool> {
+    let days = i32::try_from(days)?;
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM manage.runs WHERE state <> 'running' \
+             AND finished_at < now() - make_interval(days => $1))",
+            &[&days],
+        )?
+        .try_get(0)?)
+}
+
+/// Delete at most `batch` finished runs older than `days` days; how many went.
+pub fn purge_history_batch(
+    client: &mut impl GenericClient,
+    days: u32,
+    batch: i64,
+) -> anyhow::Result<u64> {
+    let days = i32::try_from(days)?;
+    Ok(client.execute(
+        "DELETE FROM manage.runs WHERE id IN (\
+             SELECT id FROM manage.runs WHERE state <> 'running' \
+             AND finished_at < clock_timestamp() - make_interval(days => $1) \
+             ORDER BY finished_at LIMIT $2)",
+        &[&days, &batch],
+    )?)
+}
+
+// ---- hold, runners, mail ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub held: bool,
+    pub since: Option<DateTime<Utc>>,
+}
+
+pub fn hold(client: &mut impl GenericClient) -> Result<Hold, postgres::Error> {
+    let row = client.query_one("SELECT held, held_since FROM manage.hold", &[])?;
+    Ok(Hold {
+        held: row.try_get(0)?,
+        since: row.try_get(1)?,
+    })
+}
+
+/// A runner whose session still holds its advisory lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerRow {
+    pub id: i64,
+    pub host: String,
+    pub pid: i32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The advisory lock key of a runner (class 0x6d67 'mg', object = its id).
+pub const RUNNER_LOCK_CLASS: i32 = 0x6d67;
+
+/// Runners connected now: their session holds the runner lock (pg_locks shows
+/// advisory locks of every session, so no heartbeat guesswork is needed here).
+pub fn connected_runners(
+    client: &mut impl GenericClient,
+) -> Result<Vec<RunnerRow>, postgres::Error> {
+    let rows = client.query(
+        "SELECT r.id, r.host, r.pid, r.started_at FROM manage.runners r \
+         WHERE r.stopped_at IS NULL AND EXISTS (SELECT 1 FROM pg_locks l \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid \
+               AND l.objid = r.id::int::oid AND l.objsubid = 2 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+         ORDER BY r.started_at, r.id",
+        &[&RUNNER_LOCK_CLASS],
+    )?;
+    rows.iter()
+        .map(|row| {
+            Ok(RunnerRow {
+                id: row.try_get(0)?,
+                host: row.try_get(1)?,
+                pid: row.try_get(2)?,
+                started_at: row.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// When the last run finished, over all jobs.
+pub fn last_run(client: &mut impl GenericClient) -> Result<Option<DateTime<Utc>>, postgres::Error> {
+    client
+        .query_one("SELECT max(last_run) FROM manage.jobs", &[])?
+        .try_get(0)
+}
+
+pub fn mail_queue_len(client: &mut impl GenericClient) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one("SELECT count(*) FROM manage.mail_queue", &[])?
+        .try_get(0)?)
+}
+
+/// Set (or clear, with `None`) a job's override schedule.
+pub fn set_override(
+    client: &mut impl GenericClient,
+    name: &str,
+    schedule: Option<&Schedule>,
+) -> Result<(), postgres::Error> {
+    let (times, interval) = schedule_columns(schedule);
+    client.execute(
+        "UPDATE manage.jobs SET override_times = $2, override_interval_seconds = $3 WHERE name = $1",
+        &[&name, &times, &interval],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,573 @@
+//! The test harness: one throwaway PostgreSQL cluster per test run, one
+//! database per test (cloned from a migrated template), and a builder that runs
+//! the real `manage` binary and reads what it printed.
+//!
+//! The cluster is a child of a thread that lives as long as the test process,
+//! with the parent-death signal set, so it dies with the run even when a test
+//! panics or the run is interrupted. As root, PostgreSQL refuses to run, so the
+//! cluster runs as `postgres` (or `nobody`) in a directory chowned to it.
+//! `TEST_DATABASE_URL` switches to an existing server instead.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+
+pub const MANAGE: &str = env!("CARGO_BIN_EXE_manage");
+
+/// Connection parameters of the server the tests use.
+#[derive(Clone, Debug)]
+struct Server {
+    /// `key=value` conninfo without dbname.
+    params: String,
+    template: String,
+}
+
+struct Cluster {
+    server: Server,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid() == 0
+    }
+}
+
+/// (uid, gid, home) of the unprivileged user a root test run uses.
+pub fn unprivileged_user() -> Option<(u32, u32)> {
+    for name in ["postgres", "nobody"] {
+        let out = Command::new("id").args(["-u", name]).output().ok()?;
+        if !out.status.success() {
+            continue;
+        }
+        let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        let out = Command::new("id").args(["-g", name]).output().ok()?;
+        let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        return Some((uid, gid));
+    }
+    None
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+fn find_pg_bin(name: &str) -> PathBuf {
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    versions.sort_by_key(|p| {
+        std::cmp::Reverse(
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0),
+        )
+    });
+    for v in versions {
+        let candidate = v.join("bin").join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("cannot find the PostgreSQL binary {name}: install the PostgreSQL server package or set TEST_DATABASE_URL");
+}
+
+fn as_server_user(command: &mut Command) -> &mut Command {
+    if is_root() {
+        let (uid, gid) = unprivileged_user()
+            .expect("running as root, the test cluster needs a postgres or nobody user");
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Remove the directories of earlier runs whose process is gone.
+fn clean_stale(base: &Path) {
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix("manage-test-")
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                if !pid_alive(pid) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+}
+
+fn start_cluster() -> Result<Server, String> {
+    let base = std::env::temp_dir();
+    clean_stale(&base);
+    let dir = base.join(format!("manage-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{e:?}"))?;
+    let data = dir.join("data");
+    if is_root() {
+        let (uid, gid) = unprivileged_user().ok_or("no unprivileged user for the test cluster")?;
+        chown(&dir, uid, gid);
+    }
+    let out = as_server_user(
+        Command::new(find_pg_bin("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]),
+    )
+    .output()
+    .map_err(|e| format!("initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let postgres = find_pg_bin("postgres");
+    let socket_dir = dir.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The thread that forks the server must outlive it: the parent-death
+    // signal fires when the forking *thread* exits.
+    std::thread::spawn(move || {
+        let mut command = Command::new(postgres);
+        command
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(&socket_dir)
+            .args([
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+            ])
+            .args([
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=64MB",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(socket_dir.join("server.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            );
+        as_server_user(&mut command);
+        // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                Ok(())
+            });
+        }
+        match command.spawn() {
+            Ok(mut child) => {
+                let _ = tx.send(Ok(()));
+                let _ = child.wait();
+            }
+            Err(e) => {
+                let _ = tx.send(Err(format!("starting postgres: {e}")));
+            }
+        }
+    });
+    rx.recv().map_err(|e| format!("{e:?}"))??;
+    let params = format!("host={} port=5432 user=postgres", dir.display());
+    wait_for_server(&params)?;
+    Ok(Server {
+        params,
+        template: String::new(),
+    })
+}
+
+fn wait_for_server(params: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match Client::connect(&format!("{params} dbname=postgres"), NoTls) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("the test cluster did not start: {e}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// `key=value` parameters (without dbname) of a URL.
+fn params_of_url(url: &str) -> String {
+    let config: postgres::Config = url
+        .parse()
+        .expect("TEST_DATABASE_URL is not a valid PostgreSQL URL");
+    let mut params = Vec::new();
+    if let Some(host) = config.get_hosts().first() {
+        match host {
+            postgres::config::Host::Tcp(h) => params.push(format!("host={h}")),
+            postgres::config::Host::Unix(p) => params.push(format!("host={}", p.display())),
+        }
+    }
+    if let Some(port) = config.get_ports().first() {
+        params.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        params.push(format!("user={user}"));
+    }
+    if let Some(password) = config.get_password() {
+        params.push(format!("password='{}'", String::from_utf8_lossy(password)));
+    }
+    params.join(" ")
+}
+
+fn cluster() -> &'static Server {
+    let result = CLUSTER.get_or_init(|| {
+        let mut server = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Server {
+                params: params_of_url(&url),
+                template: String::new(),
+            },
+            _ => start_cluster()?,
+        };
+        server.template = format!("manage_template_{}", std::process::id());
+        let mut admin = Client::connect(&format!("{} dbname=postgres", server.params), NoTls)
+            .map_err(|e| format!("{e:?}"))?;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", server.template))
+            .map_err(|e| format!("{e:?}"))?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", server.template))
+            .map_err(|e| format!("{e:?}"))?;
+        let mut client = Client::connect(
+            &format!("{} dbname={}", server.params, server.template),
+            NoTls,
+        )
+        .map_err(|e| format!("{e:?}"))?;
+        let mut tx = client.transaction().map_err(|e| format!("{e:?}"))?;
+        manage::db::migrate::apply(&mut tx).map_err(|e| format!("{e:?}"))?;
+        tx.commit().map_err(|e| format!("{e:?}"))?;
+        Ok(Cluster { server })
+    });
+    match result {
+        Ok(cluster) => &cluster.server,
+        Err(e) => panic!("test cluster: {e}"),
+    }
+}
+
+/// A database of one's own: migrated (no jobs synced yet), dropped afterwards.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin: String,
+    /// Where `manage()` writes the configuration file and runs: one place per
+    /// database, so that paths relative to the file stay the same across runs.
+    home: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let server = cluster();
+        let name = format!(
+            "manage_t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let admin = format!("{} dbname=postgres", server.params);
+        let mut client = Client::connect(&admin, NoTls).expect("connecting to the test cluster");
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {name} TEMPLATE {}",
+                server.template
+            ))
+            .expect("creating a test database");
+        TestDb {
+            url: format!("{} dbname={name}", server.params),
+            name,
+            admin,
+            home: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url, NoTls).expect("connecting to the test database")
+    }
+
+    /// The rows of a query, each column as text (NULL as "NULL").
+    pub fn query_strings(&self, sql: &str) -> Vec<Vec<String>> {
+        let mut client = self.client();
+        client
+            .simple_query(sql)
+            .expect("query")
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One value as text.
+    pub fn value(&self, sql: &str) -> String {
+        self.query_strings(sql)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or_else(|| panic!("no row from {sql}"))
+    }
+
+    /// A runner of `manage` against this database.
+    pub fn manage(&self) -> Manage {
+        let mut manage = Manage::new().env("DATABASE_URL", &self.url);
+        manage.home = self.home.path().to_path_buf();
+        manage
+    }
+
+    /// The directory `manage()` runs in and writes its configuration file to.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut client) = Client::connect(&self.admin, NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A builder for one run of the real binary, reading like the command line.
+pub struct Manage {
+    args: Vec<OsString>,
+    env: BTreeMap<String, OsString>,
+    config: Option<String>,
+    /// Keeps the default home alive.
+    _own: tempfile::TempDir,
+    /// Where the configuration file is written (and the default cwd).
+    home: PathBuf,
+    cwd: Option<PathBuf>,
+}
+
+/// Environment variables `manage` reads: cleared so that the caller's
+/// environment cannot leak into a test.
+const MANAGE_VARS: &[&str] = &[
+    "DATABASE_URL",
+    "MANAGE_CONFIG",
+    "MANAGE_TIMEZONE",
+    "MANAGE_DATA_DIR",
+    "TZ",
+    "SCHEDULED_JOBS_EMAIL",
+    "SCHEDULED_JOBS_EMAIL_SENDER",
+    "SMTP_URL",
+    "NO_COLOR",
+    "JOURNAL_STREAM",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+];
+
+impl Manage {
+    pub fn new() -> Manage {
+        let own = tempfile::tempdir().expect("temp dir");
+        let mut env = BTreeMap::new();
+        env.insert("TZ".to_string(), OsString::from("UTC"));
+        // Never create an embedded cluster by accident in the user's home.
+        env.insert(
+            "MANAGE_DATA_DIR".to_string(),
+            own.path().join("no-embedded-cluster").into_os_string(),
+        );
+        Manage {
+            args: Vec::new(),
+            env,
+            config: None,
+            home: own.path().to_path_buf(),
+            _own: own,
+            cwd: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Self {
+        self.env.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env.remove(key);
+        self
+    }
+
+    /// Write `text` as the configuration file and point `--config` at it.
+    pub fn config(mut self, text: &str) -> Self {
+        self.config = Some(text.to_string());
+        self
+    }
+
+    /// The directory the command runs in (a fresh temp dir by default).
+    pub fn dir(&self) -> &Path {
+        self.cwd.as_deref().unwrap_or(&self.home)
+    }
+
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.home.join("manage.toml")
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(MANAGE);
+        for var in MANAGE_VARS {
+            command.env_remove(var);
+        }
+        command.envs(&self.env);
+        if let Some(text) = &self.config {
+            let path = self.config_path();
+            std::fs::write(&path, text).expect("writing the test configuration");
+            command.env("MANAGE_CONFIG", &path);
+        } else {
+            // Without config(), no configuration file: not even one an earlier
+            // run left in the shared home as ./manage.toml.
+            let _ = std::fs::remove_file(self.config_path());
+        }
+        command.args(&self.args).current_dir(self.dir());
+        command
+    }
+
+    pub fn run(self) -> Run {
+        let mut command = self.command();
+        command.stdin(Stdio::null());
+        let output = command.output().expect("running manage");
+        Run::from(output)
+    }
+
+    /// Run and insist on exit 0.
+    pub fn ok(self) -> Run {
+        let description = format!("{:?}", self.args);
+        let run = self.run();
+        assert_eq!(
+            run.code, 0,
+            "manage {description} failed:\nstdout: {}\nstderr: {}",
+            run.stdout, run.stderr
+        );
+        run
+    }
+
+    /// Run and parse stdout as JSON, insisting on exit 0.
+    pub fn json(self) -> serde_json::Value {
+        let run = self.ok();
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.stdout))
+    }
+}
+
+/// What one run printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Assert exit 2 with exactly one `error:` line that contains each of `needles`.
+    pub fn assert_bad_input(&self, needles: &[&str]) {
+        assert_eq!(
+            self.code, 2,
+            "expected exit 2, got {}:\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        );
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "expected one error line, stderr was:\n{}",
+            self.stderr
+        );
+        for needle in needles {
+            assert!(
+                errors[0].contains(needle),
+                "error line {:?} does not contain {needle:?}",
+                errors[0]
+            );
+        }
+        assert!(
+            !self.stderr.contains("panicked"),
+            "a panic reached the user:\n{}",
+            self.stderr
+        );
+    }
+}
