@@ -38,9 +38,9 @@ pub fn bad_input<T>(message: impl Into<String>) -> anyhow::Result<T> {
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(exit) = error.downcast_ref::<Exit>() {
         exit.0
-    } else if error.downcast_ref::<BadInput>().is_some() {
-        2
-    } else if error.downcast_ref::<crate::config::ConfigError>().is_some() {
+    } else if error.downcast_ref::<BadInput>().is_some()
+        || error.downcast_ref::<crate::config::ConfigError>().is_some()
+    {
         2
     } else {
         1

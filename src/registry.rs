@@ -68,7 +68,7 @@ impl Builtin {
 #[derive(Clone)]
 pub enum JobKind {
     Builtin(&'static Builtin),
-    Declared(DeclaredJob),
+    Declared(Box<DeclaredJob>),
 }
 
 /// One job as the registry defines it.
@@ -126,7 +126,7 @@ impl JobDef {
             timeout_secs: job.timeout_secs,
             trigger_next: job.trigger_next.clone(),
             default_notify_on_success: job.notify_on_success,
-            kind: JobKind::Declared(job.clone()),
+            kind: JobKind::Declared(Box::new(job.clone())),
         }
     }
 
@@ -176,29 +176,6 @@ impl Registry {
 
     pub fn jobs(&self) -> impl Iterator<Item = &JobDef> {
         self.jobs.values()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_builtin_schedule_parses_and_names_are_valid() {
-        for builtin in crate::commands::BUILTINS {
-            crate::config::check_job_name(builtin.name).unwrap();
-            match builtin.schedule {
-                BuiltinSchedule::Manual => assert!(builtin.schedule().is_none()),
-                BuiltinSchedule::Times(times) => {
-                    for t in times {
-                        schedule::parse_time_of_day(t).unwrap();
-                    }
-                }
-                BuiltinSchedule::Interval(i) => {
-                    schedule::parse_duration(i).unwrap();
-                }
-            }
-        }
     }
 }
 
@@ -287,4 +264,27 @@ pub fn sync(
     }
     changes.sort();
     Ok(changes.into_iter().map(|(_, line)| line).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_schedule_parses_and_names_are_valid() {
+        for builtin in crate::commands::BUILTINS {
+            crate::config::check_job_name(builtin.name).unwrap();
+            match builtin.schedule {
+                BuiltinSchedule::Manual => assert!(builtin.schedule().is_none()),
+                BuiltinSchedule::Times(times) => {
+                    for t in times {
+                        schedule::parse_time_of_day(t).unwrap();
+                    }
+                }
+                BuiltinSchedule::Interval(i) => {
+                    schedule::parse_duration(i).unwrap();
+                }
+            }
+        }
+    }
 }

@@ -492,3 +492,179 @@ pub fn set_override(
     )?;
     Ok(())
 }
+
+// ---- operator controls ----
+
+/// What `jobs configure` changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigChange {
+    pub enabled: Option<bool>,
+    pub notify_on_success: Option<bool>,
+    /// `Some(None)` clears the override.
+    pub override_schedule: Option<Option<Schedule>>,
+}
+
+/// Apply a configuration change, reschedule, and wake the runners, in one
+/// transaction. Returns the job as it is afterwards.
+pub fn configure(
+    client: &mut postgres::Client,
+    name: &str,
+    change: &ConfigChange,
+    tz: Tz,
+) -> anyhow::Result<JobRow> {
+    let mut tx = client.transaction()?;
+    let Some(mut row) = job_for_update(&mut tx, name)? else {
+        anyhow::bail!("job {name} vanished");
+    };
+    if let Some(enabled) = change.enabled {
+        row.enabled = enabled;
+    }
+    if let Some(notify) = change.notify_on_success {
+        row.notify_on_success = notify;
+    }
+    if let Some(override_schedule) = &change.override_schedule {
+        let kept = schedule::normalize_override(
+            row.builtin_schedule().as_ref(),
+            override_schedule.clone(),
+        );
+        let (times, interval) = schedule_columns(kept.as_ref());
+        row.override_times = times;
+        row.override_interval_seconds = interval;
+    }
+    let now = db_now(&mut tx)?;
+    row.next_run = row.compute_next_run(now, tz);
+    tx.execute(
+        "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
+         override_interval_seconds = $5, next_run = $6 WHERE name = $1",
+        &[
+            &name,
+            &row.enabled,
+            &row.notify_on_success,
+            &row.override_times,
+            &row.override_interval_seconds,
+            &row.next_run,
+        ],
+    )?;
+    notify_runners(&mut tx)?;
+    tx.commit()?;
+    Ok(row)
+}
+
+/// Run-now: through the same SQL function applications call.
+pub fn trigger_job(
+    client: &mut impl GenericClient,
+    name: &str,
+    delay_secs: u32,
+) -> Result<(), postgres::Error> {
+    let delay = f64::from(delay_secs);
+    client.execute(
+        "SELECT manage.trigger_job($1, make_interval(secs => $2))",
+        &[&name, &delay],
+    )?;
+    Ok(())
+}
+
+/// Forget the last run's failure: last run and last state become null.
+pub fn reset_failure(client: &mut impl GenericClient, name: &str) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.jobs SET last_run = NULL, last_state = NULL WHERE name = $1",
+        &[&name],
+    )?;
+    Ok(())
+}
+
+/// Hold every job; returns false when they already were held.
+pub fn set_hold(client: &mut postgres::Client) -> Result<bool, postgres::Error> {
+    let mut tx = client.transaction()?;
+    let changed = tx.execute(
+        "UPDATE manage.hold SET held = true, held_since = clock_timestamp() WHERE NOT held",
+        &[],
+    )? > 0;
+    notify_runners(&mut tx)?;
+    tx.commit()?;
+    Ok(changed)
+}
+
+/// The jobs that would run now if nothing held them, by name.
+pub fn due_jobs(client: &mut impl GenericClient) -> Result<Vec<JobRow>, postgres::Error> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL \
+         AND next_run <= clock_timestamp() ORDER BY name"
+    );
+    client
+        .query(&sql, &[])?
+        .iter()
+        .map(JobRow::from_row)
+        .collect()
+}
+
+/// End the hold. With `reschedule`, every due job (run-now requests made
+/// during the hold included) moves to its next slot as if it had just run.
+/// Returns whether jobs were held, and the jobs rescheduled.
+pub fn release_hold(
+    client: &mut postgres::Client,
+    reschedule: bool,
+    tz: Tz,
+) -> anyhow::Result<(bool, Vec<String>)> {
+    let mut tx = client.transaction()?;
+    let was_held: bool = tx
+        .query_one("SELECT held FROM manage.hold FOR UPDATE", &[])?
+        .try_get(0)?;
+    let mut moved = Vec::new();
+    if reschedule {
+        let now = db_now(&mut tx)?;
+        for mut row in due_jobs(&mut tx)? {
+            // "As if it had just run": the interval counts from now, times
+            // take the next slot after now.
+            row.last_run = Some(now);
+            row.last_skip = None;
+            let next = row.compute_next_run(now, tz);
+            set_next_run(&mut tx, &row.name, next)?;
+            moved.push(row.name);
+        }
+    }
+    tx.execute(
+        "UPDATE manage.hold SET held = false, held_since = NULL",
+        &[],
+    )?;
+    notify_runners(&mut tx)?;
+    tx.commit()?;
+    Ok((was_held, moved))
+}
+
+/// Whether a job with this name exists in the history (removed jobs included).
+pub fn job_exists(client: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM manage.jobs WHERE name = $1)",
+            &[&name],
+        )?
+        .try_get(0)
+}
+
+/// The newest run id of a job (0 when it never ran).
+pub fn newest_run_id(client: &mut impl GenericClient, job: &str) -> Result<i64, postgres::Error> {
+    client
+        .query_one(
+            "SELECT coalesce(max(id), 0) FROM manage.runs WHERE job = $1",
+            &[&job],
+        )?
+        .try_get(0)
+}
+
+/// The first run of a job with an id above `after_id`, output included.
+pub fn first_run_after(
+    client: &mut impl GenericClient,
+    job: &str,
+    after_id: i64,
+) -> Result<Option<RunRow>, postgres::Error> {
+    client
+        .query_opt(
+            "SELECT id, job, state, started_at, finished_at, runtime_seconds, output \
+             FROM manage.runs WHERE job = $1 AND id > $2 ORDER BY id LIMIT 1",
+            &[&job, &after_id],
+        )?
+        .as_ref()
+        .map(RunRow::from_row)
+        .transpose()
+}

@@ -6,6 +6,7 @@
 mod harness;
 
 mod configuration;
+mod embedded;
 mod one_off_runs;
 mod read_commands;
 mod sync;

@@ -50,10 +50,68 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a job's configuration (interactively, on a terminal, with no options)
+    Configure(super::control::ConfigureArgs),
+    /// Schedule an immediate (or delayed) run through the runner
+    #[command(name = "run-now")]
+    RunNow(super::control::RunNowArgs),
+    /// Clear the last-run failure state of a job
+    #[command(name = "reset-failure")]
+    ResetFailure { name: String },
+    /// Hold all jobs: the runners start nothing until the hold is released
+    Hold,
+    /// End the hold: pending jobs run now, or are rescheduled as if they had just run
+    Release {
+        /// What to do with the jobs that became due during the hold
+        #[arg(long, value_enum, required = true)]
+        pending: super::control::Pending,
+    },
+    /// The history of runs, newest first, 50 per page
+    History {
+        /// Only this job's runs
+        name: Option<String>,
+        /// Only runs that did not succeed
+        #[arg(long)]
+        failed: bool,
+        /// Page number
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        page: u32,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// The full output of one run
+    Output {
+        /// The run's id (see `jobs history`)
+        #[arg(value_name = "RUN_ID")]
+        run_id: i64,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runners, hold, last run, running, overdue and failing jobs; exit 0 healthy, 1 not
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
     match command {
+        JobsCommand::Configure(args) => super::control::configure(ctx, args),
+        JobsCommand::RunNow(args) => super::control::run_now(ctx, args),
+        JobsCommand::ResetFailure { name } => super::control::reset_failure(ctx, &name),
+        JobsCommand::Hold => super::control::hold(ctx),
+        JobsCommand::Release { pending } => super::control::release(ctx, pending),
+        JobsCommand::History {
+            name,
+            failed,
+            page,
+            json,
+        } => super::status::history(ctx, name.as_deref(), failed, page, json),
+        JobsCommand::Output { run_id, json } => super::status::output(ctx, run_id, json),
+        JobsCommand::Status { json } => super::status::status(ctx, json),
         JobsCommand::List { json } => list(ctx, json),
         JobsCommand::Show { name, page, json } => show(ctx, &name, page, json),
         JobsCommand::Next {
@@ -65,7 +123,7 @@ pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn connect(ctx: &Context) -> anyhow::Result<postgres::Client> {
+pub(crate) fn connect(ctx: &Context) -> anyhow::Result<postgres::Client> {
     Ok(crate::db::connect(&ctx.config, crate::db::APPLICATION_NAME)?.0)
 }
 

@@ -6,10 +6,13 @@
 //! configuration must not hide `--help`: the help is printed with the built-in
 //! jobs only, after a warning.
 
+mod control;
 mod db_cmd;
 mod jobs;
 mod render;
 mod run_job;
+mod status;
+mod wait;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -64,6 +67,12 @@ pub enum Command {
         /// Print JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Validate the configuration, the database and its migration state
+    Check {
+        /// Also send a test mail directly (not through the queue)
+        #[arg(long)]
+        send_test_mail: bool,
     },
     /// The embedded default database cluster
     Db {
@@ -181,6 +190,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Migrate => migrate(&ctx),
         Command::Jobs { command } => jobs::run(&ctx, command),
         Command::ListUnscheduledCommands { json } => jobs::list_unscheduled(&ctx, json),
+        Command::Check { send_test_mail } => status::check(&ctx, send_test_mail),
         Command::Db { .. } => Ok(()),
     }
 }

@@ -1,0 +1,331 @@
+//! The operator's controls: `jobs configure`, `run-now`, `reset-failure`,
+//! `hold` and `release`. Every change is one transaction that also wakes the
+//! runners (NOTIFY is transactional: they see it only once it is committed).
+
+use std::io::IsTerminal;
+
+use clap::{Args, ValueEnum};
+
+use crate::cli::jobs::{connect, existing_job};
+use crate::cli::render;
+use crate::cli::Context;
+use crate::error::{bad_input, Exit};
+use crate::schedule::{self, Schedule};
+use crate::store::{self, ConfigChange, JobRow};
+
+/// A parsed `--override-times` value (a newtype: clap reads a bare `Vec` as
+/// "the option may repeat").
+#[derive(Debug, Clone)]
+pub struct TimesList(Vec<chrono::NaiveTime>);
+
+fn parse_times_arg(text: &str) -> Result<TimesList, String> {
+    schedule::parse_times(text)
+        .map(TimesList)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_duration_arg(text: &str) -> Result<u32, String> {
+    schedule::parse_duration(text).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    name: String,
+    /// Enable or disable the job (true/false)
+    #[arg(long, value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    enabled: Option<bool>,
+    /// Also mail on success when the run printed output (true/false)
+    #[arg(long, value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    notify_on_success: Option<bool>,
+    /// Daily times replacing the built-in schedule: "HH:MM[:SS],…"
+    #[arg(long, value_name = "TIMES", value_parser = parse_times_arg,
+          conflicts_with_all = ["override_interval", "clear_override"])]
+    override_times: Option<TimesList>,
+    /// An interval replacing the built-in schedule: MM:SS or HH:MM:SS
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration_arg,
+          conflicts_with = "clear_override")]
+    override_interval: Option<u32>,
+    /// Go back to the built-in schedule
+    #[arg(long)]
+    clear_override: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunNowArgs {
+    name: String,
+    /// Run after this delay (MM:SS or HH:MM:SS) instead of now
+    #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration_arg)]
+    delay: Option<u32>,
+    /// Wait for that run and exit with its result, printing its output
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up waiting after this long (the run goes on)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg, requires = "wait")]
+    timeout: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pending {
+    /// Run the pending jobs now
+    Run,
+    /// Move each pending job to its next slot, as if it had just run
+    Reschedule,
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The effective schedule and the next run, after a change.
+fn print_schedule(row: &JobRow, ctx: &Context, now: chrono::DateTime<chrono::Utc>) {
+    let tz = ctx.config.timezone;
+    let effective = row.effective_schedule().map_or_else(
+        || "none (runs only when started by hand)".into(),
+        |s| s.describe(),
+    );
+    let origin = if row.override_schedule().is_some() {
+        " (override)"
+    } else {
+        ""
+    };
+    println!("Effective schedule: {effective}{origin}");
+    match row.next_run {
+        Some(next) => println!(
+            "Next run:           {} ({})",
+            render::human_time(next, tz),
+            render::relative(next, now)
+        ),
+        None if !row.enabled => println!("Next run:           none (disabled)"),
+        None => println!("Next run:           none"),
+    }
+}
+
+pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
+    let mut change = ConfigChange {
+        enabled: args.enabled,
+        notify_on_success: args.notify_on_success,
+        override_schedule: None,
+    };
+    if let Some(times) = args.override_times {
+        change.override_schedule = Some(Some(Schedule::Times(times.0)));
+    }
+    if let Some(interval) = args.override_interval {
+        change.override_schedule = Some(Some(Schedule::Interval(interval)));
+    }
+    if args.clear_override {
+        change.override_schedule = Some(None);
+    }
+    let interactive = change == ConfigChange::default();
+    if interactive && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return bad_input(format!(
+            "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
+             --override-times, --override-interval, --clear-override",
+            args.name
+        ));
+    }
+    let mut client = connect(ctx)?;
+    let row = existing_job(&mut client, &args.name)?;
+    if interactive {
+        change = ask(&row)?;
+    }
+    let row = store::configure(&mut client, &args.name, &change, ctx.config.timezone)?;
+    let now = store::db_now(&mut client)?;
+    println!("Configured job {}", row.name);
+    println!("Enabled:            {}", yes_no(row.enabled));
+    println!("Notify on success:  {}", yes_no(row.notify_on_success));
+    print_schedule(&row, ctx, now);
+    Ok(())
+}
+
+/// Ask for every field, current values as defaults. Nothing is written until
+/// every answer is in, so Ctrl-C changes nothing.
+fn ask(row: &JobRow) -> anyhow::Result<ConfigChange> {
+    use dialoguer::{Confirm, Input};
+
+    let interrupted = |e: dialoguer::Error| -> anyhow::Error {
+        // dialoguer hides the cursor while it reads keys; give it back.
+        let _ = dialoguer::console::Term::stderr().show_cursor();
+        eprintln!();
+        match e {
+            dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
+                eprintln!("interrupted: nothing was changed");
+                Exit(130).into()
+            }
+            dialoguer::Error::IO(io) => anyhow::anyhow!("reading the answers: {io}"),
+        }
+    };
+    eprintln!(
+        "Configuring job {} ({}); Ctrl-C leaves it unchanged.",
+        row.name, row.description
+    );
+    let builtin = row
+        .builtin_schedule()
+        .map_or_else(|| "none".into(), |s| s.describe());
+    eprintln!("Built-in schedule: {builtin}");
+    let enabled = Confirm::new()
+        .with_prompt("Enabled?")
+        .default(row.enabled)
+        .interact()
+        .map_err(interrupted)?;
+    let notify = Confirm::new()
+        .with_prompt("Notify on success (when the run printed output)?")
+        .default(row.notify_on_success)
+        .interact()
+        .map_err(interrupted)?;
+    let current_times = match &row.override_times {
+        Some(t) if !t.is_empty() => t
+            .iter()
+            .map(|t| schedule::format_time(*t))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => String::new(),
+    };
+    let times: String = Input::new()
+        .with_prompt("Override times (HH:MM[:SS],…; empty for none)")
+        .with_initial_text(current_times)
+        .allow_empty(true)
+        .validate_with(|text: &String| -> Result<(), String> {
+            if text.trim().is_empty() {
+                Ok(())
+            } else {
+                parse_times_arg(text).map(|_| ())
+            }
+        })
+        .interact_text()
+        .map_err(interrupted)?;
+    let override_schedule = if !times.trim().is_empty() {
+        Some(Schedule::Times(
+            parse_times_arg(&times).map_err(anyhow::Error::msg)?.0,
+        ))
+    } else {
+        let current_interval = row
+            .override_interval_seconds
+            .map_or_else(String::new, |s| schedule::format_duration(s.max(1) as u32));
+        let interval: String = Input::new()
+            .with_prompt("Override interval (MM:SS or HH:MM:SS; empty for none)")
+            .with_initial_text(current_interval)
+            .allow_empty(true)
+            .validate_with(|text: &String| -> Result<(), String> {
+                if text.trim().is_empty() {
+                    Ok(())
+                } else {
+                    parse_duration_arg(text.trim()).map(|_| ())
+                }
+            })
+            .interact_text()
+            .map_err(interrupted)?;
+        if interval.trim().is_empty() {
+            None
+        } else {
+            Some(Schedule::Interval(
+                parse_duration_arg(interval.trim()).map_err(anyhow::Error::msg)?,
+            ))
+        }
+    };
+    Ok(ConfigChange {
+        enabled: Some(enabled),
+        notify_on_success: Some(notify),
+        override_schedule: Some(override_schedule),
+    })
+}
+
+pub fn run_now(ctx: &Context, args: RunNowArgs) -> anyhow::Result<()> {
+    let mut client = connect(ctx)?;
+    let row = existing_job(&mut client, &args.name)?;
+    if !row.enabled {
+        return bad_input(format!(
+            "job \"{}\" is disabled: a disabled job never runs; enable it first with `manage jobs configure {} --enabled true`",
+            row.name, row.name
+        ));
+    }
+    if args.wait {
+        return super::wait::run_now_and_wait(
+            ctx,
+            &mut client,
+            &row,
+            args.delay.unwrap_or(0),
+            args.timeout,
+        );
+    }
+    store::trigger_job(&mut client, &row.name, args.delay.unwrap_or(0))?;
+    report_trigger(ctx, &mut client, &row.name)
+}
+
+/// Say what run-now did: when the job will run, or that it runs again after
+/// the current run.
+pub(crate) fn report_trigger(
+    ctx: &Context,
+    client: &mut postgres::Client,
+    name: &str,
+) -> anyhow::Result<()> {
+    let row = existing_job(client, name)?;
+    let now = store::db_now(client)?;
+    if row.running() && row.run_requested {
+        println!("Job {name} is running; it will run once more when this run ends");
+    } else if let Some(next) = row.next_run {
+        println!(
+            "Job {name} will run at {} ({})",
+            render::human_time(next, ctx.config.timezone),
+            render::relative(next, now)
+        );
+    }
+    if store::hold(client)?.held {
+        println!("Note: jobs are held; it runs once the hold is released with --pending run");
+    }
+    Ok(())
+}
+
+pub fn reset_failure(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let mut client = connect(ctx)?;
+    let row = existing_job(&mut client, name)?;
+    store::reset_failure(&mut client, &row.name)?;
+    println!("Cleared the last run and last state of job {}", row.name);
+    Ok(())
+}
+
+pub fn hold(ctx: &Context) -> anyhow::Result<()> {
+    let mut client = connect(ctx)?;
+    if store::set_hold(&mut client)? {
+        println!("All jobs are held: the runners start nothing until `manage jobs release`");
+    } else {
+        let since = store::hold(&mut client)?.since;
+        println!(
+            "All jobs were already held (since {})",
+            render::human_time_opt(since, ctx.config.timezone, "an unknown time")
+        );
+    }
+    Ok(())
+}
+
+pub fn release(ctx: &Context, pending: Pending) -> anyhow::Result<()> {
+    let mut client = connect(ctx)?;
+    let (was_held, moved) = store::release_hold(
+        &mut client,
+        pending == Pending::Reschedule,
+        ctx.config.timezone,
+    )?;
+    if !was_held {
+        println!("Jobs were not held");
+    } else {
+        println!("Released the hold");
+    }
+    match pending {
+        Pending::Run => {
+            let due = store::due_jobs(&mut client)?;
+            if !due.is_empty() {
+                let names: Vec<&str> = due.iter().map(|r| r.name.as_str()).collect();
+                println!("Pending jobs run now: {}", names.join(", "));
+            }
+        }
+        Pending::Reschedule => {
+            if !moved.is_empty() {
+                println!("Rescheduled pending jobs: {}", moved.join(", "));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Looking back and checking health: `jobs history`, `jobs output`,
+//! `jobs status` and `manage check`.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::cli::jobs::{self, connect, print_history_table, run_json, HISTORY_PAGE};
+use crate::cli::render::{self, print_json};
+use crate::cli::Context;
+use crate::error::{bad_input, Exit};
+use crate::store::{self, HistoryFilter};
+
+/// Overdue: enabled, not held, not running, next run this far in the past.
+const OVERDUE_AFTER_SECS: i64 = 60;
+
+pub fn history(
+    ctx: &Context,
+    name: Option<&str>,
+    failed: bool,
+    page: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let tz = ctx.config.timezone;
+    let mut client = connect(ctx)?;
+    if let Some(name) = name {
+        // Removed jobs keep their history, and it can still be read.
+        if !store::job_exists(&mut client, name)? {
+            return bad_input(format!(
+                "there is no job \"{name}\"; expected one of the names `manage jobs list` shows"
+            ));
+        }
+    }
+    let runs = store::history_page(
+        &mut client,
+        &HistoryFilter { job: name, failed },
+        page,
+        HISTORY_PAGE,
+    )?;
+    if json {
+        return print_json(&Value::from(
+            runs.iter()
+                .map(|r| run_json(r, tz, false))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    print_history_table(&runs, tz, true);
+    Ok(())
+}
+
+pub fn output(ctx: &Context, run_id: i64, json: bool) -> anyhow::Result<()> {
+    let mut client = connect(ctx)?;
+    let Some(run) = store::run(&mut client, run_id)? else {
+        return bad_input(format!(
+            "there is no run {run_id}; expected a run id that `manage jobs history` shows"
+        ));
+    };
+    if json {
+        return print_json(&run_json(&run, ctx.config.timezone, true));
+    }
+    print!("{}", run.output);
+    if !run.output.is_empty() && !run.output.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// The facts of `jobs status`, and the banners of `jobs list`.
+pub struct Health {
+    pub overview: jobs::Overview,
+    pub running: Vec<String>,
+    pub overdue: Vec<(String, DateTime<Utc>)>,
+    pub failing: Vec<(String, String)>,
+    pub problems: Vec<String>,
+}
+
+pub fn health(ctx: &Context, client: &mut postgres::Client) -> anyhow::Result<Health> {
+    let tz = ctx.config.timezone;
+    let overview = jobs::overview(client)?;
+    let rows = store::listed_jobs(client)?;
+    let running: Vec<String> = rows
+        .iter()
+        .filter(|r| r.running())
+        .map(|r| r.name.clone())
+        .collect();
+    let overdue: Vec<(String, DateTime<Utc>)> = if overview.hold.held {
+        Vec::new()
+    } else {
+        rows.iter()
+            .filter(|r| r.enabled && !r.running())
+            .filter_map(|r| r.next_run.map(|n| (r, n)))
+            .filter(|(_, next)| (overview.now - *next).num_seconds() > OVERDUE_AFTER_SECS)
+            .map(|(r, next)| (r.name.clone(), next))
+            .collect()
+    };
+    let failing: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| r.enabled)
+        .filter_map(|r| match r.last_state.as_deref() {
+            Some(state) if state != "succeeded" => Some((r.name.clone(), state.to_string())),
+            _ => None,
+        })
+        .collect();
+    let mut problems = Vec::new();
+    if overview.runners.is_empty() {
+        problems.push("No runner is connected.".to_string());
+    }
+    if overview.hold.held {
+        problems.push(match overview.hold.since {
+            Some(since) => format!("Jobs are held since {}.", render::human_time(since, tz)),
+            None => "Jobs are held.".to_string(),
+        });
+    }
+    for (name, next) in &overdue {
+        problems.push(format!(
+            "Job {name} is overdue: it was due at {}.",
+            render::human_time(*next, tz)
+        ));
+    }
+    for (name, state) in &failing {
+        problems.push(format!(
+            "Job {name} did not succeed: its last run ended {state}."
+        ));
+    }
+    Ok(Health {
+        overview,
+        running,
+        overdue,
+        failing,
+        problems,
+    })
+}
+
+pub fn status(ctx: &Context, json: bool) -> anyhow::Result<()> {
+    let tz = ctx.config.timezone;
+    let mut client = connect(ctx)?;
+    let health = health(ctx, &mut client)?;
+    let healthy = health.problems.is_empty();
+    let names = |v: &[String]| Value::from(v.to_vec());
+    if json {
+        print_json(&json!({
+            "healthy": healthy,
+            "held": health.overview.hold.held,
+            "runners": health.overview.runners.iter().map(|r| json!({
+                "host": r.host,
+                "pid": r.pid,
+                "started_at": render::json_time(r.started_at, tz),
+            })).collect::<Vec<_>>(),
+            "last_run": render::json_time_opt(health.overview.last_run, tz),
+            "running": names(&health.running),
+            "overdue": names(&health.overdue.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
+            "failing": names(&health.failing.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
+            "problems": health.problems,
+        }))?;
+    } else {
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        println!("Healthy:  {}", if healthy { "yes" } else { "no" });
+        if health.overview.runners.is_empty() {
+            println!("Runners:  none connected");
+        }
+        for runner in &health.overview.runners {
+            println!(
+                "Runner:   {} (pid {}) since {}",
+                runner.host,
+                runner.pid,
+                render::human_time(runner.started_at, tz)
+            );
+        }
+        println!(
+            "Held:     {}",
+            match (health.overview.hold.held, health.overview.hold.since) {
+                (true, Some(since)) => format!("yes, since {}", render::human_time(since, tz)),
+                (true, None) => "yes".into(),
+                (false, _) => "no".into(),
+            }
+        );
+        println!(
+            "Last run: {}",
+            render::human_time_opt(health.overview.last_run, tz, "none yet")
+        );
+        println!("Running:  {}", list(health.running.clone()));
+        println!(
+            "Overdue:  {}",
+            list(health.overdue.iter().map(|(n, _)| n.clone()).collect())
+        );
+        println!(
+            "Failing:  {}",
+            list(health.failing.iter().map(|(n, _)| n.clone()).collect())
+        );
+        if !healthy {
+            println!();
+            println!("Problems:");
+            for problem in &health.problems {
+                println!("  - {problem}");
+            }
+        }
+    }
+    if healthy {
+        Ok(())
+    } else {
+        Err(Exit(1).into())
+    }
+}
+
+/// `manage check`: one line per thing checked; exit 0 when all is well, 1 on a
+/// problem. A configuration error never gets here: it exits 2 first.
+pub fn check(ctx: &Context, send_test_mail: bool) -> anyhow::Result<()> {
+    let mut problems = 0;
+    let declared = ctx.config.jobs.len();
+    match &ctx.config.file {
+        Some(file) => println!(
+            "ok: configuration {} ({declared} declared jobs)",
+            file.display()
+        ),
+        None => println!("ok: configuration (no file; defaults and environment)"),
+    }
+    println!("ok: time zone {}", ctx.config.timezone.name());
+    match crate::db::connect(&ctx.config, crate::db::APPLICATION_NAME) {
+        Err(e) => {
+            println!("problem: database unreachable: {e:#}");
+            problems += 1;
+        }
+        Ok((mut client, _)) => {
+            let version: String = client
+                .query_one("SHOW server_version", &[])
+                .and_then(|r| r.try_get(0))
+                .unwrap_or_else(|_| "unknown".into());
+            println!("ok: database reachable (PostgreSQL {version})");
+            match crate::db::migrate::pending(&mut client) {
+                Ok(pending) if pending.is_empty() => {
+                    println!(
+                        "ok: migrations: all {} applied",
+                        crate::db::migrate::MIGRATIONS.len()
+                    )
+                }
+                Ok(pending) => {
+                    println!(
+                        "problem: migrations pending: {} (run `manage migrate`)",
+                        pending.join(", ")
+                    );
+                    problems += 1;
+                }
+                Err(e) => {
+                    println!("problem: migration state unknown: {e:#}");
+                    problems += 1;
+                }
+            }
+        }
+    }
+    let n = &ctx.config.notifications;
+    match (&n.smtp_url, &n.sendmail) {
+        (None, None) => println!(
+            "warning: no mail transport configured (set notifications.smtp_url, SMTP_URL or notifications.sendmail)"
+        ),
+        (Some(_), _) => println!("ok: mail transport SMTP"),
+        (None, Some(path)) => println!("ok: mail transport sendmail {}", path.display()),
+    }
+    if n.email.is_none() {
+        println!("warning: notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
+    }
+    if send_test_mail {
+        println!("problem: this build of manage cannot send mail yet");
+        problems += 1;
+    }
+    if problems == 0 {
+        Ok(())
+    } else {
+        Err(Exit(1).into())
+    }
+}

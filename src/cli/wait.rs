@@ -1,0 +1,78 @@
+//! `jobs run-now --wait`: trigger a run, wait for the runner to do it, print
+//! its output and exit with its result.
+//!
+//! "That run" is the first run of the job with an id above the newest one at
+//! the moment of the trigger — so a run already going when we asked (the
+//! run-requested case) is not mistaken for ours. The wait listens on the
+//! runners' channel: they NOTIFY when they record a run.
+
+use std::time::{Duration, Instant};
+
+use postgres::fallible_iterator::FallibleIterator;
+
+use crate::cli::Context;
+use crate::error::Exit;
+use crate::store::{self, JobRow};
+
+pub fn run_now_and_wait(
+    ctx: &Context,
+    client: &mut postgres::Client,
+    row: &JobRow,
+    delay_secs: u32,
+    timeout_secs: Option<u32>,
+) -> anyhow::Result<()> {
+    if store::connected_runners(client)?.is_empty() {
+        eprintln!("error: no runner is connected, so nothing would run job {}; start `manage scheduled_jobs_runner`", row.name);
+        return Err(Exit(1).into());
+    }
+    client.batch_execute(&format!("LISTEN {}", store::CHANNEL))?;
+    let newest_before = store::newest_run_id(client, &row.name)?;
+    store::trigger_job(client, &row.name, delay_secs)?;
+    super::control::report_trigger(ctx, client, &row.name)?;
+    let deadline = timeout_secs.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
+    loop {
+        if let Some(run) = store::first_run_after(client, &row.name, newest_before)? {
+            if run.state != "running" {
+                print!("{}", run.output);
+                if !run.output.is_empty() && !run.output.ends_with('\n') {
+                    println!();
+                }
+                eprintln!(
+                    "Run {} of job {} {} in {}",
+                    run.id,
+                    run.job,
+                    run.state,
+                    crate::cli::render::seconds(run.runtime_seconds.unwrap_or(0.0))
+                );
+                return if run.state == "succeeded" {
+                    Ok(())
+                } else {
+                    Err(Exit(1).into())
+                };
+            }
+        }
+        // Sleep until a runner says something, the deadline, or a few seconds
+        // (a runner that died says nothing; this re-checks that one is there).
+        let mut wait = Duration::from_secs(5);
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                eprintln!(
+                    "error: gave up waiting after {}; the run of job {} goes on",
+                    crate::schedule::format_duration(timeout_secs.unwrap_or(0)),
+                    row.name
+                );
+                return Err(Exit(1).into());
+            }
+            wait = wait.min(left);
+        }
+        let _ = client.notifications().timeout_iter(wait).next()?;
+        if store::connected_runners(client)?.is_empty() {
+            eprintln!(
+                "error: no runner is connected any more; job {} may not run",
+                row.name
+            );
+            return Err(Exit(1).into());
+        }
+    }
+}
