@@ -1,4 +1,21 @@
-//! Processes and signals: the one place `manage` uses `unsafe`.
+//! Child processes and signals: the one place `manage` uses `unsafe`.
+//!
+//! A child-process job runs in a process group of its own (so that a timeout
+//! or a shutdown reaches its grandchildren too), with stdin from /dev/null and
+//! stdout and stderr through *one* pipe (so their lines stay in the order they
+//! were written). The wait is a pidfd poll with a deadline, not a sleep loop.
+//! When the direct child exits the run is over, and whatever is left of its
+//! group is killed. Direct children also get a parent-death signal, so a runner
+//! killed with -9 does not leave them running unnoticed; grandchildren are
+//! found later through the process group recorded with the run.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Let a closed stdout end the process quietly, as it does for every Unix
 /// tool (`manage jobs list | head`). Rust ignores SIGPIPE by default, which
@@ -9,5 +26,361 @@ pub fn restore_default_sigpipe() {
     #[allow(unsafe_code)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The SIGKILL that follows SIGTERM at a timeout comes this much later.
+pub const KILL_AFTER: Duration = Duration::from_secs(10);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub env_remove: Vec<String>,
+    pub working_dir: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Keep at most this many bytes of output.
+    pub max_output: usize,
+}
+
+/// How the direct child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Exited(i32),
+    Signalled(i32),
+    /// The timeout expired and the group was killed.
+    TimedOut,
+    /// Killed on request (shutdown, lost database).
+    Stopped,
+}
+
+/// A finished child: how it ended and what it wrote (capped).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub ending: Ending,
+    pub output: Vec<u8>,
+    /// Bytes written past the cap.
+    pub dropped: u64,
+}
+
+/// Output collected by the reader thread, shared so that a reader stuck on a
+/// pipe some escaped grandchild still holds can be abandoned.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+/// A handle to stop a running child from another thread.
+#[derive(Clone, Default)]
+pub struct StopHandle {
+    pgid: Arc<Mutex<Option<i32>>>,
+    requested: Arc<std::sync::atomic::AtomicBool>,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl StopHandle {
+    /// Kill the child's whole group now (SIGKILL); `reason` ends its output.
+    pub fn stop(&self, reason: &str) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert_with(|| reason.to_string());
+        }
+        self.requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(guard) = self.pgid.lock() {
+            if let Some(pgid) = *guard {
+                kill_group(pgid, libc::SIGKILL);
+            }
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.requested.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Why the child was stopped, if it was.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+/// Send `signal` to a process group; a group that is gone is no error.
+pub fn kill_group(pgid: i32, signal: i32) {
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: killpg has no memory-safety preconditions; pgid > 1 so we never
+    // signal "every process" or our own group by accident.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+/// Whether any process of the group is still alive.
+pub fn group_alive(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::killpg(pgid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A pipe whose both ends close on exec; std dups the write end onto the
+/// child's stdout and stderr, which clears the flag on those copies only.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    #[allow(unsafe_code)]
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A pidfd for the child, to poll on its exit with a timeout.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: the raw syscall takes a pid and flags and returns a new fd or -1.
+    #[allow(unsafe_code)]
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a non-negative return is a descriptor we now own.
+    #[allow(unsafe_code)]
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Wait until the child exits or `timeout` passes; Ok(Some(status)) on exit.
+fn wait_until(
+    child: &mut Child,
+    pidfd: Option<&OwnedFd>,
+    timeout: Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        match pidfd {
+            Some(fd) => {
+                let mut pfd = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = left.as_millis().min(i32::MAX as u128) as i32;
+                // SAFETY: one valid pollfd, count 1.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::poll(&mut pfd, 1, ms.max(1));
+                }
+            }
+            // Kernels before 5.3 have no pidfd: fall back to short sleeps.
+            None => std::thread::sleep(left.min(Duration::from_millis(20))),
+        }
+    }
+}
+
+/// Spawn the child; `started(pgid)` is called as soon as it runs (the caller
+/// records the group with the run). Blocks until the run is over.
+pub fn run_child(
+    spec: &ChildSpec,
+    stop: &StopHandle,
+    started: impl FnOnce(i32),
+) -> std::io::Result<Finished> {
+    let (read_end, write_end) = pipe()?;
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write_end.try_clone()?))
+        .stderr(Stdio::from(write_end))
+        .process_group(0);
+    for var in &spec.env_remove {
+        command.env_remove(var);
+    }
+    command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = &spec.working_dir {
+        command.current_dir(dir);
+    }
+    // SAFETY: prctl and getppid are async-signal-safe. If the runner died
+    // between fork and prctl, the parent is already gone: exit at once.
+    #[allow(unsafe_code)]
+    unsafe {
+        let parent = libc::getpid();
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    // The Command holds the write end's copies; drop them so EOF can arrive.
+    drop(command);
+    let pgid = child.id() as i32;
+    if let Ok(mut guard) = stop.pgid.lock() {
+        *guard = Some(pgid);
+    }
+    if stop.stop_requested() {
+        kill_group(pgid, libc::SIGKILL);
+    }
+    started(pgid);
+
+    let captured = Arc::new(Mutex::new(Captured::default()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    {
+        let captured = Arc::clone(&captured);
+        let cap = spec.max_output;
+        let mut reader = std::fs::File::from(read_end);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 64 * 1024];
+            loop {
+                match reader.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Ok(mut c) = captured.lock() {
+                            let room = cap.saturating_sub(c.bytes.len());
+                            let keep = room.min(n);
+                            c.bytes.extend_from_slice(&buffer[..keep]);
+                            c.dropped += (n - keep) as u64;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            let _ = done_tx.send(());
+        });
+    }
+
+    let pidfd = pidfd_open(pgid);
+    let status = match wait_until(&mut child, pidfd.as_ref(), spec.timeout)? {
+        Some(status) => Some(status),
+        None => {
+            kill_group(pgid, libc::SIGTERM);
+            match wait_until(&mut child, pidfd.as_ref(), KILL_AFTER)? {
+                Some(_) => None,
+                None => {
+                    kill_group(pgid, libc::SIGKILL);
+                    child.wait()?;
+                    None
+                }
+            }
+        }
+    };
+    // The run ends with the direct child; what is left of its group goes now.
+    kill_group(pgid, libc::SIGKILL);
+    if let Ok(mut guard) = stop.pgid.lock() {
+        *guard = None;
+    }
+    // A grandchild that escaped the group may still hold the pipe open: give
+    // the reader a moment, then take what it has.
+    let _ = done_rx.recv_timeout(Duration::from_secs(2));
+    let (output, dropped) = match captured.lock() {
+        Ok(mut c) => (std::mem::take(&mut c.bytes), c.dropped),
+        Err(_) => (Vec::new(), 0),
+    };
+    let ending = match status {
+        None => Ending::TimedOut,
+        Some(_) if stop.stop_requested() => Ending::Stopped,
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => Ending::Exited(code),
+            (None, Some(signal)) => Ending::Signalled(signal),
+            (None, None) => Ending::Exited(-1),
+        },
+    };
+    Ok(Finished {
+        ending,
+        output,
+        dropped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout: Duration) -> Finished {
+        let spec = ChildSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![],
+            env_remove: vec![],
+            working_dir: None,
+            timeout,
+            max_output: 1 << 20,
+        };
+        run_child(&spec, &StopHandle::default(), |_| {}).unwrap()
+    }
+
+    #[test]
+    fn stdout_and_stderr_arrive_in_order_through_one_pipe() {
+        let f = sh(
+            "echo one; echo two >&2; echo three",
+            Duration::from_secs(10),
+        );
+        assert_eq!(f.ending, Ending::Exited(0));
+        assert_eq!(String::from_utf8_lossy(&f.output), "one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn exit_codes_and_signals_are_reported() {
+        assert_eq!(
+            sh("exit 3", Duration::from_secs(10)).ending,
+            Ending::Exited(3)
+        );
+        assert_eq!(
+            sh("kill -9 $$", Duration::from_secs(10)).ending,
+            Ending::Signalled(9)
+        );
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_group_grandchildren_included() {
+        let start = Instant::now();
+        let f = sh(
+            "sleep 1000 & echo $!; sleep 1000",
+            Duration::from_millis(300),
+        );
+        assert_eq!(f.ending, Ending::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let grandchild: i32 = String::from_utf8_lossy(&f.output).trim().parse().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{grandchild}/cmdline")).exists()
+                || std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z")
+        );
+    }
+
+    #[test]
+    fn output_past_the_cap_is_counted_not_kept() {
+        let spec = ChildSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), "head -c 5000 /dev/zero".into()],
+            env: vec![],
+            env_remove: vec![],
+            working_dir: None,
+            timeout: Duration::from_secs(10),
+            max_output: 1000,
+        };
+        let f = run_child(&spec, &StopHandle::default(), |_| {}).unwrap();
+        assert_eq!(f.output.len(), 1000);
+        assert_eq!(f.dropped, 4000);
     }
 }

@@ -45,6 +45,11 @@ pub struct Builtin {
 }
 
 impl Builtin {
+    /// The job's arguments as the runner gives them: none, so every default.
+    pub fn default_matches(&self) -> anyhow::Result<clap::ArgMatches> {
+        Ok((self.args)(clap::Command::new(self.name)).try_get_matches_from([self.name])?)
+    }
+
     /// The parsed built-in schedule. The strings are ours, so a bad one is a bug
     /// caught by the registry's tests, not a user error.
     pub fn schedule(&self) -> Option<Schedule> {

@@ -420,6 +420,15 @@ fn time_slots_after(
     found
 }
 
+/// An instant as people read it everywhere (tables, logs, mail):
+/// `YYYY-MM-DD HH:MM:SS` in `tz` plus the zone's abbreviation.
+pub fn human_instant(instant: DateTime<Utc>, tz: Tz) -> String {
+    instant
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

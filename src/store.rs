@@ -668,3 +668,296 @@ pub fn first_run_after(
         .map(RunRow::from_row)
         .transpose()
 }
+
+// ---- the runner ----
+
+/// A run the runner has claimed: its `running` row exists and the job is
+/// marked running, in one statement.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub run_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub job: JobRow,
+}
+
+/// Claim up to `limit` due jobs for this runner in ONE statement: lock the due
+/// rows (skipping rows another runner is claiming right now), insert their
+/// `running` history rows and point the jobs at them. Once committed, the jobs
+/// are no longer due for anyone (running_run is set), so each due run is taken
+/// by exactly one runner and a job never overlaps itself.
+pub fn claim_due(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+    host: &str,
+    limit: i64,
+) -> Result<Vec<Claimed>, postgres::Error> {
+    let columns: String = JOB_COLUMNS
+        .split(", ")
+        .map(|c| format!("j.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH due AS ( \
+             SELECT name FROM manage.jobs \
+             WHERE enabled AND NOT removed AND running_run IS NULL AND next_run <= clock_timestamp() \
+               AND NOT (SELECT held FROM manage.hold) \
+             ORDER BY next_run, name LIMIT $1 FOR UPDATE SKIP LOCKED \
+         ), runs AS ( \
+             INSERT INTO manage.runs (job, state, started_at, runner_id, host) \
+             SELECT name, 'running', clock_timestamp(), $2, $3 FROM due \
+             RETURNING id, job, started_at \
+         ) \
+         UPDATE manage.jobs j SET running_run = runs.id FROM runs WHERE j.name = runs.job \
+         RETURNING {columns}, runs.id, runs.started_at"
+    );
+    let rows = client.query(&sql, &[&limit, &runner_id, &host])?;
+    let mut claimed: Vec<Claimed> = rows
+        .iter()
+        .map(|row| {
+            Ok(Claimed {
+                job: JobRow::from_row(row)?,
+                run_id: row.try_get(19)?,
+                started_at: row.try_get(20)?,
+            })
+        })
+        .collect::<Result<_, postgres::Error>>()?;
+    claimed.sort_by_key(|c| c.run_id);
+    Ok(claimed)
+}
+
+/// What the runner's loop needs to decide how long to sleep.
+#[derive(Debug, Clone, Copy)]
+pub struct Agenda {
+    pub held: bool,
+    /// The earliest next run of a job that could run.
+    pub next_due: Option<DateTime<Utc>>,
+    pub db_now: DateTime<Utc>,
+}
+
+pub fn agenda(client: &mut impl GenericClient) -> Result<Agenda, postgres::Error> {
+    let row = client.query_one(
+        "SELECT (SELECT held FROM manage.hold), \
+                (SELECT min(next_run) FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL), \
+                clock_timestamp()",
+        &[],
+    )?;
+    Ok(Agenda {
+        held: row.try_get(0)?,
+        next_due: row.try_get(1)?,
+        db_now: row.try_get(2)?,
+    })
+}
+
+/// Register a runner and take its session advisory lock: while this session
+/// lives, the runner counts as connected and its runs as owned.
+pub fn register_runner(
+    client: &mut postgres::Client,
+    host: &str,
+    pid: i32,
+) -> Result<(i64, DateTime<Utc>), postgres::Error> {
+    let row = client.query_one(
+        "INSERT INTO manage.runners (host, pid, backend_pid) VALUES ($1, $2, pg_backend_pid()) \
+         RETURNING id, started_at",
+        &[&host, &pid],
+    )?;
+    let id: i64 = row.try_get(0)?;
+    take_runner_lock(client, id)?;
+    Ok((id, row.try_get(1)?))
+}
+
+/// (Re-)take the runner's lock, after a reconnection for instance.
+pub fn take_runner_lock(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "SELECT pg_advisory_lock($1, $2::int)",
+        &[&RUNNER_LOCK_CLASS, &(runner_id as i32)],
+    )?;
+    Ok(())
+}
+
+pub fn heartbeat(client: &mut impl GenericClient, runner_id: i64) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.runners SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid() WHERE id = $1",
+        &[&runner_id],
+    )?;
+    Ok(())
+}
+
+pub fn runner_stopped(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.runners SET stopped_at = clock_timestamp() WHERE id = $1",
+        &[&runner_id],
+    )?;
+    Ok(())
+}
+
+/// Record the process group of a running child-process run.
+pub fn set_run_pgid(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    pgid: i32,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.runs SET pgid = $2 WHERE id = $1",
+        &[&run_id, &pgid],
+    )?;
+    Ok(())
+}
+
+/// End a history row.
+pub fn finish_run(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    state: &str,
+    finished_at: DateTime<Utc>,
+    runtime_seconds: f64,
+    output: &str,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 WHERE id = $1",
+        &[&run_id, &state, &finished_at, &runtime_seconds, &output],
+    )?;
+    Ok(())
+}
+
+/// A skip is not a run: the claimed row goes again.
+pub fn delete_run(client: &mut impl GenericClient, run_id: i64) -> Result<(), postgres::Error> {
+    client.execute(
+        "DELETE FROM manage.runs WHERE id = $1 AND state = 'running'",
+        &[&run_id],
+    )?;
+    Ok(())
+}
+
+/// After a run: the job is no longer running; its last run/state and next run
+/// are set. `skipped_at` instead records a skip (last run untouched).
+pub fn finish_job(
+    client: &mut impl GenericClient,
+    name: &str,
+    last: Option<(DateTime<Utc>, &str)>,
+    skipped_at: Option<DateTime<Utc>>,
+    next_run: Option<DateTime<Utc>>,
+    disable: bool,
+) -> Result<(), postgres::Error> {
+    let (last_run, last_state) = match last {
+        Some((at, state)) => (Some(at), Some(state)),
+        None => (None, None),
+    };
+    client.execute(
+        "UPDATE manage.jobs SET running_run = NULL, run_requested = false, next_run = $2, \
+             last_run = CASE WHEN $3::timestamptz IS NULL THEN last_run ELSE $3 END, \
+             last_state = CASE WHEN $3::timestamptz IS NULL THEN last_state ELSE $4::text END, \
+             last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
+             enabled = enabled AND NOT $6 \
+         WHERE name = $1",
+        &[
+            &name,
+            &next_run,
+            &last_run,
+            &last_state,
+            &skipped_at,
+            &disable,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Schedule a job to run now, after another completed (`trigger_next`) or to
+/// send the mail just queued. A running job gets the run-requested marker; a
+/// disabled or removed one is left alone. False when no such job exists.
+pub fn schedule_now(client: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
+    let row = client.query_opt(
+        "UPDATE manage.jobs SET \
+             next_run = CASE WHEN running_run IS NULL AND enabled AND NOT removed THEN clock_timestamp() ELSE next_run END, \
+             run_requested = run_requested OR (running_run IS NOT NULL AND enabled AND NOT removed) \
+         WHERE name = $1 RETURNING 1",
+        &[&name],
+    )?;
+    Ok(row.is_some())
+}
+
+/// Put a mail in the queue.
+pub fn queue_mail(
+    client: &mut impl GenericClient,
+    recipient: &str,
+    sender: &str,
+    mail: &crate::mail::Mail,
+    run_id: Option<i64>,
+) -> Result<(), postgres::Error> {
+    let headers: serde_json::Map<String, serde_json::Value> = mail
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+        .collect();
+    let headers = serde_json::Value::Object(headers);
+    client.execute(
+        "INSERT INTO manage.mail_queue (recipient, sender, subject, body, headers, run_id) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &recipient,
+            &sender,
+            &mail.subject,
+            &mail.body,
+            &headers,
+            &run_id,
+        ],
+    )?;
+    Ok(())
+}
+
+/// A `running` row whose runner is dead: its lock is free and its heartbeat
+/// is over 30 s old (or it has no runner at all).
+#[derive(Debug, Clone)]
+pub struct OrphanRun {
+    pub id: i64,
+    pub job: String,
+    pub started_at: DateTime<Utc>,
+    pub output: String,
+    pub host: Option<String>,
+    pub pgid: Option<i32>,
+}
+
+pub fn orphan_runs(client: &mut impl GenericClient) -> Result<Vec<OrphanRun>, postgres::Error> {
+    let rows = client.query(
+        "SELECT r.id, r.job, r.started_at, r.output, r.host, r.pgid FROM manage.runs r \
+         LEFT JOIN manage.runners w ON w.id = r.runner_id \
+         WHERE r.state = 'running' AND ( \
+             w.id IS NULL OR ( \
+                 w.heartbeat < clock_timestamp() - interval '30 seconds' \
+                 AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+                     AND l.classid = $1::int::oid AND l.objid = w.id::int::oid AND l.objsubid = 2 \
+                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))) \
+         ORDER BY r.id",
+        &[&RUNNER_LOCK_CLASS],
+    )?;
+    rows.iter()
+        .map(|row| {
+            Ok(OrphanRun {
+                id: row.try_get(0)?,
+                job: row.try_get(1)?,
+                started_at: row.try_get(2)?,
+                output: row.try_get(3)?,
+                host: row.try_get(4)?,
+                pgid: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Lock one running row for recovery; None when someone else got there first.
+pub fn lock_running_run(
+    client: &mut impl GenericClient,
+    run_id: i64,
+) -> Result<bool, postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM manage.runs WHERE id = $1 AND state = 'running' FOR UPDATE SKIP LOCKED",
+            &[&run_id],
+        )?
+        .is_some())
+}

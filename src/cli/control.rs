@@ -60,7 +60,9 @@ pub struct RunNowArgs {
     #[arg(long)]
     wait: bool,
     /// With --wait: give up waiting after this long (the run goes on)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg, requires = "wait")]
+    // Checked by `run_now` rather than by clap's `requires`, whose error
+    // spans two lines and does not name the option.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     timeout: Option<u32>,
 }
 
@@ -234,6 +236,9 @@ fn ask(row: &JobRow) -> anyhow::Result<ConfigChange> {
 }
 
 pub fn run_now(ctx: &Context, args: RunNowArgs) -> anyhow::Result<()> {
+    if args.timeout.is_some() && !args.wait {
+        return bad_input("--timeout only bounds a wait: expected it together with --wait");
+    }
     let mut client = connect(ctx)?;
     let row = existing_job(&mut client, &args.name)?;
     if !row.enabled {
@@ -301,7 +306,13 @@ pub fn hold(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn release(ctx: &Context, pending: Pending) -> anyhow::Result<()> {
+pub fn release(ctx: &Context, pending: Option<Pending>) -> anyhow::Result<()> {
+    let Some(pending) = pending else {
+        return bad_input(
+            "release needs --pending: expected --pending run (the jobs that became due \
+             during the hold run now) or --pending reschedule (they move to their next slot)",
+        );
+    };
     let mut client = connect(ctx)?;
     let (was_held, moved) = store::release_hold(
         &mut client,

@@ -62,9 +62,11 @@ pub enum JobsCommand {
     Hold,
     /// End the hold: pending jobs run now, or are rescheduled as if they had just run
     Release {
-        /// What to do with the jobs that became due during the hold
-        #[arg(long, value_enum, required = true)]
-        pending: super::control::Pending,
+        /// What to do with the jobs that became due during the hold (required)
+        // Checked by `release` rather than by clap, whose "required" error
+        // spans two lines and does not say which values are expected.
+        #[arg(long, value_enum)]
+        pending: Option<super::control::Pending>,
     },
     /// The history of runs, newest first, 50 per page
     History {

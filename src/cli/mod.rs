@@ -54,6 +54,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run every job on its schedule (the daemon; run it under systemd)
+    #[command(name = "scheduled_jobs_runner")]
+    ScheduledJobsRunner {
+        /// Run everything that is due, wait for it, and exit (0 if every run succeeded)
+        #[arg(long)]
+        once: bool,
+        /// Do not apply migrations and sync the registry at start-up
+        #[arg(long)]
+        no_migrate: bool,
+    },
     /// Apply database migrations and sync the job registry into the database
     Migrate,
     /// Inspect and control the scheduled jobs
@@ -187,6 +197,13 @@ pub fn run() -> anyhow::Result<()> {
     apply_flags(&mut config, &matches);
     let ctx = Context { config, registry };
     match cli.command {
+        Command::ScheduledJobsRunner { once, no_migrate } => {
+            let options = crate::runner::Options { once, no_migrate };
+            match crate::runner::run(ctx.config, ctx.registry, options)? {
+                true => Ok(()),
+                false => Err(crate::error::Exit(1).into()),
+            }
+        }
         Command::Migrate => migrate(&ctx),
         Command::Jobs { command } => jobs::run(&ctx, command),
         Command::ListUnscheduledCommands { json } => jobs::list_unscheduled(&ctx, json),

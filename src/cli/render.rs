@@ -41,6 +41,9 @@ pub fn seconds(secs: f64) -> String {
 pub fn relative(instant: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let delta = (instant - now).num_seconds();
     let span = delta.unsigned_abs();
+    if span == 0 {
+        return "now".into();
+    }
     let text = if span < 60 {
         format!("{span} s")
     } else if span < 3600 {

@@ -22,6 +22,40 @@ pub enum Target {
     Embedded(embedded::Embedded),
 }
 
+impl Target {
+    /// How to open more connections to the same database.
+    pub fn connection_config(&self) -> anyhow::Result<postgres::Config> {
+        match self {
+            Target::Url(url) => url.parse().map_err(|e: postgres::Error| {
+                anyhow::anyhow!("the database URL is not valid: {}", describe_error(&e))
+            }),
+            Target::Embedded(cluster) => Ok(cluster.connection_config()),
+        }
+    }
+
+    /// The `DATABASE_URL` a child `manage NAME` is given, so that it reaches
+    /// the same database without looking for (or announcing) the embedded one.
+    pub fn url_for_children(&self) -> String {
+        match self {
+            Target::Url(url) => url.clone(),
+            Target::Embedded(cluster) => format!(
+                "host={} port={} user={} dbname={}",
+                cluster.socket_dir.display(),
+                embedded::PORT,
+                embedded::DB_USER,
+                embedded::DB_NAME
+            ),
+        }
+    }
+
+    /// Open another connection with this application name.
+    pub fn connect(&self, application_name: &str) -> anyhow::Result<Client> {
+        let config = self.connection_config()?;
+        connect_config(config, application_name)
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe_error(&e)))
+    }
+}
+
 /// Connect as `application_name`. With no database configured this starts (or
 /// creates) the embedded cluster and says so on stderr, once per invocation.
 pub fn connect(config: &Config, application_name: &str) -> anyhow::Result<(Client, Target)> {

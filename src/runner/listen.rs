@@ -1,0 +1,81 @@
+//! The threads that feed the runner's one event channel: the LISTEN
+//! connection and the signal handler.
+
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use postgres::fallible_iterator::FallibleIterator;
+
+use super::{backoff, Event, Shared, APPLICATION_NAME};
+use crate::store::CHANNEL;
+
+/// A thread that holds its own connection, LISTENs, and turns every
+/// notification into `Event::Changed`. When the connection breaks it
+/// reconnects with backoff; notifications sent meanwhile are lost, so a
+/// reconnection is itself reported as a change (the loop rescans).
+pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Result<()> {
+    let mut client = shared.target.connect(APPLICATION_NAME)?;
+    client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+    std::thread::Builder::new()
+        .name("listener".into())
+        .spawn(move || loop {
+            let error = {
+                let mut notifications = client.notifications();
+                let mut iter = notifications.blocking_iter();
+                loop {
+                    match iter.next() {
+                        Ok(Some(_)) => {
+                            if events.send(Event::Changed).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
+                    }
+                }
+            };
+            if let Some(e) = error {
+                shared.log.line(&format!(
+                    "The LISTEN connection failed: {}",
+                    crate::db::describe_error(&e)
+                ));
+            }
+            let mut attempt = 0;
+            client = loop {
+                std::thread::sleep(backoff(attempt));
+                attempt += 1;
+                match shared.target.connect(APPLICATION_NAME) {
+                    Ok(mut c) => match c.batch_execute(&format!("LISTEN {CHANNEL}")) {
+                        Ok(()) => break c,
+                        Err(e) => shared
+                            .log
+                            .line(&format!("LISTEN failed: {}", crate::db::describe_error(&e))),
+                    },
+                    Err(e) => shared
+                        .log
+                        .line(&format!("{e:#} (LISTEN connection); retrying")),
+                }
+            };
+            shared.log.line("Listening for notifications again");
+            if events.send(Event::Changed).is_err() {
+                return;
+            }
+        })?;
+    Ok(())
+}
+
+/// SIGTERM and SIGINT become `Event::Signal`, so shutdown goes through the
+/// same channel as everything else.
+pub fn spawn_signals(events: Sender<Event>) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if events.send(Event::Signal(signal)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! `manage scheduled_jobs_runner`: runs every job on its schedule.
+//!
+//! Shape: one blocking loop on the main thread, and everything that can wake
+//! it — a NOTIFY on `manage_scheduled_jobs` (the listener thread), a run
+//! that finished (a worker), SIGTERM/SIGINT (the signal thread) — arrives on
+//! ONE channel. The loop sleeps on that channel with `recv_timeout` until the
+//! earliest next run or the 10 s heartbeat, whichever comes first: no polling,
+//! and no rounding to whole seconds.
+//!
+//! Exactly once: due jobs are claimed by a single statement (see
+//! `store::claim_due`) that locks them with SKIP LOCKED, writes their
+//! `running` rows and marks them running before it commits; a job marked
+//! running is not due for anyone, so any number of runners can share a
+//! database. The sleep is computed from the database's own clock (the
+//! agenda query returns `clock_timestamp()`), so a host with a skewed clock
+//! neither spins nor starts a job early.
+//!
+//! Liveness: each runner has a row in `manage.runners`, holds a session
+//! advisory lock on its main connection, and refreshes a heartbeat every 10 s.
+//! At start and at every heartbeat it looks for `running` rows of runners that
+//! are dead (lock free, heartbeat older than 30 s) and records them
+//! `interrupted`, killing their process group first when it is on this host.
+
+mod listen;
+mod log;
+mod recover;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::db::Target;
+use crate::process::StopHandle;
+use crate::registry::Registry;
+use crate::store;
+
+pub use log::Log;
+
+/// `application_name` of the runner's connections.
+pub const APPLICATION_NAME: &str = "manage scheduled_jobs_runner";
+/// How often a runner proves it is alive (and looks for dead runners' runs).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Cut off from the database this long, a runner kills its children, so that
+/// no job runs beside a copy another runner started after declaring it dead.
+pub const CUT_OFF: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Run what is due, wait for it, and exit (for cron).
+    pub once: bool,
+    /// Skip migrations and sync at start-up.
+    pub no_migrate: bool,
+}
+
+/// What wakes the loop.
+pub enum Event {
+    /// Something changed in the database (a NOTIFY arrived, or the listener
+    /// reconnected and notifications may have been lost).
+    Changed,
+    /// A worker finished a claimed run.
+    Finished(worker::Report),
+    /// SIGTERM or SIGINT.
+    Signal(i32),
+}
+
+/// What the workers share with the loop.
+pub struct Shared {
+    pub config: Config,
+    pub registry: Registry,
+    pub target: Target,
+    pub host: String,
+    pub runner_id: i64,
+    pub log: Log,
+    /// The running children, to stop them at shutdown or when cut off.
+    pub children: Mutex<HashMap<i64, StopHandle>>,
+}
+
+impl Shared {
+    fn stop_all_children(&self, reason: &str) {
+        if let Ok(children) = self.children.lock() {
+            for handle in children.values() {
+                handle.stop(reason);
+            }
+        }
+    }
+}
+
+/// The short host name (up to the first dot).
+pub fn short_host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most len bytes into our buffer.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    let name = String::from_utf8_lossy(&buffer[..end]).into_owned();
+    name.split('.').next().unwrap_or("localhost").to_string()
+}
+
+/// Reconnect backoff: 0.5 s, doubling, at most 10 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1u64 << attempt.min(5));
+    Duration::from_millis(ms.min(10_000))
+}
+
+pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Result<bool> {
+    let log = Log::from_env(config.timezone);
+    // SAFETY: geteuid cannot fail.
+    #[allow(unsafe_code)]
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!("warning: running as root; run the runner as an unprivileged user");
+    }
+    let (mut client, target) = connect_with_retry(&config, &log)?;
+    if !options.no_migrate {
+        let (applied, lines) = crate::db::migrate_and_sync(&mut client, &registry, &config)?;
+        for name in applied {
+            log.line(&format!("Applied migration {name}"));
+        }
+        for line in lines {
+            log.line(&line);
+        }
+    }
+    let host = short_host_name();
+    let pid = std::process::id() as i32;
+    let (runner_id, _) =
+        store::register_runner(&mut client, &host, pid).context("registering the runner")?;
+    log.line(&format!("Runner {runner_id} started on {host} (pid {pid})"));
+    if config.notifications.email.is_none() {
+        log.line("notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
+    }
+
+    let (events_tx, events_rx) = std::sync::mpsc::channel();
+    let shared = Arc::new(Shared {
+        config,
+        registry,
+        target,
+        host,
+        runner_id,
+        log,
+        children: Mutex::new(HashMap::new()),
+    });
+    listen::spawn_listener(Arc::clone(&shared), events_tx.clone())?;
+    listen::spawn_signals(events_tx.clone())?;
+    let pool = worker::Pool::start(Arc::clone(&shared), events_tx.clone());
+
+    let mut runner = Loop {
+        shared,
+        client,
+        events: events_rx,
+        pool,
+        in_flight: 0,
+        options,
+        all_succeeded: true,
+        last_sleep_log: None,
+    };
+    let result = runner.run();
+    if let Err(e) = store::runner_stopped(&mut runner.client, runner.shared.runner_id) {
+        runner.shared.log.line(&format!(
+            "could not record the runner's stop: {}",
+            crate::db::describe_error(&e)
+        ));
+    }
+    result?;
+    Ok(runner.all_succeeded)
+}
+
+/// Connect, retrying with backoff while the database is unreachable; a bad
+/// configuration (a malformed URL) fails at once.
+fn connect_with_retry(config: &Config, log: &Log) -> anyhow::Result<(postgres::Client, Target)> {
+    let mut attempt = 0;
+    loop {
+        match crate::db::connect(config, APPLICATION_NAME) {
+            Ok(connected) => return Ok(connected),
+            Err(e) if e.downcast_ref::<crate::error::BadInput>().is_some() => return Err(e),
+            Err(e) => {
+                let wait = backoff(attempt);
+                log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
+                std::thread::sleep(wait);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+struct Loop {
+    shared: Arc<Shared>,
+    client: postgres::Client,
+    events: Receiver<Event>,
+    pool: worker::Pool,
+    in_flight: usize,
+    options: Options,
+    all_succeeded: bool,
+    last_sleep_log: Option<Option<DateTime<Utc>>>,
+}
+
+impl Loop {
+    fn max_parallel(&self) -> usize {
+        self.shared.config.runner.max_parallel as usize
+    }
+
+    fn run(&mut self) -> anyhow::Result<()> {
+        let log = self.shared.log.clone();
+        let mut next_heartbeat = Instant::now();
+        let mut shutdown: Option<Instant> = None;
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            // Liveness first: it also recovers the runs of dead runners.
+            if Instant::now() >= next_heartbeat {
+                match self.heartbeat() {
+                    Ok(()) => next_heartbeat = Instant::now() + HEARTBEAT,
+                    Err(e) => {
+                        self.reconnect(e, &mut lost_since)?;
+                        continue;
+                    }
+                }
+            }
+            let wait = match self.step(shutdown.is_some()) {
+                Ok(Some(wait)) => wait,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.reconnect(e, &mut lost_since)?;
+                    continue;
+                }
+            };
+            lost_since = None;
+            if shutdown.is_some() && self.in_flight == 0 {
+                log.line("All jobs finished; the runner stops");
+                return Ok(());
+            }
+            let mut wait = wait.min(next_heartbeat.saturating_duration_since(Instant::now()));
+            if let Some(deadline) = shutdown {
+                wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+                if wait.is_zero() {
+                    log.line(&format!(
+                        "Shutdown grace expired; killing {} running job(s)",
+                        self.in_flight
+                    ));
+                    self.shared.stop_all_children("Interrupted: the runner was shut down and the job outlived the shutdown grace");
+                    self.wait_for_workers(Duration::from_secs(15));
+                    recover::interrupt_own_runs(&self.shared, &mut self.client, "Interrupted: the runner was shut down and the job outlived the shutdown grace");
+                    return Ok(());
+                }
+            }
+            match self.events.recv_timeout(wait) {
+                Ok(event) => self.handle(event, &mut shutdown),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the runner's event channel closed")
+                }
+            }
+            // Coalesce a burst (many NOTIFYs, many runs ending) into one pass.
+            while let Ok(event) = self.events.try_recv() {
+                self.handle(event, &mut shutdown);
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event, shutdown: &mut Option<Instant>) {
+        match event {
+            Event::Changed => {}
+            Event::Finished(report) => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                if !report.succeeded {
+                    self.all_succeeded = false;
+                }
+            }
+            Event::Signal(signal) => {
+                if shutdown.is_none() {
+                    let grace = self.shared.config.runner.shutdown_grace_secs;
+                    let name = if signal == libc::SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    self.shared.log.line(&format!(
+                        "Received {name}: starting no more jobs; {} running job(s) get up to {grace} s to finish",
+                        self.in_flight
+                    ));
+                    *shutdown = Some(Instant::now() + Duration::from_secs(u64::from(grace)));
+                }
+            }
+        }
+    }
+
+    /// Start what is due; return how long to sleep, or None when `--once` is done.
+    fn step(&mut self, shutting_down: bool) -> Result<Option<Duration>, postgres::Error> {
+        loop {
+            let agenda = store::agenda(&mut self.client)?;
+            let measured = Instant::now();
+            let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
+            let free = self.max_parallel().saturating_sub(self.in_flight);
+            if due_now && free > 0 && !shutting_down {
+                let claimed = store::claim_due(
+                    &mut self.client,
+                    self.shared.runner_id,
+                    &self.shared.host,
+                    free as i64,
+                )?;
+                if claimed.is_empty() {
+                    // Another runner took them; look again at what is left.
+                    if self.in_flight == 0 && self.options.once {
+                        continue;
+                    }
+                } else {
+                    for run in claimed {
+                        self.in_flight += 1;
+                        self.pool.dispatch(run);
+                    }
+                    continue;
+                }
+            }
+            if self.options.once && self.in_flight == 0 && (!due_now || agenda.held) {
+                if agenda.held {
+                    self.shared.log.line("Jobs are held; nothing runs");
+                }
+                return Ok(None);
+            }
+            let wait = if agenda.held || free == 0 || shutting_down {
+                // Only a NOTIFY, a finished run or the heartbeat can change things.
+                HEARTBEAT
+            } else {
+                match agenda.next_due {
+                    Some(next) => {
+                        let until = (next - agenda.db_now).to_std().unwrap_or(Duration::ZERO);
+                        until.saturating_sub(measured.elapsed())
+                    }
+                    None => HEARTBEAT,
+                }
+            };
+            self.log_sleep(&agenda, wait);
+            return Ok(Some(wait));
+        }
+    }
+
+    fn log_sleep(&mut self, agenda: &store::Agenda, wait: Duration) {
+        let target = if agenda.held { None } else { agenda.next_due };
+        if self.last_sleep_log == Some(target) || wait.is_zero() {
+            return;
+        }
+        self.last_sleep_log = Some(target);
+        let log = &self.shared.log;
+        if agenda.held {
+            log.line("Jobs are held; waiting for the release");
+        } else if let Some(next) = agenda.next_due {
+            let secs = (next - agenda.db_now).num_milliseconds().max(0) as f64 / 1000.0;
+            log.line(&format!(
+                "Sleeping {secs:.1} s until {}",
+                crate::schedule::human_instant(next, self.shared.config.timezone)
+            ));
+        } else if self.in_flight == 0 {
+            log.line("Nothing is scheduled; waiting for a notification");
+        }
+    }
+
+    fn heartbeat(&mut self) -> Result<(), postgres::Error> {
+        store::heartbeat(&mut self.client, self.shared.runner_id)?;
+        recover::recover_orphans(&self.shared, &mut self.client)?;
+        Ok(())
+    }
+
+    /// The main connection failed: reconnect with backoff, re-take the lock,
+    /// and carry on. Cut off for 20 s, the children are killed.
+    fn reconnect(
+        &mut self,
+        error: postgres::Error,
+        lost_since: &mut Option<Instant>,
+    ) -> anyhow::Result<()> {
+        let log = self.shared.log.clone();
+        let since = *lost_since.get_or_insert_with(Instant::now);
+        log.line(&format!(
+            "Lost the database: {}",
+            crate::db::describe_error(&error)
+        ));
+        let mut attempt = 0;
+        let mut killed = false;
+        loop {
+            if !killed && since.elapsed() >= CUT_OFF && self.in_flight > 0 {
+                log.line("Cut off from the database for 20 s: killing running jobs so that no job runs twice");
+                self.shared.stop_all_children(
+                    "Interrupted: the runner lost its database for 20 s and killed the job",
+                );
+                killed = true;
+            }
+            let wait = backoff(attempt);
+            attempt += 1;
+            match self.shared.target.connect(APPLICATION_NAME) {
+                Ok(mut client) => {
+                    store::take_runner_lock(&mut client, self.shared.runner_id)?;
+                    store::heartbeat(&mut client, self.shared.runner_id)?;
+                    self.client = client;
+                    log.line("Reconnected to the database");
+                    self.last_sleep_log = None;
+                    return Ok(());
+                }
+                Err(e) => {
+                    log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
+                    // Keep counting finished runs while we wait.
+                    let deadline = Instant::now() + wait;
+                    while let Ok(event) = self
+                        .events
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    {
+                        let mut no_shutdown = None;
+                        self.handle(event, &mut no_shutdown);
+                    }
+                }
+            }
+        }
+    }
+
+    fn wait_for_workers(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.in_flight > 0 {
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Event::Finished(report)) => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    if !report.succeeded {
+                        self.all_succeeded = false;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_half_a_second_doubles_and_stays_at_ten() {
+        let waits: Vec<u64> = (0..8).map(|a| backoff(a).as_millis() as u64).collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
+    }
+
+    #[test]
+    fn the_host_name_is_short() {
+        assert!(!short_host_name().contains('.'));
+    }
+}

@@ -1,0 +1,108 @@
+//! Recording runs whose runner is gone — dead, or this one shutting down —
+//! as `interrupted`: the output captured so far plus a final `Interrupted:`
+//! line, the job's state and next run, and its notification.
+
+use super::worker::{record, Record};
+use super::Shared;
+use crate::mail::Outcome;
+use crate::process;
+use crate::store::{self, OrphanRun};
+
+/// Find the `running` rows of dead runners and record them interrupted. On
+/// this host, their leftover process group is killed first.
+pub fn recover_orphans(
+    shared: &Shared,
+    client: &mut postgres::Client,
+) -> Result<(), postgres::Error> {
+    for orphan in store::orphan_runs(client)? {
+        interrupt(
+            shared,
+            client,
+            &orphan,
+            "Interrupted: the runner running this job died or lost its database",
+        )?;
+    }
+    Ok(())
+}
+
+/// At shutdown, after the grace: this runner's own runs that are still open.
+pub fn interrupt_own_runs(shared: &Shared, client: &mut postgres::Client, reason: &str) {
+    let result = (|| -> Result<(), postgres::Error> {
+        let rows = client.query(
+            "SELECT id, job, started_at, output, host, pgid FROM manage.runs WHERE runner_id = $1 AND state = 'running'",
+            &[&shared.runner_id],
+        )?;
+        for row in rows {
+            let orphan = OrphanRun {
+                id: row.try_get(0)?,
+                job: row.try_get(1)?,
+                started_at: row.try_get(2)?,
+                output: row.try_get(3)?,
+                host: row.try_get(4)?,
+                pgid: row.try_get(5)?,
+            };
+            interrupt(shared, client, &orphan, reason)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        shared.log.line(&format!(
+            "Could not record the interrupted runs: {}",
+            crate::db::describe_error(&e)
+        ));
+    }
+}
+
+fn interrupt(
+    shared: &Shared,
+    client: &mut postgres::Client,
+    orphan: &OrphanRun,
+    reason: &str,
+) -> Result<(), postgres::Error> {
+    // Lock the row first: two runners noticing the same death record it once.
+    let mut tx = client.transaction()?;
+    if !store::lock_running_run(&mut tx, orphan.id)? {
+        return tx.rollback();
+    }
+    if let (Some(host), Some(pgid)) = (&orphan.host, orphan.pgid) {
+        if *host == shared.host && process::group_alive(pgid) {
+            process::kill_group(pgid, libc::SIGKILL);
+            shared.log.line(&format!(
+                "Killed the leftover process group {pgid} of run {}",
+                orphan.id
+            ));
+        }
+    }
+    let now = store::db_now(&mut tx)?;
+    tx.commit()?;
+    let description = store::job(client, &orphan.job)?
+        .map(|j| j.description)
+        .unwrap_or_else(|| orphan.job.clone());
+    let mut output = orphan.output.clone();
+    if !output.is_empty() && !output.ends_with('\n') {
+        output.push('\n');
+    }
+    output.push_str(reason);
+    let runtime = (now - orphan.started_at).num_milliseconds().max(0) as f64 / 1000.0;
+    shared.log.line(&format!(
+        "Job {} failed in {runtime:.1} s (interrupted): run {}",
+        orphan.job, orphan.id
+    ));
+    record(
+        shared,
+        client,
+        &Record {
+            run_id: orphan.id,
+            job: &orphan.job,
+            description: &description,
+            state: "interrupted",
+            started_at: orphan.started_at,
+            finished_at: now,
+            runtime_seconds: runtime,
+            output: &output,
+            disable: false,
+            outcome: Outcome::Interrupted,
+            trigger_next: &[],
+        },
+    )
+}

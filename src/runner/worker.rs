@@ -1,0 +1,632 @@
+//! The workers: each takes a claimed run, does the first phase (should_run),
+//! runs the job in-process or as a child, and records the result in one
+//! transaction on its own connection (opened lazily, reopened when lost).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::{backoff, Event, Shared, APPLICATION_NAME};
+use crate::mail::{self, Outcome};
+use crate::process::{self, ChildSpec, Ending, StopHandle};
+use crate::registry::{JobContext, JobDef, JobKind};
+use crate::store::{self, Claimed};
+
+/// What a worker tells the loop when a claimed run is over.
+pub struct Report {
+    pub run_id: i64,
+    /// Succeeded or skipped.
+    pub succeeded: bool,
+}
+
+pub struct Pool {
+    work: Sender<Claimed>,
+}
+
+impl Pool {
+    pub fn start(shared: Arc<Shared>, events: Sender<Event>) -> Pool {
+        let (work, queue) = std::sync::mpsc::channel::<Claimed>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..shared.config.runner.max_parallel {
+            let shared = Arc::clone(&shared);
+            let queue = Arc::clone(&queue);
+            let events = events.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || worker_loop(&shared, &queue, &events));
+            if let Err(e) = spawned {
+                // Fewer workers only means less parallelism; the loop never
+                // dispatches more than max_parallel, and the rest queue.
+                eprintln!("warning: could not start worker {i}: {e}");
+            }
+        }
+        Pool { work }
+    }
+
+    pub fn dispatch(&self, claimed: Claimed) {
+        let _ = self.work.send(claimed);
+    }
+}
+
+fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sender<Event>) {
+    let mut client: Option<postgres::Client> = None;
+    loop {
+        let claimed = match queue.lock() {
+            Ok(receiver) => match receiver.recv() {
+                Ok(claimed) => claimed,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        let run_id = claimed.run_id;
+        let succeeded = execute(shared, &mut client, claimed);
+        if events
+            .send(Event::Finished(Report { run_id, succeeded }))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The worker's connection, (re)opened when needed.
+fn connection<'a>(
+    shared: &Shared,
+    slot: &'a mut Option<postgres::Client>,
+) -> anyhow::Result<&'a mut postgres::Client> {
+    if slot.as_ref().is_none_or(|c| c.is_closed()) {
+        *slot = Some(shared.target.connect(APPLICATION_NAME)?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| anyhow::anyhow!("no connection"))
+}
+
+/// The result of the first phase.
+enum Check {
+    Run,
+    Skip,
+    /// The check itself failed: run anyway, with this heading the output.
+    Failed(String),
+}
+
+fn should_run(shared: &Shared, slot: &mut Option<postgres::Client>, def: &JobDef) -> Check {
+    let result: anyhow::Result<bool> = (|| match &def.kind {
+        JobKind::Builtin(builtin) => match builtin.should_run {
+            None => Ok(true),
+            Some(check) => {
+                let client = connection(shared, slot)?;
+                let mut sink = std::io::sink();
+                let mut ctx = JobContext {
+                    client,
+                    config: &shared.config,
+                    out: &mut sink,
+                };
+                match std::panic::catch_unwind(AssertUnwindSafe(|| check(&mut ctx))) {
+                    Ok(result) => result,
+                    Err(panic) => Err(anyhow::anyhow!("panic: {}", panic_message(&panic))),
+                }
+            }
+        },
+        JobKind::Declared(declared) => match &declared.should_run {
+            None => Ok(true),
+            Some(sql) => {
+                let client = connection(shared, slot)?;
+                let rows = client
+                    .query(sql.as_str(), &[])
+                    .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_error(&e)))?;
+                match rows.first() {
+                    None => Ok(false),
+                    Some(row) => row
+                        .try_get::<_, Option<bool>>(0)
+                        .map(|b| b.unwrap_or(false))
+                        .map_err(|e| anyhow::anyhow!("the first column is not a boolean: {e}")),
+                }
+            }
+        },
+    })();
+    match result {
+        Ok(true) => Check::Run,
+        Ok(false) => Check::Skip,
+        Err(e) => Check::Failed(format!("{e:#}")),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// How a run ended, before it is recorded.
+struct Ended {
+    state: &'static str,
+    output: String,
+    disable: bool,
+}
+
+/// Do one claimed run from check to record; true when it succeeded or skipped.
+fn execute(shared: &Shared, slot: &mut Option<postgres::Client>, claimed: Claimed) -> bool {
+    let log = &shared.log;
+    let name = claimed.job.name.clone();
+    let started = Instant::now();
+    let Some(def) = shared.registry.get(&name) else {
+        let ended = Ended {
+            state: "failed",
+            output: format!(
+                "Internal error: job {name} is not defined in this runner's configuration. Job has been disabled"
+            ),
+            disable: true,
+        };
+        log.line(&format!(
+            "Job {name} cannot be started (not defined here); it has been disabled"
+        ));
+        record_with_retry(shared, slot, &claimed, None, started.elapsed(), ended);
+        return false;
+    };
+
+    let heading = match should_run(shared, slot, def) {
+        Check::Skip => {
+            log.line(&format!("Skipping job {name}"));
+            skip_with_retry(shared, slot, &claimed, started.elapsed());
+            return true;
+        }
+        Check::Run => String::new(),
+        Check::Failed(error) => format!("should_run failed: {error}\n\n"),
+    };
+    log.line(&format!("Running job {name}"));
+    let ended = match &def.kind {
+        JobKind::Builtin(builtin) if builtin.internal => {
+            run_internal(shared, slot, builtin, &heading)
+        }
+        _ => run_child(shared, slot, &claimed, def, &heading),
+    };
+    let runtime = started.elapsed();
+    let secs = runtime.as_secs_f64();
+    if ended.disable {
+        log.line(&format!(
+            "Job {name} could not be started and has been disabled: {}",
+            ended.output.trim_end()
+        ));
+    } else if ended.state == "succeeded" {
+        log.line(&format!("Job {name} succeeded in {secs:.1} s"));
+    } else {
+        log.line(&format!(
+            "Job {name} failed in {secs:.1} s ({})",
+            ended.state
+        ));
+    }
+    let succeeded = ended.state == "succeeded";
+    record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
+    succeeded
+}
+
+fn run_internal(
+    shared: &Shared,
+    slot: &mut Option<postgres::Client>,
+    builtin: &crate::registry::Builtin,
+    heading: &str,
+) -> Ended {
+    let max = shared.config.max_output_bytes as usize;
+    let mut sink: Vec<u8> = Vec::new();
+    let result: anyhow::Result<()> = match (connection(shared, slot), builtin.default_matches()) {
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(client), Ok(matches)) => {
+            let mut ctx = JobContext {
+                client,
+                config: &shared.config,
+                out: &mut sink,
+            };
+            match std::panic::catch_unwind(AssertUnwindSafe(|| (builtin.run)(&mut ctx, &matches))) {
+                Ok(result) => result,
+                Err(panic) => Err(anyhow::anyhow!(
+                    "the job panicked: {}",
+                    panic_message(&panic)
+                )),
+            }
+        }
+    };
+    let dropped = sink.len().saturating_sub(max) as u64;
+    sink.truncate(max);
+    let mut output = format!("{heading}{}", output_text(&sink, dropped));
+    match result {
+        Ok(()) => Ended {
+            state: "succeeded",
+            output,
+            disable: false,
+        },
+        Err(e) => {
+            if !output.is_empty() && !output.ends_with('\n') {
+                output.push('\n');
+            }
+            output.push_str(&format!("error: {e:#}\n"));
+            Ended {
+                state: "failed",
+                output,
+                disable: false,
+            }
+        }
+    }
+}
+
+/// Captured bytes as stored text: invalid UTF-8 replaced, NUL bytes removed,
+/// and a line saying how much was cut.
+pub fn output_text(bytes: &[u8], dropped: u64) -> String {
+    let mut text = String::from_utf8_lossy(bytes).replace('\0', "");
+    if dropped > 0 {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("[output truncated: {dropped} bytes not stored]\n"));
+    }
+    text
+}
+
+fn child_spec(shared: &Shared, def: &JobDef) -> ChildSpec {
+    let timeout = Duration::from_secs(u64::from(def.timeout_secs.max(1)));
+    let max_output = shared.config.max_output_bytes as usize;
+    match &def.kind {
+        JobKind::Declared(declared) => ChildSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), declared.command.clone()],
+            env: declared
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            env_remove: Vec::new(),
+            working_dir: Some(declared.working_dir.clone()),
+            timeout,
+            max_output,
+        },
+        JobKind::Builtin(builtin) => {
+            // The child gets the runner's database and configuration
+            // explicitly, so that it prints only what the job writes.
+            let mut env = vec![
+                ("DATABASE_URL".to_string(), shared.target.url_for_children()),
+                (
+                    "MANAGE_TIMEZONE".to_string(),
+                    shared.config.timezone.name().to_string(),
+                ),
+            ];
+            let mut env_remove = vec![
+                "JOURNAL_STREAM".to_string(),
+                "NOTIFY_SOCKET".to_string(),
+                "WATCHDOG_USEC".to_string(),
+            ];
+            match &shared.config.file {
+                Some(file) => env.push(("MANAGE_CONFIG".into(), file.display().to_string())),
+                None => env_remove.push("MANAGE_CONFIG".into()),
+            }
+            ChildSpec {
+                program: std::env::current_exe().unwrap_or_else(|_| "manage".into()),
+                args: vec![builtin.name.to_string()],
+                env,
+                env_remove,
+                working_dir: shared.config.base_dir().map(|d| d.to_path_buf()),
+                timeout,
+                max_output,
+            }
+        }
+    }
+}
+
+fn run_child(
+    shared: &Shared,
+    slot: &mut Option<postgres::Client>,
+    claimed: &Claimed,
+    def: &JobDef,
+    heading: &str,
+) -> Ended {
+    let spec = child_spec(shared, def);
+    let stop = StopHandle::default();
+    if let Ok(mut children) = shared.children.lock() {
+        children.insert(claimed.run_id, stop.clone());
+    }
+    // The group is recorded with the run as soon as the child exists: if this
+    // runner dies, another one kills what is left of it.
+    let run_id = claimed.run_id;
+    let result = process::run_child(&spec, &stop, |pgid| {
+        if let Ok(client) = connection(shared, slot) {
+            let _ = store::set_run_pgid(client, run_id, pgid);
+        }
+    });
+    if let Ok(mut children) = shared.children.lock() {
+        children.remove(&claimed.run_id);
+    }
+    match result {
+        Err(e) => Ended {
+            state: "failed",
+            output: format!(
+                "{heading}Internal error: cannot start {}: {e}. Job has been disabled",
+                spec.program.display()
+            ),
+            disable: true,
+        },
+        Ok(finished) => {
+            let text = output_text(&finished.output, finished.dropped);
+            let (state, output) = match finished.ending {
+                Ending::Exited(0) => ("succeeded", format!("{heading}{text}")),
+                Ending::Exited(code) => ("failed", format!("{heading}Exit code {code}\n{text}")),
+                Ending::Signalled(signal) => (
+                    "failed",
+                    format!("{heading}Killed by signal {signal}\n{text}"),
+                ),
+                Ending::TimedOut => (
+                    "timed_out",
+                    format!(
+                        "{heading}{}Timeout of {} seconds expired.",
+                        with_newline(&text),
+                        spec.timeout.as_secs()
+                    ),
+                ),
+                Ending::Stopped => (
+                    "interrupted",
+                    format!(
+                        "{heading}{}{}",
+                        with_newline(&text),
+                        stop.reason()
+                            .unwrap_or_else(|| "Interrupted: the runner stopped the job".into())
+                    ),
+                ),
+            };
+            Ended {
+                state,
+                output,
+                disable: false,
+            }
+        }
+    }
+}
+
+fn with_newline(text: &str) -> String {
+    if text.is_empty() || text.ends_with('\n') {
+        text.to_string()
+    } else {
+        format!("{text}\n")
+    }
+}
+
+/// Write the result; while the database is away, keep it and retry with
+/// backoff (the run's result must not be lost).
+fn record_with_retry(
+    shared: &Shared,
+    slot: &mut Option<postgres::Client>,
+    claimed: &Claimed,
+    def: Option<&JobDef>,
+    runtime: Duration,
+    ended: Ended,
+) {
+    let finished_at = claimed.started_at
+        + chrono::Duration::from_std(runtime).unwrap_or_else(|_| chrono::Duration::zero());
+    let trigger_next: Vec<String> = def.map(|d| d.trigger_next.clone()).unwrap_or_default();
+    let outcome = match (ended.disable, ended.state) {
+        (true, _) => Outcome::InternalError,
+        (false, "succeeded") => Outcome::Succeeded,
+        (false, "interrupted") => Outcome::Interrupted,
+        (false, "timed_out") => Outcome::TimedOut,
+        _ => Outcome::Failed,
+    };
+    let result = Record {
+        run_id: claimed.run_id,
+        job: &claimed.job.name,
+        description: &claimed.job.description,
+        state: ended.state,
+        started_at: claimed.started_at,
+        finished_at,
+        runtime_seconds: runtime.as_secs_f64(),
+        output: &ended.output,
+        disable: ended.disable,
+        outcome,
+        trigger_next: &trigger_next,
+    };
+    retry(shared, slot, "recording the run", |client| {
+        record(shared, client, &result)
+    });
+}
+
+fn skip_with_retry(
+    shared: &Shared,
+    slot: &mut Option<postgres::Client>,
+    claimed: &Claimed,
+    elapsed: Duration,
+) {
+    let skipped_at = claimed.started_at
+        + chrono::Duration::from_std(elapsed).unwrap_or_else(|_| chrono::Duration::zero());
+    retry(shared, slot, "recording the skip", |client| {
+        let mut tx = client.transaction()?;
+        // The job first: deleting the run clears running_run (ON DELETE SET NULL).
+        if let Some(mut row) = store::job_for_update(&mut tx, &claimed.job.name)? {
+            if row.running_run == Some(claimed.run_id) {
+                let next = if row.run_requested {
+                    Some(skipped_at)
+                } else {
+                    row.last_skip = Some(skipped_at);
+                    row.running_run = None;
+                    row.compute_next_run(skipped_at, shared.config.timezone)
+                };
+                store::finish_job(&mut tx, &row.name, None, Some(skipped_at), next, false)?;
+            }
+        }
+        store::delete_run(&mut tx, claimed.run_id)?;
+        store::notify_runners(&mut tx)?;
+        tx.commit()
+    });
+}
+
+/// Run `write` until it succeeds; reconnect on connection errors. A failure
+/// on a live connection is a bug, not an outage: log it and give up.
+fn retry(
+    shared: &Shared,
+    slot: &mut Option<postgres::Client>,
+    what: &str,
+    mut write: impl FnMut(&mut postgres::Client) -> Result<(), postgres::Error>,
+) {
+    let mut attempt = 0;
+    loop {
+        let error = match connection(shared, slot) {
+            Ok(client) => match write(client) {
+                Ok(()) => return,
+                Err(e) => {
+                    if !client.is_closed() && e.as_db_error().is_some() {
+                        shared
+                            .log
+                            .line(&format!("Error {what}: {}", crate::db::describe_error(&e)));
+                        return;
+                    }
+                    crate::db::describe_error(&e)
+                }
+            },
+            Err(e) => format!("{e:#}"),
+        };
+        *slot = None;
+        let wait = backoff(attempt);
+        attempt += 1;
+        shared.log.line(&format!(
+            "Error {what}: {error}; retrying in {:.1} s",
+            wait.as_secs_f64()
+        ));
+        std::thread::sleep(wait);
+    }
+}
+
+/// Everything the record transaction writes.
+pub struct Record<'a> {
+    pub run_id: i64,
+    pub job: &'a str,
+    pub description: &'a str,
+    pub state: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub runtime_seconds: f64,
+    pub output: &'a str,
+    pub disable: bool,
+    pub outcome: Outcome,
+    pub trigger_next: &'a [String],
+}
+
+/// The record transaction (§4 step 4): the history row ends; the job's last
+/// run and state are set and it is rescheduled (at once when a run was
+/// requested meanwhile); its trigger_next jobs are scheduled; its notification
+/// is queued (and send_queued_mail triggered); the runners are woken. A run
+/// someone already recorded (recovered as interrupted) is left alone.
+pub fn record(
+    shared: &Shared,
+    client: &mut postgres::Client,
+    r: &Record,
+) -> Result<(), postgres::Error> {
+    let tz = shared.config.timezone;
+    let mut tx = client.transaction()?;
+    let updated = tx.execute(
+        "UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
+         WHERE id = $1 AND state = 'running'",
+        &[
+            &r.run_id,
+            &r.state,
+            &r.finished_at,
+            &r.runtime_seconds,
+            &r.output,
+        ],
+    )?;
+    if updated == 0 {
+        shared.log.line(&format!(
+            "Run {} of job {} was already recorded by another runner; its result is dropped",
+            r.run_id, r.job
+        ));
+        return tx.rollback();
+    }
+    let mut notify_on_success = false;
+    if let Some(mut row) = store::job_for_update(&mut tx, r.job)? {
+        notify_on_success = row.notify_on_success;
+        if row.running_run == Some(r.run_id) {
+            let next = if r.disable {
+                None
+            } else if row.run_requested && row.enabled && !row.removed {
+                Some(r.finished_at)
+            } else {
+                row.last_run = Some(r.finished_at);
+                row.last_skip = None;
+                row.compute_next_run(r.finished_at, tz)
+            };
+            store::finish_job(
+                &mut tx,
+                r.job,
+                Some((r.finished_at, r.state)),
+                None,
+                next,
+                r.disable,
+            )?;
+        }
+    }
+    for target in r.trigger_next {
+        if !store::schedule_now(&mut tx, target)? {
+            shared.log.line(&format!(
+                "Job {} triggers unknown job {target}; ignored",
+                r.job
+            ));
+        }
+    }
+    queue_notification(shared, &mut tx, r, notify_on_success)?;
+    store::notify_runners(&mut tx)?;
+    tx.commit()
+}
+
+/// The mail for a run, when one is due: failures always, successes with
+/// notify-on-success and output. send_queued_mail's own failures never queue
+/// mail (a mail about failing to send mail would loop).
+fn queue_notification(
+    shared: &Shared,
+    tx: &mut postgres::Transaction,
+    r: &Record,
+    notify_on_success: bool,
+) -> Result<(), postgres::Error> {
+    let Some(recipient) = &shared.config.notifications.email else {
+        return Ok(());
+    };
+    if r.job == crate::commands::send_queued_mail::JOB.name {
+        return Ok(());
+    }
+    if !mail::wanted(r.outcome, notify_on_success, r.output) {
+        return Ok(());
+    }
+    let composed = mail::compose(
+        r.outcome,
+        &mail::RunFacts {
+            job: r.job,
+            description: r.description,
+            host: &shared.host,
+            started_at: r.started_at,
+            runtime_seconds: r.runtime_seconds,
+            state: r.state,
+            output: r.output,
+        },
+        shared.config.timezone,
+    );
+    let sender = shared
+        .config
+        .notifications
+        .sender
+        .clone()
+        .unwrap_or_else(|| format!("manage@{}", shared.host));
+    store::queue_mail(tx, recipient, &sender, &composed, Some(r.run_id))?;
+    store::schedule_now(tx, crate::commands::send_queued_mail::JOB.name)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_output_replaces_bad_utf8_drops_nul_and_says_what_was_cut() {
+        assert_eq!(output_text(b"a\0b\xffc", 0), "ab\u{fffd}c");
+        assert_eq!(
+            output_text(b"abc", 7),
+            "abc\n[output truncated: 7 bytes not stored]\n"
+        );
+    }
+}
