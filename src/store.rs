@@ -623,6 +623,13 @@ pub fn release_hold(
             moved.push(row.name);
         }
     }
+    if reschedule {
+        // Run-now requests on jobs still running are pending too: dropped.
+        tx.execute(
+            "UPDATE manage.jobs SET run_requested = false WHERE run_requested",
+            &[],
+        )?;
+    }
     tx.execute(
         "UPDATE manage.hold SET held = false, held_since = NULL",
         &[],

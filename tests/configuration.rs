@@ -17,11 +17,8 @@ fn assert_config_rejected(toml: &str, needles: &[&str]) {
 
 #[test]
 fn unknown_key_names_file_and_key() {
-    assert_config_rejected("colour = true\n", &["manage.toml", "colour", "unknown key"]);
-    assert_config_rejected(
-        "[runner]\nparallel = 3\n",
-        &["manage.toml", "runner.parallel"],
-    );
+    assert_config_rejected("colour = true\n", &[".toml", "colour", "unknown key"]);
+    assert_config_rejected("[runner]\nparallel = 3\n", &[".toml", "runner.parallel"]);
     assert_config_rejected(
         "[jobs.backup]\ncommand = \"true\"\nschedule = \"daily\"\n",
         &["jobs.backup.schedule", "unknown key"],
@@ -34,7 +31,7 @@ fn bad_durations_are_rejected_with_their_value() {
         let toml = format!("[jobs.backup]\ncommand = \"true\"\ninterval = \"{bad}\"\n");
         assert_config_rejected(
             &toml,
-            &["manage.toml", "jobs.backup.interval", &format!("\"{bad}\"")],
+            &[".toml", "jobs.backup.interval", &format!("\"{bad}\"")],
         );
     }
     assert_config_rejected(
@@ -103,7 +100,7 @@ fn history_retention_days_must_be_at_least_one() {
 
 #[test]
 fn invalid_toml_and_unknown_zone_are_errors() {
-    assert_config_rejected("timezone = \n", &["manage.toml", "invalid TOML"]);
+    assert_config_rejected("timezone = \n", &[".toml", "invalid TOML"]);
     assert_config_rejected(
         "timezone = \"Mars/Olympus\"\n",
         &["timezone", "\"Mars/Olympus\""],

@@ -11,7 +11,10 @@ struct StopOnDrop(std::path::PathBuf);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        let _ = Manage::new().env("MANAGE_DATA_DIR", &self.0).args(["db", "stop"]).run();
+        let _ = Manage::new()
+            .env("MANAGE_DATA_DIR", &self.0)
+            .args(["db", "stop"])
+            .run();
     }
 }
 
@@ -31,16 +34,35 @@ fn the_embedded_cluster_is_created_reused_reported_and_stopped() {
 
     let _guard = StopOnDrop(data.clone());
     let first = manage().arg("migrate").ok();
-    assert!(first.stdout.contains("Created scheduled job purge_job_history"));
-    let notice: Vec<&str> = first.stderr.lines().filter(|l| l.contains("embedded database")).collect();
-    assert_eq!(notice.len(), 1, "one stderr line names the directory: {}", first.stderr);
+    assert!(first
+        .stdout
+        .contains("Created scheduled job purge_job_history"));
+    let notice: Vec<&str> = first
+        .stderr
+        .lines()
+        .filter(|l| l.contains("embedded database"))
+        .collect();
+    assert_eq!(
+        notice.len(),
+        1,
+        "one stderr line names the directory: {}",
+        first.stderr
+    );
     assert!(notice[0].contains(pg.to_str().unwrap()), "{}", notice[0]);
 
     let second = manage().args(["jobs", "list", "--json"]).ok();
     assert!(second.stdout.contains("purge_job_history"));
-    let notice: Vec<&str> = second.stderr.lines().filter(|l| l.contains("embedded database")).collect();
+    let notice: Vec<&str> = second
+        .stderr
+        .lines()
+        .filter(|l| l.contains("embedded database"))
+        .collect();
     assert_eq!(notice.len(), 1);
-    assert!(!notice[0].contains("created") && !notice[0].contains("started"), "reused: {}", notice[0]);
+    assert!(
+        !notice[0].contains("created") && !notice[0].contains("started"),
+        "reused: {}",
+        notice[0]
+    );
 
     let status = manage().args(["db", "status"]).ok();
     let line = status.stdout.trim_end();

@@ -391,6 +391,7 @@ pub struct Manage {
     /// Where the configuration file is written (and the default cwd).
     home: PathBuf,
     cwd: Option<PathBuf>,
+    serial: u32,
 }
 
 /// Environment variables `manage` reads: cleared so that the caller's
@@ -427,6 +428,7 @@ impl Manage {
             home: own.path().to_path_buf(),
             _own: own,
             cwd: None,
+            serial: COUNTER.fetch_add(1, Ordering::SeqCst),
         }
     }
 
@@ -470,8 +472,11 @@ impl Manage {
         self
     }
 
+    /// Each run writes its own file (a runner still reading its file must not
+    /// see it change), never `manage.toml`, so no run finds another's file as
+    /// `./manage.toml`.
     pub fn config_path(&self) -> PathBuf {
-        self.home.join("manage.toml")
+        self.home.join(format!("config-{}.toml", self.serial))
     }
 
     pub fn command(&self) -> Command {
@@ -484,10 +489,6 @@ impl Manage {
             let path = self.config_path();
             std::fs::write(&path, text).expect("writing the test configuration");
             command.env("MANAGE_CONFIG", &path);
-        } else {
-            // Without config(), no configuration file: not even one an earlier
-            // run left in the shared home as ./manage.toml.
-            let _ = std::fs::remove_file(self.config_path());
         }
         command.args(&self.args).current_dir(self.dir());
         command
@@ -569,5 +570,97 @@ impl Run {
             "a panic reached the user:\n{}",
             self.stderr
         );
+    }
+}
+
+/// A `manage scheduled_jobs_runner` running in the background; stopped (and
+/// killed if need be) when dropped. Its stderr goes to a file for `log()`.
+pub struct Background {
+    pub child: std::process::Child,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Manage {
+    /// Start the command in the background (a runner, usually).
+    pub fn spawn(self) -> Background {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("stderr.log");
+        let mut command = self.command();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.path().join("stdout.log")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()));
+        let child = command.spawn().expect("spawning manage");
+        Background {
+            child,
+            log_path,
+            _dir: dir,
+        }
+    }
+}
+
+impl Background {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Wait for the process to exit, at most `limit`; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM and wait; panics with the log if it does not stop in time.
+    pub fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let code = self.wait_exit(Duration::from_secs(40));
+        let log = self.log();
+        assert_eq!(code, Some(0), "the runner did not stop cleanly:\n{log}");
+        log
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Wait until `condition` holds, checking every 50 ms, at most `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -6,7 +6,9 @@
 mod harness;
 
 mod configuration;
+mod controls;
 mod embedded;
 mod one_off_runs;
 mod read_commands;
+mod runner;
 mod sync;

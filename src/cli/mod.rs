@@ -199,9 +199,12 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::ScheduledJobsRunner { once, no_migrate } => {
             let options = crate::runner::Options { once, no_migrate };
-            match crate::runner::run(ctx.config, ctx.registry, options)? {
-                true => Ok(()),
-                false => Err(crate::error::Exit(1).into()),
+            let all_succeeded = crate::runner::run(ctx.config, ctx.registry, options)?;
+            // Only --once reports the runs' result; the daemon exits 0 when told to stop.
+            if once && !all_succeeded {
+                Err(crate::error::Exit(1).into())
+            } else {
+                Ok(())
             }
         }
         Command::Migrate => migrate(&ctx),
