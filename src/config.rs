@@ -85,6 +85,8 @@ pub struct NotificationConfig {
     pub email: Option<String>,
     pub sender: Option<String>,
     pub smtp_url: Option<String>,
+    /// A CA certificate (PEM) the SMTP connection trusts besides the system's.
+    pub smtp_ca_file: Option<PathBuf>,
     pub sendmail: Option<PathBuf>,
 }
 
@@ -361,11 +363,14 @@ impl Reader<'_> {
             self.check_keys(
                 n,
                 "notifications",
-                &["email", "sender", "smtp_url", "sendmail"],
+                &["email", "sender", "smtp_url", "smtp_ca_file", "sendmail"],
             )?;
             notifications.email = self.string(n, "email", "notifications.email")?;
             notifications.sender = self.string(n, "sender", "notifications.sender")?;
             notifications.smtp_url = self.string(n, "smtp_url", "notifications.smtp_url")?;
+            notifications.smtp_ca_file = self
+                .string(n, "smtp_ca_file", "notifications.smtp_ca_file")?
+                .map(|p| base_dir.join(p));
             notifications.sendmail = self
                 .string(n, "sendmail", "notifications.sendmail")?
                 .map(|p| base_dir.join(p));
@@ -380,6 +385,13 @@ impl Reader<'_> {
             notifications.smtp_url = Some(url);
         }
         notifications.email = notifications.email.filter(|e| !e.trim().is_empty());
+        // Named as the environment variable when that is where the value came from.
+        crate::mail::check_settings(&notifications).map_err(|p| {
+            match p.env.filter(|var| sources.var(var).is_some()) {
+                Some(var) => ConfigError(format!("{var}: {}", p.problem)),
+                None => self.err(&format!("notifications.{}", p.key), p.problem),
+            }
+        })?;
 
         let mut jobs = BTreeMap::new();
         if let Some(declared) = self.table(table, "jobs", "jobs")? {

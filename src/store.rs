@@ -968,3 +968,98 @@ pub fn lock_running_run(
         )?
         .is_some())
 }
+
+// ---- mail queue ----
+
+/// The session advisory lock held by whoever is delivering the mail queue, so
+/// that two senders never send one mail twice.
+pub const MAIL_SENDER_LOCK: i64 = 0x6d61_6e61_6765_0002;
+
+/// Take the mail sender lock, or learn that another sender holds it.
+pub fn try_lock_mail_sender(client: &mut impl GenericClient) -> Result<bool, postgres::Error> {
+    client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&MAIL_SENDER_LOCK])?
+        .try_get(0)
+}
+
+pub fn unlock_mail_sender(client: &mut impl GenericClient) -> Result<(), postgres::Error> {
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MAIL_SENDER_LOCK])?;
+    Ok(())
+}
+
+/// A mail waiting in `manage.mail_queue`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedMail {
+    pub id: i64,
+    pub recipient: String,
+    pub sender: String,
+    pub subject: String,
+    pub body: String,
+    /// Header name and value pairs.
+    pub headers: Vec<(String, String)>,
+    pub queued_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Every queued mail, oldest first.
+pub fn queued_mails(client: &mut impl GenericClient) -> Result<Vec<QueuedMail>, postgres::Error> {
+    let rows = client.query(
+        "SELECT id, recipient, sender, subject, body, headers, queued_at, attempts, \
+                last_error, last_attempt_at \
+         FROM manage.mail_queue ORDER BY queued_at, id",
+        &[],
+    )?;
+    rows.iter()
+        .map(|row| {
+            let headers: serde_json::Value = row.try_get(5)?;
+            let headers = match headers {
+                serde_json::Value::Object(map) => map
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let value = match value {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (name, value)
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Ok(QueuedMail {
+                id: row.try_get(0)?,
+                recipient: row.try_get(1)?,
+                sender: row.try_get(2)?,
+                subject: row.try_get(3)?,
+                body: row.try_get(4)?,
+                headers,
+                queued_at: row.try_get(6)?,
+                attempts: row.try_get(7)?,
+                last_error: row.try_get(8)?,
+                last_attempt_at: row.try_get(9)?,
+            })
+        })
+        .collect()
+}
+
+/// The server accepted the mail: forget it.
+pub fn mail_sent(client: &mut impl GenericClient, id: i64) -> Result<(), postgres::Error> {
+    client.execute("DELETE FROM manage.mail_queue WHERE id = $1", &[&id])?;
+    Ok(())
+}
+
+/// An attempt to send these mails failed: count it and keep the error.
+pub fn mail_failed(
+    client: &mut impl GenericClient,
+    ids: &[i64],
+    error: &str,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "UPDATE manage.mail_queue SET attempts = attempts + 1, last_error = $2, \
+             last_attempt_at = clock_timestamp() \
+         WHERE id = ANY($1)",
+        &[&ids, &error],
+    )?;
+    Ok(())
+}

@@ -38,7 +38,7 @@ struct Cluster {
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     #[allow(unsafe_code)]
     unsafe {
@@ -61,12 +61,12 @@ pub fn unprivileged_user() -> Option<(u32, u32)> {
     None
 }
 
-fn chown(path: &Path, uid: u32, gid: u32) {
+pub fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
         .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
 }
 
-fn find_pg_bin(name: &str) -> PathBuf {
+pub fn find_pg_bin(name: &str) -> PathBuf {
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {
             let candidate = dir.join(name);
@@ -95,7 +95,7 @@ fn find_pg_bin(name: &str) -> PathBuf {
     panic!("cannot find the PostgreSQL binary {name}: install the PostgreSQL server package or set TEST_DATABASE_URL");
 }
 
-fn as_server_user(command: &mut Command) -> &mut Command {
+pub fn as_server_user(command: &mut Command) -> &mut Command {
     if is_root() {
         let (uid, gid) = unprivileged_user()
             .expect("running as root, the test cluster needs a postgres or nobody user");
@@ -579,6 +579,8 @@ pub struct Background {
     pub child: std::process::Child,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
+    /// The home of the Manage that started it (its configuration file).
+    _home: tempfile::TempDir,
 }
 
 impl Manage {
@@ -598,6 +600,7 @@ impl Manage {
             child,
             log_path,
             _dir: dir,
+            _home: self._own,
         }
     }
 }
@@ -663,4 +666,47 @@ pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// One finished or running run, as a runner recorded it.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub id: i64,
+    pub state: String,
+    pub output: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub runner_id: Option<i64>,
+    pub pgid: Option<i32>,
+}
+
+/// Every run of `job` in the database at `url`, oldest first.
+pub fn runs(url: &str, job: &str) -> Vec<RunRecord> {
+    Client::connect(url, NoTls)
+        .expect("connecting")
+        .query(
+            "SELECT id, state, output, started_at, finished_at, runner_id, pgid FROM manage.runs WHERE job = $1 ORDER BY started_at, id",
+            &[&job],
+        )
+        .expect("reading runs")
+        .iter()
+        .map(|r| RunRecord {
+            id: r.get(0),
+            state: r.get(1),
+            output: r.get(2),
+            started_at: r.get(3),
+            finished_at: r.get(4),
+            runner_id: r.get(5),
+            pgid: r.get(6),
+        })
+        .collect()
+}
+
+/// Whether a process whose command line contains `needle` exists.
+pub fn process_running(needle: &str) -> bool {
+    let out = Command::new("pgrep")
+        .args(["-f", needle])
+        .output()
+        .expect("pgrep");
+    !out.stdout.is_empty()
 }

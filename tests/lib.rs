@@ -4,11 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod smtp;
 
 mod configuration;
 mod controls;
 mod embedded;
+mod notifications;
 mod one_off_runs;
+mod private_cluster;
 mod read_commands;
+mod resilience;
 mod runner;
 mod sync;

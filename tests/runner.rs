@@ -5,34 +5,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::harness::{wait_for, Background, TestDb};
-
-/// One finished or running run, as the runner recorded it.
-#[derive(Debug, Clone)]
-struct Run {
-    id: i64,
-    state: String,
-    output: String,
-    started_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
-}
+use crate::harness::{wait_for, Background, RunRecord as Run, TestDb};
 
 fn runs(db: &TestDb, job: &str) -> Vec<Run> {
-    db.client()
-        .query(
-            "SELECT id, state, output, started_at, finished_at FROM manage.runs WHERE job = $1 ORDER BY id",
-            &[&job],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| Run {
-            id: r.get(0),
-            state: r.get(1),
-            output: r.get(2),
-            started_at: r.get(3),
-            finished_at: r.get(4),
-        })
-        .collect()
+    crate::harness::runs(&db.url, job)
 }
 
 fn finished(db: &TestDb, job: &str) -> Vec<Run> {

@@ -9,6 +9,7 @@
 mod control;
 mod db_cmd;
 mod jobs;
+mod mail_cmd;
 mod render;
 mod run_job;
 mod status;
@@ -83,6 +84,11 @@ pub enum Command {
         /// Also send a test mail directly (not through the queue)
         #[arg(long)]
         send_test_mail: bool,
+    },
+    /// The mail queue of the notifications
+    Mail {
+        #[command(subcommand)]
+        command: mail_cmd::MailCommand,
     },
     /// The embedded default database cluster
     Db {
@@ -211,6 +217,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Jobs { command } => jobs::run(&ctx, command),
         Command::ListUnscheduledCommands { json } => jobs::list_unscheduled(&ctx, json),
         Command::Check { send_test_mail } => status::check(&ctx, send_test_mail),
+        Command::Mail { command } => mail_cmd::run(&ctx, command),
         Command::Db { .. } => Ok(()),
     }
 }

@@ -253,19 +253,28 @@ pub fn check(ctx: &Context, send_test_mail: bool) -> anyhow::Result<()> {
         }
     }
     let n = &ctx.config.notifications;
-    match (&n.smtp_url, &n.sendmail) {
-        (None, None) => println!(
+    // The transport is described with its password hidden.
+    match crate::mail::Transport::from_config(n) {
+        Ok(None) => println!(
             "warning: no mail transport configured (set notifications.smtp_url, SMTP_URL or notifications.sendmail)"
         ),
-        (Some(_), _) => println!("ok: mail transport SMTP"),
-        (None, Some(path)) => println!("ok: mail transport sendmail {}", path.display()),
+        Ok(Some(transport)) => println!("ok: mail transport {}", transport.describe()),
+        Err(e) => {
+            println!("problem: mail transport: {e}");
+            problems += 1;
+        }
     }
     if n.email.is_none() {
         println!("warning: notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
     }
     if send_test_mail {
-        println!("problem: this build of manage cannot send mail yet");
-        problems += 1;
+        match crate::cli::mail_cmd::send_test_mail(ctx) {
+            Ok(line) => println!("ok: {line}"),
+            Err(problem) => {
+                println!("problem: {problem}");
+                problems += 1;
+            }
+        }
     }
     if problems == 0 {
         Ok(())

@@ -40,6 +40,11 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                     crate::db::describe_error(&e)
                 ));
             }
+            // Wake the loop: its own connection is probably gone too, and the
+            // sooner it knows, the sooner it reconnects.
+            if events.send(Event::Changed).is_err() {
+                return;
+            }
             let mut attempt = 0;
             client = loop {
                 std::thread::sleep(backoff(attempt));

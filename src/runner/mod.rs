@@ -118,7 +118,14 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
     if unsafe { libc::geteuid() } == 0 {
         eprintln!("warning: running as root; run the runner as an unprivileged user");
     }
-    let (mut client, target) = connect_with_retry(&config, &log)?;
+    // Signals first: SIGTERM while the database is still unreachable at
+    // start-up must end the runner cleanly too.
+    let (events_tx, events_rx) = std::sync::mpsc::channel();
+    listen::spawn_signals(events_tx.clone())?;
+    let Some((mut client, target)) = connect_with_retry(&config, &log, &events_rx)? else {
+        log.line("Stopping before the database was reached");
+        return Ok(true);
+    };
     if !options.no_migrate {
         let (applied, lines) = crate::db::migrate_and_sync(&mut client, &registry, &config)?;
         for name in applied {
@@ -137,7 +144,6 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         log.line("notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
     }
 
-    let (events_tx, events_rx) = std::sync::mpsc::channel();
     let shared = Arc::new(Shared {
         config,
         registry,
@@ -148,7 +154,6 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         children: Mutex::new(HashMap::new()),
     });
     listen::spawn_listener(Arc::clone(&shared), events_tx.clone())?;
-    listen::spawn_signals(events_tx.clone())?;
     let pool = worker::Pool::start(Arc::clone(&shared), events_tx.clone());
 
     let mut runner = Loop {
@@ -160,6 +165,8 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         options,
         all_succeeded: true,
         last_sleep_log: None,
+        last_contact: Instant::now(),
+        shutdown: None,
     };
     let result = runner.run();
     if let Err(e) = store::runner_stopped(&mut runner.client, runner.shared.runner_id) {
@@ -174,16 +181,31 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
 
 /// Connect, retrying with backoff while the database is unreachable; a bad
 /// configuration (a malformed URL) fails at once.
-fn connect_with_retry(config: &Config, log: &Log) -> anyhow::Result<(postgres::Client, Target)> {
+/// None when a signal said to stop first.
+fn connect_with_retry(
+    config: &Config,
+    log: &Log,
+    events: &Receiver<Event>,
+) -> anyhow::Result<Option<(postgres::Client, Target)>> {
     let mut attempt = 0;
     loop {
         match crate::db::connect(config, APPLICATION_NAME) {
-            Ok(connected) => return Ok(connected),
-            Err(e) if e.downcast_ref::<crate::error::BadInput>().is_some() => return Err(e),
+            Ok(connected) => return Ok(Some(connected)),
+            // A malformed URL or an embedded cluster that cannot be made
+            // will not get better by waiting.
+            Err(e)
+                if e.downcast_ref::<crate::error::BadInput>().is_some()
+                    || e.downcast_ref::<crate::db::embedded::EmbeddedError>()
+                        .is_some() =>
+            {
+                return Err(e)
+            }
             Err(e) => {
                 let wait = backoff(attempt);
                 log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
-                std::thread::sleep(wait);
+                if let Ok(Event::Signal(_)) = events.recv_timeout(wait) {
+                    return Ok(None);
+                }
                 attempt += 1;
             }
         }
@@ -199,6 +221,10 @@ struct Loop {
     options: Options,
     all_succeeded: bool,
     last_sleep_log: Option<Option<DateTime<Utc>>>,
+    /// The last successful round trip on the main connection.
+    last_contact: Instant,
+    /// Set by SIGTERM/SIGINT: when the shutdown grace ends.
+    shutdown: Option<Instant>,
 }
 
 impl Loop {
@@ -209,34 +235,36 @@ impl Loop {
     fn run(&mut self) -> anyhow::Result<()> {
         let log = self.shared.log.clone();
         let mut next_heartbeat = Instant::now();
-        let mut shutdown: Option<Instant> = None;
-        let mut lost_since: Option<Instant> = None;
         loop {
             // Liveness first: it also recovers the runs of dead runners.
             if Instant::now() >= next_heartbeat {
                 match self.heartbeat() {
                     Ok(()) => next_heartbeat = Instant::now() + HEARTBEAT,
                     Err(e) => {
-                        self.reconnect(e, &mut lost_since)?;
+                        if !self.reconnect(e)? {
+                            return Ok(());
+                        }
                         continue;
                     }
                 }
             }
-            let wait = match self.step(shutdown.is_some()) {
+            let wait = match self.step(self.shutdown.is_some()) {
                 Ok(Some(wait)) => wait,
                 Ok(None) => return Ok(()),
                 Err(e) => {
-                    self.reconnect(e, &mut lost_since)?;
+                    if !self.reconnect(e)? {
+                        return Ok(());
+                    }
                     continue;
                 }
             };
-            lost_since = None;
-            if shutdown.is_some() && self.in_flight == 0 {
+            self.last_contact = Instant::now();
+            if self.shutdown.is_some() && self.in_flight == 0 {
                 log.line("All jobs finished; the runner stops");
                 return Ok(());
             }
             let mut wait = wait.min(next_heartbeat.saturating_duration_since(Instant::now()));
-            if let Some(deadline) = shutdown {
+            if let Some(deadline) = self.shutdown {
                 wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                 if wait.is_zero() {
                     log.line(&format!(
@@ -250,7 +278,7 @@ impl Loop {
                 }
             }
             match self.events.recv_timeout(wait) {
-                Ok(event) => self.handle(event, &mut shutdown),
+                Ok(event) => self.handle(event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("the runner's event channel closed")
@@ -258,12 +286,12 @@ impl Loop {
             }
             // Coalesce a burst (many NOTIFYs, many runs ending) into one pass.
             while let Ok(event) = self.events.try_recv() {
-                self.handle(event, &mut shutdown);
+                self.handle(event);
             }
         }
     }
 
-    fn handle(&mut self, event: Event, shutdown: &mut Option<Instant>) {
+    fn handle(&mut self, event: Event) {
         match event {
             Event::Changed => {}
             Event::Finished(report) => {
@@ -273,7 +301,7 @@ impl Loop {
                 }
             }
             Event::Signal(signal) => {
-                if shutdown.is_none() {
+                if self.shutdown.is_none() {
                     let grace = self.shared.config.runner.shutdown_grace_secs;
                     let name = if signal == libc::SIGINT {
                         "SIGINT"
@@ -284,7 +312,7 @@ impl Loop {
                         "Received {name}: starting no more jobs; {} running job(s) get up to {grace} s to finish",
                         self.in_flight
                     ));
-                    *shutdown = Some(Instant::now() + Duration::from_secs(u64::from(grace)));
+                    self.shutdown = Some(Instant::now() + Duration::from_secs(u64::from(grace)));
                 }
             }
         }
@@ -367,49 +395,66 @@ impl Loop {
     }
 
     /// The main connection failed: reconnect with backoff, re-take the lock,
-    /// and carry on. Cut off for 20 s, the children are killed.
-    fn reconnect(
-        &mut self,
-        error: postgres::Error,
-        lost_since: &mut Option<Instant>,
-    ) -> anyhow::Result<()> {
+    /// and carry on. 20 s after the last contact with the database (not after
+    /// noticing the loss: other runners count from our last heartbeat) the
+    /// children are killed, before anyone may declare this runner dead (30 s).
+    fn reconnect(&mut self, error: postgres::Error) -> anyhow::Result<bool> {
         let log = self.shared.log.clone();
-        let since = *lost_since.get_or_insert_with(Instant::now);
         log.line(&format!(
             "Lost the database: {}",
             crate::db::describe_error(&error)
         ));
+        let cut_off_at = self.last_contact + CUT_OFF;
         let mut attempt = 0;
         let mut killed = false;
         loop {
-            if !killed && since.elapsed() >= CUT_OFF && self.in_flight > 0 {
-                log.line("Cut off from the database for 20 s: killing running jobs so that no job runs twice");
-                self.shared.stop_all_children(
-                    "Interrupted: the runner lost its database for 20 s and killed the job",
-                );
+            // Told to stop while the database is away: kill what is left once
+            // the grace is over (it cannot be recorded now) and go.
+            if let Some(deadline) = self.shutdown {
+                if self.in_flight == 0 || Instant::now() >= deadline {
+                    self.shared.stop_all_children(
+                        "Interrupted: the runner was shut down while its database was unreachable",
+                    );
+                    log.line("Stopping without the database");
+                    return Ok(false);
+                }
+            }
+            if !killed && Instant::now() >= cut_off_at {
+                if self.in_flight > 0 {
+                    log.line("Cut off from the database for 20 s: killing running jobs so that no job runs twice");
+                    self.shared.stop_all_children(
+                        "Interrupted: the runner lost its database for 20 s and killed the job",
+                    );
+                }
                 killed = true;
             }
-            let wait = backoff(attempt);
-            attempt += 1;
             match self.shared.target.connect(APPLICATION_NAME) {
                 Ok(mut client) => {
                     store::take_runner_lock(&mut client, self.shared.runner_id)?;
                     store::heartbeat(&mut client, self.shared.runner_id)?;
                     self.client = client;
-                    log.line("Reconnected to the database");
+                    self.last_contact = Instant::now();
                     self.last_sleep_log = None;
-                    return Ok(());
+                    log.line("Reconnected to the database");
+                    return Ok(true);
                 }
                 Err(e) => {
+                    let mut wait = backoff(attempt);
+                    attempt += 1;
                     log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
+                    if !killed {
+                        wait = wait.min(cut_off_at.saturating_duration_since(Instant::now()));
+                    }
+                    if let Some(deadline) = self.shutdown {
+                        wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+                    }
                     // Keep counting finished runs while we wait.
                     let deadline = Instant::now() + wait;
                     while let Ok(event) = self
                         .events
                         .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                     {
-                        let mut no_shutdown = None;
-                        self.handle(event, &mut no_shutdown);
+                        self.handle(event);
                     }
                 }
             }

@@ -1,0 +1,394 @@
+//! Faults: runners killed mid-run, signals, a database that restarts or goes
+//! away, several runners. Nothing lost, nothing doubled. The tests that stop
+//! or restart PostgreSQL use a private cluster of their own.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    process_running, runs, wait_for, Background, Manage, RunRecord as Run, TestDb,
+};
+use crate::private_cluster::PrivateCluster;
+
+/// A marker that makes a test's `sleep` processes findable (and unique).
+fn marker(test: u32) -> String {
+    format!(
+        "{}.{test}{}",
+        7000 + std::process::id() % 1000,
+        std::process::id() % 7
+    )
+}
+
+fn finished(url: &str, job: &str) -> Vec<Run> {
+    runs(url, job)
+        .into_iter()
+        .filter(|r| r.state != "running")
+        .collect()
+}
+
+fn running_with_pgid(url: &str, job: &str) -> Option<Run> {
+    runs(url, job)
+        .into_iter()
+        .find(|r| r.state == "running" && r.pgid.is_some())
+}
+
+fn manage_on(url: &str) -> Manage {
+    Manage::new().env("DATABASE_URL", url)
+}
+
+fn runner_on(url: &str, config: &str) -> Background {
+    manage_on(url)
+        .config(config)
+        .arg("scheduled_jobs_runner")
+        .spawn()
+}
+
+fn due_now(url: &str, job: &str) {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .execute(
+            "UPDATE manage.jobs SET next_run = now() WHERE name = $1",
+            &[&job],
+        )
+        .unwrap();
+}
+
+fn kill9(pid: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+#[test]
+fn a_runner_killed_mid_run_is_recorded_interrupted_by_the_next_runner() {
+    let sleep = marker(1);
+    let config = format!(
+        "[notifications]\nemail = \"ops@example.com\"\n\
+         [jobs.long]\ncommand = \"echo started; sleep {sleep} & wait\"\ndescription = \"Long job\"\ninterval = \"01:00:00\"\n"
+    );
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    due_now(&db.url, "long");
+    let first = runner_on(&db.url, &config);
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        running_with_pgid(&db.url, "long").is_some()
+    });
+    wait_for(Duration::from_secs(5), "the child to run", || {
+        process_running(&format!("sleep {sleep}"))
+    });
+    kill9(first.pid());
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        process_running(&format!("sleep {sleep}")),
+        "the grandchild outlives the runner until recovery"
+    );
+
+    let second = runner_on(&db.url, &config);
+    wait_for(
+        Duration::from_secs(50),
+        "the run recorded interrupted",
+        || {
+            finished(&db.url, "long")
+                .iter()
+                .any(|r| r.state == "interrupted")
+        },
+    );
+    let log = second.stop();
+    let run = &finished(&db.url, "long")[0];
+    // What the dead runner had captured died with it; the reason remains.
+    assert!(run.output.starts_with("Interrupted: "), "{:?}", run.output);
+    assert!(
+        !process_running(&format!("sleep {sleep}")),
+        "the leftover process group is gone"
+    );
+    assert!(log.contains("Killed the leftover process group"), "{log}");
+    let mails = db.query_strings("SELECT subject FROM manage.mail_queue WHERE run_id IS NOT NULL");
+    assert_eq!(
+        mails,
+        vec![vec!["Scheduled job 'Long job' was interrupted".to_string()]]
+    );
+    assert_eq!(
+        db.value("SELECT count(*) FROM manage.runs WHERE state = 'running'"),
+        "0"
+    );
+}
+
+#[test]
+fn a_live_runner_notices_a_dead_runners_run_within_40_seconds() {
+    let sleep = marker(2);
+    let config = format!("[jobs.long]\ncommand = \"sleep {sleep}\"\ninterval = \"01:00:00\"\n");
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    let a = runner_on(&db.url, &config);
+    let b = runner_on(&db.url, &config);
+    wait_for(Duration::from_secs(10), "both runners up", || {
+        a.log().contains("Sleeping") && b.log().contains("Sleeping")
+    });
+    due_now(&db.url, "long");
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        running_with_pgid(&db.url, "long").is_some()
+    });
+    let run = running_with_pgid(&db.url, "long").unwrap();
+    let pid: i32 = db
+        .value(&format!(
+            "SELECT pid FROM manage.runners WHERE id = {}",
+            run.runner_id.unwrap()
+        ))
+        .parse()
+        .unwrap();
+    let (victim, survivor) = if pid == a.pid() { (a, b) } else { (b, a) };
+    let killed = Instant::now();
+    kill9(victim.pid());
+    drop(victim);
+    wait_for(
+        Duration::from_secs(45),
+        "the survivor to record the run",
+        || {
+            finished(&db.url, "long")
+                .iter()
+                .any(|r| r.state == "interrupted")
+        },
+    );
+    let noticed = killed.elapsed();
+    survivor.stop();
+    assert!(
+        noticed <= Duration::from_secs(41),
+        "noticed after {noticed:?}"
+    );
+    assert!(
+        noticed >= Duration::from_secs(29),
+        "declared dead before 30 s without a heartbeat: {noticed:?}"
+    );
+    assert!(!process_running(&format!("sleep {sleep}")));
+}
+
+#[test]
+fn sigterm_and_sigint_let_a_running_job_finish_and_exit_0() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let config = "[runner]\nshutdown_grace = \"00:10\"\n[jobs.brief]\ncommand = \"sleep 1; echo done\"\ninterval = \"01:00:00\"\n";
+        let db = TestDb::new();
+        db.manage().config(config).arg("migrate").ok();
+        due_now(&db.url, "brief");
+        let mut runner = runner_on(&db.url, config);
+        wait_for(Duration::from_secs(10), "the run to start", || {
+            running_with_pgid(&db.url, "brief").is_some()
+        });
+        let asked = Instant::now();
+        runner.signal(signal);
+        assert_eq!(
+            runner.wait_exit(Duration::from_secs(10)),
+            Some(0),
+            "{}",
+            runner.log()
+        );
+        assert!(asked.elapsed() < Duration::from_secs(5));
+        let done = finished(&db.url, "brief");
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].state, "succeeded", "signal {signal}");
+        assert_eq!(done[0].output, "done\n");
+    }
+}
+
+#[test]
+fn a_job_that_outlives_the_shutdown_grace_is_killed_and_recorded_interrupted() {
+    let sleep = marker(3);
+    let config = format!(
+        "[runner]\nshutdown_grace = \"00:01\"\n[jobs.stubborn]\ncommand = \"echo begun; sleep {sleep}\"\ninterval = \"01:00:00\"\n"
+    );
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    due_now(&db.url, "stubborn");
+    let mut runner = runner_on(&db.url, &config);
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        running_with_pgid(&db.url, "stubborn").is_some()
+    });
+    let asked = Instant::now();
+    runner.signal(libc::SIGTERM);
+    assert_eq!(
+        runner.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        runner.log()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        asked.elapsed()
+    );
+    let done = finished(&db.url, "stubborn");
+    assert_eq!(done.len(), 1, "{}", runner.log());
+    assert_eq!(done[0].state, "interrupted");
+    assert!(
+        done[0].output.starts_with("begun\n"),
+        "{:?}",
+        done[0].output
+    );
+    let last = done[0].output.lines().last().unwrap();
+    assert!(last.starts_with("Interrupted: "), "{last}");
+    assert!(!process_running(&format!("sleep {sleep}")));
+}
+
+#[test]
+fn the_runner_rides_through_database_restarts_while_a_job_runs_and_while_it_sleeps() {
+    let cluster = PrivateCluster::new();
+    let config = "[jobs.through]\ncommand = \"sleep 2; echo survived\"\ninterval = \"01:00:00\"\n[jobs.later]\ncommand = \"echo later\"\n";
+    manage_on(&cluster.url).config(config).arg("migrate").ok();
+    due_now(&cluster.url, "through");
+    let runner = runner_on(&cluster.url, config);
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        running_with_pgid(&cluster.url, "through").is_some()
+    });
+    cluster.restart();
+    wait_for(
+        Duration::from_secs(20),
+        "the run recorded after the restart",
+        || !finished(&cluster.url, "through").is_empty(),
+    );
+    let done = finished(&cluster.url, "through");
+    assert_eq!(done[0].state, "succeeded", "{}", runner.log());
+    assert_eq!(done[0].output, "survived\n");
+
+    // Asleep now: restart again, then a trigger must still wake it.
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.restart();
+    wait_for(Duration::from_secs(20), "the runner to reconnect", || {
+        runner
+            .log()
+            .matches("Listening for notifications again")
+            .count()
+            >= 2
+    });
+    cluster
+        .client()
+        .execute("SELECT manage.trigger_job('later')", &[])
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the triggered run", || {
+        !finished(&cluster.url, "later").is_empty()
+    });
+    let log = runner.stop();
+    assert!(
+        log.contains("Lost the database") || log.contains("LISTEN connection failed"),
+        "{log}"
+    );
+    assert_eq!(
+        cluster.value("SELECT count(*) FROM manage.runs WHERE state = 'running'"),
+        "0"
+    );
+}
+
+#[test]
+fn an_unreachable_database_at_start_up_is_retried() {
+    let cluster = PrivateCluster::new();
+    let config = "[jobs.first]\ncommand = \"echo first\"\n";
+    manage_on(&cluster.url).config(config).arg("migrate").ok();
+    cluster.stop();
+    let runner = runner_on(&cluster.url, config);
+    wait_for(Duration::from_secs(10), "retries", || {
+        runner.log().matches("retrying in").count() >= 2
+    });
+    cluster.start();
+    wait_for(Duration::from_secs(20), "the runner to start", || {
+        runner.log().contains("Runner ")
+    });
+    manage_on(&cluster.url)
+        .config(config)
+        .args(["jobs", "run-now", "first"])
+        .ok();
+    wait_for(Duration::from_secs(10), "the run", || {
+        !finished(&cluster.url, "first").is_empty()
+    });
+    let log = runner.stop();
+    assert!(
+        log.contains("retrying in 0.5 s") && log.contains("retrying in 1.0 s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_database_gone_for_over_20_seconds_gets_the_child_killed_and_recorded_interrupted() {
+    let sleep = marker(4);
+    let cluster = PrivateCluster::new();
+    let config = format!(
+        "[jobs.cutoff]\ncommand = \"echo begun; sleep {sleep}\"\ninterval = \"01:00:00\"\n"
+    );
+    manage_on(&cluster.url).config(&config).arg("migrate").ok();
+    due_now(&cluster.url, "cutoff");
+    let runner = runner_on(&cluster.url, &config);
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        running_with_pgid(&cluster.url, "cutoff").is_some()
+    });
+    let stopped = Instant::now();
+    cluster.stop();
+    wait_for(Duration::from_secs(30), "the child killed", || {
+        !process_running(&format!("sleep {sleep}"))
+    });
+    let killed_after = stopped.elapsed();
+    assert!(
+        killed_after <= Duration::from_secs(22),
+        "killed after {killed_after:?}: {}",
+        runner.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.start();
+    wait_for(Duration::from_secs(20), "the run recorded", || {
+        !finished(&cluster.url, "cutoff").is_empty()
+    });
+    let log = runner.stop();
+    let all = runs(&cluster.url, "cutoff");
+    assert_eq!(all.len(), 1, "no second copy ran: {all:?}");
+    assert_eq!(all[0].state, "interrupted");
+    assert!(all[0].output.starts_with("begun\n"), "{:?}", all[0].output);
+    assert!(
+        all[0]
+            .output
+            .contains("Interrupted: the runner lost its database"),
+        "{:?}",
+        all[0].output
+    );
+    assert!(log.contains("Cut off from the database for 20 s"), "{log}");
+}
+
+#[test]
+fn three_runners_with_one_killed_never_overlap_nor_run_a_slot_twice() {
+    let mut config = String::from("[runner]\nmax_parallel = 2\n");
+    for i in 0..8 {
+        config.push_str(&format!(
+            "[jobs.s{i}]\ncommand = \"sleep 0.1\"\ninterval = \"00:01\"\n"
+        ));
+    }
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    let runners: Vec<Background> = (0..3).map(|_| runner_on(&db.url, &config)).collect();
+    std::thread::sleep(Duration::from_secs(8));
+    let mut runners = runners.into_iter();
+    let victim = runners.next().unwrap();
+    kill9(victim.pid());
+    drop(victim);
+    // Long enough for the victim to be declared dead and its runs recovered.
+    std::thread::sleep(Duration::from_secs(42));
+    for runner in runners {
+        runner.stop();
+    }
+    assert_eq!(
+        db.value("SELECT count(*) FROM manage.runs WHERE state = 'running'"),
+        "0",
+        "nothing left running"
+    );
+    for i in 0..8 {
+        let all = runs(&db.url, &format!("s{i}"));
+        assert!(all.len() >= 10, "s{i} ran {} times", all.len());
+        for pair in all.windows(2) {
+            let previous_end = pair[0].finished_at.unwrap();
+            assert!(
+                pair[1].started_at >= previous_end + chrono::Duration::milliseconds(999),
+                "s{i}: run {} started {:?} after run {} ({}) ended",
+                pair[1].id,
+                pair[1].started_at - previous_end,
+                pair[0].id,
+                pair[0].state
+            );
+        }
+    }
+}
