@@ -171,6 +171,15 @@ impl Registry {
         Registry { jobs }
     }
 
+    /// Add jobs written in Rust beyond the shipped ones: for programs that
+    /// link this library (the benchmark registers synthetic jobs this way).
+    pub fn with_builtins(mut self, extra: impl IntoIterator<Item = &'static Builtin>) -> Self {
+        for builtin in extra {
+            self.jobs.insert(builtin.name.to_string(), JobDef::from_builtin(builtin));
+        }
+        self
+    }
+
     pub fn builtin_names() -> Vec<&'static str> {
         crate::commands::BUILTINS.iter().map(|b| b.name).collect()
     }
