@@ -175,7 +175,8 @@ impl Registry {
     /// link this library (the benchmark registers synthetic jobs this way).
     pub fn with_builtins(mut self, extra: impl IntoIterator<Item = &'static Builtin>) -> Self {
         for builtin in extra {
-            self.jobs.insert(builtin.name.to_string(), JobDef::from_builtin(builtin));
+            self.jobs
+                .insert(builtin.name.to_string(), JobDef::from_builtin(builtin));
         }
         self
     }

@@ -11,6 +11,7 @@ mod controls;
 mod embedded;
 mod notifications;
 mod one_off_runs;
+mod operations;
 mod private_cluster;
 mod read_commands;
 mod resilience;

@@ -16,6 +16,7 @@ mod status;
 mod wait;
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -51,6 +52,14 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The shells `manage completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +99,13 @@ pub enum Command {
         #[command(subcommand)]
         command: mail_cmd::MailCommand,
     },
+    /// Print shell completions (bash, zsh or fish), job commands included
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff), job commands included
+    Man,
     /// The embedded default database cluster
     Db {
         #[command(subcommand)]
@@ -195,9 +211,24 @@ pub fn run() -> anyhow::Result<()> {
     }
 
     let cli = Cli::from_arg_matches(&matches).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Command::Db { command } = &cli.command {
+    match &cli.command {
         // The embedded cluster is found through MANAGE_DATA_DIR alone.
-        return db_cmd::run(command);
+        Command::Db { command } => return db_cmd::run(command),
+        // Generated from the same definition as --help, jobs included; like
+        // --help they need no database.
+        Command::Completions { shell } => {
+            if let Err(problem) = &loaded {
+                eprintln!("warning: {problem}; declared jobs are not listed");
+            }
+            return completions(&registry, *shell);
+        }
+        Command::Man => {
+            if let Err(problem) = &loaded {
+                eprintln!("warning: {problem}; declared jobs are not listed");
+            }
+            return man(&registry);
+        }
+        _ => {}
     }
     let mut config = loaded?;
     apply_flags(&mut config, &matches);
@@ -218,8 +249,37 @@ pub fn run() -> anyhow::Result<()> {
         Command::ListUnscheduledCommands { json } => jobs::list_unscheduled(&ctx, json),
         Command::Check { send_test_mail } => status::check(&ctx, send_test_mail),
         Command::Mail { command } => mail_cmd::run(&ctx, command),
-        Command::Db { .. } => Ok(()),
+        Command::Db { .. } | Command::Completions { .. } | Command::Man => Ok(()),
     }
+}
+
+fn completions(registry: &Registry, shell: Shell) -> anyhow::Result<()> {
+    let mut command = command(registry);
+    let mut out = std::io::stdout();
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(generator, &mut command, "manage", &mut out);
+    Ok(())
+}
+
+/// One roff page: the top-level page followed by a section per command.
+fn man(registry: &Registry) -> anyhow::Result<()> {
+    let command = command(registry);
+    let mut out = std::io::stdout().lock();
+    clap_mangen::Man::new(command.clone()).render(&mut out)?;
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let page = clap_mangen::Man::new(sub.clone().name(format!("manage-{}", sub.get_name())));
+        out.write_all(b".SH \"")?;
+        out.write_all(format!("manage {}", sub.get_name()).as_bytes())?;
+        out.write_all(b"\"\n")?;
+        page.render_description_section(&mut out)?;
+        page.render_options_section(&mut out)?;
+        page.render_subcommands_section(&mut out)?;
+    }
+    Ok(())
 }
 
 /// The command-line flag beats environment and file.

@@ -23,6 +23,7 @@
 
 mod listen;
 mod log;
+mod notify;
 mod recover;
 mod worker;
 
@@ -155,8 +156,14 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
     });
     listen::spawn_listener(Arc::clone(&shared), events_tx.clone())?;
     let pool = worker::Pool::start(Arc::clone(&shared), events_tx.clone());
+    let notifier = notify::Notifier::from_env();
+    notifier.send(&format!(
+        "READY=1\nSTATUS=Runner {runner_id} connected and listening"
+    ));
 
     let mut runner = Loop {
+        next_watchdog: notifier.watchdog_every.map(|_| Instant::now()),
+        notifier,
         shared,
         client,
         events: events_rx,
@@ -169,6 +176,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         shutdown: None,
     };
     let result = runner.run();
+    runner.notifier.send("STOPPING=1");
     if let Err(e) = store::runner_stopped(&mut runner.client, runner.shared.runner_id) {
         runner.shared.log.line(&format!(
             "could not record the runner's stop: {}",
@@ -225,6 +233,9 @@ struct Loop {
     last_contact: Instant,
     /// Set by SIGTERM/SIGINT: when the shutdown grace ends.
     shutdown: Option<Instant>,
+    notifier: notify::Notifier,
+    /// When systemd's watchdog is next fed, when it asked to be.
+    next_watchdog: Option<Instant>,
 }
 
 impl Loop {
@@ -264,6 +275,9 @@ impl Loop {
                 return Ok(());
             }
             let mut wait = wait.min(next_heartbeat.saturating_duration_since(Instant::now()));
+            if let Some(next) = self.feed_watchdog() {
+                wait = wait.min(next.saturating_duration_since(Instant::now()));
+            }
             if let Some(deadline) = self.shutdown {
                 wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                 if wait.is_zero() {
@@ -291,6 +305,18 @@ impl Loop {
         }
     }
 
+    /// Feed systemd's watchdog when it is time; returns when next to feed it.
+    /// Only this loop feeds it: a loop that hangs gets the runner restarted.
+    fn feed_watchdog(&mut self) -> Option<Instant> {
+        let every = self.notifier.watchdog_every?;
+        let next = self.next_watchdog.get_or_insert_with(Instant::now);
+        if Instant::now() >= *next {
+            self.notifier.send("WATCHDOG=1");
+            *next = Instant::now() + every;
+        }
+        self.next_watchdog
+    }
+
     fn handle(&mut self, event: Event) {
         match event {
             Event::Changed => {}
@@ -313,6 +339,10 @@ impl Loop {
                         self.in_flight
                     ));
                     self.shutdown = Some(Instant::now() + Duration::from_secs(u64::from(grace)));
+                    self.notifier.send(&format!(
+                        "STOPPING=1\nSTATUS=Stopping: waiting for {} running job(s)",
+                        self.in_flight
+                    ));
                 }
             }
         }
@@ -342,6 +372,8 @@ impl Loop {
                         self.in_flight += 1;
                         self.pool.dispatch(run);
                     }
+                    self.notifier
+                        .send(&format!("STATUS=Running {} job(s)", self.in_flight));
                     continue;
                 }
             }
@@ -375,16 +407,24 @@ impl Loop {
         }
         self.last_sleep_log = Some(target);
         let log = &self.shared.log;
+        let running = if self.in_flight > 0 {
+            format!("; running {} job(s)", self.in_flight)
+        } else {
+            String::new()
+        };
         if agenda.held {
             log.line("Jobs are held; waiting for the release");
+            self.notifier
+                .send(&format!("STATUS=Jobs are held{running}"));
         } else if let Some(next) = agenda.next_due {
             let secs = (next - agenda.db_now).num_milliseconds().max(0) as f64 / 1000.0;
-            log.line(&format!(
-                "Sleeping {secs:.1} s until {}",
-                crate::schedule::human_instant(next, self.shared.config.timezone)
-            ));
+            let when = crate::schedule::human_instant(next, self.shared.config.timezone);
+            log.line(&format!("Sleeping {secs:.1} s until {when}"));
+            self.notifier
+                .send(&format!("STATUS=Sleeping until {when}{running}"));
         } else if self.in_flight == 0 {
             log.line("Nothing is scheduled; waiting for a notification");
+            self.notifier.send("STATUS=Nothing is scheduled");
         }
     }
 
@@ -428,6 +468,8 @@ impl Loop {
                 }
                 killed = true;
             }
+            self.feed_watchdog();
+            self.notifier.send("STATUS=Reconnecting to the database");
             match self.shared.target.connect(APPLICATION_NAME) {
                 Ok(mut client) => {
                     store::take_runner_lock(&mut client, self.shared.runner_id)?;
@@ -447,6 +489,9 @@ impl Loop {
                     }
                     if let Some(deadline) = self.shutdown {
                         wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+                    }
+                    if let Some(every) = self.notifier.watchdog_every {
+                        wait = wait.min(every);
                     }
                     // Keep counting finished runs while we wait.
                     let deadline = Instant::now() + wait;
