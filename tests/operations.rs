@@ -190,10 +190,7 @@ fn completions_and_man_page_are_generated_with_the_job_commands() {
     );
     assert!(man.stdout.contains(".TH manage 1"));
     for name in ["scheduled_jobs_runner", "purge_job_history", "clean_tmp"] {
-        assert!(
-            man.stdout.contains(name),
-            "the man page lacks {name}"
-        );
+        assert!(man.stdout.contains(name), "the man page lacks {name}");
     }
     Manage::new()
         .args(["completions", "tcsh"])

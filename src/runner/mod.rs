@@ -80,6 +80,8 @@ pub struct Shared {
     pub log: Log,
     /// The running children, to stop them at shutdown or when cut off.
     pub children: Mutex<HashMap<i64, StopHandle>>,
+    /// Set at shutdown: workers claim nothing more.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -153,6 +155,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         runner_id,
         log,
         children: Mutex::new(HashMap::new()),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
     listen::spawn_listener(Arc::clone(&shared), events_tx.clone())?;
     let pool = worker::Pool::start(Arc::clone(&shared), events_tx.clone());
@@ -321,13 +324,18 @@ impl Loop {
         match event {
             Event::Changed => {}
             Event::Finished(report) => {
-                self.in_flight = self.in_flight.saturating_sub(1);
+                if !report.continued {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                }
                 if !report.succeeded {
                     self.all_succeeded = false;
                 }
             }
             Event::Signal(signal) => {
                 if self.shutdown.is_none() {
+                    self.shared
+                        .stopping
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     let grace = self.shared.config.runner.shutdown_grace_secs;
                     let name = if signal == libc::SIGINT {
                         "SIGINT"
@@ -514,7 +522,9 @@ impl Loop {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
                 Ok(Event::Finished(report)) => {
-                    self.in_flight = self.in_flight.saturating_sub(1);
+                    if !report.continued {
+                        self.in_flight = self.in_flight.saturating_sub(1);
+                    }
                     if !report.succeeded {
                         self.all_succeeded = false;
                     }

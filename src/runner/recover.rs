@@ -104,5 +104,7 @@ fn interrupt(
             outcome: Outcome::Interrupted,
             trigger_next: &[],
         },
+        false,
     )
+    .map(|_| ())
 }

@@ -20,6 +20,9 @@ pub struct Report {
     pub run_id: i64,
     /// Succeeded or skipped.
     pub succeeded: bool,
+    /// The worker claimed its next run in the same transaction and goes on
+    /// with it: the slot stays taken.
+    pub continued: bool,
 }
 
 pub struct Pool {
@@ -61,13 +64,22 @@ fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sende
             },
             Err(_) => return,
         };
-        let run_id = claimed.run_id;
-        let succeeded = execute(shared, &mut client, claimed);
-        if events
-            .send(Event::Finished(Report { run_id, succeeded }))
-            .is_err()
-        {
-            return;
+        let mut current = Some(claimed);
+        while let Some(claimed) = current.take() {
+            let run_id = claimed.run_id;
+            let (succeeded, next) = execute(shared, &mut client, claimed);
+            let continued = next.is_some();
+            if events
+                .send(Event::Finished(Report {
+                    run_id,
+                    succeeded,
+                    continued,
+                }))
+                .is_err()
+            {
+                return;
+            }
+            current = next;
         }
     }
 }
@@ -149,8 +161,13 @@ struct Ended {
     disable: bool,
 }
 
-/// Do one claimed run from check to record; true when it succeeded or skipped.
-fn execute(shared: &Shared, slot: &mut Option<postgres::Client>, claimed: Claimed) -> bool {
+/// Do one claimed run from check to record: whether it succeeded (or was
+/// skipped), and the next run this worker claimed while recording, if any.
+fn execute(
+    shared: &Shared,
+    slot: &mut Option<postgres::Client>,
+    claimed: Claimed,
+) -> (bool, Option<Claimed>) {
     let log = &shared.log;
     let name = claimed.job.name.clone();
     let started = Instant::now();
@@ -165,15 +182,15 @@ fn execute(shared: &Shared, slot: &mut Option<postgres::Client>, claimed: Claime
         log.line(&format!(
             "Job {name} cannot be started (not defined here); it has been disabled"
         ));
-        record_with_retry(shared, slot, &claimed, None, started.elapsed(), ended);
-        return false;
+        let next = record_with_retry(shared, slot, &claimed, None, started.elapsed(), ended);
+        return (false, next);
     };
 
     let heading = match should_run(shared, slot, def) {
         Check::Skip => {
             log.line(&format!("Skipping job {name}"));
-            skip_with_retry(shared, slot, &claimed, started.elapsed());
-            return true;
+            let next = skip_with_retry(shared, slot, &claimed, started.elapsed());
+            return (true, next);
         }
         Check::Run => String::new(),
         Check::Failed(error) => format!("should_run failed: {error}\n\n"),
@@ -201,8 +218,8 @@ fn execute(shared: &Shared, slot: &mut Option<postgres::Client>, claimed: Claime
         ));
     }
     let succeeded = ended.state == "succeeded";
-    record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
-    succeeded
+    let next = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
+    (succeeded, next)
 }
 
 fn run_internal(
@@ -400,7 +417,7 @@ fn record_with_retry(
     def: Option<&JobDef>,
     runtime: Duration,
     ended: Ended,
-) {
+) -> Option<Claimed> {
     let finished_at = claimed.started_at
         + chrono::Duration::from_std(runtime).unwrap_or_else(|_| chrono::Duration::zero());
     let trigger_next: Vec<String> = def.map(|d| d.trigger_next.clone()).unwrap_or_default();
@@ -425,8 +442,9 @@ fn record_with_retry(
         trigger_next: &trigger_next,
     };
     retry(shared, slot, "recording the run", |client| {
-        record(shared, client, &result)
-    });
+        record(shared, client, &result, true)
+    })
+    .flatten()
 }
 
 fn skip_with_retry(
@@ -434,7 +452,7 @@ fn skip_with_retry(
     slot: &mut Option<postgres::Client>,
     claimed: &Claimed,
     elapsed: Duration,
-) {
+) -> Option<Claimed> {
     let skipped_at = claimed.started_at
         + chrono::Duration::from_std(elapsed).unwrap_or_else(|_| chrono::Duration::zero());
     retry(shared, slot, "recording the skip", |client| {
@@ -454,29 +472,47 @@ fn skip_with_retry(
         }
         store::delete_run(&mut tx, claimed.run_id)?;
         store::notify_runners(&mut tx)?;
-        tx.commit()
-    });
+        let next = claim_next(shared, &mut tx)?;
+        tx.commit()?;
+        Ok(next)
+    })
+    .flatten()
+}
+
+/// Claim this worker's next run inside the transaction that records the last
+/// one: under load a run then costs one commit, and the loop is not in the
+/// path at all. Nothing is claimed once the runner is stopping.
+fn claim_next(
+    shared: &Shared,
+    tx: &mut postgres::Transaction,
+) -> Result<Option<Claimed>, postgres::Error> {
+    if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(None);
+    }
+    Ok(store::claim_due(tx, shared.runner_id, &shared.host, 1)?
+        .into_iter()
+        .next())
 }
 
 /// Run `write` until it succeeds; reconnect on connection errors. A failure
-/// on a live connection is a bug, not an outage: log it and give up.
-fn retry(
+/// on a live connection is a bug, not an outage: log it and give up (None).
+fn retry<T>(
     shared: &Shared,
     slot: &mut Option<postgres::Client>,
     what: &str,
-    mut write: impl FnMut(&mut postgres::Client) -> Result<(), postgres::Error>,
-) {
+    mut write: impl FnMut(&mut postgres::Client) -> Result<T, postgres::Error>,
+) -> Option<T> {
     let mut attempt = 0;
     loop {
         let error = match connection(shared, slot) {
             Ok(client) => match write(client) {
-                Ok(()) => return,
+                Ok(value) => return Some(value),
                 Err(e) => {
                     if !client.is_closed() && e.as_db_error().is_some() {
                         shared
                             .log
                             .line(&format!("Error {what}: {}", crate::db::describe_error(&e)));
-                        return;
+                        return None;
                     }
                     crate::db::describe_error(&e)
                 }
@@ -513,12 +549,14 @@ pub struct Record<'a> {
 /// run and state are set and it is rescheduled (at once when a run was
 /// requested meanwhile); its trigger_next jobs are scheduled; its notification
 /// is queued (and send_queued_mail triggered); the runners are woken. A run
-/// someone already recorded (recovered as interrupted) is left alone.
+/// someone already recorded (recovered as interrupted) is left alone. With
+/// `claim`, the worker's next run is claimed in the same transaction.
 pub fn record(
     shared: &Shared,
     client: &mut postgres::Client,
     r: &Record,
-) -> Result<(), postgres::Error> {
+    claim: bool,
+) -> Result<Option<Claimed>, postgres::Error> {
     let tz = shared.config.timezone;
     let mut tx = client.transaction()?;
     let updated = tx.execute(
@@ -537,7 +575,8 @@ pub fn record(
             "Run {} of job {} was already recorded by another runner; its result is dropped",
             r.run_id, r.job
         ));
-        return tx.rollback();
+        tx.rollback()?;
+        return Ok(None);
     }
     let mut notify_on_success = false;
     if let Some(mut row) = store::job_for_update(&mut tx, r.job)? {
@@ -572,7 +611,13 @@ pub fn record(
     }
     queue_notification(shared, &mut tx, r, notify_on_success)?;
     store::notify_runners(&mut tx)?;
-    tx.commit()
+    let next = if claim {
+        claim_next(shared, &mut tx)?
+    } else {
+        None
+    };
+    tx.commit()?;
+    Ok(next)
 }
 
 /// The mail for a run, when one is due: failures always, successes with
