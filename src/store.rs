@@ -440,20 +440,28 @@ pub struct RunnerRow {
 /// The advisory lock key of a runner (class 0x6d67 'mg', object = its id).
 pub const RUNNER_LOCK_CLASS: i32 = 0x6d67;
 
+/// SQL: the runner `alias` (a manage.runners row) holds its advisory lock.
+/// pg_locks shows the advisory locks of every session; `$1` is
+/// RUNNER_LOCK_CLASS, and the two-int lock form has objsubid 2.
+fn runner_lock_held(alias: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+           AND l.classid = $1::int::oid AND l.objid = {alias}.id::int::oid AND l.objsubid = 2 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+    )
+}
+
 /// Runners connected now: their session holds the runner lock (pg_locks shows
 /// advisory locks of every session, so no heartbeat guesswork is needed here).
 pub fn connected_runners(
     client: &mut impl GenericClient,
 ) -> Result<Vec<RunnerRow>, postgres::Error> {
-    let rows = client.query(
+    let sql = format!(
         "SELECT r.id, r.host, r.pid, r.started_at FROM manage.runners r \
-         WHERE r.stopped_at IS NULL AND EXISTS (SELECT 1 FROM pg_locks l \
-             WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid \
-               AND l.objid = r.id::int::oid AND l.objsubid = 2 \
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
-         ORDER BY r.started_at, r.id",
-        &[&RUNNER_LOCK_CLASS],
-    )?;
+         WHERE r.stopped_at IS NULL AND {} ORDER BY r.started_at, r.id",
+        runner_lock_held("r")
+    );
+    let rows = client.query(&sql, &[&RUNNER_LOCK_CLASS])?;
     rows.iter()
         .map(|row| {
             Ok(RunnerRow {
@@ -929,30 +937,50 @@ pub struct OrphanRun {
     pub pgid: Option<i32>,
 }
 
+const ORPHAN_COLUMNS: &str = "r.id, r.job, r.started_at, r.output, r.host, r.pgid";
+
+impl OrphanRun {
+    fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(OrphanRun {
+            id: row.try_get(0)?,
+            job: row.try_get(1)?,
+            started_at: row.try_get(2)?,
+            output: row.try_get(3)?,
+            host: row.try_get(4)?,
+            pgid: row.try_get(5)?,
+        })
+    }
+}
+
 pub fn orphan_runs(client: &mut impl GenericClient) -> Result<Vec<OrphanRun>, postgres::Error> {
-    let rows = client.query(
-        "SELECT r.id, r.job, r.started_at, r.output, r.host, r.pgid FROM manage.runs r \
+    let sql = format!(
+        "SELECT {ORPHAN_COLUMNS} FROM manage.runs r \
          LEFT JOIN manage.runners w ON w.id = r.runner_id \
          WHERE r.state = 'running' AND ( \
              w.id IS NULL OR ( \
-                 w.heartbeat < clock_timestamp() - interval '30 seconds' \
-                 AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
-                     AND l.classid = $1::int::oid AND l.objid = w.id::int::oid AND l.objsubid = 2 \
-                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))) \
+                 w.heartbeat < clock_timestamp() - interval '30 seconds' AND NOT {})) \
          ORDER BY r.id",
-        &[&RUNNER_LOCK_CLASS],
-    )?;
-    rows.iter()
-        .map(|row| {
-            Ok(OrphanRun {
-                id: row.try_get(0)?,
-                job: row.try_get(1)?,
-                started_at: row.try_get(2)?,
-                output: row.try_get(3)?,
-                host: row.try_get(4)?,
-                pgid: row.try_get(5)?,
-            })
-        })
+        runner_lock_held("w")
+    );
+    client
+        .query(&sql, &[&RUNNER_LOCK_CLASS])?
+        .iter()
+        .map(OrphanRun::from_row)
+        .collect()
+}
+
+/// A runner's own runs still open (at shutdown, after the grace).
+pub fn own_running_runs(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+) -> Result<Vec<OrphanRun>, postgres::Error> {
+    let sql = format!(
+        "SELECT {ORPHAN_COLUMNS} FROM manage.runs r WHERE r.runner_id = $1 AND r.state = 'running' ORDER BY r.id"
+    );
+    client
+        .query(&sql, &[&runner_id])?
+        .iter()
+        .map(OrphanRun::from_row)
         .collect()
 }
 

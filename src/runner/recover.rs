@@ -28,19 +28,7 @@ pub fn recover_orphans(
 /// At shutdown, after the grace: this runner's own runs that are still open.
 pub fn interrupt_own_runs(shared: &Shared, client: &mut postgres::Client, reason: &str) {
     let result = (|| -> Result<(), postgres::Error> {
-        let rows = client.query(
-            "SELECT id, job, started_at, output, host, pgid FROM manage.runs WHERE runner_id = $1 AND state = 'running'",
-            &[&shared.runner_id],
-        )?;
-        for row in rows {
-            let orphan = OrphanRun {
-                id: row.try_get(0)?,
-                job: row.try_get(1)?,
-                started_at: row.try_get(2)?,
-                output: row.try_get(3)?,
-                host: row.try_get(4)?,
-                pgid: row.try_get(5)?,
-            };
+        for orphan in store::own_running_runs(client, shared.runner_id)? {
             interrupt(shared, client, &orphan, reason)?;
         }
         Ok(())
