@@ -800,6 +800,24 @@ pub fn heartbeat(client: &mut impl GenericClient, runner_id: i64) -> Result<(), 
     Ok(())
 }
 
+/// After a reconnection: take the runner's lock again and make sure its row
+/// exists — after a failover to a server that never saw it, it may not, and
+/// every run it claims refers to it.
+pub fn rejoin(
+    client: &mut postgres::Client,
+    runner_id: i64,
+    host: &str,
+    pid: i32,
+) -> Result<(), postgres::Error> {
+    take_runner_lock(client, runner_id)?;
+    client.execute(
+        "INSERT INTO manage.runners (id, host, pid, backend_pid) VALUES ($1, $2, $3, pg_backend_pid()) \
+         ON CONFLICT (id) DO UPDATE SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid()",
+        &[&runner_id, &host, &pid],
+    )?;
+    Ok(())
+}
+
 pub fn runner_stopped(
     client: &mut impl GenericClient,
     runner_id: i64,

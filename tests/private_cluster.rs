@@ -103,6 +103,23 @@ impl PrivateCluster {
         self.pg_ctl(&["-w", "-m", "fast", "restart"]);
     }
 
+    /// The directory of its Unix socket (the `host=` of a conninfo).
+    pub fn socket_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Refuse (or accept again) writes, as a standby (or a promoted one) does.
+    pub fn set_read_only(&self, read_only: bool) {
+        let sql = if read_only {
+            "ALTER SYSTEM SET default_transaction_read_only = on"
+        } else {
+            "ALTER SYSTEM RESET default_transaction_read_only"
+        };
+        let mut client = self.client();
+        client.batch_execute(sql).unwrap();
+        client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    }
+
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
     }

@@ -392,3 +392,45 @@ fn three_runners_with_one_killed_never_overlap_nor_run_a_slot_twice() {
         }
     }
 }
+
+#[test]
+fn a_url_with_several_hosts_follows_a_failover_to_the_read_write_one() {
+    let primary = PrivateCluster::new();
+    let standby = PrivateCluster::new();
+    let config = "[jobs.after_failover]\ncommand = \"echo on the new primary\"\n";
+    for cluster in [&primary, &standby] {
+        manage_on(&cluster.url).config(config).arg("migrate").ok();
+    }
+    standby.set_read_only(true);
+    let url = format!(
+        "host={},{} port=5432 user=postgres dbname=postgres target_session_attrs=read-write",
+        primary.socket_dir().display(),
+        standby.socket_dir().display()
+    );
+    let runner = runner_on(&url, config);
+    wait_for(Duration::from_secs(10), "the runner to start", || {
+        runner.log().contains("Runner ")
+    });
+    assert_eq!(primary.value("SELECT count(*) FROM manage.runners"), "1");
+    assert_eq!(standby.value("SELECT count(*) FROM manage.runners"), "0");
+
+    // The failover: the standby is promoted, the primary goes away.
+    standby.set_read_only(false);
+    primary.stop();
+    wait_for(Duration::from_secs(30), "the runner to reconnect", || {
+        runner.log().contains("Reconnected to the database")
+    });
+    standby
+        .client()
+        .execute("SELECT manage.trigger_job('after_failover')", &[])
+        .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the run on the new primary",
+        || !finished(&standby.url, "after_failover").is_empty(),
+    );
+    let log = runner.stop();
+    let done = finished(&standby.url, "after_failover");
+    assert_eq!(done[0].state, "succeeded", "{log}");
+    assert_eq!(done[0].output, "on the new primary\n");
+}

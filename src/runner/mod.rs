@@ -478,10 +478,22 @@ impl Loop {
             }
             self.feed_watchdog();
             self.notifier.send("STATUS=Reconnecting to the database");
-            match self.shared.target.connect(APPLICATION_NAME) {
-                Ok(mut client) => {
-                    store::take_runner_lock(&mut client, self.shared.runner_id)?;
-                    store::heartbeat(&mut client, self.shared.runner_id)?;
+            let rejoined = self
+                .shared
+                .target
+                .connect(APPLICATION_NAME)
+                .and_then(|mut client| {
+                    store::rejoin(
+                        &mut client,
+                        self.shared.runner_id,
+                        &self.shared.host,
+                        std::process::id() as i32,
+                    )
+                    .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_error(&e)))?;
+                    Ok(client)
+                });
+            match rejoined {
+                Ok(client) => {
                     self.client = client;
                     self.last_contact = Instant::now();
                     self.last_sleep_log = None;
