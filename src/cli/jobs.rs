@@ -31,7 +31,7 @@ pub enum JobsCommand {
     Show {
         name: String,
         /// History page (15 runs per page)
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 1, value_parser = parse_page)]
         page: u32,
         /// Print JSON
         #[arg(long)]
@@ -76,7 +76,7 @@ pub enum JobsCommand {
         #[arg(long)]
         failed: bool,
         /// Page number
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 1, value_parser = parse_page)]
         page: u32,
         /// Print JSON
         #[arg(long)]
@@ -97,6 +97,14 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--page`: 1 or more (a page past the end is an empty list, not an error).
+fn parse_page(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(page) if page >= 1 => Ok(page),
+        _ => Err("expected a page number of 1 or more".into()),
+    }
 }
 
 pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
