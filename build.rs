@@ -6,6 +6,14 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    // A position-independent executable is relocated at every start: about
+    // 290 pages of relocated data copied on write, over a millisecond on a
+    // small VM — most of what `manage --help` costs. manage is a local tool
+    // and daemon that listens on no network, so the release binary is linked
+    // at a fixed address instead (BENCHMARKS.md has the figures).
+    if std::env::var("PROFILE").as_deref() == Ok("release") {
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
     let dir = Path::new("migrations");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
