@@ -1,0 +1,135 @@
+//! Scenario 5: throughput — many jobs due at once. Internal no-op jobs with
+//! one and with two in-process runners (default max_parallel 4 each), and
+//! declared `sh -c true` child-process jobs with max_parallel 4. Runs per
+//! second from the first `started_at` to the last `finished_at` (database
+//! clock, as recorded); the benchmark polls a count every 100 ms meanwhile.
+
+use std::time::Duration;
+
+use manage::registry::{Builtin, BuiltinSchedule, Registry};
+
+use super::Bench;
+use crate::inproc::{self, wait_until, Runners};
+use crate::stats::{Figure, Target};
+
+/// Make every job of `app` due now and wake the runners, then wait for all of
+/// them to finish; runs/s over [first start, last finish] of the new runs.
+fn burst(client: &mut postgres::Client, app: &str, count: i64) -> anyhow::Result<f64> {
+    let after: i64 = client
+        .query_one("SELECT coalesce(max(id), 0) FROM manage.runs", &[])?
+        .try_get(0)?;
+    let mut tx = client.transaction()?;
+    let n = tx.execute(
+        "UPDATE manage.jobs SET next_run = clock_timestamp() WHERE app = $1",
+        &[&app],
+    )?;
+    anyhow::ensure!(
+        n as i64 == count,
+        "expected {count} jobs of app {app}, found {n}"
+    );
+    tx.execute("SELECT pg_notify('manage_scheduled_jobs', '')", &[])?;
+    tx.commit()?;
+    let mut span = 0.0;
+    wait_until(Duration::from_secs(600), "the burst to finish", || {
+        std::thread::sleep(Duration::from_millis(80));
+        let row = client.query_one(
+            "SELECT count(*) FILTER (WHERE r.state = 'succeeded'), count(*) FILTER (WHERE r.state NOT IN ('running', 'succeeded')), \
+                    extract(epoch FROM max(r.finished_at) - min(r.started_at))::float8 \
+             FROM manage.runs r JOIN manage.jobs j ON j.name = r.job WHERE r.id > $1 AND j.app = $2",
+            &[&after, &app],
+        )?;
+        let done: i64 = row.try_get(0)?;
+        let failed: i64 = row.try_get(1)?;
+        anyhow::ensure!(failed == 0, "{failed} runs of the burst failed");
+        span = row.try_get::<_, Option<f64>>(2)?.unwrap_or(0.0);
+        Ok(done >= count)
+    })?;
+    Ok(count as f64 / span.max(1e-9))
+}
+
+fn internal(
+    bench: &mut Bench,
+    runners: usize,
+    jobs: usize,
+    reps: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let extra: Vec<&'static Builtin> = (0..jobs)
+        .map(|i| inproc::noop_job(&format!("bench_t{i:04}"), BuiltinSchedule::Manual))
+        .collect();
+    let config = bench
+        .server
+        .config(None, &bench.work, &inproc::builtin_names(&extra))?;
+    let registry = Registry::new(Some(&config)).with_builtins(extra.iter().copied());
+    let mut client = bench.server.reset(&config, &registry)?;
+    let started = Runners::start(runners, &config, &extra, &mut client)?;
+    let result = (0..reps)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            burst(&mut client, "bench", jobs as i64)
+        })
+        .collect::<anyhow::Result<Vec<f64>>>();
+    started.stop()?;
+    result
+}
+
+fn children(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Vec<f64>> {
+    let file = bench.work.join("children.toml");
+    let tables: Vec<String> = (0..jobs)
+        .map(|i| format!("[jobs.child_{i:04}]\ncommand = \"true\"\napp = \"benchchild\"\n"))
+        .collect();
+    super::write_config(&file, 4, &tables)?;
+    let config = bench
+        .server
+        .config(Some(&file), &bench.work, &Registry::builtin_names())?;
+    let registry = Registry::new(Some(&config));
+    let mut client = bench.server.reset(&config, &registry)?;
+    let started = Runners::start(1, &config, &[], &mut client)?;
+    let result = (0..reps)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            burst(&mut client, "benchchild", jobs as i64)
+        })
+        .collect::<anyhow::Result<Vec<f64>>>();
+    started.stop()?;
+    result
+}
+
+pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
+    let jobs = bench.pick(1000, 200);
+    let reps = bench.pick(5, 1);
+    let one = internal(bench, 1, jobs, reps)?;
+    bench.push(
+        Figure::distribution(
+            "throughput.internal_1",
+            &format!("{jobs} internal no-op runs, 1 runner"),
+            "runs/s",
+            &one,
+        )
+        .target(Target::at_least(3000.0, "median"))
+        .note(format!(
+            "all due at once; in-process runner, max_parallel 4; median of {reps} bursts"
+        )),
+    );
+    let two = internal(bench, 2, jobs, reps)?;
+    let one_median = crate::stats::Summary::of(&one).map_or(0.0, |s| s.median);
+    bench.push(
+        Figure::distribution("throughput.internal_2", &format!("{jobs} internal no-op runs, 2 runners"), "runs/s", &two)
+            .target(Target::at_least(one_median.max(3000.0), "median"))
+            .note(format!("two in-process runners on one database, max_parallel 4 each; target: more than one runner ({} runs/s) and ≥ 3000", crate::stats::number(one_median))),
+    );
+    let child_jobs = bench.pick(200, 50);
+    let child = children(bench, child_jobs, reps)?;
+    bench.push(
+        Figure::distribution(
+            "throughput.children",
+            &format!("{child_jobs} child-process runs (sh -c true)"),
+            "runs/s",
+            &child,
+        )
+        .target(Target::at_least(1000.0, "median"))
+        .note(format!(
+            "declared jobs, max_parallel 4, in-process runner; median of {reps} bursts"
+        )),
+    );
+    Ok(())
+}
