@@ -4,9 +4,58 @@
 
 use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
+use postgres::types::{ToSql, Type};
 use postgres::GenericClient;
 
 use crate::schedule::{self, Schedule};
+
+/// The PostgreSQL type of a Rust value as this module binds it. Every
+/// statement here is sent with its parameter types (`*_typed`): one round trip
+/// instead of three (prepare, execute, close) for an unnamed statement —
+/// which is most of what a run, a heartbeat or `jobs list` costs.
+trait PgType {
+    const TYPE: Type;
+}
+
+macro_rules! pg_type {
+    ($($rust:ty => $pg:expr),* $(,)?) => {
+        $(impl PgType for $rust {
+            const TYPE: Type = $pg;
+        })*
+    };
+}
+
+pg_type! {
+    bool => Type::BOOL,
+    i32 => Type::INT4,
+    i64 => Type::INT8,
+    f64 => Type::FLOAT8,
+    str => Type::TEXT,
+    String => Type::TEXT,
+    DateTime<Utc> => Type::TIMESTAMPTZ,
+    serde_json::Value => Type::JSONB,
+    Vec<NaiveTime> => Type::TIME_ARRAY,
+    [i64] => Type::INT8_ARRAY,
+}
+
+impl<T: PgType + ?Sized> PgType for &T {
+    const TYPE: Type = T::TYPE;
+}
+
+impl<T: PgType> PgType for Option<T> {
+    const TYPE: Type = T::TYPE;
+}
+
+fn pg_type_of<T: PgType + ?Sized>(_: &T) -> Type {
+    T::TYPE
+}
+
+/// Parameters with their types, for the `*_typed` calls.
+macro_rules! typed {
+    ($($param:expr),* $(,)?) => {
+        &[$(($param as &(dyn ToSql + Sync), pg_type_of($param))),*]
+    };
+}
 
 /// The channel runners LISTEN on; every change that may move a next run sends it.
 pub const CHANNEL: &str = "manage_scheduled_jobs";
@@ -124,7 +173,7 @@ pub fn schedule_columns(s: Option<&Schedule>) -> (Option<Vec<NaiveTime>>, Option
 /// The database's clock: the one clock (SPEC §3).
 pub fn db_now(client: &mut impl GenericClient) -> Result<DateTime<Utc>, postgres::Error> {
     client
-        .query_one("SELECT clock_timestamp()", &[])?
+        .query_typed_one("SELECT clock_timestamp()", &[])?
         .try_get(0)
 }
 
@@ -132,7 +181,7 @@ pub fn db_now(client: &mut impl GenericClient) -> Result<DateTime<Utc>, postgres
 pub fn all_jobs(client: &mut impl GenericClient) -> Result<Vec<JobRow>, postgres::Error> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM manage.jobs ORDER BY name");
     client
-        .query(&sql, &[])?
+        .query_typed(&sql, &[])?
         .iter()
         .map(JobRow::from_row)
         .collect()
@@ -145,7 +194,7 @@ pub fn listed_jobs(client: &mut impl GenericClient) -> Result<Vec<JobRow>, postg
         "SELECT {JOB_COLUMNS} FROM manage.jobs WHERE NOT removed ORDER BY next_run ASC NULLS LAST, name"
     );
     client
-        .query(&sql, &[])?
+        .query_typed(&sql, &[])?
         .iter()
         .map(JobRow::from_row)
         .collect()
@@ -154,7 +203,7 @@ pub fn listed_jobs(client: &mut impl GenericClient) -> Result<Vec<JobRow>, postg
 pub fn job(client: &mut impl GenericClient, name: &str) -> Result<Option<JobRow>, postgres::Error> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM manage.jobs WHERE name = $1");
     client
-        .query_opt(&sql, &[&name])?
+        .query_typed_opt(&sql, typed![&name])?
         .as_ref()
         .map(JobRow::from_row)
         .transpose()
@@ -167,7 +216,7 @@ pub fn job_for_update(
 ) -> Result<Option<JobRow>, postgres::Error> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM manage.jobs WHERE name = $1 FOR UPDATE");
     client
-        .query_opt(&sql, &[&name])?
+        .query_typed_opt(&sql, typed![&name])?
         .as_ref()
         .map(JobRow::from_row)
         .transpose()
@@ -190,12 +239,11 @@ pub fn insert_job(
     job: &DefinedJob,
     notify_on_success: bool,
 ) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[
-            &job.name,
+        typed![&job.name,
             &job.app,
             &job.description,
             &job.internal,
@@ -203,8 +251,7 @@ pub fn insert_job(
             &job.builtin_times,
             &job.builtin_interval_seconds,
             &job.definition,
-            &notify_on_success,
-        ],
+            &notify_on_success,],
     )?;
     Ok(())
 }
@@ -215,11 +262,11 @@ pub fn update_definition(
     job: &DefinedJob,
     removed: bool,
 ) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.jobs SET app = $2, description = $3, internal = $4, timeout_seconds = $5, \
          builtin_times = $6, builtin_interval_seconds = $7, definition = $8, removed = $9 \
          WHERE name = $1",
-        &[
+        typed![
             &job.name,
             &job.app,
             &job.description,
@@ -235,9 +282,9 @@ pub fn update_definition(
 }
 
 pub fn mark_removed(client: &mut impl GenericClient, name: &str) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.jobs SET removed = true, next_run = NULL, run_requested = false WHERE name = $1",
-        &[&name],
+        typed![&name],
     )?;
     Ok(())
 }
@@ -247,9 +294,9 @@ pub fn set_next_run(
     name: &str,
     next_run: Option<DateTime<Utc>>,
 ) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.jobs SET next_run = $2 WHERE name = $1",
-        &[&name, &next_run],
+        typed![&name, &next_run],
     )?;
     Ok(())
 }
@@ -271,7 +318,7 @@ pub fn reschedule(
 
 /// Wake every runner: they re-read the schedule. Transactional like every NOTIFY.
 pub fn notify_runners(client: &mut impl GenericClient) -> Result<(), postgres::Error> {
-    client.execute("SELECT pg_notify($1, '')", &[&CHANNEL])?;
+    client.execute_typed("SELECT pg_notify($1, '')", typed![&CHANNEL])?;
     Ok(())
 }
 
@@ -326,24 +373,24 @@ pub fn history_page(
 ) -> Result<Vec<RunRow>, postgres::Error> {
     let offset = i64::from(page.saturating_sub(1)) * i64::from(per_page);
     let limit = i64::from(per_page);
-    let rows = client.query(
+    let rows = client.query_typed(
         "SELECT id, job, state, started_at, finished_at, runtime_seconds, \
                 split_part(left(output, 4096), E'\\n', 1) \
          FROM manage.runs \
          WHERE ($1::text IS NULL OR job = $1) \
            AND (NOT $2 OR state NOT IN ('running', 'succeeded')) \
          ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4",
-        &[&filter.job, &filter.failed, &limit, &offset],
+        typed![&filter.job, &filter.failed, &limit, &offset],
     )?;
     rows.iter().map(RunRow::from_row).collect()
 }
 
 pub fn run(client: &mut impl GenericClient, id: i64) -> Result<Option<RunRow>, postgres::Error> {
     client
-        .query_opt(
+        .query_typed_opt(
             "SELECT id, job, state, started_at, finished_at, runtime_seconds, output \
              FROM manage.runs WHERE id = $1",
-            &[&id],
+            typed![&id],
         )?
         .as_ref()
         .map(RunRow::from_row)
@@ -365,18 +412,16 @@ pub fn insert_run(client: &mut impl GenericClient, run: &NewRun) -> Result<i64, 
         .finished_at
         .map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0);
     client
-        .query_one(
+        .query_typed_one(
             "INSERT INTO manage.runs (job, state, started_at, finished_at, runtime_seconds, output, host) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            &[
-                &run.job,
+            typed![&run.job,
                 &run.state,
                 &run.started_at,
                 &run.finished_at,
                 &runtime,
                 &run.output,
-                &run.host,
-            ],
+                &run.host,],
         )?
         .try_get(0)
 }
@@ -388,10 +433,10 @@ pub fn history_older_than_exists(
 ) -> anyhow::Result<bool> {
     let days = i32::try_from(days)?;
     Ok(client
-        .query_one(
+        .query_typed_one(
             "SELECT EXISTS (SELECT 1 FROM manage.runs WHERE state <> 'running' \
              AND finished_at < now() - make_interval(days => $1))",
-            &[&days],
+            typed![&days],
         )?
         .try_get(0)?)
 }
@@ -403,12 +448,12 @@ pub fn purge_history_batch(
     batch: i64,
 ) -> anyhow::Result<u64> {
     let days = i32::try_from(days)?;
-    Ok(client.execute(
+    Ok(client.execute_typed(
         "DELETE FROM manage.runs WHERE id IN (\
              SELECT id FROM manage.runs WHERE state <> 'running' \
              AND finished_at < clock_timestamp() - make_interval(days => $1) \
              ORDER BY finished_at LIMIT $2)",
-        &[&days, &batch],
+        typed![&days, &batch],
     )?)
 }
 
@@ -421,7 +466,7 @@ pub struct Hold {
 }
 
 pub fn hold(client: &mut impl GenericClient) -> Result<Hold, postgres::Error> {
-    let row = client.query_one("SELECT held, held_since FROM manage.hold", &[])?;
+    let row = client.query_typed_one("SELECT held, held_since FROM manage.hold", &[])?;
     Ok(Hold {
         held: row.try_get(0)?,
         since: row.try_get(1)?,
@@ -461,7 +506,7 @@ pub fn connected_runners(
          WHERE r.stopped_at IS NULL AND {} ORDER BY r.started_at, r.id",
         runner_lock_held("r")
     );
-    let rows = client.query(&sql, &[&RUNNER_LOCK_CLASS])?;
+    let rows = client.query_typed(&sql, typed![&RUNNER_LOCK_CLASS])?;
     rows.iter()
         .map(|row| {
             Ok(RunnerRow {
@@ -477,13 +522,13 @@ pub fn connected_runners(
 /// When the last run finished, over all jobs.
 pub fn last_run(client: &mut impl GenericClient) -> Result<Option<DateTime<Utc>>, postgres::Error> {
     client
-        .query_one("SELECT max(last_run) FROM manage.jobs", &[])?
+        .query_typed_one("SELECT max(last_run) FROM manage.jobs", &[])?
         .try_get(0)
 }
 
 pub fn mail_queue_len(client: &mut impl GenericClient) -> anyhow::Result<i64> {
     Ok(client
-        .query_one("SELECT count(*) FROM manage.mail_queue", &[])?
+        .query_typed_one("SELECT count(*) FROM manage.mail_queue", &[])?
         .try_get(0)?)
 }
 
@@ -494,9 +539,9 @@ pub fn set_override(
     schedule: Option<&Schedule>,
 ) -> Result<(), postgres::Error> {
     let (times, interval) = schedule_columns(schedule);
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.jobs SET override_times = $2, override_interval_seconds = $3 WHERE name = $1",
-        &[&name, &times, &interval],
+        typed![&name, &times, &interval],
     )?;
     Ok(())
 }
@@ -541,10 +586,10 @@ pub fn configure(
     }
     let now = db_now(&mut tx)?;
     row.next_run = row.compute_next_run(now, tz);
-    tx.execute(
+    tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6 WHERE name = $1",
-        &[
+        typed![
             &name,
             &row.enabled,
             &row.notify_on_success,
@@ -565,18 +610,18 @@ pub fn trigger_job(
     delay_secs: u32,
 ) -> Result<(), postgres::Error> {
     let delay = f64::from(delay_secs);
-    client.execute(
+    client.execute_typed(
         "SELECT manage.trigger_job($1, make_interval(secs => $2))",
-        &[&name, &delay],
+        typed![&name, &delay],
     )?;
     Ok(())
 }
 
 /// Forget the last run's failure: last run and last state become null.
 pub fn reset_failure(client: &mut impl GenericClient, name: &str) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.jobs SET last_run = NULL, last_state = NULL WHERE name = $1",
-        &[&name],
+        typed![&name],
     )?;
     Ok(())
 }
@@ -584,7 +629,7 @@ pub fn reset_failure(client: &mut impl GenericClient, name: &str) -> Result<(), 
 /// Hold every job; returns false when they already were held.
 pub fn set_hold(client: &mut postgres::Client) -> Result<bool, postgres::Error> {
     let mut tx = client.transaction()?;
-    let changed = tx.execute(
+    let changed = tx.execute_typed(
         "UPDATE manage.hold SET held = true, held_since = clock_timestamp() WHERE NOT held",
         &[],
     )? > 0;
@@ -600,7 +645,7 @@ pub fn due_jobs(client: &mut impl GenericClient) -> Result<Vec<JobRow>, postgres
          AND next_run <= clock_timestamp() ORDER BY name"
     );
     client
-        .query(&sql, &[])?
+        .query_typed(&sql, &[])?
         .iter()
         .map(JobRow::from_row)
         .collect()
@@ -616,7 +661,7 @@ pub fn release_hold(
 ) -> anyhow::Result<(bool, Vec<String>)> {
     let mut tx = client.transaction()?;
     let was_held: bool = tx
-        .query_one("SELECT held FROM manage.hold FOR UPDATE", &[])?
+        .query_typed_one("SELECT held FROM manage.hold FOR UPDATE", &[])?
         .try_get(0)?;
     let mut moved = Vec::new();
     if reschedule {
@@ -633,12 +678,12 @@ pub fn release_hold(
     }
     if reschedule {
         // Run-now requests on jobs still running are pending too: dropped.
-        tx.execute(
+        tx.execute_typed(
             "UPDATE manage.jobs SET run_requested = false WHERE run_requested",
             &[],
         )?;
     }
-    tx.execute(
+    tx.execute_typed(
         "UPDATE manage.hold SET held = false, held_since = NULL",
         &[],
     )?;
@@ -650,9 +695,9 @@ pub fn release_hold(
 /// Whether a job with this name exists in the history (removed jobs included).
 pub fn job_exists(client: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
     client
-        .query_one(
+        .query_typed_one(
             "SELECT EXISTS (SELECT 1 FROM manage.jobs WHERE name = $1)",
-            &[&name],
+            typed![&name],
         )?
         .try_get(0)
 }
@@ -660,9 +705,9 @@ pub fn job_exists(client: &mut impl GenericClient, name: &str) -> Result<bool, p
 /// The newest run id of a job (0 when it never ran).
 pub fn newest_run_id(client: &mut impl GenericClient, job: &str) -> Result<i64, postgres::Error> {
     client
-        .query_one(
+        .query_typed_one(
             "SELECT coalesce(max(id), 0) FROM manage.runs WHERE job = $1",
-            &[&job],
+            typed![&job],
         )?
         .try_get(0)
 }
@@ -674,10 +719,10 @@ pub fn first_run_after(
     after_id: i64,
 ) -> Result<Option<RunRow>, postgres::Error> {
     client
-        .query_opt(
+        .query_typed_opt(
             "SELECT id, job, state, started_at, finished_at, runtime_seconds, output \
              FROM manage.runs WHERE job = $1 AND id > $2 ORDER BY id LIMIT 1",
-            &[&job, &after_id],
+            typed![&job, &after_id],
         )?
         .as_ref()
         .map(RunRow::from_row)
@@ -725,7 +770,7 @@ pub fn claim_due(
          UPDATE manage.jobs j SET running_run = runs.id FROM runs WHERE j.name = runs.job \
          RETURNING {columns}, runs.id, runs.started_at"
     );
-    let rows = client.query(&sql, &[&limit, &runner_id, &host])?;
+    let rows = client.query_typed(&sql, typed![&limit, &runner_id, &host])?;
     let mut claimed: Vec<Claimed> = rows
         .iter()
         .map(|row| {
@@ -749,18 +794,24 @@ pub struct Agenda {
     pub db_now: DateTime<Utc>,
 }
 
+/// (held, earliest next run of a job that could run, the database's now).
+const AGENDA_COLUMNS: &str = "(SELECT held FROM manage.hold), \
+     (SELECT min(next_run) FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL), \
+     clock_timestamp()";
+
+impl Agenda {
+    fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(Agenda {
+            held: row.try_get(0)?,
+            next_due: row.try_get(1)?,
+            db_now: row.try_get(2)?,
+        })
+    }
+}
+
 pub fn agenda(client: &mut impl GenericClient) -> Result<Agenda, postgres::Error> {
-    let row = client.query_one(
-        "SELECT (SELECT held FROM manage.hold), \
-                (SELECT min(next_run) FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL), \
-                clock_timestamp()",
-        &[],
-    )?;
-    Ok(Agenda {
-        held: row.try_get(0)?,
-        next_due: row.try_get(1)?,
-        db_now: row.try_get(2)?,
-    })
+    let row = client.query_typed_one(&format!("SELECT {AGENDA_COLUMNS}"), &[])?;
+    Agenda::from_row(&row)
 }
 
 /// Register a runner and take its session advisory lock: while this session
@@ -770,10 +821,10 @@ pub fn register_runner(
     host: &str,
     pid: i32,
 ) -> Result<(i64, DateTime<Utc>), postgres::Error> {
-    let row = client.query_one(
+    let row = client.query_typed_one(
         "INSERT INTO manage.runners (host, pid, backend_pid) VALUES ($1, $2, pg_backend_pid()) \
          RETURNING id, started_at",
-        &[&host, &pid],
+        typed![&host, &pid],
     )?;
     let id: i64 = row.try_get(0)?;
     take_runner_lock(client, id)?;
@@ -785,19 +836,29 @@ pub fn take_runner_lock(
     client: &mut impl GenericClient,
     runner_id: i64,
 ) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "SELECT pg_advisory_lock($1, $2::int)",
-        &[&RUNNER_LOCK_CLASS, &(runner_id as i32)],
+        typed![&RUNNER_LOCK_CLASS, &(runner_id as i32)],
     )?;
     Ok(())
 }
 
-pub fn heartbeat(client: &mut impl GenericClient, runner_id: i64) -> Result<(), postgres::Error> {
-    client.execute(
-        "UPDATE manage.runners SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid() WHERE id = $1",
-        &[&runner_id],
-    )?;
-    Ok(())
+pub fn heartbeat(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+) -> Result<(Agenda, bool), postgres::Error> {
+    let sql = format!(
+        "WITH beat AS ( \
+             UPDATE manage.runners SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid() \
+             WHERE id = $2 RETURNING id) \
+         SELECT {AGENDA_COLUMNS}, \
+                EXISTS (SELECT 1 FROM manage.runs r LEFT JOIN manage.runners w ON w.id = r.runner_id \
+                        WHERE {ORPHANED}), \
+                (SELECT count(*) FROM beat)",
+        ORPHANED = orphaned("w")
+    );
+    let row = client.query_typed_one(&sql, typed![&RUNNER_LOCK_CLASS, &runner_id])?;
+    Ok((Agenda::from_row(&row)?, row.try_get(3)?))
 }
 
 /// After a reconnection: take the runner's lock again and make sure its row
@@ -810,10 +871,10 @@ pub fn rejoin(
     pid: i32,
 ) -> Result<(), postgres::Error> {
     take_runner_lock(client, runner_id)?;
-    client.execute(
+    client.execute_typed(
         "INSERT INTO manage.runners (id, host, pid, backend_pid) VALUES ($1, $2, $3, pg_backend_pid()) \
          ON CONFLICT (id) DO UPDATE SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid()",
-        &[&runner_id, &host, &pid],
+        typed![&runner_id, &host, &pid],
     )?;
     Ok(())
 }
@@ -822,9 +883,9 @@ pub fn runner_stopped(
     client: &mut impl GenericClient,
     runner_id: i64,
 ) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.runners SET stopped_at = clock_timestamp() WHERE id = $1",
-        &[&runner_id],
+        typed![&runner_id],
     )?;
     Ok(())
 }
@@ -835,14 +896,15 @@ pub fn set_run_pgid(
     run_id: i64,
     pgid: i32,
 ) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.runs SET pgid = $2 WHERE id = $1",
-        &[&run_id, &pgid],
+        typed![&run_id, &pgid],
     )?;
     Ok(())
 }
 
-/// End a history row.
+/// End a history row that is still `running`; false when someone else
+/// (a runner recovering it as interrupted) recorded it first.
 pub fn finish_run(
     client: &mut impl GenericClient,
     run_id: i64,
@@ -850,19 +912,31 @@ pub fn finish_run(
     finished_at: DateTime<Utc>,
     runtime_seconds: f64,
     output: &str,
-) -> Result<(), postgres::Error> {
-    client.execute(
-        "UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 WHERE id = $1",
-        &[&run_id, &state, &finished_at, &runtime_seconds, &output],
-    )?;
-    Ok(())
+) -> Result<bool, postgres::Error> {
+    Ok(client.execute_typed(
+        "UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
+         WHERE id = $1 AND state = 'running'",
+        typed![&run_id, &state, &finished_at, &runtime_seconds, &output],
+    )? > 0)
+}
+
+/// LISTEN on the runners' channel (a session setting, on this connection).
+pub fn listen(client: &mut postgres::Client) -> Result<(), postgres::Error> {
+    client.batch_execute(&format!("LISTEN {CHANNEL}"))
+}
+
+/// The server's version, for `manage check`.
+pub fn server_version(client: &mut impl GenericClient) -> Result<String, postgres::Error> {
+    client
+        .query_typed_one("SHOW server_version", &[])?
+        .try_get(0)
 }
 
 /// A skip is not a run: the claimed row goes again.
 pub fn delete_run(client: &mut impl GenericClient, run_id: i64) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "DELETE FROM manage.runs WHERE id = $1 AND state = 'running'",
-        &[&run_id],
+        typed![&run_id],
     )?;
     Ok(())
 }
@@ -881,14 +955,14 @@ pub fn finish_job(
         Some((at, state)) => (Some(at), Some(state)),
         None => (None, None),
     };
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.jobs SET running_run = NULL, run_requested = false, next_run = $2, \
              last_run = CASE WHEN $3::timestamptz IS NULL THEN last_run ELSE $3 END, \
              last_state = CASE WHEN $3::timestamptz IS NULL THEN last_state ELSE $4::text END, \
              last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
              enabled = enabled AND NOT $6 \
          WHERE name = $1",
-        &[
+        typed![
             &name,
             &next_run,
             &last_run,
@@ -904,12 +978,12 @@ pub fn finish_job(
 /// send the mail just queued. A running job gets the run-requested marker; a
 /// disabled or removed one is left alone. False when no such job exists.
 pub fn schedule_now(client: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
-    let row = client.query_opt(
+    let row = client.query_typed_opt(
         "UPDATE manage.jobs SET \
              next_run = CASE WHEN running_run IS NULL AND enabled AND NOT removed THEN clock_timestamp() ELSE next_run END, \
              run_requested = run_requested OR (running_run IS NOT NULL AND enabled AND NOT removed) \
          WHERE name = $1 RETURNING 1",
-        &[&name],
+        typed![&name],
     )?;
     Ok(row.is_some())
 }
@@ -928,10 +1002,10 @@ pub fn queue_mail(
         .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
         .collect();
     let headers = serde_json::Value::Object(headers);
-    client.execute(
+    client.execute_typed(
         "INSERT INTO manage.mail_queue (recipient, sender, subject, body, headers, run_id) \
          VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
+        typed![
             &recipient,
             &sender,
             &mail.subject,
@@ -970,18 +1044,25 @@ impl OrphanRun {
     }
 }
 
+/// SQL: run `r` is `running` but its runner (`alias`, LEFT JOINed) is gone or
+/// dead: lock free and heartbeat over 30 s old. `$1` is RUNNER_LOCK_CLASS.
+fn orphaned(alias: &str) -> String {
+    format!(
+        "r.state = 'running' AND ({alias}.id IS NULL OR ( \
+             {alias}.heartbeat < clock_timestamp() - interval '30 seconds' AND NOT {}))",
+        runner_lock_held(alias)
+    )
+}
+
 pub fn orphan_runs(client: &mut impl GenericClient) -> Result<Vec<OrphanRun>, postgres::Error> {
     let sql = format!(
         "SELECT {ORPHAN_COLUMNS} FROM manage.runs r \
          LEFT JOIN manage.runners w ON w.id = r.runner_id \
-         WHERE r.state = 'running' AND ( \
-             w.id IS NULL OR ( \
-                 w.heartbeat < clock_timestamp() - interval '30 seconds' AND NOT {})) \
-         ORDER BY r.id",
-        runner_lock_held("w")
+         WHERE {} ORDER BY r.id",
+        orphaned("w")
     );
     client
-        .query(&sql, &[&RUNNER_LOCK_CLASS])?
+        .query_typed(&sql, typed![&RUNNER_LOCK_CLASS])?
         .iter()
         .map(OrphanRun::from_row)
         .collect()
@@ -996,7 +1077,7 @@ pub fn own_running_runs(
         "SELECT {ORPHAN_COLUMNS} FROM manage.runs r WHERE r.runner_id = $1 AND r.state = 'running' ORDER BY r.id"
     );
     client
-        .query(&sql, &[&runner_id])?
+        .query_typed(&sql, typed![&runner_id])?
         .iter()
         .map(OrphanRun::from_row)
         .collect()
@@ -1008,9 +1089,9 @@ pub fn lock_running_run(
     run_id: i64,
 ) -> Result<bool, postgres::Error> {
     Ok(client
-        .query_opt(
+        .query_typed_opt(
             "SELECT 1 FROM manage.runs WHERE id = $1 AND state = 'running' FOR UPDATE SKIP LOCKED",
-            &[&run_id],
+            typed![&run_id],
         )?
         .is_some())
 }
@@ -1024,12 +1105,12 @@ pub const MAIL_SENDER_LOCK: i64 = 0x6d61_6e61_6765_0002;
 /// Take the mail sender lock, or learn that another sender holds it.
 pub fn try_lock_mail_sender(client: &mut impl GenericClient) -> Result<bool, postgres::Error> {
     client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&MAIL_SENDER_LOCK])?
+        .query_typed_one("SELECT pg_try_advisory_lock($1)", typed![&MAIL_SENDER_LOCK])?
         .try_get(0)
 }
 
 pub fn unlock_mail_sender(client: &mut impl GenericClient) -> Result<(), postgres::Error> {
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MAIL_SENDER_LOCK])?;
+    client.execute_typed("SELECT pg_advisory_unlock($1)", typed![&MAIL_SENDER_LOCK])?;
     Ok(())
 }
 
@@ -1051,7 +1132,7 @@ pub struct QueuedMail {
 
 /// Every queued mail, oldest first.
 pub fn queued_mails(client: &mut impl GenericClient) -> Result<Vec<QueuedMail>, postgres::Error> {
-    let rows = client.query(
+    let rows = client.query_typed(
         "SELECT id, recipient, sender, subject, body, headers, queued_at, attempts, \
                 last_error, last_attempt_at \
          FROM manage.mail_queue ORDER BY queued_at, id",
@@ -1091,7 +1172,7 @@ pub fn queued_mails(client: &mut impl GenericClient) -> Result<Vec<QueuedMail>, 
 
 /// The server accepted the mail: forget it.
 pub fn mail_sent(client: &mut impl GenericClient, id: i64) -> Result<(), postgres::Error> {
-    client.execute("DELETE FROM manage.mail_queue WHERE id = $1", &[&id])?;
+    client.execute_typed("DELETE FROM manage.mail_queue WHERE id = $1", typed![&id])?;
     Ok(())
 }
 
@@ -1101,11 +1182,11 @@ pub fn mail_failed(
     ids: &[i64],
     error: &str,
 ) -> Result<(), postgres::Error> {
-    client.execute(
+    client.execute_typed(
         "UPDATE manage.mail_queue SET attempts = attempts + 1, last_error = $2, \
              last_attempt_at = clock_timestamp() \
          WHERE id = ANY($1)",
-        &[&ids, &error],
+        typed![&ids, &error],
     )?;
     Ok(())
 }

@@ -226,10 +226,8 @@ pub fn check(ctx: &Context, send_test_mail: bool) -> anyhow::Result<()> {
             problems += 1;
         }
         Ok((mut client, _)) => {
-            let version: String = client
-                .query_one("SHOW server_version", &[])
-                .and_then(|r| r.try_get(0))
-                .unwrap_or_else(|_| "unknown".into());
+            let version: String =
+                crate::store::server_version(&mut client).unwrap_or_else(|_| "unknown".into());
             println!("ok: database reachable (PostgreSQL {version})");
             match crate::db::migrate::pending(&mut client) {
                 Ok(pending) if pending.is_empty() => {

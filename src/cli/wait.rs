@@ -25,7 +25,7 @@ pub fn run_now_and_wait(
         eprintln!("error: no runner is connected, so nothing would run job {}; start `manage scheduled_jobs_runner`", row.name);
         return Err(Exit(1).into());
     }
-    client.batch_execute(&format!("LISTEN {}", store::CHANNEL))?;
+    store::listen(client)?;
     let newest_before = store::newest_run_id(client, &row.name)?;
     store::trigger_job(client, &row.name, delay_secs)?;
     super::control::report_trigger(ctx, client, &row.name)?;

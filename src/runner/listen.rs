@@ -7,7 +7,6 @@ use std::sync::Arc;
 use postgres::fallible_iterator::FallibleIterator;
 
 use super::{backoff, Event, Shared, APPLICATION_NAME};
-use crate::store::CHANNEL;
 
 /// A thread that holds its own connection, LISTENs, and turns every
 /// notification into `Event::Changed`. When the connection breaks it
@@ -15,7 +14,7 @@ use crate::store::CHANNEL;
 /// reconnection is itself reported as a change (the loop rescans).
 pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Result<()> {
     let mut client = shared.target.connect(APPLICATION_NAME)?;
-    client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+    crate::store::listen(&mut client)?;
     std::thread::Builder::new()
         .name("listener".into())
         .spawn(move || loop {
@@ -50,7 +49,7 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                 std::thread::sleep(backoff(attempt));
                 attempt += 1;
                 match shared.target.connect(APPLICATION_NAME) {
-                    Ok(mut c) => match c.batch_execute(&format!("LISTEN {CHANNEL}")) {
+                    Ok(mut c) => match crate::store::listen(&mut c) {
                         Ok(()) => break c,
                         Err(e) => shared
                             .log

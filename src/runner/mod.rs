@@ -249,11 +249,18 @@ impl Loop {
     fn run(&mut self) -> anyhow::Result<()> {
         let log = self.shared.log.clone();
         let mut next_heartbeat = Instant::now();
+        // Woken by an event (a NOTIFY, a run that ended): try to claim at once.
+        let mut woken = true;
         loop {
-            // Liveness first: it also recovers the runs of dead runners.
+            // Liveness first: it also recovers the runs of dead runners, and
+            // it returns the agenda, so that an idle wake-up costs one round trip.
+            let mut agenda = None;
             if Instant::now() >= next_heartbeat {
                 match self.heartbeat() {
-                    Ok(()) => next_heartbeat = Instant::now() + HEARTBEAT,
+                    Ok(fresh) => {
+                        next_heartbeat = Instant::now() + HEARTBEAT;
+                        agenda = Some(fresh);
+                    }
                     Err(e) => {
                         if !self.reconnect(e)? {
                             return Ok(());
@@ -262,7 +269,8 @@ impl Loop {
                     }
                 }
             }
-            let wait = match self.step(self.shutdown.is_some()) {
+            let wait = match self.step(self.shutdown.is_some(), agenda, std::mem::take(&mut woken))
+            {
                 Ok(Some(wait)) => wait,
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -295,7 +303,10 @@ impl Loop {
                 }
             }
             match self.events.recv_timeout(wait) {
-                Ok(event) => self.handle(event),
+                Ok(event) => {
+                    woken = true;
+                    self.handle(event);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("the runner's event channel closed")
@@ -357,12 +368,39 @@ impl Loop {
     }
 
     /// Start what is due; return how long to sleep, or None when `--once` is done.
-    fn step(&mut self, shutting_down: bool) -> Result<Option<Duration>, postgres::Error> {
+    ///
+    /// `agenda` is a fresh one when the caller has it (from the heartbeat).
+    /// When `woken` by an event and a slot is free, the claim comes first: a
+    /// trigger then costs one statement before the job starts, and a claim
+    /// that finds nothing writes nothing.
+    fn step(
+        &mut self,
+        shutting_down: bool,
+        mut agenda: Option<store::Agenda>,
+        mut woken: bool,
+    ) -> Result<Option<Duration>, postgres::Error> {
         loop {
-            let agenda = store::agenda(&mut self.client)?;
+            let free = self.max_parallel().saturating_sub(self.in_flight);
+            if std::mem::take(&mut woken) && free > 0 && !shutting_down {
+                let claimed = store::claim_due(
+                    &mut self.client,
+                    self.shared.runner_id,
+                    &self.shared.host,
+                    free as i64,
+                )?;
+                if !claimed.is_empty() {
+                    self.dispatch(claimed);
+                    woken = true;
+                    agenda = None;
+                    continue;
+                }
+            }
+            let agenda = match agenda.take() {
+                Some(agenda) => agenda,
+                None => store::agenda(&mut self.client)?,
+            };
             let measured = Instant::now();
             let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
-            let free = self.max_parallel().saturating_sub(self.in_flight);
             if due_now && free > 0 && !shutting_down {
                 let claimed = store::claim_due(
                     &mut self.client,
@@ -376,12 +414,7 @@ impl Loop {
                         continue;
                     }
                 } else {
-                    for run in claimed {
-                        self.in_flight += 1;
-                        self.pool.dispatch(run);
-                    }
-                    self.notifier
-                        .send(&format!("STATUS=Running {} job(s)", self.in_flight));
+                    self.dispatch(claimed);
                     continue;
                 }
             }
@@ -436,10 +469,24 @@ impl Loop {
         }
     }
 
-    fn heartbeat(&mut self) -> Result<(), postgres::Error> {
-        store::heartbeat(&mut self.client, self.shared.runner_id)?;
-        recover::recover_orphans(&self.shared, &mut self.client)?;
-        Ok(())
+    fn dispatch(&mut self, claimed: Vec<store::Claimed>) {
+        for run in claimed {
+            self.in_flight += 1;
+            self.pool.dispatch(run);
+        }
+        self.notifier
+            .send(&format!("STATUS=Running {} job(s)", self.in_flight));
+    }
+
+    /// One statement: the heartbeat, the agenda, and whether any dead
+    /// runner left a run behind (recovered only then).
+    fn heartbeat(&mut self) -> Result<store::Agenda, postgres::Error> {
+        let (agenda, orphans) = store::heartbeat(&mut self.client, self.shared.runner_id)?;
+        if orphans {
+            recover::recover_orphans(&self.shared, &mut self.client)?;
+            return store::agenda(&mut self.client);
+        }
+        Ok(agenda)
     }
 
     /// The main connection failed: reconnect with backoff, re-take the lock,

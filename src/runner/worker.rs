@@ -559,18 +559,15 @@ pub fn record(
 ) -> Result<Option<Claimed>, postgres::Error> {
     let tz = shared.config.timezone;
     let mut tx = client.transaction()?;
-    let updated = tx.execute(
-        "UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
-         WHERE id = $1 AND state = 'running'",
-        &[
-            &r.run_id,
-            &r.state,
-            &r.finished_at,
-            &r.runtime_seconds,
-            &r.output,
-        ],
+    let updated = store::finish_run(
+        &mut tx,
+        r.run_id,
+        r.state,
+        r.finished_at,
+        r.runtime_seconds,
+        r.output,
     )?;
-    if updated == 0 {
+    if !updated {
         shared.log.line(&format!(
             "Run {} of job {} was already recorded by another runner; its result is dropped",
             r.run_id, r.job
