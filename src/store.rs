@@ -57,6 +57,58 @@ macro_rules! typed {
     };
 }
 
+/// Statements prepared once on one connection, for the runner's hot path:
+/// the server then plans the claim and the record once (after a few runs, a
+/// generic plan) instead of at every run, which was most of its work at a
+/// thousand runs a second. A cache belongs to exactly one connection: drop it
+/// with the connection.
+#[derive(Default)]
+pub struct Prepared(std::collections::HashMap<&'static str, postgres::Statement>);
+
+impl Prepared {
+    /// `sql` (known as `key`) prepared on this connection, and the values.
+    fn prepare<'p>(
+        &mut self,
+        client: &mut impl GenericClient,
+        key: &'static str,
+        sql: &str,
+        params: &'p [(&'p (dyn ToSql + Sync), Type)],
+    ) -> Result<(postgres::Statement, Vec<&'p (dyn ToSql + Sync)>), postgres::Error> {
+        let statement = match self.0.get(key) {
+            Some(statement) => statement.clone(),
+            None => {
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                let statement = client.prepare_typed(sql, &types)?;
+                self.0.insert(key, statement.clone());
+                statement
+            }
+        };
+        Ok((statement, params.iter().map(|(v, _)| *v).collect()))
+    }
+
+    fn query(
+        &mut self,
+        client: &mut impl GenericClient,
+        key: &'static str,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let (statement, values) = self.prepare(client, key, sql, params)?;
+        client.query(&statement, &values)
+    }
+
+    fn query_one(
+        &mut self,
+        client: &mut impl GenericClient,
+        key: &'static str,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<postgres::Row, postgres::Error> {
+        let (statement, values) = self.prepare(client, key, sql, params)?;
+        client.query_one(&statement, &values)
+    }
+}
+
 /// The channel runners LISTEN on; every change that may move a next run sends it.
 pub const CHANNEL: &str = "manage_scheduled_jobs";
 
@@ -94,26 +146,31 @@ const JOB_COLUMNS: &str = "name, app, description, internal, timeout_seconds, bu
 
 impl JobRow {
     fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Self::from_row_at(row, 0)
+    }
+
+    /// The job's columns starting at column `at` (JOB_COLUMNS order).
+    fn from_row_at(row: &postgres::Row, at: usize) -> Result<Self, postgres::Error> {
         Ok(JobRow {
-            name: row.try_get(0)?,
-            app: row.try_get(1)?,
-            description: row.try_get(2)?,
-            internal: row.try_get(3)?,
-            timeout_seconds: row.try_get(4)?,
-            builtin_times: row.try_get(5)?,
-            builtin_interval_seconds: row.try_get(6)?,
-            definition: row.try_get(7)?,
-            enabled: row.try_get(8)?,
-            notify_on_success: row.try_get(9)?,
-            override_times: row.try_get(10)?,
-            override_interval_seconds: row.try_get(11)?,
-            next_run: row.try_get(12)?,
-            last_run: row.try_get(13)?,
-            last_state: row.try_get(14)?,
-            last_skip: row.try_get(15)?,
-            running_run: row.try_get(16)?,
-            run_requested: row.try_get(17)?,
-            removed: row.try_get(18)?,
+            name: row.try_get(at)?,
+            app: row.try_get(at + 1)?,
+            description: row.try_get(at + 2)?,
+            internal: row.try_get(at + 3)?,
+            timeout_seconds: row.try_get(at + 4)?,
+            builtin_times: row.try_get(at + 5)?,
+            builtin_interval_seconds: row.try_get(at + 6)?,
+            definition: row.try_get(at + 7)?,
+            enabled: row.try_get(at + 8)?,
+            notify_on_success: row.try_get(at + 9)?,
+            override_times: row.try_get(at + 10)?,
+            override_interval_seconds: row.try_get(at + 11)?,
+            next_run: row.try_get(at + 12)?,
+            last_run: row.try_get(at + 13)?,
+            last_state: row.try_get(at + 14)?,
+            last_skip: row.try_get(at + 15)?,
+            running_run: row.try_get(at + 16)?,
+            run_requested: row.try_get(at + 17)?,
+            removed: row.try_get(at + 18)?,
         })
     }
 
@@ -740,49 +797,158 @@ pub struct Claimed {
     pub job: JobRow,
 }
 
-/// Claim up to `limit` due jobs for this runner in ONE statement: lock the due
-/// rows (skipping rows another runner is claiming right now), insert their
-/// `running` history rows and point the jobs at them. Once committed, the jobs
-/// are no longer due for anyone (running_run is set), so each due run is taken
-/// by exactly one runner and a job never overlaps itself.
-pub fn claim_due(
-    client: &mut impl GenericClient,
-    runner_id: i64,
-    host: &str,
-    limit: i64,
-) -> Result<Vec<Claimed>, postgres::Error> {
+/// The CTEs that claim due jobs (`due`, `runs`, `claimed`): lock the due rows
+/// (skipping rows another runner is claiming right now), insert their
+/// `running` history rows and point the jobs at them. `claimed` returns the
+/// job's columns, then the run's id and start. The `$` parameters are named
+/// by the caller; `gate` is one more condition on claiming at all.
+fn claim_ctes(limit: &str, runner_id: &str, host: &str, gate: &str) -> String {
     let columns: String = JOB_COLUMNS
         .split(", ")
         .map(|c| format!("j.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "WITH due AS ( \
+    format!(
+        "due AS ( \
              SELECT name FROM manage.jobs \
              WHERE enabled AND NOT removed AND running_run IS NULL AND next_run <= clock_timestamp() \
-               AND NOT (SELECT held FROM manage.hold) \
-             ORDER BY next_run, name LIMIT $1 FOR UPDATE SKIP LOCKED \
+               AND NOT (SELECT held FROM manage.hold) AND {gate} \
+             ORDER BY next_run, name LIMIT {limit} FOR UPDATE SKIP LOCKED \
          ), runs AS ( \
              INSERT INTO manage.runs (job, state, started_at, runner_id, host) \
-             SELECT name, 'running', clock_timestamp(), $2, $3 FROM due \
+             SELECT name, 'running', clock_timestamp(), {runner_id}, {host} FROM due \
              RETURNING id, job, started_at \
-         ) \
-         UPDATE manage.jobs j SET running_run = runs.id FROM runs WHERE j.name = runs.job \
-         RETURNING {columns}, runs.id, runs.started_at"
-    );
-    let rows = client.query_typed(&sql, typed![&limit, &runner_id, &host])?;
+         ), claimed AS ( \
+             UPDATE manage.jobs j SET running_run = runs.id FROM runs WHERE j.name = runs.job \
+             RETURNING {columns}, runs.id AS run_id, runs.started_at AS run_started_at \
+         )"
+    )
+}
+
+fn claimed_at(row: &postgres::Row, at: usize) -> Result<Claimed, postgres::Error> {
+    Ok(Claimed {
+        job: JobRow::from_row_at(row, at)?,
+        run_id: row.try_get(at + 19)?,
+        started_at: row.try_get(at + 20)?,
+    })
+}
+
+/// Claim up to `limit` due jobs for this runner in ONE statement (see
+/// `claim_ctes`). Once committed, the jobs are no longer due for anyone
+/// (running_run is set), so each due run is taken by exactly one runner and a
+/// job never overlaps itself.
+pub fn claim_due(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+    runner_id: i64,
+    host: &str,
+    limit: i64,
+) -> Result<Vec<Claimed>, postgres::Error> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "WITH {} SELECT * FROM claimed",
+            claim_ctes("$1", "$2", "$3", "true")
+        )
+    });
+    let rows = prepared.query(client, "claim_due", sql, typed![&limit, &runner_id, &host])?;
     let mut claimed: Vec<Claimed> = rows
         .iter()
-        .map(|row| {
-            Ok(Claimed {
-                job: JobRow::from_row(row)?,
-                run_id: row.try_get(19)?,
-                started_at: row.try_get(20)?,
-            })
-        })
+        .map(|row| claimed_at(row, 0))
         .collect::<Result<_, postgres::Error>>()?;
     claimed.sort_by_key(|c| c.run_id);
     Ok(claimed)
+}
+
+/// The common case of recording a run, in ONE statement and so without a
+/// transaction of its own: the job is finished and rescheduled (to `next_run`,
+/// or at once when a run was requested meanwhile), the history row ended, the
+/// runners woken, and — with `claim` — the worker's next run claimed.
+///
+/// The next run was computed from the job as it was claimed, so the statement
+/// only applies while that configuration still holds (and the run is still
+/// this runner's): `Ok(None)` means nothing was written and the caller takes
+/// the general path.
+pub struct FastRecord<'a> {
+    pub run_id: i64,
+    pub state: &'a str,
+    pub finished_at: DateTime<Utc>,
+    pub runtime_seconds: f64,
+    pub output: &'a str,
+    pub next_run: Option<DateTime<Utc>>,
+    /// The job as claimed: its configuration is the guard.
+    pub job: &'a JobRow,
+    /// (runner id, host) to claim the next run for.
+    pub claim: Option<(i64, &'a str)>,
+}
+
+pub fn record_fast(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+    r: &FastRecord,
+) -> Result<Option<Option<Claimed>>, postgres::Error> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "WITH finished AS ( \
+                 UPDATE manage.jobs SET running_run = NULL, run_requested = false, \
+                     next_run = CASE WHEN run_requested THEN $3 ELSE $6 END, \
+                     last_run = $3, last_state = $2, last_skip = NULL \
+                 WHERE name = $7 AND running_run = $1 AND enabled AND NOT removed \
+                   AND notify_on_success = $8 \
+                   AND override_times IS NOT DISTINCT FROM $9 \
+                   AND override_interval_seconds IS NOT DISTINCT FROM $10 \
+                   AND builtin_times IS NOT DISTINCT FROM $11 \
+                   AND builtin_interval_seconds IS NOT DISTINCT FROM $12 \
+                 RETURNING name \
+             ), recorded AS ( \
+                 UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
+                 WHERE id = $1 AND state = 'running' AND EXISTS (SELECT 1 FROM finished) \
+                 RETURNING id \
+             ), woken AS ( \
+                 SELECT pg_notify('{CHANNEL}', '') FROM recorded \
+             ), {} \
+             SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM woken), c.* \
+             FROM (SELECT 1) one LEFT JOIN claimed c ON true",
+            claim_ctes("1", "$14", "$15", "$13 AND EXISTS (SELECT 1 FROM recorded)")
+        )
+    });
+    let (claim, runner_id, host) = match r.claim {
+        Some((runner_id, host)) => (true, runner_id, host),
+        None => (false, 0, ""),
+    };
+    let job = r.job;
+    let row = prepared.query_one(
+        client,
+        "record_fast",
+        sql,
+        typed![
+            &r.run_id,
+            &r.state,
+            &r.finished_at,
+            &r.runtime_seconds,
+            &r.output,
+            &r.next_run,
+            &job.name,
+            &job.notify_on_success,
+            &job.override_times,
+            &job.override_interval_seconds,
+            &job.builtin_times,
+            &job.builtin_interval_seconds,
+            &claim,
+            &runner_id,
+            &host
+        ],
+    )?;
+    let recorded: i64 = row.try_get(0)?;
+    if recorded == 0 {
+        return Ok(None);
+    }
+    let next_run_id: Option<i64> = row.try_get(2 + 19)?;
+    Ok(Some(match next_run_id {
+        Some(_) => Some(claimed_at(&row, 2)?),
+        None => None,
+    }))
 }
 
 /// What the runner's loop needs to decide how long to sleep.
@@ -809,8 +975,12 @@ impl Agenda {
     }
 }
 
-pub fn agenda(client: &mut impl GenericClient) -> Result<Agenda, postgres::Error> {
-    let row = client.query_typed_one(&format!("SELECT {AGENDA_COLUMNS}"), &[])?;
+pub fn agenda(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+) -> Result<Agenda, postgres::Error> {
+    let sql = format!("SELECT {AGENDA_COLUMNS}");
+    let row = prepared.query_one(client, "agenda", &sql, &[])?;
     Agenda::from_row(&row)
 }
 
@@ -845,6 +1015,7 @@ pub fn take_runner_lock(
 
 pub fn heartbeat(
     client: &mut impl GenericClient,
+    prepared: &mut Prepared,
     runner_id: i64,
 ) -> Result<(Agenda, bool), postgres::Error> {
     let sql = format!(
@@ -857,7 +1028,12 @@ pub fn heartbeat(
                 (SELECT count(*) FROM beat)",
         ORPHANED = orphaned("w")
     );
-    let row = client.query_typed_one(&sql, typed![&RUNNER_LOCK_CLASS, &runner_id])?;
+    let row = prepared.query_one(
+        client,
+        "heartbeat",
+        &sql,
+        typed![&RUNNER_LOCK_CLASS, &runner_id],
+    )?;
     Ok((Agenda::from_row(&row)?, row.try_get(3)?))
 }
 

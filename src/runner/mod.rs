@@ -177,6 +177,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         last_sleep_log: None,
         last_contact: Instant::now(),
         shutdown: None,
+        prepared: store::Prepared::default(),
     };
     let result = runner.run();
     runner.notifier.send("STOPPING=1");
@@ -239,6 +240,8 @@ struct Loop {
     notifier: notify::Notifier,
     /// When systemd's watchdog is next fed, when it asked to be.
     next_watchdog: Option<Instant>,
+    /// The main connection's prepared statements.
+    prepared: store::Prepared,
 }
 
 impl Loop {
@@ -298,7 +301,7 @@ impl Loop {
                     ));
                     self.shared.stop_all_children("Interrupted: the runner was shut down and the job outlived the shutdown grace");
                     self.wait_for_workers(Duration::from_secs(15));
-                    recover::interrupt_own_runs(&self.shared, &mut self.client, "Interrupted: the runner was shut down and the job outlived the shutdown grace");
+                    recover::interrupt_own_runs(&self.shared, &mut self.client, &mut self.prepared, "Interrupted: the runner was shut down and the job outlived the shutdown grace");
                     return Ok(());
                 }
             }
@@ -384,6 +387,7 @@ impl Loop {
             if std::mem::take(&mut woken) && free > 0 && !shutting_down {
                 let claimed = store::claim_due(
                     &mut self.client,
+                    &mut self.prepared,
                     self.shared.runner_id,
                     &self.shared.host,
                     free as i64,
@@ -395,15 +399,21 @@ impl Loop {
                     continue;
                 }
             }
+            if free == 0 && agenda.is_none() {
+                // Every slot is busy, and a worker claims its own next run:
+                // nothing this loop could start, so no query either.
+                return Ok(Some(HEARTBEAT));
+            }
             let agenda = match agenda.take() {
                 Some(agenda) => agenda,
-                None => store::agenda(&mut self.client)?,
+                None => store::agenda(&mut self.client, &mut self.prepared)?,
             };
             let measured = Instant::now();
             let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
             if due_now && free > 0 && !shutting_down {
                 let claimed = store::claim_due(
                     &mut self.client,
+                    &mut self.prepared,
                     self.shared.runner_id,
                     &self.shared.host,
                     free as i64,
@@ -481,10 +491,11 @@ impl Loop {
     /// One statement: the heartbeat, the agenda, and whether any dead
     /// runner left a run behind (recovered only then).
     fn heartbeat(&mut self) -> Result<store::Agenda, postgres::Error> {
-        let (agenda, orphans) = store::heartbeat(&mut self.client, self.shared.runner_id)?;
+        let (agenda, orphans) =
+            store::heartbeat(&mut self.client, &mut self.prepared, self.shared.runner_id)?;
         if orphans {
-            recover::recover_orphans(&self.shared, &mut self.client)?;
-            return store::agenda(&mut self.client);
+            recover::recover_orphans(&self.shared, &mut self.client, &mut self.prepared)?;
+            return store::agenda(&mut self.client, &mut self.prepared);
         }
         Ok(agenda)
     }
@@ -542,6 +553,8 @@ impl Loop {
             match rejoined {
                 Ok(client) => {
                     self.client = client;
+                    // Prepared statements belong to the old connection.
+                    self.prepared = store::Prepared::default();
                     self.last_contact = Instant::now();
                     self.last_sleep_log = None;
                     log.line("Reconnected to the database");

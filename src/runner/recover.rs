@@ -13,11 +13,13 @@ use crate::store::{self, OrphanRun};
 pub fn recover_orphans(
     shared: &Shared,
     client: &mut postgres::Client,
+    prepared: &mut store::Prepared,
 ) -> Result<(), postgres::Error> {
     for orphan in store::orphan_runs(client)? {
         interrupt(
             shared,
             client,
+            prepared,
             &orphan,
             "Interrupted: the runner running this job died or lost its database",
         )?;
@@ -26,10 +28,15 @@ pub fn recover_orphans(
 }
 
 /// At shutdown, after the grace: this runner's own runs that are still open.
-pub fn interrupt_own_runs(shared: &Shared, client: &mut postgres::Client, reason: &str) {
+pub fn interrupt_own_runs(
+    shared: &Shared,
+    client: &mut postgres::Client,
+    prepared: &mut store::Prepared,
+    reason: &str,
+) {
     let result = (|| -> Result<(), postgres::Error> {
         for orphan in store::own_running_runs(client, shared.runner_id)? {
-            interrupt(shared, client, &orphan, reason)?;
+            interrupt(shared, client, prepared, &orphan, reason)?;
         }
         Ok(())
     })();
@@ -44,6 +51,7 @@ pub fn interrupt_own_runs(shared: &Shared, client: &mut postgres::Client, reason
 fn interrupt(
     shared: &Shared,
     client: &mut postgres::Client,
+    prepared: &mut store::Prepared,
     orphan: &OrphanRun,
     reason: &str,
 ) -> Result<(), postgres::Error> {
@@ -79,6 +87,7 @@ fn interrupt(
     record(
         shared,
         client,
+        prepared,
         &Record {
             run_id: orphan.id,
             job: &orphan.job,
@@ -91,6 +100,7 @@ fn interrupt(
             disable: false,
             outcome: Outcome::Interrupted,
             trigger_next: &[],
+            claimed_job: None,
         },
         false,
     )

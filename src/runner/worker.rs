@@ -55,7 +55,7 @@ impl Pool {
 }
 
 fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sender<Event>) {
-    let mut client: Option<postgres::Client> = None;
+    let mut client: Option<Conn> = None;
     loop {
         let claimed = match queue.lock() {
             Ok(receiver) => match receiver.recv() {
@@ -84,13 +84,19 @@ fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sende
     }
 }
 
+/// A worker's connection and the statements prepared on it.
+pub struct Conn {
+    client: postgres::Client,
+    prepared: store::Prepared,
+}
+
 /// The worker's connection, (re)opened when needed.
-fn connection<'a>(
-    shared: &Shared,
-    slot: &'a mut Option<postgres::Client>,
-) -> anyhow::Result<&'a mut postgres::Client> {
-    if slot.as_ref().is_none_or(|c| c.is_closed()) {
-        *slot = Some(shared.target.connect(APPLICATION_NAME)?);
+fn connection<'a>(shared: &Shared, slot: &'a mut Option<Conn>) -> anyhow::Result<&'a mut Conn> {
+    if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+        *slot = Some(Conn {
+            client: shared.target.connect(APPLICATION_NAME)?,
+            prepared: store::Prepared::default(),
+        });
     }
     slot.as_mut()
         .ok_or_else(|| anyhow::anyhow!("no connection"))
@@ -104,12 +110,12 @@ enum Check {
     Failed(String),
 }
 
-fn should_run(shared: &Shared, slot: &mut Option<postgres::Client>, def: &JobDef) -> Check {
+fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef) -> Check {
     let result: anyhow::Result<bool> = (|| match &def.kind {
         JobKind::Builtin(builtin) => match builtin.should_run {
             None => Ok(true),
             Some(check) => {
-                let client = connection(shared, slot)?;
+                let client = &mut connection(shared, slot)?.client;
                 let mut sink = std::io::sink();
                 let mut ctx = JobContext {
                     client,
@@ -125,7 +131,7 @@ fn should_run(shared: &Shared, slot: &mut Option<postgres::Client>, def: &JobDef
         JobKind::Declared(declared) => match &declared.should_run {
             None => Ok(true),
             Some(sql) => {
-                let client = connection(shared, slot)?;
+                let client = &mut connection(shared, slot)?.client;
                 let rows = client
                     .query(sql.as_str(), &[])
                     .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_error(&e)))?;
@@ -163,11 +169,7 @@ struct Ended {
 
 /// Do one claimed run from check to record: whether it succeeded (or was
 /// skipped), and the next run this worker claimed while recording, if any.
-fn execute(
-    shared: &Shared,
-    slot: &mut Option<postgres::Client>,
-    claimed: Claimed,
-) -> (bool, Option<Claimed>) {
+fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool, Option<Claimed>) {
     let log = &shared.log;
     let name = claimed.job.name.clone();
     let started = Instant::now();
@@ -224,7 +226,7 @@ fn execute(
 
 fn run_internal(
     shared: &Shared,
-    slot: &mut Option<postgres::Client>,
+    slot: &mut Option<Conn>,
     builtin: &crate::registry::Builtin,
     heading: &str,
 ) -> Ended {
@@ -232,9 +234,9 @@ fn run_internal(
     let mut sink: Vec<u8> = Vec::new();
     let result: anyhow::Result<()> = match (connection(shared, slot), builtin.default_matches()) {
         (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(client), Ok(matches)) => {
+        (Ok(conn), Ok(matches)) => {
             let mut ctx = JobContext {
-                client,
+                client: &mut conn.client,
                 config: &shared.config,
                 out: &mut sink,
             };
@@ -334,7 +336,7 @@ fn child_spec(shared: &Shared, def: &JobDef) -> ChildSpec {
 
 fn run_child(
     shared: &Shared,
-    slot: &mut Option<postgres::Client>,
+    slot: &mut Option<Conn>,
     claimed: &Claimed,
     def: &JobDef,
     heading: &str,
@@ -348,8 +350,8 @@ fn run_child(
     // runner dies, another one kills what is left of it.
     let run_id = claimed.run_id;
     let result = process::run_child(&spec, &stop, |pgid| {
-        if let Ok(client) = connection(shared, slot) {
-            let _ = store::set_run_pgid(client, run_id, pgid);
+        if let Ok(conn) = connection(shared, slot) {
+            let _ = store::set_run_pgid(&mut conn.client, run_id, pgid);
         }
     });
     if let Ok(mut children) = shared.children.lock() {
@@ -412,7 +414,7 @@ fn with_newline(text: &str) -> String {
 /// backoff (the run's result must not be lost).
 fn record_with_retry(
     shared: &Shared,
-    slot: &mut Option<postgres::Client>,
+    slot: &mut Option<Conn>,
     claimed: &Claimed,
     def: Option<&JobDef>,
     runtime: Duration,
@@ -440,22 +442,24 @@ fn record_with_retry(
         disable: ended.disable,
         outcome,
         trigger_next: &trigger_next,
+        claimed_job: Some(&claimed.job),
     };
-    retry(shared, slot, "recording the run", |client| {
-        record(shared, client, &result, true)
+    retry(shared, slot, "recording the run", |conn| {
+        record(shared, &mut conn.client, &mut conn.prepared, &result, true)
     })
     .flatten()
 }
 
 fn skip_with_retry(
     shared: &Shared,
-    slot: &mut Option<postgres::Client>,
+    slot: &mut Option<Conn>,
     claimed: &Claimed,
     elapsed: Duration,
 ) -> Option<Claimed> {
     let skipped_at = claimed.started_at
         + chrono::Duration::from_std(elapsed).unwrap_or_else(|_| chrono::Duration::zero());
-    retry(shared, slot, "recording the skip", |client| {
+    retry(shared, slot, "recording the skip", |conn| {
+        let Conn { client, prepared } = conn;
         let mut tx = client.transaction()?;
         // The job first: deleting the run clears running_run (ON DELETE SET NULL).
         if let Some(mut row) = store::job_for_update(&mut tx, &claimed.job.name)? {
@@ -472,7 +476,7 @@ fn skip_with_retry(
         }
         store::delete_run(&mut tx, claimed.run_id)?;
         store::notify_runners(&mut tx)?;
-        let next = claim_next(shared, &mut tx)?;
+        let next = claim_next(shared, &mut tx, prepared)?;
         tx.commit()?;
         Ok(next)
     })
@@ -485,30 +489,33 @@ fn skip_with_retry(
 fn claim_next(
     shared: &Shared,
     tx: &mut postgres::Transaction,
+    prepared: &mut store::Prepared,
 ) -> Result<Option<Claimed>, postgres::Error> {
     if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(None);
     }
-    Ok(store::claim_due(tx, shared.runner_id, &shared.host, 1)?
-        .into_iter()
-        .next())
+    Ok(
+        store::claim_due(tx, prepared, shared.runner_id, &shared.host, 1)?
+            .into_iter()
+            .next(),
+    )
 }
 
 /// Run `write` until it succeeds; reconnect on connection errors. A failure
 /// on a live connection is a bug, not an outage: log it and give up (None).
 fn retry<T>(
     shared: &Shared,
-    slot: &mut Option<postgres::Client>,
+    slot: &mut Option<Conn>,
     what: &str,
-    mut write: impl FnMut(&mut postgres::Client) -> Result<T, postgres::Error>,
+    mut write: impl FnMut(&mut Conn) -> Result<T, postgres::Error>,
 ) -> Option<T> {
     let mut attempt = 0;
     loop {
         let error = match connection(shared, slot) {
-            Ok(client) => match write(client) {
+            Ok(conn) => match write(conn) {
                 Ok(value) => return Some(value),
                 Err(e) => {
-                    if !client.is_closed() && e.as_db_error().is_some() {
+                    if !conn.client.is_closed() && e.as_db_error().is_some() {
                         shared
                             .log
                             .line(&format!("Error {what}: {}", crate::db::describe_error(&e)));
@@ -543,6 +550,9 @@ pub struct Record<'a> {
     pub disable: bool,
     pub outcome: Outcome,
     pub trigger_next: &'a [String],
+    /// The job as this worker claimed it, when it did: enables the one-
+    /// statement record (`store::record_fast`).
+    pub claimed_job: Option<&'a store::JobRow>,
 }
 
 /// The record transaction (§4 step 4): the history row ends; the job's last
@@ -554,10 +564,14 @@ pub struct Record<'a> {
 pub fn record(
     shared: &Shared,
     client: &mut postgres::Client,
+    prepared: &mut store::Prepared,
     r: &Record,
     claim: bool,
 ) -> Result<Option<Claimed>, postgres::Error> {
     let tz = shared.config.timezone;
+    if let Some(next) = record_fast(shared, client, prepared, r, claim)? {
+        return Ok(next);
+    }
     let mut tx = client.transaction()?;
     let updated = store::finish_run(
         &mut tx,
@@ -609,12 +623,57 @@ pub fn record(
     queue_notification(shared, &mut tx, r, notify_on_success)?;
     store::notify_runners(&mut tx)?;
     let next = if claim {
-        claim_next(shared, &mut tx)?
+        claim_next(shared, &mut tx, prepared)?
     } else {
         None
     };
     tx.commit()?;
     Ok(next)
+}
+
+/// The common case in one statement: nothing to trigger, no mail to queue,
+/// and the job's configuration as it was when claimed. None: take the
+/// general path (nothing was written).
+fn record_fast(
+    shared: &Shared,
+    client: &mut postgres::Client,
+    prepared: &mut store::Prepared,
+    r: &Record,
+    claim: bool,
+) -> Result<Option<Option<Claimed>>, postgres::Error> {
+    let Some(job) = r.claimed_job else {
+        return Ok(None);
+    };
+    if r.disable || !r.trigger_next.is_empty() || mail_due(shared, r, job.notify_on_success) {
+        return Ok(None);
+    }
+    let mut after = job.clone();
+    after.last_run = Some(r.finished_at);
+    after.last_skip = None;
+    let next_run = after.compute_next_run(r.finished_at, shared.config.timezone);
+    let claim = (claim && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst))
+        .then_some((shared.runner_id, shared.host.as_str()));
+    store::record_fast(
+        client,
+        prepared,
+        &store::FastRecord {
+            run_id: r.run_id,
+            state: r.state,
+            finished_at: r.finished_at,
+            runtime_seconds: r.runtime_seconds,
+            output: r.output,
+            next_run,
+            job,
+            claim,
+        },
+    )
+}
+
+/// Whether this run's result is mailed.
+fn mail_due(shared: &Shared, r: &Record, notify_on_success: bool) -> bool {
+    shared.config.notifications.email.is_some()
+        && r.job != crate::commands::send_queued_mail::JOB.name
+        && mail::wanted(r.outcome, notify_on_success, r.output)
 }
 
 /// The mail for a run, when one is due: failures always, successes with
@@ -629,10 +688,7 @@ fn queue_notification(
     let Some(recipient) = &shared.config.notifications.email else {
         return Ok(());
     };
-    if r.job == crate::commands::send_queued_mail::JOB.name {
-        return Ok(());
-    }
-    if !mail::wanted(r.outcome, notify_on_success, r.output) {
+    if !mail_due(shared, r, notify_on_success) {
         return Ok(());
     }
     let composed = mail::compose(

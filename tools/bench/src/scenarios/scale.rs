@@ -22,8 +22,10 @@ fn probe_once(client: &mut postgres::Client, runner_id: i64) -> anyhow::Result<(
     let start = Instant::now();
     let mut tx = client.transaction()?;
     tx.batch_execute("SET LOCAL lock_timeout = '30s'")?;
-    manage::store::heartbeat(&mut tx, runner_id)?;
-    let claimed = manage::store::claim_due(&mut tx, runner_id, "bench-probe", 1)?;
+    // A fresh cache: each probe pays the prepare, as a runner's first run does.
+    let mut prepared = manage::store::Prepared::default();
+    manage::store::heartbeat(&mut tx, &mut prepared, runner_id)?;
+    let claimed = manage::store::claim_due(&mut tx, &mut prepared, runner_id, "bench-probe", 1)?;
     if let Some(run) = claimed.first() {
         manage::store::finish_run(&mut tx, run.run_id, "succeeded", run.started_at, 0.0, "")?;
         manage::store::finish_job(
