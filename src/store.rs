@@ -576,12 +576,32 @@ pub fn connected_runners(
         .collect()
 }
 
-/// When the last run finished, over all jobs.
-pub fn last_run(client: &mut impl GenericClient) -> Result<Option<DateTime<Utc>>, postgres::Error> {
-    client
-        .query_typed_one("SELECT max(last_run) FROM manage.jobs", &[])?
-        .try_get(0)
+/// The facts above `jobs list` that one statement gives.
+#[derive(Debug, Clone, Copy)]
+pub struct Overview {
+    /// The database's now.
+    pub now: DateTime<Utc>,
+    pub hold: Hold,
+    /// When the last run finished, over all jobs.
+    pub last_run: Option<DateTime<Utc>>,
 }
+
+pub fn overview(client: &mut impl GenericClient) -> Result<Overview, postgres::Error> {
+    let row = client.query_typed_one(
+        "SELECT clock_timestamp(), h.held, h.held_since, (SELECT max(last_run) FROM manage.jobs) \
+         FROM manage.hold h",
+        &[],
+    )?;
+    Ok(Overview {
+        now: row.try_get(0)?,
+        hold: Hold {
+            held: row.try_get(1)?,
+            since: row.try_get(2)?,
+        },
+        last_run: row.try_get(3)?,
+    })
+}
+
 
 pub fn mail_queue_len(client: &mut impl GenericClient) -> anyhow::Result<i64> {
     Ok(client

@@ -150,45 +150,73 @@ pub(crate) fn existing_job(client: &mut postgres::Client, name: &str) -> anyhow:
     }
 }
 
-fn times_json(times: &Option<Vec<chrono::NaiveTime>>) -> Value {
+/// The job object of §7, serialised straight from the row: at 10,000 jobs,
+/// building a `serde_json::Value` per job first doubled the time of
+/// `jobs list --json`.
+#[derive(serde::Serialize)]
+pub struct JobJson<'a> {
+    name: &'a str,
+    app: &'a str,
+    description: &'a str,
+    enabled: bool,
+    notify_on_success: bool,
+    internal: bool,
+    timeout_seconds: i32,
+    builtin_times: Option<Vec<String>>,
+    builtin_interval: Option<String>,
+    override_times: Option<Vec<String>>,
+    override_interval: Option<String>,
+    next_run: Option<String>,
+    last_run: Option<String>,
+    last_state: Option<&'a str>,
+    last_skip: Option<String>,
+    running: bool,
+}
+
+fn times_strings(times: &Option<Vec<chrono::NaiveTime>>) -> Option<Vec<String>> {
     match times {
-        Some(t) if !t.is_empty() => Value::from(
+        Some(t) if !t.is_empty() => Some(
             schedule::normalize_times(t.clone())
                 .into_iter()
                 .map(schedule::format_time)
-                .collect::<Vec<_>>(),
+                .collect(),
         ),
-        _ => Value::Null,
+        _ => None,
     }
 }
 
-fn interval_json(secs: Option<i32>) -> Value {
-    match secs {
-        Some(s) if s > 0 => Value::from(schedule::format_duration(s as u32)),
-        _ => Value::Null,
+fn interval_string(secs: Option<i32>) -> Option<String> {
+    secs.filter(|s| *s > 0)
+        .map(|s| schedule::format_duration(s as u32))
+}
+
+impl<'a> JobJson<'a> {
+    pub fn new(row: &'a JobRow, tz: Tz) -> Self {
+        let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| render::json_time(t, tz));
+        JobJson {
+            name: &row.name,
+            app: &row.app,
+            description: &row.description,
+            enabled: row.enabled,
+            notify_on_success: row.notify_on_success,
+            internal: row.internal,
+            timeout_seconds: row.timeout_seconds,
+            builtin_times: times_strings(&row.builtin_times),
+            builtin_interval: interval_string(row.builtin_interval_seconds),
+            override_times: times_strings(&row.override_times),
+            override_interval: interval_string(row.override_interval_seconds),
+            next_run: time(row.next_run),
+            last_run: time(row.last_run),
+            last_state: row.last_state.as_deref(),
+            last_skip: time(row.last_skip),
+            running: row.running(),
+        }
     }
 }
 
-/// The job object of §7.
+/// The job object of §7 as a value (for `jobs show`, which adds `history`).
 pub fn job_json(row: &JobRow, tz: Tz) -> Value {
-    json!({
-        "name": row.name,
-        "app": row.app,
-        "description": row.description,
-        "enabled": row.enabled,
-        "notify_on_success": row.notify_on_success,
-        "internal": row.internal,
-        "timeout_seconds": row.timeout_seconds,
-        "builtin_times": times_json(&row.builtin_times),
-        "builtin_interval": interval_json(row.builtin_interval_seconds),
-        "override_times": times_json(&row.override_times),
-        "override_interval": interval_json(row.override_interval_seconds),
-        "next_run": render::json_time_opt(row.next_run, tz),
-        "last_run": render::json_time_opt(row.last_run, tz),
-        "last_state": row.last_state,
-        "last_skip": render::json_time_opt(row.last_skip, tz),
-        "running": row.running(),
-    })
+    serde_json::to_value(JobJson::new(row, tz)).unwrap_or(Value::Null)
 }
 
 /// The run object of §7; `with_output` adds the whole output.
@@ -225,11 +253,16 @@ pub struct Overview {
 }
 
 pub fn overview(client: &mut postgres::Client) -> anyhow::Result<Overview> {
+    let store::Overview {
+        now,
+        hold,
+        last_run,
+    } = store::overview(client)?;
     Ok(Overview {
-        now: store::db_now(client)?,
+        now,
         runners: store::connected_runners(client)?,
-        hold: store::hold(client)?,
-        last_run: store::last_run(client)?,
+        hold,
+        last_run,
     })
 }
 

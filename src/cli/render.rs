@@ -102,14 +102,29 @@ pub fn alert_cell(text: impl ToString, alert: bool) -> Cell {
 
 /// Print a table on stdout without the padding at the end of each line.
 pub fn print_table(table: &Table) {
-    for line in table.to_string().lines() {
-        println!("{}", line.trim_end());
+    use std::io::Write as _;
+    let text = table.to_string();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    // One write, not one per line (stdout is line-buffered).
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }
 
 /// Print pretty JSON on stdout.
 pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    write_json(value)
+}
+
+/// Serialise anything as pretty JSON straight into a buffered stdout.
+pub fn write_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
     Ok(())
 }
 
