@@ -602,7 +602,6 @@ pub fn overview(client: &mut impl GenericClient) -> Result<Overview, postgres::E
     })
 }
 
-
 pub fn mail_queue_len(client: &mut impl GenericClient) -> anyhow::Result<i64> {
     Ok(client
         .query_typed_one("SELECT count(*) FROM manage.mail_queue", &[])?
