@@ -518,3 +518,40 @@ fn a_long_job_does_not_block_a_short_one() {
     );
     runner.stop();
 }
+
+#[test]
+fn run_now_wait_timeout_gives_up_with_exit_1_and_the_run_goes_on() {
+    let config = "[jobs.slow_wait]\ncommand = \"sleep 3; echo finally\"\n";
+    let (db, runner) = start(config);
+    wait_for(Duration::from_secs(10), "the runner to start", || {
+        runner.log().contains("Sleeping ")
+    });
+    let started = Instant::now();
+    let out = db
+        .manage()
+        .config(config)
+        .args([
+            "jobs",
+            "run-now",
+            "slow_wait",
+            "--wait",
+            "--timeout",
+            "00:01",
+        ])
+        .run();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("the run of job slow_wait goes on"),
+        "{}",
+        out.stderr
+    );
+    let done = wait_finished(&db, "slow_wait", 1, Duration::from_secs(10));
+    runner.stop();
+    assert_eq!(done[0].state, "succeeded");
+    assert_eq!(done[0].output, "finally\n");
+}
