@@ -384,20 +384,10 @@ impl Loop {
     ) -> Result<Option<Duration>, postgres::Error> {
         loop {
             let free = self.max_parallel().saturating_sub(self.in_flight);
-            if std::mem::take(&mut woken) && free > 0 && !shutting_down {
-                let claimed = store::claim_due(
-                    &mut self.client,
-                    &mut self.prepared,
-                    self.shared.runner_id,
-                    &self.shared.host,
-                    free as i64,
-                )?;
-                if !claimed.is_empty() {
-                    self.dispatch(claimed);
-                    woken = true;
-                    agenda = None;
-                    continue;
-                }
+            if std::mem::take(&mut woken) && free > 0 && !shutting_down && self.claim(free)? {
+                woken = true;
+                agenda = None;
+                continue;
             }
             if free == 0 && agenda.is_none() {
                 // Every slot is busy, and a worker claims its own next run:
@@ -411,20 +401,11 @@ impl Loop {
             let measured = Instant::now();
             let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
             if due_now && free > 0 && !shutting_down {
-                let claimed = store::claim_due(
-                    &mut self.client,
-                    &mut self.prepared,
-                    self.shared.runner_id,
-                    &self.shared.host,
-                    free as i64,
-                )?;
-                if claimed.is_empty() {
-                    // Another runner took them; look again at what is left.
-                    if self.in_flight == 0 && self.options.once {
-                        continue;
-                    }
-                } else {
-                    self.dispatch(claimed);
+                if self.claim(free)? {
+                    continue;
+                }
+                // Another runner took them; look again at what is left.
+                if self.in_flight == 0 && self.options.once {
                     continue;
                 }
             }
@@ -477,6 +458,22 @@ impl Loop {
             log.line("Nothing is scheduled; waiting for a notification");
             self.notifier.send("STATUS=Nothing is scheduled");
         }
+    }
+
+    /// Claim up to `free` due jobs and hand them to the workers; whether any were.
+    fn claim(&mut self, free: usize) -> Result<bool, postgres::Error> {
+        let claimed = store::claim_due(
+            &mut self.client,
+            &mut self.prepared,
+            self.shared.runner_id,
+            &self.shared.host,
+            free as i64,
+        )?;
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        self.dispatch(claimed);
+        Ok(true)
     }
 
     fn dispatch(&mut self, claimed: Vec<store::Claimed>) {
