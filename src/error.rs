@@ -46,3 +46,29 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         1
     }
 }
+
+/// The one line `main` prints for an error. A database that has not been
+/// migrated gets a hint instead of PostgreSQL's bare "relation does not exist".
+pub fn describe(error: &anyhow::Error) -> String {
+    for cause in error.chain() {
+        let Some(db) = cause
+            .downcast_ref::<postgres::Error>()
+            .and_then(postgres::Error::as_db_error)
+        else {
+            continue;
+        };
+        let missing = [
+            postgres::error::SqlState::UNDEFINED_TABLE,
+            postgres::error::SqlState::INVALID_SCHEMA_NAME,
+            postgres::error::SqlState::UNDEFINED_FUNCTION,
+            postgres::error::SqlState::UNDEFINED_COLUMN,
+        ];
+        if missing.contains(db.code()) && db.message().contains("manage.") {
+            return format!(
+                "the database is not migrated ({}): run `manage migrate` first",
+                db.message()
+            );
+        }
+    }
+    format!("{error:#}")
+}

@@ -21,7 +21,7 @@ fn main() {
         Err(error) => {
             let code = manage::error::exit_code(&error);
             if error.downcast_ref::<manage::error::Exit>().is_none() {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", manage::error::describe(&error));
             }
             code
         }

@@ -412,3 +412,19 @@ fn list_and_show_human_output_has_no_escape_codes_and_a_stable_layout() {
         insta::assert_snapshot!("jobs_show", show.stdout);
     });
 }
+
+#[test]
+fn an_unmigrated_database_gets_a_hint_not_a_bare_sql_error() {
+    let db = TestDb::new();
+    db.client()
+        .batch_execute("DROP SCHEMA manage CASCADE")
+        .unwrap();
+    let run = db.manage().args(["jobs", "list"]).run();
+    assert_eq!(run.code, 1);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    assert!(line.contains("run `manage migrate` first"), "{line}");
+}
