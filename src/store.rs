@@ -190,17 +190,44 @@ impl JobRow {
     /// When this job should run next, as of `now`: none when disabled, removed
     /// or manual-only. The one place configuration turns into a next run.
     pub fn compute_next_run(&self, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.next_run_from(self.last_run, self.last_skip, now, tz)
+    }
+
+    /// The next run once this job ran (or, with `skipped`, was skipped) and
+    /// ended at `at`: at once when a run was requested meanwhile, else by its
+    /// schedule counting from `at`. The runner's record and skip, and
+    /// `release --pending reschedule` ("as if it had just run"), all use it.
+    pub fn next_run_after(
+        &self,
+        at: DateTime<Utc>,
+        skipped: bool,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        if !self.enabled || self.removed {
+            return None;
+        }
+        if self.run_requested {
+            return Some(at);
+        }
+        if skipped {
+            self.next_run_from(self.last_run, Some(at), at, tz)
+        } else {
+            self.next_run_from(Some(at), None, at, tz)
+        }
+    }
+
+    fn next_run_from(
+        &self,
+        last_run: Option<DateTime<Utc>>,
+        last_skip: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
         if !self.enabled || self.removed {
             return None;
         }
         let effective = self.effective_schedule()?;
-        Some(schedule::next_run(
-            &effective,
-            self.last_run,
-            self.last_skip,
-            now,
-            tz,
-        ))
+        Some(schedule::next_run(&effective, last_run, last_skip, now, tz))
     }
 
     pub fn running(&self) -> bool {
@@ -742,12 +769,10 @@ pub fn release_hold(
     let mut moved = Vec::new();
     if reschedule {
         let now = db_now(&mut tx)?;
-        for mut row in due_jobs(&mut tx)? {
+        for row in due_jobs(&mut tx)? {
             // "As if it had just run": the interval counts from now, times
             // take the next slot after now.
-            row.last_run = Some(now);
-            row.last_skip = None;
-            let next = row.compute_next_run(now, tz);
+            let next = row.next_run_after(now, false, tz);
             set_next_run(&mut tx, &row.name, next)?;
             moved.push(row.name);
         }

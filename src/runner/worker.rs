@@ -462,15 +462,9 @@ fn skip_with_retry(
         let Conn { client, prepared } = conn;
         let mut tx = client.transaction()?;
         // The job first: deleting the run clears running_run (ON DELETE SET NULL).
-        if let Some(mut row) = store::job_for_update(&mut tx, &claimed.job.name)? {
+        if let Some(row) = store::job_for_update(&mut tx, &claimed.job.name)? {
             if row.running_run == Some(claimed.run_id) {
-                let next = if row.run_requested {
-                    Some(skipped_at)
-                } else {
-                    row.last_skip = Some(skipped_at);
-                    row.running_run = None;
-                    row.compute_next_run(skipped_at, shared.config.timezone)
-                };
+                let next = row.next_run_after(skipped_at, true, shared.config.timezone);
                 store::finish_job(&mut tx, &row.name, None, Some(skipped_at), next, false)?;
             }
         }
@@ -590,17 +584,13 @@ pub fn record(
         return Ok(None);
     }
     let mut notify_on_success = false;
-    if let Some(mut row) = store::job_for_update(&mut tx, r.job)? {
+    if let Some(row) = store::job_for_update(&mut tx, r.job)? {
         notify_on_success = row.notify_on_success;
         if row.running_run == Some(r.run_id) {
             let next = if r.disable {
                 None
-            } else if row.run_requested && row.enabled && !row.removed {
-                Some(r.finished_at)
             } else {
-                row.last_run = Some(r.finished_at);
-                row.last_skip = None;
-                row.compute_next_run(r.finished_at, tz)
+                row.next_run_after(r.finished_at, false, tz)
             };
             store::finish_job(
                 &mut tx,
@@ -647,10 +637,9 @@ fn record_fast(
     if r.disable || !r.trigger_next.is_empty() || mail_due(shared, r, job.notify_on_success) {
         return Ok(None);
     }
-    let mut after = job.clone();
-    after.last_run = Some(r.finished_at);
-    after.last_skip = None;
-    let next_run = after.compute_next_run(r.finished_at, shared.config.timezone);
+    // run_requested is false as claimed; the statement itself honours a
+    // request made since.
+    let next_run = job.next_run_after(r.finished_at, false, shared.config.timezone);
     let claim = (claim && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst))
         .then_some((shared.runner_id, shared.host.as_str()));
     store::record_fast(
