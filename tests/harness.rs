@@ -125,17 +125,16 @@ fn clean_stale(base: &Path) {
     }
 }
 
-fn start_cluster() -> Result<Server, String> {
-    let base = std::env::temp_dir();
-    clean_stale(&base);
-    let dir = base.join(format!("manage-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{e:?}"))?;
-    let data = dir.join("data");
+/// A fresh cluster in `dir/data` (made anew, owned by the server user),
+/// initialised for tests: trust auth, superuser `postgres`, no fsync at init.
+pub fn init_cluster(dir: &Path) -> Result<PathBuf, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{e:?}"))?;
     if is_root() {
         let (uid, gid) = unprivileged_user().ok_or("no unprivileged user for the test cluster")?;
-        chown(&dir, uid, gid);
+        chown(dir, uid, gid);
     }
+    let data = dir.join("data");
     let out = as_server_user(
         Command::new(find_pg_bin("initdb"))
             .arg("-D")
@@ -158,6 +157,14 @@ fn start_cluster() -> Result<Server, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    Ok(data)
+}
+
+fn start_cluster() -> Result<Server, String> {
+    let base = std::env::temp_dir();
+    clean_stale(&base);
+    let dir = base.join(format!("manage-test-{}", std::process::id()));
+    let data = init_cluster(&dir)?;
     let postgres = find_pg_bin("postgres");
     let socket_dir = dir.clone();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::harness::{as_server_user, chown, find_pg_bin, is_root, unprivileged_user};
+use crate::harness::{as_server_user, find_pg_bin, init_cluster};
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
@@ -25,34 +25,7 @@ impl PrivateCluster {
             std::process::id(),
             SERIAL.fetch_add(1, Ordering::SeqCst)
         ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            let (uid, gid) = unprivileged_user().unwrap();
-            chown(&dir, uid, gid);
-        }
-        let data = dir.join("data");
-        let out = as_server_user(
-            Command::new(find_pg_bin("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                ]),
-        )
-        .output()
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let data = init_cluster(&dir).unwrap();
         let cluster = PrivateCluster {
             url: format!(
                 "host={} port=5432 user=postgres dbname=postgres",

@@ -144,10 +144,15 @@ pub(crate) fn existing_job(client: &mut postgres::Client, name: &str) -> anyhow:
         Some(_) => bad_input(format!(
             "job \"{name}\" has been removed (it is no longer defined); expected a defined job, see `manage jobs list`"
         )),
-        None => bad_input(format!(
-            "there is no job \"{name}\"; expected one of the names `manage jobs list` shows"
-        )),
+        None => no_such_job(name),
     }
+}
+
+/// Exit 2: no job has this name (not even a removed one).
+pub(crate) fn no_such_job<T>(name: &str) -> anyhow::Result<T> {
+    bad_input(format!(
+        "there is no job \"{name}\"; expected one of the names `manage jobs list` shows"
+    ))
 }
 
 /// The job object of §7, serialised straight from the row: at 10,000 jobs,

@@ -25,9 +25,7 @@ pub fn history(
     if let Some(name) = name {
         // Removed jobs keep their history, and it can still be read.
         if !store::job_exists(&mut client, name)? {
-            return bad_input(format!(
-                "there is no job \"{name}\"; expected one of the names `manage jobs list` shows"
-            ));
+            return jobs::no_such_job(name);
         }
     }
     let runs = store::history_page(
