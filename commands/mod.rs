@@ -3,7 +3,7 @@
 pub mod purge_job_history;
 pub mod send_queued_mail;
 
-use crate::registry::Builtin;
+use crate::job::definition::Builtin;
 
 /// Every built-in job, sorted by name.
 pub static BUILTINS: &[&Builtin] = &[&purge_job_history::JOB, &send_queued_mail::JOB];

@@ -4,9 +4,8 @@
 //! runner (which writes runs) never waits long behind it.
 
 use anyhow::Context;
-use clap::{value_parser, Arg, ArgMatches, Command};
 
-use crate::registry::{Builtin, BuiltinSchedule, JobContext};
+use crate::job::definition::{Builtin, BuiltinSchedule, JobContext, JobOption};
 use crate::store;
 
 /// Rows per delete: small enough that one batch holds its locks for milliseconds.
@@ -21,34 +20,34 @@ pub static JOB: Builtin = Builtin {
     timeout_secs: crate::config::DEFAULT_TIMEOUT_SECS,
     trigger_next: &[],
     default_notify_on_success: false,
-    args,
+    delivers_mail: false,
+    options: &[KEEP_DAYS],
     should_run: Some(should_run),
     run,
 };
 
-fn args(command: Command) -> Command {
-    command.arg(
-        Arg::new("keep_days")
-            .long("keep-days")
-            .value_name("N")
-            .value_parser(value_parser!(u32))
-            .help("Keep the runs of the last N days (default: history_retention_days; 0 removes every finished run)"),
-    )
-}
+const KEEP_DAYS: JobOption = JobOption {
+    long: "keep-days",
+    value_name: "N",
+    help: "Keep the runs of the last N days (default: history_retention_days; 0 removes every finished run)",
+    // A century: more is no retention at all, and PostgreSQL's intervals
+    // (and an i32 of days) end not far beyond.
+    max: 36_500,
+};
 
-fn keep_days(ctx: &JobContext, matches: Option<&ArgMatches>) -> u32 {
-    matches
-        .and_then(|m| m.get_one::<u32>("keep_days").copied())
+fn keep_days(ctx: &JobContext) -> u32 {
+    ctx.args
+        .get(KEEP_DAYS.long)
         .unwrap_or(ctx.config.history_retention_days)
 }
 
 fn should_run(ctx: &mut JobContext) -> anyhow::Result<bool> {
-    let days = keep_days(ctx, None);
+    let days = keep_days(ctx);
     store::history_older_than_exists(ctx.client, days)
 }
 
-fn run(ctx: &mut JobContext, matches: &ArgMatches) -> anyhow::Result<()> {
-    let days = keep_days(ctx, Some(matches));
+fn run(ctx: &mut JobContext) -> anyhow::Result<()> {
+    let days = keep_days(ctx);
     let mut removed: u64 = 0;
     loop {
         let n = store::purge_history_batch(ctx.client, days, BATCH)

@@ -15,10 +15,9 @@
 use std::collections::HashSet;
 
 use anyhow::Context as _;
-use clap::{ArgMatches, Command};
 
+use crate::job::definition::{Builtin, BuiltinSchedule, JobContext};
 use crate::mail::{DeliveryError, Outgoing, Transport};
-use crate::registry::{Builtin, BuiltinSchedule, JobContext};
 use crate::store::{self, QueuedMail};
 
 pub static JOB: Builtin = Builtin {
@@ -30,7 +29,8 @@ pub static JOB: Builtin = Builtin {
     timeout_secs: 120,
     trigger_next: &[],
     default_notify_on_success: false,
-    args: |command: Command| command,
+    delivers_mail: true,
+    options: &[],
     should_run: Some(should_run),
     run,
 };
@@ -44,7 +44,7 @@ fn should_run(ctx: &mut JobContext) -> anyhow::Result<bool> {
     Ok(transport_configured(ctx) && store::mail_queue_len(ctx.client)? > 0)
 }
 
-fn run(ctx: &mut JobContext, _matches: &ArgMatches) -> anyhow::Result<()> {
+fn run(ctx: &mut JobContext) -> anyhow::Result<()> {
     if !store::try_lock_mail_sender(ctx.client)? {
         writeln!(
             ctx.out,

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 
+pub use crate::mail::NotificationConfig;
 use crate::schedule::{self, Schedule};
+use crate::timings::Timings;
 
 /// Default timeout of a child-process job.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 120;
@@ -78,16 +80,7 @@ impl Sources {
 pub struct RunnerConfig {
     pub max_parallel: u32,
     pub shutdown_grace_secs: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NotificationConfig {
-    pub email: Option<String>,
-    pub sender: Option<String>,
-    pub smtp_url: Option<String>,
-    /// A CA certificate (PEM) the SMTP connection trusts besides the system's.
-    pub smtp_ca_file: Option<PathBuf>,
-    pub sendmail: Option<PathBuf>,
+    pub timings: Timings,
 }
 
 /// A job declared in the configuration file's `[jobs.NAME]` table.
@@ -344,9 +337,35 @@ impl Reader<'_> {
             None => RunnerConfig {
                 max_parallel: DEFAULT_MAX_PARALLEL,
                 shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+                timings: Timings::default(),
             },
             Some(runner) => {
-                self.check_keys(runner, "runner", &["max_parallel", "shutdown_grace"])?;
+                self.check_keys(
+                    runner,
+                    "runner",
+                    &[
+                        "max_parallel",
+                        "shutdown_grace",
+                        "heartbeat",
+                        "cut_off",
+                        "dead_after",
+                    ],
+                )?;
+                let defaults = Timings::default();
+                let seconds = |key: &str, default: std::time::Duration| -> Res<_> {
+                    Ok(self
+                        .duration(runner, key, &format!("runner.{key}"))?
+                        .map_or(default, |s| std::time::Duration::from_secs(u64::from(s))))
+                };
+                let timings = Timings {
+                    heartbeat: seconds("heartbeat", defaults.heartbeat)?,
+                    cut_off: seconds("cut_off", defaults.cut_off)?,
+                    dead_after: seconds("dead_after", defaults.dead_after)?,
+                    ..defaults
+                };
+                timings
+                    .check()
+                    .map_err(|problem| self.err("runner.cut_off", problem))?;
                 RunnerConfig {
                     max_parallel: self
                         .integer(runner, "max_parallel", "runner.max_parallel", 1, 1024)?
@@ -354,6 +373,7 @@ impl Reader<'_> {
                     shutdown_grace_secs: self
                         .duration(runner, "shutdown_grace", "runner.shutdown_grace")?
                         .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+                    timings,
                 }
             }
         };

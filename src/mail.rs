@@ -29,17 +29,18 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SendmailTransport, SmtpTransport, Transport as _};
 
-use crate::config::NotificationConfig;
+pub use crate::job::Outcome;
 
-/// What happened to a run, as far as a mail is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    TimedOut,
-    Interrupted,
-    /// The job could not be started and has been disabled.
-    InternalError,
+/// The `[notifications]` settings (§6): mail's own, so that the
+/// configuration depends on mail and not the other way round.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotificationConfig {
+    pub email: Option<String>,
+    pub sender: Option<String>,
+    pub smtp_url: Option<String>,
+    /// A CA certificate (PEM) the SMTP connection trusts besides the system's.
+    pub smtp_ca_file: Option<PathBuf>,
+    pub sendmail: Option<PathBuf>,
 }
 
 /// A mail ready for the queue.

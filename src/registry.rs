@@ -1,156 +1,15 @@
-//! The job registry: what a job is, and the one list of every job `manage` knows —
-//! the built-in jobs of `commands/` plus the jobs declared in the configuration
-//! file. `sync` (in `store`) writes this list into the database.
+//! The job registry: the one list of every job `manage` knows — the built-in
+//! jobs of `commands/` plus the jobs declared in the configuration file — and
+//! `sync`, which writes that list into the database. What a job *is* lives in
+//! `crate::job`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
 
-use crate::config::{Config, DeclaredJob};
-use crate::schedule::{self, Schedule};
-
-/// What a job function gets: the database, the configuration and where to
-/// write its output. Internal jobs never write to the process's stdout.
-pub struct JobContext<'a> {
-    pub client: &'a mut postgres::Client,
-    pub config: &'a Config,
-    pub out: &'a mut dyn Write,
-}
-
-/// The schedule a built-in job is written with.
-#[derive(Debug, Clone, Copy)]
-pub enum BuiltinSchedule {
-    Manual,
-    Times(&'static [&'static str]),
-    Interval(&'static str),
-}
-
-/// A job written in Rust, one file under `commands/`.
-pub struct Builtin {
-    pub name: &'static str,
-    pub app: &'static str,
-    pub description: &'static str,
-    pub schedule: BuiltinSchedule,
-    /// Run in the runner's own process (true) or as `manage NAME` (false).
-    pub internal: bool,
-    pub timeout_secs: u32,
-    pub trigger_next: &'static [&'static str],
-    pub default_notify_on_success: bool,
-    /// The job's own command-line arguments (`manage NAME --help` shows them).
-    pub args: fn(clap::Command) -> clap::Command,
-    /// The cheap first phase: `Ok(false)` means there is nothing to do.
-    pub should_run: Option<fn(&mut JobContext) -> anyhow::Result<bool>>,
-    /// The job itself. The runner passes the matches of no arguments.
-    pub run: fn(&mut JobContext, &clap::ArgMatches) -> anyhow::Result<()>,
-}
-
-impl Builtin {
-    /// The job's arguments as the runner gives them: none, so every default.
-    pub fn default_matches(&self) -> anyhow::Result<clap::ArgMatches> {
-        Ok((self.args)(clap::Command::new(self.name)).try_get_matches_from([self.name])?)
-    }
-
-    /// The parsed built-in schedule. The strings are ours, so a bad one is a bug
-    /// caught by the registry's tests, not a user error.
-    pub fn schedule(&self) -> Option<Schedule> {
-        match self.schedule {
-            BuiltinSchedule::Manual => None,
-            BuiltinSchedule::Times(times) => {
-                let parsed: Vec<_> = times
-                    .iter()
-                    .filter_map(|t| schedule::parse_time_of_day(t).ok())
-                    .collect();
-                Some(Schedule::Times(schedule::normalize_times(parsed)))
-            }
-            BuiltinSchedule::Interval(i) => {
-                schedule::parse_duration(i).ok().map(Schedule::Interval)
-            }
-        }
-    }
-}
-
-/// How a job is run.
-#[derive(Clone)]
-pub enum JobKind {
-    Builtin(&'static Builtin),
-    Declared(Box<DeclaredJob>),
-}
-
-/// One job as the registry defines it.
-#[derive(Clone)]
-pub struct JobDef {
-    pub name: String,
-    pub app: String,
-    pub description: String,
-    pub schedule: Option<Schedule>,
-    pub internal: bool,
-    pub timeout_secs: u32,
-    pub trigger_next: Vec<String>,
-    pub default_notify_on_success: bool,
-    pub kind: JobKind,
-}
-
-/// The part of a definition that has no column of its own; stored as JSON so
-/// that sync can tell when it changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
-pub struct Definition {
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub command: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub should_run: Option<String>,
-    #[serde(default)]
-    pub trigger_next: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub working_dir: Option<PathBuf>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub env: BTreeMap<String, String>,
-}
-
-impl JobDef {
-    fn from_builtin(builtin: &'static Builtin) -> Self {
-        JobDef {
-            name: builtin.name.to_string(),
-            app: builtin.app.to_string(),
-            description: builtin.description.to_string(),
-            schedule: builtin.schedule(),
-            internal: builtin.internal,
-            timeout_secs: builtin.timeout_secs,
-            trigger_next: builtin.trigger_next.iter().map(|s| s.to_string()).collect(),
-            default_notify_on_success: builtin.default_notify_on_success,
-            kind: JobKind::Builtin(builtin),
-        }
-    }
-
-    fn from_declared(job: &DeclaredJob) -> Self {
-        JobDef {
-            name: job.name.clone(),
-            app: job.app.clone(),
-            description: job.description.clone(),
-            schedule: job.schedule.clone(),
-            internal: false,
-            timeout_secs: job.timeout_secs,
-            trigger_next: job.trigger_next.clone(),
-            default_notify_on_success: job.notify_on_success,
-            kind: JobKind::Declared(Box::new(job.clone())),
-        }
-    }
-
-    pub fn definition(&self) -> Definition {
-        match &self.kind {
-            JobKind::Builtin(_) => Definition {
-                trigger_next: self.trigger_next.clone(),
-                ..Definition::default()
-            },
-            JobKind::Declared(job) => Definition {
-                command: Some(job.command.clone()),
-                should_run: job.should_run.clone(),
-                trigger_next: job.trigger_next.clone(),
-                working_dir: Some(job.working_dir.clone()),
-                env: job.env.clone(),
-            },
-        }
-    }
-}
+use crate::config::Config;
+use crate::job::definition::{Builtin, JobDef};
+use crate::job::Job;
+use crate::schedule;
+use crate::store;
 
 /// Every job: built-in first, then declared, each sorted by name.
 pub struct Registry {
@@ -185,6 +44,11 @@ impl Registry {
         crate::commands::BUILTINS.iter().map(|b| b.name).collect()
     }
 
+    /// The job that delivers the mail queue, triggered whenever a mail is queued.
+    pub fn mailer(&self) -> Option<&JobDef> {
+        self.jobs.values().find(|job| job.delivers_mail)
+    }
+
     pub fn get(&self, name: &str) -> Option<&JobDef> {
         self.jobs.get(name)
     }
@@ -203,70 +67,44 @@ pub fn sync(
     registry: &Registry,
     tz: chrono_tz::Tz,
 ) -> anyhow::Result<Vec<String>> {
-    use crate::store;
-
-    let existing: BTreeMap<String, store::JobRow> = store::all_jobs(tx)?
+    let existing: BTreeMap<String, Job> = store::all_jobs(tx)?
         .into_iter()
         .map(|row| (row.name.clone(), row))
         .collect();
     let mut changes: Vec<(String, String)> = Vec::new();
     for def in registry.jobs() {
-        let (builtin_times, builtin_interval_seconds) =
-            store::schedule_columns(def.schedule.as_ref());
-        let defined = store::DefinedJob {
-            name: &def.name,
-            app: &def.app,
-            description: &def.description,
-            internal: def.internal,
-            timeout_seconds: i32::try_from(def.timeout_secs)?,
-            builtin_times,
-            builtin_interval_seconds,
-            definition: serde_json::to_value(def.definition())?,
-        };
-        let line = match existing.get(&def.name) {
+        let stored = existing.get(&def.name);
+        let verb = match stored {
             None => {
-                store::insert_job(tx, &defined, def.default_notify_on_success)?;
-                Some("Created")
+                store::insert_job(tx, def)?;
+                "Created"
             }
             Some(row) if row.removed => {
-                store::update_definition(tx, &defined, false)?;
-                Some("Revived")
+                store::update_definition(tx, def)?;
+                "Revived"
             }
-            Some(row) => {
-                let changed = row.app != defined.app
-                    || row.description != defined.description
-                    || row.internal != defined.internal
-                    || row.timeout_seconds != defined.timeout_seconds
-                    || row.builtin_schedule() != def.schedule
-                    || row.definition != defined.definition;
-                if changed {
-                    store::update_definition(tx, &defined, false)?;
-                    Some("Updated")
-                } else {
-                    None
-                }
+            Some(row) if def.differs_from(row) => {
+                store::update_definition(tx, def)?;
+                "Updated"
             }
+            Some(_) => continue,
         };
-        if let Some(verb) = line {
+        if let Some(row) = stored {
             // An override that now equals the built-in schedule is no override.
-            if let Some(row) = existing.get(&def.name) {
-                let kept =
-                    schedule::normalize_override(def.schedule.as_ref(), row.override_schedule());
-                if kept.is_none() && row.override_schedule().is_some() {
-                    store::set_override(tx, &def.name, None)?;
-                }
+            let kept = schedule::normalize_override(def.schedule.as_ref(), row.override_schedule());
+            if kept.is_none() && row.override_schedule().is_some() {
+                store::set_override(tx, &def.name, None)?;
             }
-            let schedule_changed = existing
-                .get(&def.name)
-                .is_none_or(|row| row.removed || row.builtin_schedule() != def.schedule);
-            if schedule_changed {
-                store::reschedule(tx, &def.name, tz)?;
-            }
-            changes.push((
-                def.name.clone(),
-                format!("{verb} scheduled job {}", def.name),
-            ));
         }
+        let schedule_changed =
+            stored.is_none_or(|row| row.removed || row.builtin_schedule() != def.schedule);
+        if schedule_changed {
+            store::reschedule(tx, &def.name, tz)?;
+        }
+        changes.push((
+            def.name.clone(),
+            format!("{verb} scheduled job {}", def.name),
+        ));
     }
     for row in existing.values() {
         if !row.removed && registry.get(&row.name).is_none() {
@@ -284,6 +122,8 @@ pub fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::job::definition::BuiltinSchedule;
 
     #[test]
     fn every_builtin_schedule_parses_and_names_are_valid() {

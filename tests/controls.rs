@@ -106,18 +106,7 @@ fn insert_run(
 ) -> i64 {
     let finished_at =
         (state != "running").then(|| started_at + chrono::Duration::milliseconds(1234));
-    manage::store::insert_run(
-        client,
-        &manage::store::NewRun {
-            job,
-            state,
-            started_at,
-            finished_at,
-            output,
-            host: Some("testhost"),
-        },
-    )
-    .unwrap()
+    crate::harness::insert_run(client, job, state, started_at, finished_at, output)
 }
 
 fn at(text: &str) -> DateTime<Utc> {

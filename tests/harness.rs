@@ -717,3 +717,24 @@ pub fn process_running(needle: &str) -> bool {
         .expect("pgrep");
     !out.stdout.is_empty()
 }
+
+/// A finished (or, without `finished_at`, running) run written straight into
+/// the history, as an importer would: for tests of what reads history.
+pub fn insert_run(
+    client: &mut Client,
+    job: &str,
+    state: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    output: &str,
+) -> i64 {
+    let runtime = finished_at.map(|f| (f - started_at).num_milliseconds() as f64 / 1000.0);
+    client
+        .query_one(
+            "INSERT INTO manage.runs (job, state, started_at, finished_at, runtime_seconds, output, host) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'testhost') RETURNING id",
+            &[&job, &state, &started_at, &finished_at, &runtime, &output],
+        )
+        .unwrap()
+        .get(0)
+}

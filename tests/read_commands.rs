@@ -295,18 +295,14 @@ fn show_json_is_a_job_object_with_a_history_page_of_15() {
             .unwrap()
             .to_utc()
             + chrono::Duration::hours(i);
-        manage::store::insert_run(
+        crate::harness::insert_run(
             &mut client,
-            &manage::store::NewRun {
-                job: "poll",
-                state: if i % 2 == 0 { "succeeded" } else { "failed" },
-                started_at: started,
-                finished_at: Some(started + chrono::Duration::milliseconds(1234)),
-                output: &format!("line one of {i}\nline two"),
-                host: Some("testhost"),
-            },
-        )
-        .unwrap();
+            "poll",
+            if i % 2 == 0 { "succeeded" } else { "failed" },
+            started,
+            Some(started + chrono::Duration::milliseconds(1234)),
+            &format!("line one of {i}\nline two"),
+        );
     }
     let show = db
         .manage()

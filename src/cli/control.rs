@@ -10,8 +10,9 @@ use crate::cli::jobs::{connect, existing_job};
 use crate::cli::render;
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
+use crate::job::Job as JobRow;
 use crate::schedule::{self, Schedule};
-use crate::store::{self, ConfigChange, JobRow};
+use crate::store::{self, ConfigChange};
 
 /// A parsed `--override-times` value (a newtype: clap reads a bare `Vec` as
 /// "the option may repeat").

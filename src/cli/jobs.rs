@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::bad_input;
+use crate::job::{Job as JobRow, RunState};
 use crate::schedule::{self, Schedule};
-use crate::store::{self, JobRow, RunRow};
+use crate::store::{self, RunRow};
 
 /// Runs per page of `jobs show`.
 pub const SHOW_PAGE: u32 = 15;
@@ -134,7 +135,7 @@ pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) fn connect(ctx: &Context) -> anyhow::Result<postgres::Client> {
-    Ok(crate::db::connect(&ctx.config, crate::db::APPLICATION_NAME)?.0)
+    Ok(crate::cli::connect_db(&ctx.config, crate::db::APPLICATION_NAME)?.0)
 }
 
 /// A job that exists and is not removed, or exit 2 naming it.
@@ -173,7 +174,7 @@ pub struct JobJson<'a> {
     override_interval: Option<String>,
     next_run: Option<String>,
     last_run: Option<String>,
-    last_state: Option<&'a str>,
+    last_state: Option<RunState>,
     last_skip: Option<String>,
     running: bool,
 }
@@ -212,7 +213,7 @@ impl<'a> JobJson<'a> {
             override_interval: interval_string(row.override_interval_seconds),
             next_run: time(row.next_run),
             last_run: time(row.last_run),
-            last_state: row.last_state.as_deref(),
+            last_state: row.last_state,
             last_skip: time(row.last_skip),
             running: row.running(),
         }
@@ -243,10 +244,6 @@ pub fn run_json(run: &RunRow, tz: Tz, with_output: bool) -> Value {
 
 fn describe_schedule(s: Option<&Schedule>) -> String {
     s.map_or_else(|| "none".to_string(), Schedule::describe)
-}
-
-fn failed(state: Option<&str>) -> bool {
-    matches!(state, Some(s) if s != "succeeded" && s != "running")
 }
 
 /// The facts above `jobs list` and in `jobs status`.
@@ -335,11 +332,11 @@ fn list(ctx: &Context, json: bool) -> anyhow::Result<()> {
         "Last skipped",
     ]);
     for row in &rows {
-        let is_failed = failed(row.last_state.as_deref());
+        let is_failed = row.last_state.is_some_and(RunState::is_failure);
         let status = if row.running() {
-            "running".to_string()
+            RunState::Running.to_string()
         } else {
-            row.last_state.clone().unwrap_or_else(|| "-".into())
+            row.last_state.map_or_else(|| "-".into(), |s| s.to_string())
         };
         table.add_row(vec![
             render::alert_cell(if is_failed { "!" } else { "" }, is_failed),
@@ -425,7 +422,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ),
         (
             "Last status",
-            row.last_state.clone().unwrap_or_else(|| "-".into()),
+            row.last_state.map_or_else(|| "-".into(), |s| s.to_string()),
         ),
         (
             "Last skipped",
@@ -455,7 +452,7 @@ pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {
     header.extend(["State", "Runtime", "Output"]);
     let mut table = render::table(&header);
     for run in runs {
-        let is_failed = failed(Some(&run.state));
+        let is_failed = run.state.is_failure();
         let mut cells = vec![
             comfy_table::Cell::new(run.id),
             comfy_table::Cell::new(render::human_time(run.started_at, tz)),
@@ -463,7 +460,7 @@ pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {
         if with_job {
             cells.push(comfy_table::Cell::new(&run.job));
         }
-        cells.push(render::alert_cell(&run.state, is_failed));
+        cells.push(render::alert_cell(run.state.as_str(), is_failed));
         cells.push(comfy_table::Cell::new(
             run.runtime_seconds
                 .map_or_else(|| "-".into(), render::seconds),

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Sources};
-use crate::registry::{JobDef, JobKind, Registry};
+use crate::job::definition::{JobDef, JobKind};
+use crate::registry::Registry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -147,7 +148,15 @@ fn job_command(job: &JobDef) -> clap::Command {
             job.description, job.app
         ));
     match &job.kind {
-        JobKind::Builtin(builtin) => (builtin.args)(command),
+        JobKind::Builtin(builtin) => builtin.options.iter().fold(command, |command, option| {
+            command.arg(
+                clap::Arg::new(option.long)
+                    .long(option.long)
+                    .value_name(option.value_name)
+                    .value_parser(clap::value_parser!(u32).range(0..=i64::from(option.max)))
+                    .help(option.help),
+            )
+        }),
         JobKind::Declared(_) => command,
     }
 }
@@ -165,6 +174,19 @@ pub fn command(registry: &Registry) -> clap::Command {
 pub struct Context {
     pub config: Config,
     pub registry: Registry,
+}
+
+/// Connect as `application_name`, saying on stderr where the database is
+/// when it is the embedded one (§10: once per invocation).
+pub fn connect_db(
+    config: &Config,
+    application_name: &str,
+) -> anyhow::Result<(postgres::Client, crate::db::Target)> {
+    let (client, target) = crate::db::connect(config, application_name)?;
+    if let Some(notice) = target.notice() {
+        eprintln!("{notice}");
+    }
+    Ok((client, target))
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -292,7 +314,7 @@ fn apply_flags(config: &mut Config, matches: &ArgMatches) {
 }
 
 fn migrate(ctx: &Context) -> anyhow::Result<()> {
-    let (mut client, _) = crate::db::connect(&ctx.config, crate::db::APPLICATION_NAME)?;
+    let (mut client, _) = connect_db(&ctx.config, crate::db::APPLICATION_NAME)?;
     let (applied, lines) = crate::db::migrate_and_sync(&mut client, &ctx.registry, &ctx.config)?;
     for name in applied {
         eprintln!("Applied migration {name}");

@@ -9,7 +9,7 @@ use clap::ArgMatches;
 
 use crate::cli::Context;
 use crate::error::Exit;
-use crate::registry::{JobContext, JobKind};
+use crate::job::definition::{JobArgs, JobContext, JobKind};
 
 pub fn run(ctx: &Context, name: &str, matches: &ArgMatches) -> anyhow::Result<()> {
     let Some(job) = ctx.registry.get(name) else {
@@ -17,15 +17,22 @@ pub fn run(ctx: &Context, name: &str, matches: &ArgMatches) -> anyhow::Result<()
     };
     match &job.kind {
         JobKind::Builtin(builtin) => {
-            let (mut client, _) = crate::db::connect(&ctx.config, &format!("manage {name}"))?;
+            let (mut client, _) = crate::cli::connect_db(&ctx.config, &format!("manage {name}"))?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
+            let mut args = JobArgs::default();
+            for option in builtin.options {
+                if let Some(value) = matches.get_one::<u32>(option.long) {
+                    args.set(option.long, *value);
+                }
+            }
             let mut job_ctx = JobContext {
                 client: &mut client,
                 config: &ctx.config,
+                args: &args,
                 out: &mut out,
             };
-            (builtin.run)(&mut job_ctx, matches)
+            (builtin.run)(&mut job_ctx)
         }
         JobKind::Declared(declared) => {
             // should_run and timeout belong to the runner; working_dir and env

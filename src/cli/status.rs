@@ -10,9 +10,6 @@ use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::store::{self, HistoryFilter};
 
-/// Overdue: enabled, not held, not running, next run this far in the past.
-const OVERDUE_AFTER_SECS: i64 = 60;
-
 pub fn history(
     ctx: &Context,
     name: Option<&str>,
@@ -84,19 +81,14 @@ pub fn health(ctx: &Context, client: &mut postgres::Client) -> anyhow::Result<He
         Vec::new()
     } else {
         rows.iter()
-            .filter(|r| r.enabled && !r.running())
-            .filter_map(|r| r.next_run.map(|n| (r, n)))
-            .filter(|(_, next)| (overview.now - *next).num_seconds() > OVERDUE_AFTER_SECS)
-            .map(|(r, next)| (r.name.clone(), next))
+            .filter(|r| r.is_overdue(overview.now, false))
+            .filter_map(|r| Some((r.name.clone(), r.next_run?)))
             .collect()
     };
     let failing: Vec<(String, String)> = rows
         .iter()
-        .filter(|r| r.enabled)
-        .filter_map(|r| match r.last_state.as_deref() {
-            Some(state) if state != "succeeded" => Some((r.name.clone(), state.to_string())),
-            _ => None,
-        })
+        .filter(|r| r.is_failing())
+        .filter_map(|r| Some((r.name.clone(), r.last_state?.to_string())))
         .collect();
     let mut problems = Vec::new();
     if overview.runners.is_empty() {
@@ -218,7 +210,7 @@ pub fn check(ctx: &Context, send_test_mail: bool) -> anyhow::Result<()> {
         None => println!("ok: configuration (no file; defaults and environment)"),
     }
     println!("ok: time zone {}", ctx.config.timezone.name());
-    match crate::db::connect(&ctx.config, crate::db::APPLICATION_NAME) {
+    match crate::cli::connect_db(&ctx.config, crate::db::APPLICATION_NAME) {
         Err(e) => {
             println!("problem: database unreachable: {e:#}");
             problems += 1;

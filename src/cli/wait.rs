@@ -12,7 +12,8 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use crate::cli::Context;
 use crate::error::Exit;
-use crate::store::{self, JobRow};
+use crate::job::{Job as JobRow, RunState};
+use crate::store;
 
 pub fn run_now_and_wait(
     ctx: &Context,
@@ -32,7 +33,7 @@ pub fn run_now_and_wait(
     let deadline = timeout_secs.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
     loop {
         if let Some(run) = store::first_run_after(client, &row.name, newest_before)? {
-            if run.state != "running" {
+            if run.state != RunState::Running {
                 print!("{}", run.output);
                 if !run.output.is_empty() && !run.output.ends_with('\n') {
                     println!();
@@ -44,7 +45,7 @@ pub fn run_now_and_wait(
                     run.state,
                     crate::cli::render::seconds(run.runtime_seconds.unwrap_or(0.0))
                 );
-                return if run.state == "succeeded" {
+                return if run.state == RunState::Succeeded {
                     Ok(())
                 } else {
                     Err(Exit(1).into())

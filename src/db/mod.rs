@@ -23,6 +23,16 @@ pub enum Target {
 }
 
 impl Target {
+    /// The line a program prints once per invocation about where its
+    /// database is: for the embedded cluster only (§10). This module never
+    /// prints; the CLI and the runner's log do.
+    pub fn notice(&self) -> Option<String> {
+        match self {
+            Target::Url(_) => None,
+            Target::Embedded(cluster) => Some(cluster.describe()),
+        }
+    }
+
     /// How to open more connections to the same database.
     pub fn connection_config(&self) -> anyhow::Result<postgres::Config> {
         match self {
@@ -57,7 +67,7 @@ impl Target {
 }
 
 /// Connect as `application_name`. With no database configured this starts (or
-/// creates) the embedded cluster and says so on stderr, once per invocation.
+/// creates) the embedded cluster; [`Target::notice`] is what to say about it.
 pub fn connect(config: &Config, application_name: &str) -> anyhow::Result<(Client, Target)> {
     match &config.database_url {
         Some(url) => {
@@ -85,7 +95,6 @@ pub fn connect(config: &Config, application_name: &str) -> anyhow::Result<(Clien
                         (client, cluster)
                     }
                 };
-            eprintln!("{}", cluster.describe());
             Ok((client, Target::Embedded(cluster)))
         }
     }

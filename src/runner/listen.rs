@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use super::{backoff, Event, Shared, APPLICATION_NAME};
+use super::{Event, Shared, APPLICATION_NAME};
 
 /// A thread that holds its own connection, LISTENs, and turns every
 /// notification into `Event::Changed`. When the connection breaks it
@@ -46,7 +46,7 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
             }
             let mut attempt = 0;
             client = loop {
-                std::thread::sleep(backoff(attempt));
+                std::thread::sleep(shared.timings().backoff(attempt));
                 attempt += 1;
                 match shared.target.connect(APPLICATION_NAME) {
                     Ok(mut c) => match crate::store::listen(&mut c) {

@@ -16,10 +16,14 @@
 //! neither spins nor starts a job early.
 //!
 //! Liveness: each runner has a row in `manage.runners`, holds a session
-//! advisory lock on its main connection, and refreshes a heartbeat every 10 s.
-//! At start and at every heartbeat it looks for `running` rows of runners that
-//! are dead (lock free, heartbeat older than 30 s) and records them
-//! `interrupted`, killing their process group first when it is on this host.
+//! advisory lock on its main connection, and refreshes a heartbeat (every
+//! 10 s by default; see `crate::timings`). At start and at every heartbeat it
+//! looks for `running` rows of runners that are dead (lock free, heartbeat
+//! older than `dead_after`) and records them `interrupted`, killing their
+//! process group first when it is on this host.
+//!
+//! The core never prints: everything the runner says goes through its
+//! [`Log`].
 
 mod listen;
 mod log;
@@ -40,16 +44,12 @@ use crate::db::Target;
 use crate::process::StopHandle;
 use crate::registry::Registry;
 use crate::store;
+use crate::timings::Timings;
 
 pub use log::Log;
 
 /// `application_name` of the runner's connections.
 pub const APPLICATION_NAME: &str = "manage scheduled_jobs_runner";
-/// How often a runner proves it is alive (and looks for dead runners' runs).
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
-/// Cut off from the database this long, a runner kills its children, so that
-/// no job runs beside a copy another runner started after declaring it dead.
-pub const CUT_OFF: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -85,6 +85,10 @@ pub struct Shared {
 }
 
 impl Shared {
+    fn timings(&self) -> &Timings {
+        &self.config.runner.timings
+    }
+
     fn stop_all_children(&self, reason: &str) {
         if let Ok(children) = self.children.lock() {
             for handle in children.values() {
@@ -108,19 +112,8 @@ pub fn short_host_name() -> String {
     name.split('.').next().unwrap_or("localhost").to_string()
 }
 
-/// Reconnect backoff: 0.5 s, doubling, at most 10 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let ms = 500u64.saturating_mul(1u64 << attempt.min(5));
-    Duration::from_millis(ms.min(10_000))
-}
-
 pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Result<bool> {
     let log = Log::from_env(config.timezone);
-    // SAFETY: geteuid cannot fail.
-    #[allow(unsafe_code)]
-    if unsafe { libc::geteuid() } == 0 {
-        eprintln!("warning: running as root; run the runner as an unprivileged user");
-    }
     // Signals first: SIGTERM while the database is still unreachable at
     // start-up must end the runner cleanly too.
     let (events_tx, events_rx) = std::sync::mpsc::channel();
@@ -202,7 +195,12 @@ fn connect_with_retry(
     let mut attempt = 0;
     loop {
         match crate::db::connect(config, APPLICATION_NAME) {
-            Ok(connected) => return Ok(Some(connected)),
+            Ok(connected) => {
+                if let Some(notice) = connected.1.notice() {
+                    log.line(&notice);
+                }
+                return Ok(Some(connected));
+            }
             // A malformed URL or an embedded cluster that cannot be made
             // will not get better by waiting.
             Err(e)
@@ -213,7 +211,7 @@ fn connect_with_retry(
                 return Err(e)
             }
             Err(e) => {
-                let wait = backoff(attempt);
+                let wait = config.runner.timings.backoff(attempt);
                 log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
                 if let Ok(Event::Signal(_)) = events.recv_timeout(wait) {
                     return Ok(None);
@@ -261,7 +259,7 @@ impl Loop {
             if Instant::now() >= next_heartbeat {
                 match self.heartbeat() {
                     Ok(fresh) => {
-                        next_heartbeat = Instant::now() + HEARTBEAT;
+                        next_heartbeat = Instant::now() + self.shared.timings().heartbeat;
                         agenda = Some(fresh);
                     }
                     Err(e) => {
@@ -392,7 +390,7 @@ impl Loop {
             if free == 0 && agenda.is_none() {
                 // Every slot is busy, and a worker claims its own next run:
                 // nothing this loop could start, so no query either.
-                return Ok(Some(HEARTBEAT));
+                return Ok(Some(self.shared.timings().heartbeat));
             }
             let agenda = match agenda.take() {
                 Some(agenda) => agenda,
@@ -415,16 +413,17 @@ impl Loop {
                 }
                 return Ok(None);
             }
+            let heartbeat = self.shared.timings().heartbeat;
             let wait = if agenda.held || free == 0 || shutting_down {
                 // Only a NOTIFY, a finished run or the heartbeat can change things.
-                HEARTBEAT
+                heartbeat
             } else {
                 match agenda.next_due {
                     Some(next) => {
                         let until = (next - agenda.db_now).to_std().unwrap_or(Duration::ZERO);
                         until.saturating_sub(measured.elapsed())
                     }
-                    None => HEARTBEAT,
+                    None => heartbeat,
                 }
             };
             self.log_sleep(&agenda, wait);
@@ -488,8 +487,12 @@ impl Loop {
     /// One statement: the heartbeat, the agenda, and whether any dead
     /// runner left a run behind (recovered only then).
     fn heartbeat(&mut self) -> Result<store::Agenda, postgres::Error> {
-        let (agenda, orphans) =
-            store::heartbeat(&mut self.client, &mut self.prepared, self.shared.runner_id)?;
+        let (agenda, orphans) = store::heartbeat(
+            &mut self.client,
+            &mut self.prepared,
+            self.shared.runner_id,
+            self.shared.timings().dead_after,
+        )?;
         if orphans {
             recover::recover_orphans(&self.shared, &mut self.client, &mut self.prepared)?;
             return store::agenda(&mut self.client, &mut self.prepared);
@@ -498,16 +501,18 @@ impl Loop {
     }
 
     /// The main connection failed: reconnect with backoff, re-take the lock,
-    /// and carry on. 20 s after the last contact with the database (not after
-    /// noticing the loss: other runners count from our last heartbeat) the
-    /// children are killed, before anyone may declare this runner dead (30 s).
+    /// and carry on. `cut_off` after the last contact with the database (not
+    /// after noticing the loss: other runners count from our last heartbeat)
+    /// the children are killed, before anyone may declare this runner dead
+    /// (`dead_after`; `Timings::check` keeps the two apart).
     fn reconnect(&mut self, error: postgres::Error) -> anyhow::Result<bool> {
         let log = self.shared.log.clone();
         log.line(&format!(
             "Lost the database: {}",
             crate::db::describe_error(&error)
         ));
-        let cut_off_at = self.last_contact + CUT_OFF;
+        let timings = *self.shared.timings();
+        let cut_off_at = self.last_contact + timings.cut_off;
         let mut attempt = 0;
         let mut killed = false;
         loop {
@@ -524,10 +529,11 @@ impl Loop {
             }
             if !killed && Instant::now() >= cut_off_at {
                 if self.in_flight > 0 {
-                    log.line("Cut off from the database for 20 s: killing running jobs so that no job runs twice");
-                    self.shared.stop_all_children(
-                        "Interrupted: the runner lost its database for 20 s and killed the job",
-                    );
+                    let secs = timings.cut_off.as_secs_f64();
+                    log.line(&format!("Cut off from the database for {secs} s: killing running jobs so that no job runs twice"));
+                    self.shared.stop_all_children(&format!(
+                        "Interrupted: the runner lost its database for {secs} s and killed the job"
+                    ));
                 }
                 killed = true;
             }
@@ -558,7 +564,7 @@ impl Loop {
                     return Ok(true);
                 }
                 Err(e) => {
-                    let mut wait = backoff(attempt);
+                    let mut wait = timings.backoff(attempt);
                     attempt += 1;
                     log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
                     if !killed {
@@ -602,21 +608,5 @@ impl Loop {
                 Err(_) => break,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_starts_at_half_a_second_doubles_and_stays_at_ten() {
-        let waits: Vec<u64> = (0..8).map(|a| backoff(a).as_millis() as u64).collect();
-        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
-    }
-
-    #[test]
-    fn the_host_name_is_short() {
-        assert!(!short_host_name().contains('.'));
     }
 }

@@ -4,7 +4,7 @@
 
 use super::worker::{record, Record};
 use super::Shared;
-use crate::mail::Outcome;
+use crate::job::{Outcome, RunState};
 use crate::process;
 use crate::store::{self, OrphanRun};
 
@@ -15,7 +15,7 @@ pub fn recover_orphans(
     client: &mut postgres::Client,
     prepared: &mut store::Prepared,
 ) -> Result<(), postgres::Error> {
-    for orphan in store::orphan_runs(client)? {
+    for orphan in store::orphan_runs(client, shared.timings().dead_after)? {
         interrupt(
             shared,
             client,
@@ -92,7 +92,7 @@ fn interrupt(
             run_id: orphan.id,
             job: &orphan.job,
             description: &description,
-            state: "interrupted",
+            state: RunState::Interrupted,
             started_at: orphan.started_at,
             finished_at: now,
             runtime_seconds: runtime,

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::{backoff, Event, Shared, APPLICATION_NAME};
-use crate::mail::{self, Outcome};
+use super::{Event, Shared, APPLICATION_NAME};
+use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind};
+use crate::job::{Ended, Finished, Outcome, RunState};
+use crate::mail;
 use crate::process::{self, ChildSpec, Ending, StopHandle};
-use crate::registry::{JobContext, JobDef, JobKind};
 use crate::store::{self, Claimed};
 
 /// What a worker tells the loop when a claimed run is over.
@@ -37,13 +38,14 @@ impl Pool {
             let shared = Arc::clone(&shared);
             let queue = Arc::clone(&queue);
             let events = events.clone();
+            let log = shared.log.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || worker_loop(&shared, &queue, &events));
             if let Err(e) = spawned {
                 // Fewer workers only means less parallelism; the loop never
                 // dispatches more than max_parallel, and the rest queue.
-                eprintln!("warning: could not start worker {i}: {e}");
+                log.line(&format!("warning: could not start worker {i}: {e}"));
             }
         }
         Pool { work }
@@ -120,6 +122,7 @@ fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef) -> Check {
                 let mut ctx = JobContext {
                     client,
                     config: &shared.config,
+                    args: &JobArgs::default(),
                     out: &mut sink,
                 };
                 match std::panic::catch_unwind(AssertUnwindSafe(|| check(&mut ctx))) {
@@ -160,13 +163,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// How a run ended, before it is recorded.
-struct Ended {
-    state: &'static str,
-    output: String,
-    disable: bool,
-}
-
 /// Do one claimed run from check to record: whether it succeeded (or was
 /// skipped), and the next run this worker claimed while recording, if any.
 fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool, Option<Claimed>) {
@@ -174,13 +170,9 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
     let name = claimed.job.name.clone();
     let started = Instant::now();
     let Some(def) = shared.registry.get(&name) else {
-        let ended = Ended {
-            state: "failed",
-            output: format!(
-                "Internal error: job {name} is not defined in this runner's configuration. Job has been disabled"
-            ),
-            disable: true,
-        };
+        let ended = Ended::cannot_start(format!(
+            "Internal error: job {name} is not defined in this runner's configuration. Job has been disabled"
+        ));
         log.line(&format!(
             "Job {name} cannot be started (not defined here); it has been disabled"
         ));
@@ -211,15 +203,15 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
             "Job {name} could not be started and has been disabled: {}",
             ended.output.trim_end()
         ));
-    } else if ended.state == "succeeded" {
+    } else if ended.finished == Finished::Succeeded {
         log.line(&format!("Job {name} succeeded in {secs:.1} s"));
     } else {
         log.line(&format!(
             "Job {name} failed in {secs:.1} s ({})",
-            ended.state
+            ended.state()
         ));
     }
-    let succeeded = ended.state == "succeeded";
+    let succeeded = ended.finished == Finished::Succeeded;
     let next = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
     (succeeded, next)
 }
@@ -227,20 +219,21 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
 fn run_internal(
     shared: &Shared,
     slot: &mut Option<Conn>,
-    builtin: &crate::registry::Builtin,
+    builtin: &Builtin,
     heading: &str,
 ) -> Ended {
     let max = shared.config.max_output_bytes as usize;
     let mut sink: Vec<u8> = Vec::new();
-    let result: anyhow::Result<()> = match (connection(shared, slot), builtin.default_matches()) {
-        (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(conn), Ok(matches)) => {
+    let result: anyhow::Result<()> = match connection(shared, slot) {
+        Err(e) => Err(e),
+        Ok(conn) => {
             let mut ctx = JobContext {
                 client: &mut conn.client,
                 config: &shared.config,
+                args: &JobArgs::default(),
                 out: &mut sink,
             };
-            match std::panic::catch_unwind(AssertUnwindSafe(|| (builtin.run)(&mut ctx, &matches))) {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| (builtin.run)(&mut ctx))) {
                 Ok(result) => result,
                 Err(panic) => Err(anyhow::anyhow!(
                     "the job panicked: {}",
@@ -253,21 +246,13 @@ fn run_internal(
     sink.truncate(max);
     let mut output = format!("{heading}{}", output_text(&sink, dropped));
     match result {
-        Ok(()) => Ended {
-            state: "succeeded",
-            output,
-            disable: false,
-        },
+        Ok(()) => Ended::new(Finished::Succeeded, output),
         Err(e) => {
             if !output.is_empty() && !output.ends_with('\n') {
                 output.push('\n');
             }
             output.push_str(&format!("error: {e:#}\n"));
-            Ended {
-                state: "failed",
-                output,
-                disable: false,
-            }
+            Ended::new(Finished::Failed, output)
         }
     }
 }
@@ -358,25 +343,24 @@ fn run_child(
         children.remove(&claimed.run_id);
     }
     match result {
-        Err(e) => Ended {
-            state: "failed",
-            output: format!(
-                "{heading}Internal error: cannot start {}: {e}. Job has been disabled",
-                spec.program.display()
-            ),
-            disable: true,
-        },
+        Err(e) => Ended::cannot_start(format!(
+            "{heading}Internal error: cannot start {}: {e}. Job has been disabled",
+            spec.program.display()
+        )),
         Ok(finished) => {
             let text = output_text(&finished.output, finished.dropped);
             let (state, output) = match finished.ending {
-                Ending::Exited(0) => ("succeeded", format!("{heading}{text}")),
-                Ending::Exited(code) => ("failed", format!("{heading}Exit code {code}\n{text}")),
+                Ending::Exited(0) => (Finished::Succeeded, format!("{heading}{text}")),
+                Ending::Exited(code) => (
+                    Finished::Failed,
+                    format!("{heading}Exit code {code}\n{text}"),
+                ),
                 Ending::Signalled(signal) => (
-                    "failed",
+                    Finished::Failed,
                     format!("{heading}Killed by signal {signal}\n{text}"),
                 ),
                 Ending::TimedOut => (
-                    "timed_out",
+                    Finished::TimedOut,
                     format!(
                         "{heading}{}Timeout of {} seconds expired.",
                         with_newline(&text),
@@ -384,7 +368,7 @@ fn run_child(
                     ),
                 ),
                 Ending::Stopped => (
-                    "interrupted",
+                    Finished::Interrupted,
                     format!(
                         "{heading}{}{}",
                         with_newline(&text),
@@ -393,11 +377,7 @@ fn run_child(
                     ),
                 ),
             };
-            Ended {
-                state,
-                output,
-                disable: false,
-            }
+            Ended::new(state, output)
         }
     }
 }
@@ -423,24 +403,17 @@ fn record_with_retry(
     let finished_at = claimed.started_at
         + chrono::Duration::from_std(runtime).unwrap_or_else(|_| chrono::Duration::zero());
     let trigger_next: Vec<String> = def.map(|d| d.trigger_next.clone()).unwrap_or_default();
-    let outcome = match (ended.disable, ended.state) {
-        (true, _) => Outcome::InternalError,
-        (false, "succeeded") => Outcome::Succeeded,
-        (false, "interrupted") => Outcome::Interrupted,
-        (false, "timed_out") => Outcome::TimedOut,
-        _ => Outcome::Failed,
-    };
     let result = Record {
         run_id: claimed.run_id,
         job: &claimed.job.name,
         description: &claimed.job.description,
-        state: ended.state,
+        state: ended.state(),
         started_at: claimed.started_at,
         finished_at,
         runtime_seconds: runtime.as_secs_f64(),
         output: &ended.output,
         disable: ended.disable,
-        outcome,
+        outcome: ended.outcome(),
         trigger_next: &trigger_next,
         claimed_job: Some(&claimed.job),
     };
@@ -521,7 +494,7 @@ fn retry<T>(
             Err(e) => format!("{e:#}"),
         };
         *slot = None;
-        let wait = backoff(attempt);
+        let wait = shared.timings().backoff(attempt);
         attempt += 1;
         shared.log.line(&format!(
             "Error {what}: {error}; retrying in {:.1} s",
@@ -536,7 +509,7 @@ pub struct Record<'a> {
     pub run_id: i64,
     pub job: &'a str,
     pub description: &'a str,
-    pub state: &'a str,
+    pub state: RunState,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub runtime_seconds: f64,
@@ -546,7 +519,7 @@ pub struct Record<'a> {
     pub trigger_next: &'a [String],
     /// The job as this worker claimed it, when it did: enables the one-
     /// statement record (`store::record_fast`).
-    pub claimed_job: Option<&'a store::JobRow>,
+    pub claimed_job: Option<&'a crate::job::Job>,
 }
 
 /// The record transaction (§4 step 4): the history row ends; the job's last
@@ -658,16 +631,16 @@ fn record_fast(
     )
 }
 
-/// Whether this run's result is mailed.
+/// Whether this run's result is mailed. The mail deliverer's own runs never
+/// are (a mail about failing to send mail would loop).
 fn mail_due(shared: &Shared, r: &Record, notify_on_success: bool) -> bool {
     shared.config.notifications.email.is_some()
-        && r.job != crate::commands::send_queued_mail::JOB.name
+        && !shared.registry.get(r.job).is_some_and(|d| d.delivers_mail)
         && mail::wanted(r.outcome, notify_on_success, r.output)
 }
 
 /// The mail for a run, when one is due: failures always, successes with
-/// notify-on-success and output. send_queued_mail's own failures never queue
-/// mail (a mail about failing to send mail would loop).
+/// notify-on-success and output; the mail deliverer is triggered to send it.
 fn queue_notification(
     shared: &Shared,
     tx: &mut postgres::Transaction,
@@ -688,7 +661,7 @@ fn queue_notification(
             host: &shared.host,
             started_at: r.started_at,
             runtime_seconds: r.runtime_seconds,
-            state: r.state,
+            state: r.state.as_str(),
             output: r.output,
         },
         shared.config.timezone,
@@ -700,7 +673,9 @@ fn queue_notification(
         .clone()
         .unwrap_or_else(|| format!("manage@{}", shared.host));
     store::queue_mail(tx, recipient, &sender, &composed, Some(r.run_id))?;
-    store::schedule_now(tx, crate::commands::send_queued_mail::JOB.name)?;
+    if let Some(mailer) = shared.registry.mailer() {
+        store::schedule_now(tx, &mailer.name)?;
+    }
     Ok(())
 }
 

@@ -13,13 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use manage::config::Config;
-use manage::registry::{Builtin, BuiltinSchedule, JobContext, Registry};
+use manage::job::definition::{Builtin, BuiltinSchedule, JobContext};
+use manage::registry::Registry;
 
-fn no_args(command: clap::Command) -> clap::Command {
-    command
-}
-
-fn noop(_ctx: &mut JobContext, _matches: &clap::ArgMatches) -> anyhow::Result<()> {
+fn noop(_ctx: &mut JobContext) -> anyhow::Result<()> {
     Ok(())
 }
 
@@ -35,7 +32,8 @@ pub fn noop_job(name: &str, schedule: BuiltinSchedule) -> &'static Builtin {
         timeout_secs: 120,
         trigger_next: &[],
         default_notify_on_success: false,
-        args: no_args,
+        delivers_mail: false,
+        options: &[],
         should_run: None,
         run: noop,
     }))

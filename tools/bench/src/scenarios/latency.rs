@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use postgres::fallible_iterator::FallibleIterator;
 
-use manage::registry::BuiltinSchedule;
+use manage::job::definition::BuiltinSchedule;
 
 use super::Bench;
 use crate::inproc::{self, Runners};
@@ -118,7 +118,7 @@ pub fn due(bench: &mut Bench) -> anyhow::Result<()> {
                 .to_string()
         })
         .collect();
-    let mut extra: Vec<&'static manage::registry::Builtin> = (1..=4)
+    let mut extra: Vec<&'static manage::job::definition::Builtin> = (1..=4)
         .map(|i| {
             inproc::noop_job(
                 &format!("bench_interval_{i}"),

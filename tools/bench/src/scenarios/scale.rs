@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use manage::registry::{BuiltinSchedule, Registry};
+use manage::job::definition::BuiltinSchedule;
+use manage::registry::Registry;
 
 use super::Bench;
 use crate::inproc;
@@ -24,14 +25,16 @@ fn probe_once(client: &mut postgres::Client, runner_id: i64) -> anyhow::Result<(
     tx.batch_execute("SET LOCAL lock_timeout = '30s'")?;
     // A fresh cache: each probe pays the prepare, as a runner's first run does.
     let mut prepared = manage::store::Prepared::default();
-    manage::store::heartbeat(&mut tx, &mut prepared, runner_id)?;
+    let timings = manage::timings::Timings::default();
+    manage::store::heartbeat(&mut tx, &mut prepared, runner_id, timings.dead_after)?;
     let claimed = manage::store::claim_due(&mut tx, &mut prepared, runner_id, "bench-probe", 1)?;
     if let Some(run) = claimed.first() {
-        manage::store::finish_run(&mut tx, run.run_id, "succeeded", run.started_at, 0.0, "")?;
+        let succeeded = manage::job::RunState::Succeeded;
+        manage::store::finish_run(&mut tx, run.run_id, succeeded, run.started_at, 0.0, "")?;
         manage::store::finish_job(
             &mut tx,
             &run.job.name,
-            Some((run.started_at, "succeeded")),
+            Some((run.started_at, succeeded)),
             None,
             run.job.next_run,
             false,

@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use manage::registry::{Builtin, BuiltinSchedule, Registry};
+use manage::job::definition::{Builtin, BuiltinSchedule};
+use manage::registry::Registry;
 
 use super::Bench;
 use crate::inproc::{self, wait_until, Runners};

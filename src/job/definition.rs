@@ -1,0 +1,199 @@
+//! What a job is defined as: a job written in Rust ([`Builtin`], one file
+//! under `commands/`) or declared in the configuration file
+//! (`config::DeclaredJob`), both seen through one shape, [`JobDef`].
+//!
+//! A built-in job's own command-line options are described here as plain data
+//! ([`JobOption`]) and turned into clap arguments by the CLI, so that the core
+//! never depends on the command line.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::Job;
+use crate::config::{Config, DeclaredJob};
+use crate::schedule::{self, Schedule};
+
+/// What a job function gets: the database, the configuration, its options and
+/// where to write its output. Internal jobs never write to the process's stdout.
+pub struct JobContext<'a> {
+    pub client: &'a mut postgres::Client,
+    pub config: &'a Config,
+    /// The options given on the command line; the runner gives none.
+    pub args: &'a JobArgs,
+    pub out: &'a mut dyn Write,
+}
+
+/// The schedule a built-in job is written with.
+#[derive(Debug, Clone, Copy)]
+pub enum BuiltinSchedule {
+    Manual,
+    Times(&'static [&'static str]),
+    Interval(&'static str),
+}
+
+/// One option of a built-in job: `--LONG N`, a whole number in `0..=max`.
+#[derive(Debug, Clone, Copy)]
+pub struct JobOption {
+    /// The long flag, without dashes.
+    pub long: &'static str,
+    pub value_name: &'static str,
+    pub help: &'static str,
+    pub max: u32,
+}
+
+/// The values given for a job's options, by long flag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobArgs(BTreeMap<&'static str, u32>);
+
+impl JobArgs {
+    pub fn set(&mut self, long: &'static str, value: u32) {
+        self.0.insert(long, value);
+    }
+
+    pub fn get(&self, long: &str) -> Option<u32> {
+        self.0.get(long).copied()
+    }
+}
+
+/// A job written in Rust, one file under `commands/`.
+pub struct Builtin {
+    pub name: &'static str,
+    pub app: &'static str,
+    pub description: &'static str,
+    pub schedule: BuiltinSchedule,
+    /// Run in the runner's own process (true) or as `manage NAME` (false).
+    pub internal: bool,
+    pub timeout_secs: u32,
+    pub trigger_next: &'static [&'static str],
+    pub default_notify_on_success: bool,
+    /// This job delivers the mail queue: it is triggered whenever a mail is
+    /// queued, and its own failures are never mailed (that would loop).
+    pub delivers_mail: bool,
+    /// The job's own command-line options (`manage NAME --help` shows them).
+    pub options: &'static [JobOption],
+    /// The cheap first phase: `Ok(false)` means there is nothing to do.
+    pub should_run: Option<fn(&mut JobContext) -> anyhow::Result<bool>>,
+    /// The job itself.
+    pub run: fn(&mut JobContext) -> anyhow::Result<()>,
+}
+
+impl Builtin {
+    /// The parsed built-in schedule. The strings are ours, so a bad one is a bug
+    /// caught by the registry's tests, not a user error.
+    pub fn schedule(&self) -> Option<Schedule> {
+        match self.schedule {
+            BuiltinSchedule::Manual => None,
+            BuiltinSchedule::Times(times) => {
+                let parsed: Vec<_> = times
+                    .iter()
+                    .filter_map(|t| schedule::parse_time_of_day(t).ok())
+                    .collect();
+                Some(Schedule::Times(schedule::normalize_times(parsed)))
+            }
+            BuiltinSchedule::Interval(i) => {
+                schedule::parse_duration(i).ok().map(Schedule::Interval)
+            }
+        }
+    }
+}
+
+/// How a job is run.
+#[derive(Clone)]
+pub enum JobKind {
+    Builtin(&'static Builtin),
+    Declared(Box<DeclaredJob>),
+}
+
+/// One job as the code or the configuration file defines it.
+#[derive(Clone)]
+pub struct JobDef {
+    pub name: String,
+    pub app: String,
+    pub description: String,
+    pub schedule: Option<Schedule>,
+    pub internal: bool,
+    pub timeout_secs: u32,
+    pub trigger_next: Vec<String>,
+    pub default_notify_on_success: bool,
+    pub delivers_mail: bool,
+    pub kind: JobKind,
+}
+
+/// The part of a definition that has no column of its own; stored as JSON so
+/// that sync can tell when it changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+struct Definition {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    should_run: Option<String>,
+    #[serde(default)]
+    trigger_next: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    working_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    env: BTreeMap<String, String>,
+}
+
+impl JobDef {
+    pub fn from_builtin(builtin: &'static Builtin) -> Self {
+        JobDef {
+            name: builtin.name.to_string(),
+            app: builtin.app.to_string(),
+            description: builtin.description.to_string(),
+            schedule: builtin.schedule(),
+            internal: builtin.internal,
+            timeout_secs: builtin.timeout_secs,
+            trigger_next: builtin.trigger_next.iter().map(|s| s.to_string()).collect(),
+            default_notify_on_success: builtin.default_notify_on_success,
+            delivers_mail: builtin.delivers_mail,
+            kind: JobKind::Builtin(builtin),
+        }
+    }
+
+    pub fn from_declared(job: &DeclaredJob) -> Self {
+        JobDef {
+            name: job.name.clone(),
+            app: job.app.clone(),
+            description: job.description.clone(),
+            schedule: job.schedule.clone(),
+            internal: false,
+            timeout_secs: job.timeout_secs,
+            trigger_next: job.trigger_next.clone(),
+            default_notify_on_success: job.notify_on_success,
+            delivers_mail: false,
+            kind: JobKind::Declared(Box::new(job.clone())),
+        }
+    }
+
+    /// The definition's columns-less part, as stored in `jobs.definition`.
+    pub fn definition_json(&self) -> serde_json::Value {
+        let definition = match &self.kind {
+            JobKind::Builtin(_) => Definition {
+                trigger_next: self.trigger_next.clone(),
+                ..Definition::default()
+            },
+            JobKind::Declared(job) => Definition {
+                command: Some(job.command.clone()),
+                should_run: job.should_run.clone(),
+                trigger_next: job.trigger_next.clone(),
+                working_dir: Some(job.working_dir.clone()),
+                env: job.env.clone(),
+            },
+        };
+        serde_json::to_value(definition).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Whether the database's copy of this job's definition is out of date
+    /// (§10: any change to what the code or file defines). The operator's
+    /// configuration is not part of it.
+    pub fn differs_from(&self, stored: &Job) -> bool {
+        stored.app != self.app
+            || stored.description != self.description
+            || stored.internal != self.internal
+            || i64::from(stored.timeout_seconds) != i64::from(self.timeout_secs)
+            || stored.builtin_schedule() != self.schedule
+            || stored.definition != self.definition_json()
+    }
+}

@@ -1,0 +1,509 @@
+//! A job and its runs: the states a run goes through, what each ending means,
+//! and the rules that move a job from one run to the next — its effective
+//! schedule, its next run after a run or a skip, whether it is due, whether it
+//! is failing. Every part of `manage` that asks one of these questions asks it
+//! here, so a reader finds "how is the next run computed?" in one place:
+//! [`Job::next_run_after`] (the rules) on top of [`crate::schedule`] (the
+//! arithmetic).
+//!
+//! Two shapes of a job exist, on purpose: [`definition::JobDef`] is what the
+//! code or the configuration file defines, [`Job`] is what the database holds
+//! (the definition as last synced, plus the operator's configuration and the
+//! scheduling state). `registry::sync` compares the two, in one place.
+//!
+//! The lifecycle of a run: the runner claims a due job, which writes a
+//! `Running` row and marks the job running (`store::claim`); the first phase
+//! may skip it (the row is deleted: skips are not runs); otherwise it ends as
+//! one of the [`Finished`] states and is recorded with the job's next run
+//! ([`Job::next_run_after`]), or, when its runner died, another runner records
+//! it `Interrupted`.
+
+pub mod definition;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use chrono_tz::Tz;
+use postgres::types::{accepts, to_sql_checked, FromSql, IsNull, ToSql, Type};
+
+use crate::schedule::{self, Schedule};
+
+/// The state of a run in the history. Stored as text; this is the one mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunState {
+    /// Claimed and not finished: the job is running (or its runner died).
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Interrupted,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 5] = [
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::TimedOut,
+        RunState::Interrupted,
+    ];
+
+    /// The name in the database, the JSON and every listing.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::TimedOut => "timed_out",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// A finished run that did not succeed (`--failed`, the `!` in `jobs
+    /// list`, an unhealthy `jobs status`).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, RunState::Running | RunState::Succeeded)
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for RunState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl ToSql for RunState {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+
+    accepts!(TEXT, VARCHAR);
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for RunState {
+    /// A state this program does not know is an error, never a guess.
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str as FromSql>::from_sql(ty, raw)?;
+        RunState::parse(text).ok_or_else(|| format!("unknown run state \"{text}\"").into())
+    }
+
+    accepts!(TEXT, VARCHAR);
+}
+
+/// How a run ended: the states a run can finish in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Interrupted,
+}
+
+impl Finished {
+    pub fn state(self) -> RunState {
+        match self {
+            Finished::Succeeded => RunState::Succeeded,
+            Finished::Failed => RunState::Failed,
+            Finished::TimedOut => RunState::TimedOut,
+            Finished::Interrupted => RunState::Interrupted,
+        }
+    }
+}
+
+/// What happened to a run, as far as a notification is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Interrupted,
+    /// The job could not be started and has been disabled.
+    InternalError,
+}
+
+/// A run that is over, before it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub finished: Finished,
+    pub output: String,
+    /// The job could not even be started: it is disabled (§4.5).
+    pub disable: bool,
+}
+
+impl Ended {
+    pub fn new(finished: Finished, output: String) -> Self {
+        Ended {
+            finished,
+            output,
+            disable: false,
+        }
+    }
+
+    /// The job cannot be started (no `sh`, no working directory, the
+    /// `manage` binary gone, not defined here): a failure that disables it.
+    pub fn cannot_start(output: String) -> Self {
+        Ended {
+            finished: Finished::Failed,
+            output,
+            disable: true,
+        }
+    }
+
+    pub fn state(&self) -> RunState {
+        self.finished.state()
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        if self.disable {
+            return Outcome::InternalError;
+        }
+        match self.finished {
+            Finished::Succeeded => Outcome::Succeeded,
+            Finished::Failed => Outcome::Failed,
+            Finished::TimedOut => Outcome::TimedOut,
+            Finished::Interrupted => Outcome::Interrupted,
+        }
+    }
+}
+
+/// A job as the database holds it: the definition as last synced, the
+/// operator's configuration, and its scheduling state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub name: String,
+    pub app: String,
+    pub description: String,
+    pub internal: bool,
+    pub timeout_seconds: i32,
+    pub builtin_times: Option<Vec<NaiveTime>>,
+    pub builtin_interval_seconds: Option<i32>,
+    /// The rest of the definition (`definition::Definition`), as JSON.
+    pub definition: serde_json::Value,
+    pub enabled: bool,
+    pub notify_on_success: bool,
+    pub override_times: Option<Vec<NaiveTime>>,
+    pub override_interval_seconds: Option<i32>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_state: Option<RunState>,
+    pub last_skip: Option<DateTime<Utc>>,
+    /// The run in progress, while the job runs.
+    pub running_run: Option<i64>,
+    /// A run-now request arrived while the job was running.
+    pub run_requested: bool,
+    pub removed: bool,
+}
+
+impl Job {
+    pub fn builtin_schedule(&self) -> Option<Schedule> {
+        schedule_from_columns(self.builtin_times.as_ref(), self.builtin_interval_seconds)
+    }
+
+    pub fn override_schedule(&self) -> Option<Schedule> {
+        schedule_from_columns(self.override_times.as_ref(), self.override_interval_seconds)
+    }
+
+    /// The override when set, else the built-in schedule.
+    pub fn effective_schedule(&self) -> Option<Schedule> {
+        self.override_schedule().or_else(|| self.builtin_schedule())
+    }
+
+    /// Set (or clear) the operator's override; one equal to the built-in
+    /// schedule is stored as no override (§2).
+    pub fn set_override(&mut self, wanted: Option<Schedule>) {
+        let kept = schedule::normalize_override(self.builtin_schedule().as_ref(), wanted);
+        (self.override_times, self.override_interval_seconds) = schedule_columns(kept.as_ref());
+    }
+
+    /// Whether it may run at all: enabled and still defined.
+    pub fn schedulable(&self) -> bool {
+        self.enabled && !self.removed
+    }
+
+    pub fn running(&self) -> bool {
+        self.running_run.is_some()
+    }
+
+    /// Due (§4.1): enabled, not removed, next run reached, not held, not
+    /// already running. `store::claim` states the same rule in SQL for the
+    /// claim; this is its reading for everything else.
+    pub fn is_due(&self, now: DateTime<Utc>, held: bool) -> bool {
+        self.schedulable() && !held && !self.running() && self.next_run.is_some_and(|n| n <= now)
+    }
+
+    /// Overdue (§10): enabled, not held, not running, and its next run more
+    /// than a minute in the past.
+    pub fn is_overdue(&self, now: DateTime<Utc>, held: bool) -> bool {
+        const OVERDUE_AFTER_SECS: i64 = 60;
+        self.enabled
+            && !held
+            && !self.running()
+            && self
+                .next_run
+                .is_some_and(|next| (now - next).num_seconds() > OVERDUE_AFTER_SECS)
+    }
+
+    /// An enabled job whose last run did not succeed.
+    pub fn is_failing(&self) -> bool {
+        self.enabled && self.last_state.is_some_and(RunState::is_failure)
+    }
+
+    /// When this job should run next, as of `now`, given its history: none
+    /// when disabled, removed or manual-only. Configuration changes and sync
+    /// use it.
+    pub fn next_run(&self, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.next_run_from(self.last_run, self.last_skip, now, tz)
+    }
+
+    /// The next run once this job ran (or, with `skipped`, was skipped) and
+    /// ended at `at`. A requested run goes first: at once when one arrived
+    /// meanwhile; else by the schedule, counting from `at`. The runner's
+    /// record and skip, and `release --pending reschedule` ("as if it had
+    /// just run"), all use it.
+    pub fn next_run_after(
+        &self,
+        at: DateTime<Utc>,
+        skipped: bool,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        if !self.schedulable() {
+            return None;
+        }
+        if self.run_requested {
+            return Some(at);
+        }
+        if skipped {
+            self.next_run_from(self.last_run, Some(at), at, tz)
+        } else {
+            self.next_run_from(Some(at), None, at, tz)
+        }
+    }
+
+    fn next_run_from(
+        &self,
+        last_run: Option<DateTime<Utc>>,
+        last_skip: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        if !self.schedulable() {
+            return None;
+        }
+        let effective = self.effective_schedule()?;
+        Some(schedule::next_run(&effective, last_run, last_skip, now, tz))
+    }
+
+    /// The next `count` runs of the effective schedule (`jobs next`), enabled
+    /// or not: after the instant `after` as if the job had just run then, or
+    /// from now as the runner would — an interval counting from the last run.
+    /// Empty for a manual-only job.
+    pub fn upcoming_runs(
+        &self,
+        after: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        count: usize,
+        tz: Tz,
+    ) -> Vec<DateTime<Utc>> {
+        let Some(effective) = self.effective_schedule() else {
+            return Vec::new();
+        };
+        match (after, &effective) {
+            (Some(after), _) => schedule::runs_after(&effective, after, count, tz),
+            (None, Schedule::Times(_)) => schedule::runs_after(&effective, now, count, tz),
+            (None, Schedule::Interval(_)) => {
+                if count == 0 {
+                    return Vec::new();
+                }
+                let first = schedule::next_run(&effective, self.last_run, self.last_skip, now, tz);
+                let mut runs = vec![first];
+                runs.extend(schedule::runs_after(&effective, first, count - 1, tz));
+                runs
+            }
+        }
+    }
+}
+
+fn schedule_from_columns(
+    times: Option<&Vec<NaiveTime>>,
+    interval: Option<i32>,
+) -> Option<Schedule> {
+    match (times, interval) {
+        (Some(t), _) if !t.is_empty() => {
+            Some(Schedule::Times(schedule::normalize_times(t.clone())))
+        }
+        (_, Some(i)) if i > 0 => Some(Schedule::Interval(i.unsigned_abs())),
+        _ => None,
+    }
+}
+
+/// A schedule as the (times, interval seconds) column pair it is stored in.
+pub fn schedule_columns(s: Option<&Schedule>) -> (Option<Vec<NaiveTime>>, Option<i32>) {
+    match s {
+        None => (None, None),
+        Some(Schedule::Times(t)) => (Some(t.clone()), None),
+        Some(Schedule::Interval(i)) => (None, Some(i32::try_from(*i).unwrap_or(i32::MAX))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn job() -> Job {
+        Job {
+            name: "j".into(),
+            app: "local".into(),
+            description: "J".into(),
+            internal: false,
+            timeout_seconds: 120,
+            builtin_times: None,
+            builtin_interval_seconds: Some(600),
+            definition: serde_json::Value::Null,
+            enabled: true,
+            notify_on_success: false,
+            override_times: None,
+            override_interval_seconds: None,
+            next_run: None,
+            last_run: None,
+            last_state: None,
+            last_skip: None,
+            running_run: None,
+            run_requested: false,
+            removed: false,
+        }
+    }
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, h, m, 0)
+            .single()
+            .expect("valid instant")
+    }
+
+    #[test]
+    fn every_state_maps_to_its_name_and_back() {
+        for state in RunState::ALL {
+            assert_eq!(RunState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(RunState::parse("skipped"), None);
+        let names: Vec<_> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            ["running", "succeeded", "failed", "timed_out", "interrupted"]
+        );
+    }
+
+    #[test]
+    fn a_failure_is_every_finished_state_but_succeeded() {
+        let failures: Vec<_> = RunState::ALL
+            .into_iter()
+            .filter(|s| s.is_failure())
+            .collect();
+        assert_eq!(
+            failures,
+            [RunState::Failed, RunState::TimedOut, RunState::Interrupted]
+        );
+    }
+
+    #[test]
+    fn an_ending_maps_to_its_state_and_outcome() {
+        let ended = Ended::new(Finished::TimedOut, String::new());
+        assert_eq!(ended.state(), RunState::TimedOut);
+        assert_eq!(ended.outcome(), Outcome::TimedOut);
+        let broken = Ended::cannot_start("no sh".into());
+        assert_eq!(broken.state(), RunState::Failed);
+        assert_eq!(broken.outcome(), Outcome::InternalError);
+    }
+
+    #[test]
+    fn a_requested_run_goes_first() {
+        let mut j = job();
+        j.run_requested = true;
+        assert_eq!(j.next_run_after(at(10, 0), false, Tz::UTC), Some(at(10, 0)));
+        j.enabled = false;
+        assert_eq!(j.next_run_after(at(10, 0), false, Tz::UTC), None);
+    }
+
+    #[test]
+    fn an_interval_counts_from_the_end_of_the_run_or_the_skip() {
+        let mut j = job();
+        j.last_run = Some(at(9, 0));
+        assert_eq!(
+            j.next_run_after(at(10, 0), false, Tz::UTC),
+            Some(at(10, 10))
+        );
+        assert_eq!(j.next_run_after(at(10, 0), true, Tz::UTC), Some(at(10, 10)));
+        assert_eq!(j.next_run(at(9, 5), Tz::UTC), Some(at(9, 10)));
+    }
+
+    #[test]
+    fn a_removed_or_manual_job_has_no_next_run() {
+        let mut j = job();
+        j.removed = true;
+        assert_eq!(j.next_run(at(9, 0), Tz::UTC), None);
+        let mut m = job();
+        m.builtin_interval_seconds = None;
+        assert_eq!(m.next_run(at(9, 0), Tz::UTC), None);
+        assert!(m.upcoming_runs(None, at(9, 0), 3, Tz::UTC).is_empty());
+    }
+
+    #[test]
+    fn due_overdue_and_failing_follow_the_spec() {
+        let mut j = job();
+        j.next_run = Some(at(9, 0));
+        assert!(j.is_due(at(9, 0), false));
+        assert!(!j.is_due(at(8, 59), false));
+        assert!(!j.is_due(at(9, 0), true));
+        assert!(!j.is_overdue(at(9, 1), false));
+        assert!(j.is_overdue(at(9, 2), false));
+        j.running_run = Some(1);
+        assert!(!j.is_due(at(9, 0), false));
+        assert!(!j.is_overdue(at(10, 0), false));
+        j.last_state = Some(RunState::Interrupted);
+        assert!(j.is_failing());
+        j.last_state = Some(RunState::Succeeded);
+        assert!(!j.is_failing());
+    }
+
+    #[test]
+    fn upcoming_interval_runs_count_from_the_last_run_and_after_from_the_instant() {
+        let mut j = job();
+        j.last_run = Some(at(9, 0));
+        assert_eq!(
+            j.upcoming_runs(None, at(9, 3), 3, Tz::UTC),
+            [at(9, 10), at(9, 20), at(9, 30)]
+        );
+        assert_eq!(
+            j.upcoming_runs(Some(at(12, 0)), at(9, 3), 2, Tz::UTC),
+            [at(12, 10), at(12, 20)]
+        );
+    }
+
+    #[test]
+    fn an_override_equal_to_the_builtin_schedule_is_no_override() {
+        let mut j = job();
+        j.set_override(Some(Schedule::Interval(600)));
+        assert_eq!(j.override_interval_seconds, None);
+        j.set_override(Some(Schedule::Interval(60)));
+        assert_eq!(j.override_interval_seconds, Some(60));
+        assert_eq!(j.effective_schedule(), Some(Schedule::Interval(60)));
+        j.set_override(None);
+        assert_eq!(j.effective_schedule(), Some(Schedule::Interval(600)));
+    }
+}

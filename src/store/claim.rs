@@ -1,0 +1,205 @@
+//! The runner's hot path, across `manage.jobs` and `manage.runs`: claim due
+//! jobs (their `running` rows written and the jobs marked running in one
+//! statement), record a run and claim the worker's next in one statement, and
+//! the agenda the loop sleeps by.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+
+use super::{Prepared, CHANNEL};
+use crate::job::{Job, RunState};
+
+/// A run the runner has claimed: its `running` row exists and the job is
+/// marked running, in one statement.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub run_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub job: Job,
+}
+
+impl Claimed {
+    /// The job's columns, `run_id` and `run_started_at`, as `claimed` returns them.
+    fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(Claimed {
+            job: Job::from_row(row)?,
+            run_id: row.try_get("run_id")?,
+            started_at: row.try_get("run_started_at")?,
+        })
+    }
+}
+
+/// The CTEs that claim due jobs (`due`, `runs`, `claimed`): lock the due rows
+/// (skipping rows another runner is claiming right now), insert their running
+/// history rows and point the jobs at them. `claimed` returns the job's
+/// columns, then the run's id and start. The arguments name the parameters:
+/// how many, the runner's id, its host, the running state; `gate` is one more
+/// condition on claiming at all. `due` is the rule of `Job::is_due`.
+macro_rules! claim_ctes {
+    ($limit:literal, $runner_id:literal, $host:literal, $running:literal, $gate:literal) => {
+        concat!(
+            "due AS ( \
+                 SELECT name FROM manage.jobs \
+                 WHERE enabled AND NOT removed AND running_run IS NULL AND next_run <= clock_timestamp() \
+                   AND NOT (SELECT held FROM manage.hold) AND ", $gate, " \
+                 ORDER BY next_run, name LIMIT ", $limit, " FOR UPDATE SKIP LOCKED \
+             ), runs AS ( \
+                 INSERT INTO manage.runs (job, state, started_at, runner_id, host) \
+                 SELECT name, ", $running, ", clock_timestamp(), ", $runner_id, ", ", $host, " FROM due \
+                 RETURNING id, job, started_at \
+             ), claimed AS ( \
+                 UPDATE manage.jobs j SET running_run = runs.id FROM runs WHERE j.name = runs.job \
+                 RETURNING j.*, runs.id AS run_id, runs.started_at AS run_started_at \
+             )"
+        )
+    };
+}
+
+/// Claim up to `limit` due jobs for this runner in ONE statement (see
+/// `claim_ctes`). Once committed, the jobs are no longer due for anyone
+/// (running_run is set), so each due run is taken by exactly one runner and a
+/// job never overlaps itself.
+pub fn claim_due(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+    runner_id: i64,
+    host: &str,
+    limit: i64,
+) -> Result<Vec<Claimed>, postgres::Error> {
+    const SQL: &str = concat!(
+        "WITH ",
+        claim_ctes!("$1", "$2", "$3", "$4", "true"),
+        " SELECT * FROM claimed"
+    );
+    let rows = prepared.query(
+        client,
+        "claim_due",
+        SQL,
+        typed![&limit, &runner_id, &host, &RunState::Running],
+    )?;
+    let mut claimed: Vec<Claimed> = rows
+        .iter()
+        .map(Claimed::from_row)
+        .collect::<Result<_, postgres::Error>>()?;
+    claimed.sort_by_key(|c| c.run_id);
+    Ok(claimed)
+}
+
+/// The common case of recording a run, in ONE statement and so without a
+/// transaction of its own: the job is finished and rescheduled (to `next_run`,
+/// or at once when a run was requested meanwhile), the history row ended, the
+/// runners woken, and — with `claim` — the worker's next run claimed.
+///
+/// The next run was computed from the job as it was claimed, so the statement
+/// only applies while that configuration still holds (and the run is still
+/// this runner's): `Ok(None)` means nothing was written and the caller takes
+/// the general path.
+pub struct FastRecord<'a> {
+    pub run_id: i64,
+    pub state: RunState,
+    pub finished_at: DateTime<Utc>,
+    pub runtime_seconds: f64,
+    pub output: &'a str,
+    pub next_run: Option<DateTime<Utc>>,
+    /// The job as claimed: its configuration is the guard.
+    pub job: &'a Job,
+    /// (runner id, host) to claim the next run for.
+    pub claim: Option<(i64, &'a str)>,
+}
+
+pub fn record_fast(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+    r: &FastRecord,
+) -> Result<Option<Option<Claimed>>, postgres::Error> {
+    const SQL: &str = concat!(
+        "WITH finished AS ( \
+             UPDATE manage.jobs SET running_run = NULL, run_requested = false, \
+                 next_run = CASE WHEN run_requested THEN $3 ELSE $6 END, \
+                 last_run = $3, last_state = $2, last_skip = NULL \
+             WHERE name = $7 AND running_run = $1 AND enabled AND NOT removed \
+               AND notify_on_success = $8 \
+               AND override_times IS NOT DISTINCT FROM $9 \
+               AND override_interval_seconds IS NOT DISTINCT FROM $10 \
+               AND builtin_times IS NOT DISTINCT FROM $11 \
+               AND builtin_interval_seconds IS NOT DISTINCT FROM $12 \
+             RETURNING name \
+         ), recorded AS ( \
+             UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
+             WHERE id = $1 AND state = $17 AND EXISTS (SELECT 1 FROM finished) \
+             RETURNING id \
+         ), woken AS ( \
+             SELECT pg_notify($16, '') FROM recorded \
+         ), ",
+        claim_ctes!("1", "$14", "$15", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
+        " SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM woken) AS woken, c.* \
+         FROM (SELECT 1) one LEFT JOIN claimed c ON true"
+    );
+    let (claim, runner_id, host) = match r.claim {
+        Some((runner_id, host)) => (true, runner_id, host),
+        None => (false, 0, ""),
+    };
+    let job = r.job;
+    let row = prepared.query_one(
+        client,
+        "record_fast",
+        SQL,
+        typed![
+            &r.run_id,
+            &r.state,
+            &r.finished_at,
+            &r.runtime_seconds,
+            &r.output,
+            &r.next_run,
+            &job.name,
+            &job.notify_on_success,
+            &job.override_times,
+            &job.override_interval_seconds,
+            &job.builtin_times,
+            &job.builtin_interval_seconds,
+            &claim,
+            &runner_id,
+            &host,
+            &CHANNEL,
+            &RunState::Running
+        ],
+    )?;
+    let recorded: i64 = row.try_get("recorded")?;
+    if recorded == 0 {
+        return Ok(None);
+    }
+    let next_run_id: Option<i64> = row.try_get("run_id")?;
+    Ok(Some(match next_run_id {
+        Some(_) => Some(Claimed::from_row(&row)?),
+        None => None,
+    }))
+}
+
+/// What the runner's loop needs to decide how long to sleep.
+#[derive(Debug, Clone, Copy)]
+pub struct Agenda {
+    pub held: bool,
+    /// The earliest next run of a job that could run.
+    pub next_due: Option<DateTime<Utc>>,
+    pub db_now: DateTime<Utc>,
+}
+
+impl Agenda {
+    /// The `agenda_columns!` of a statement.
+    pub(super) fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(Agenda {
+            held: row.try_get("held")?,
+            next_due: row.try_get("next_due")?,
+            db_now: row.try_get("db_now")?,
+        })
+    }
+}
+
+pub fn agenda(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+) -> Result<Agenda, postgres::Error> {
+    const SQL: &str = concat!("SELECT ", agenda_columns!());
+    let row = prepared.query_one(client, "agenda", SQL, &[])?;
+    Agenda::from_row(&row)
+}

@@ -1,0 +1,94 @@
+//! `manage.hold`: the one-row switch that holds every job.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use postgres::GenericClient;
+
+use super::{db_now, drop_run_requests, due_jobs, notify_runners, set_next_run};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub held: bool,
+    pub since: Option<DateTime<Utc>>,
+}
+
+pub fn hold(client: &mut impl GenericClient) -> Result<Hold, postgres::Error> {
+    let row = client.query_typed_one("SELECT held, held_since FROM manage.hold", &[])?;
+    Ok(Hold {
+        held: row.try_get("held")?,
+        since: row.try_get("held_since")?,
+    })
+}
+
+/// The facts above `jobs list` that one statement gives.
+#[derive(Debug, Clone, Copy)]
+pub struct Overview {
+    /// The database's now.
+    pub now: DateTime<Utc>,
+    pub hold: Hold,
+    /// When the last run finished, over all jobs.
+    pub last_run: Option<DateTime<Utc>>,
+}
+
+pub fn overview(client: &mut impl GenericClient) -> Result<Overview, postgres::Error> {
+    let row = client.query_typed_one(
+        "SELECT clock_timestamp() AS now, h.held, h.held_since, \
+                (SELECT max(last_run) FROM manage.jobs) AS last_run \
+         FROM manage.hold h",
+        &[],
+    )?;
+    Ok(Overview {
+        now: row.try_get("now")?,
+        hold: Hold {
+            held: row.try_get("held")?,
+            since: row.try_get("held_since")?,
+        },
+        last_run: row.try_get("last_run")?,
+    })
+}
+
+/// Hold every job; returns false when they already were held.
+pub fn set_hold(client: &mut postgres::Client) -> Result<bool, postgres::Error> {
+    let mut tx = client.transaction()?;
+    let changed = tx.execute_typed(
+        "UPDATE manage.hold SET held = true, held_since = clock_timestamp() WHERE NOT held",
+        &[],
+    )? > 0;
+    notify_runners(&mut tx)?;
+    tx.commit()?;
+    Ok(changed)
+}
+
+/// End the hold. With `reschedule`, every due job (run-now requests made
+/// during the hold included) moves to its next slot as if it had just run.
+/// Returns whether jobs were held, and the jobs rescheduled.
+pub fn release_hold(
+    client: &mut postgres::Client,
+    reschedule: bool,
+    tz: Tz,
+) -> anyhow::Result<(bool, Vec<String>)> {
+    let mut tx = client.transaction()?;
+    let was_held: bool = tx
+        .query_typed_one("SELECT held FROM manage.hold FOR UPDATE", &[])?
+        .try_get("held")?;
+    let mut moved = Vec::new();
+    if reschedule {
+        let now = db_now(&mut tx)?;
+        for row in due_jobs(&mut tx)? {
+            // "As if it had just run": the interval counts from now, times
+            // take the next slot after now.
+            let next = row.next_run_after(now, false, tz);
+            set_next_run(&mut tx, &row.name, next)?;
+            moved.push(row.name);
+        }
+        // Run-now requests on jobs still running are pending too: dropped.
+        drop_run_requests(&mut tx)?;
+    }
+    tx.execute_typed(
+        "UPDATE manage.hold SET held = false, held_since = NULL",
+        &[],
+    )?;
+    notify_runners(&mut tx)?;
+    tx.commit()?;
+    Ok((was_held, moved))
+}

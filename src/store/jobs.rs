@@ -1,0 +1,323 @@
+//! `manage.jobs`: the jobs as synced, configured and scheduled. The runner's
+//! claim and one-statement record touch this table too (`claim.rs`).
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use postgres::GenericClient;
+
+use super::{db_now, notify_runners};
+use crate::job::definition::JobDef;
+use crate::job::{schedule_columns, Job, RunState};
+use crate::schedule::Schedule;
+
+impl Job {
+    /// A `manage.jobs` row (or a statement returning its columns), by name.
+    pub(crate) fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(Job {
+            name: row.try_get("name")?,
+            app: row.try_get("app")?,
+            description: row.try_get("description")?,
+            internal: row.try_get("internal")?,
+            timeout_seconds: row.try_get("timeout_seconds")?,
+            builtin_times: row.try_get("builtin_times")?,
+            builtin_interval_seconds: row.try_get("builtin_interval_seconds")?,
+            definition: row.try_get("definition")?,
+            enabled: row.try_get("enabled")?,
+            notify_on_success: row.try_get("notify_on_success")?,
+            override_times: row.try_get("override_times")?,
+            override_interval_seconds: row.try_get("override_interval_seconds")?,
+            next_run: row.try_get("next_run")?,
+            last_run: row.try_get("last_run")?,
+            last_state: row.try_get::<_, Option<RunState>>("last_state")?,
+            last_skip: row.try_get("last_skip")?,
+            running_run: row.try_get("running_run")?,
+            run_requested: row.try_get("run_requested")?,
+            removed: row.try_get("removed")?,
+        })
+    }
+}
+
+fn jobs(rows: Vec<postgres::Row>) -> Result<Vec<Job>, postgres::Error> {
+    rows.iter().map(Job::from_row).collect()
+}
+
+/// Every job, removed ones included.
+pub fn all_jobs(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::Error> {
+    jobs(client.query_typed("SELECT * FROM manage.jobs ORDER BY name", &[])?)
+}
+
+/// The jobs that are not removed, sorted as `jobs list` shows them: by next
+/// run, unscheduled last, then by name.
+pub fn listed_jobs(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::Error> {
+    jobs(client.query_typed(
+        "SELECT * FROM manage.jobs WHERE NOT removed ORDER BY next_run ASC NULLS LAST, name",
+        &[],
+    )?)
+}
+
+pub fn job(client: &mut impl GenericClient, name: &str) -> Result<Option<Job>, postgres::Error> {
+    client
+        .query_typed_opt("SELECT * FROM manage.jobs WHERE name = $1", typed![&name])?
+        .as_ref()
+        .map(Job::from_row)
+        .transpose()
+}
+
+/// Lock one job's row for a change.
+pub fn job_for_update(
+    client: &mut impl GenericClient,
+    name: &str,
+) -> Result<Option<Job>, postgres::Error> {
+    client
+        .query_typed_opt(
+            "SELECT * FROM manage.jobs WHERE name = $1 FOR UPDATE",
+            typed![&name],
+        )?
+        .as_ref()
+        .map(Job::from_row)
+        .transpose()
+}
+
+/// Whether a job with this name exists in the history (removed jobs included).
+pub fn job_exists(client: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
+    client
+        .query_typed_one(
+            "SELECT EXISTS (SELECT 1 FROM manage.jobs WHERE name = $1) AS found",
+            typed![&name],
+        )?
+        .try_get("found")
+}
+
+/// The jobs that would run now if nothing held them, by name (the due rule
+/// of `crate::job::Job::is_due`, less the hold).
+pub fn due_jobs(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::Error> {
+    jobs(client.query_typed(
+        "SELECT * FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL \
+         AND next_run <= clock_timestamp() ORDER BY name",
+        &[],
+    )?)
+}
+
+/// Create a job the registry defines, with its initial notify-on-success.
+pub fn insert_job(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Result<()> {
+    let (times, interval) = schedule_columns(def.schedule.as_ref());
+    let timeout = i32::try_from(def.timeout_secs)?;
+    client.execute_typed(
+        "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
+         builtin_interval_seconds, definition, notify_on_success) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        typed![
+            &def.name,
+            &def.app,
+            &def.description,
+            &def.internal,
+            &timeout,
+            &times,
+            &interval,
+            &def.definition_json(),
+            &def.default_notify_on_success,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Write what the code or file defines, and mark the job defined again;
+/// operator configuration is kept.
+pub fn update_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Result<()> {
+    let (times, interval) = schedule_columns(def.schedule.as_ref());
+    let timeout = i32::try_from(def.timeout_secs)?;
+    client.execute_typed(
+        "UPDATE manage.jobs SET app = $2, description = $3, internal = $4, timeout_seconds = $5, \
+         builtin_times = $6, builtin_interval_seconds = $7, definition = $8, removed = false \
+         WHERE name = $1",
+        typed![
+            &def.name,
+            &def.app,
+            &def.description,
+            &def.internal,
+            &timeout,
+            &times,
+            &interval,
+            &def.definition_json(),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn mark_removed(client: &mut impl GenericClient, name: &str) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET removed = true, next_run = NULL, run_requested = false WHERE name = $1",
+        typed![&name],
+    )?;
+    Ok(())
+}
+
+pub fn set_next_run(
+    client: &mut impl GenericClient,
+    name: &str,
+    next_run: Option<DateTime<Utc>>,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET next_run = $2 WHERE name = $1",
+        typed![&name, &next_run],
+    )?;
+    Ok(())
+}
+
+/// Forget every run-now request made while a job was running.
+pub fn drop_run_requests(client: &mut impl GenericClient) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET run_requested = false WHERE run_requested",
+        &[],
+    )?;
+    Ok(())
+}
+
+/// Recompute and store one job's next run from its row as it is in the database.
+pub fn reschedule(
+    client: &mut impl GenericClient,
+    name: &str,
+    tz: Tz,
+) -> Result<Option<DateTime<Utc>>, postgres::Error> {
+    let now = db_now(client)?;
+    let Some(row) = job(client, name)? else {
+        return Ok(None);
+    };
+    let next = row.next_run(now, tz);
+    set_next_run(client, name, next)?;
+    Ok(next)
+}
+
+/// Set (or clear, with `None`) a job's override schedule as given.
+pub fn set_override(
+    client: &mut impl GenericClient,
+    name: &str,
+    schedule: Option<&Schedule>,
+) -> Result<(), postgres::Error> {
+    let (times, interval) = schedule_columns(schedule);
+    client.execute_typed(
+        "UPDATE manage.jobs SET override_times = $2, override_interval_seconds = $3 WHERE name = $1",
+        typed![&name, &times, &interval],
+    )?;
+    Ok(())
+}
+
+/// What `jobs configure` changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigChange {
+    pub enabled: Option<bool>,
+    pub notify_on_success: Option<bool>,
+    /// `Some(None)` clears the override.
+    pub override_schedule: Option<Option<Schedule>>,
+}
+
+/// Apply a configuration change, reschedule, and wake the runners, in one
+/// transaction. Returns the job as it is afterwards.
+pub fn configure(
+    client: &mut postgres::Client,
+    name: &str,
+    change: &ConfigChange,
+    tz: Tz,
+) -> anyhow::Result<Job> {
+    let mut tx = client.transaction()?;
+    let Some(mut row) = job_for_update(&mut tx, name)? else {
+        anyhow::bail!("job {name} vanished");
+    };
+    if let Some(enabled) = change.enabled {
+        row.enabled = enabled;
+    }
+    if let Some(notify) = change.notify_on_success {
+        row.notify_on_success = notify;
+    }
+    if let Some(wanted) = &change.override_schedule {
+        row.set_override(wanted.clone());
+    }
+    let now = db_now(&mut tx)?;
+    row.next_run = row.next_run(now, tz);
+    tx.execute_typed(
+        "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
+         override_interval_seconds = $5, next_run = $6 WHERE name = $1",
+        typed![
+            &name,
+            &row.enabled,
+            &row.notify_on_success,
+            &row.override_times,
+            &row.override_interval_seconds,
+            &row.next_run,
+        ],
+    )?;
+    notify_runners(&mut tx)?;
+    tx.commit()?;
+    Ok(row)
+}
+
+/// Run-now: through the same SQL function applications call.
+pub fn trigger_job(
+    client: &mut impl GenericClient,
+    name: &str,
+    delay_secs: u32,
+) -> Result<(), postgres::Error> {
+    let delay = f64::from(delay_secs);
+    client.execute_typed(
+        "SELECT manage.trigger_job($1, make_interval(secs => $2))",
+        typed![&name, &delay],
+    )?;
+    Ok(())
+}
+
+/// Forget the last run's failure: last run and last state become null.
+pub fn reset_failure(client: &mut impl GenericClient, name: &str) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET last_run = NULL, last_state = NULL WHERE name = $1",
+        typed![&name],
+    )?;
+    Ok(())
+}
+
+/// After a run or a skip: the job is no longer running, and its next run is
+/// set; a run (`last`) also sets last run and state and clears last skipped,
+/// a skip (`skipped_at`) only sets last skipped.
+pub fn finish_job(
+    client: &mut impl GenericClient,
+    name: &str,
+    last: Option<(DateTime<Utc>, RunState)>,
+    skipped_at: Option<DateTime<Utc>>,
+    next_run: Option<DateTime<Utc>>,
+    disable: bool,
+) -> Result<(), postgres::Error> {
+    let (last_run, last_state) = match last {
+        Some((at, state)) => (Some(at), Some(state)),
+        None => (None, None),
+    };
+    client.execute_typed(
+        "UPDATE manage.jobs SET running_run = NULL, run_requested = false, next_run = $2, \
+             last_run = CASE WHEN $3::timestamptz IS NULL THEN last_run ELSE $3 END, \
+             last_state = CASE WHEN $3::timestamptz IS NULL THEN last_state ELSE $4::text END, \
+             last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
+             enabled = enabled AND NOT $6 \
+         WHERE name = $1",
+        typed![
+            &name,
+            &next_run,
+            &last_run,
+            &last_state,
+            &skipped_at,
+            &disable
+        ],
+    )?;
+    Ok(())
+}
+
+/// Schedule a job to run now, after another completed (`trigger_next`) or to
+/// send the mail just queued. A running job gets the run-requested marker; a
+/// disabled or removed one is left alone. False when no such job exists.
+pub fn schedule_now(client: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
+    let row = client.query_typed_opt(
+        "UPDATE manage.jobs SET \
+             next_run = CASE WHEN running_run IS NULL AND enabled AND NOT removed THEN clock_timestamp() ELSE next_run END, \
+             run_requested = run_requested OR (running_run IS NOT NULL AND enabled AND NOT removed) \
+         WHERE name = $1 RETURNING 1",
+        typed![&name],
+    )?;
+    Ok(row.is_some())
+}

@@ -1,0 +1,206 @@
+//! All SQL, one file per table: [`jobs`], [`runs`], [`runners`], [`hold`],
+//! [`mail_queue`], and [`claim`] for the runner's multi-table hot path (claim
+//! due jobs, record a run and claim the next, the agenda). Nothing else in
+//! `manage` writes SQL (the migrations aside), so "which SQL touches the jobs
+//! table?" is answered by `jobs.rs` and `claim.rs`.
+//!
+//! The files hold statements only: the rules (what is due, what the next run
+//! is, what a failure is) are in `crate::job`. Rows are decoded by column
+//! name. SQL is written out whole, or assembled at compile time from fixed
+//! fragments (`concat!`), never from values; every value is a parameter —
+//! run states and liveness timings included.
+
+// The macros come first: the table modules below see them by textual scope.
+
+/// Parameters with their types, for the `*_typed` calls.
+macro_rules! typed {
+    ($($param:expr),* $(,)?) => {
+        &[$(($param as &(dyn postgres::types::ToSql + Sync), $crate::store::pg_type_of($param))),*]
+    };
+}
+
+/// SQL: the runner `w` (a `manage.runners` row) holds its advisory lock.
+/// pg_locks shows the advisory locks of every session; `$1` is
+/// RUNNER_LOCK_CLASS, and the two-int lock form has objsubid 2.
+macro_rules! runner_lock_held {
+    () => {
+        "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+           AND l.classid = $1::int::oid AND l.objid = w.id::int::oid AND l.objsubid = 2 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+    };
+}
+
+/// SQL: run `r` is running (`$3`) but its runner `w` (LEFT JOINed) is gone or
+/// dead: its lock is free and its heartbeat older than `$2` seconds (the
+/// runner's `Timings::dead_after`).
+macro_rules! orphaned {
+    () => {
+        concat!(
+            "r.state = $3 AND (w.id IS NULL OR (w.heartbeat < clock_timestamp() - make_interval(secs => $2) AND NOT ",
+            runner_lock_held!(),
+            "))"
+        )
+    };
+}
+
+/// SQL: what the runner's loop needs to decide how long to sleep — whether
+/// jobs are held, the earliest next run of a job that could run, and the
+/// database's now.
+macro_rules! agenda_columns {
+    () => {
+        "(SELECT held FROM manage.hold) AS held, \
+         (SELECT min(next_run) FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL) AS next_due, \
+         clock_timestamp() AS db_now"
+    };
+}
+
+pub mod claim;
+pub mod hold;
+pub mod jobs;
+pub mod mail_queue;
+pub mod runners;
+pub mod runs;
+
+pub use claim::*;
+pub use hold::*;
+pub use jobs::*;
+pub use mail_queue::*;
+pub use runners::*;
+pub use runs::*;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use postgres::types::{ToSql, Type};
+use postgres::GenericClient;
+
+use crate::job::RunState;
+
+/// The PostgreSQL type of a Rust value as this module binds it. Every
+/// statement here is sent with its parameter types (`*_typed`): one round trip
+/// instead of three (prepare, execute, close) for an unnamed statement —
+/// which is most of what a run, a heartbeat or `jobs list` costs.
+trait PgType {
+    const TYPE: Type;
+}
+
+macro_rules! pg_type {
+    ($($rust:ty => $pg:expr),* $(,)?) => {
+        $(impl PgType for $rust {
+            const TYPE: Type = $pg;
+        })*
+    };
+}
+
+pg_type! {
+    bool => Type::BOOL,
+    i32 => Type::INT4,
+    i64 => Type::INT8,
+    f64 => Type::FLOAT8,
+    str => Type::TEXT,
+    String => Type::TEXT,
+    RunState => Type::TEXT,
+    DateTime<Utc> => Type::TIMESTAMPTZ,
+    serde_json::Value => Type::JSONB,
+    Vec<NaiveTime> => Type::TIME_ARRAY,
+    [i64] => Type::INT8_ARRAY,
+}
+
+impl<T: PgType + ?Sized> PgType for &T {
+    const TYPE: Type = T::TYPE;
+}
+
+impl<T: PgType> PgType for Option<T> {
+    const TYPE: Type = T::TYPE;
+}
+
+fn pg_type_of<T: PgType + ?Sized>(_: &T) -> Type {
+    T::TYPE
+}
+
+/// Statements prepared once on one connection, for the runner's hot path:
+/// the server then plans the claim and the record once (after a few runs, a
+/// generic plan) instead of at every run, which was most of its work at a
+/// thousand runs a second. A cache belongs to exactly one connection: drop it
+/// with the connection.
+#[derive(Default)]
+pub struct Prepared(std::collections::HashMap<&'static str, postgres::Statement>);
+
+impl Prepared {
+    /// `sql` (known as `key`) prepared on this connection, and the values.
+    fn prepare<'p>(
+        &mut self,
+        client: &mut impl GenericClient,
+        key: &'static str,
+        sql: &str,
+        params: &'p [(&'p (dyn ToSql + Sync), Type)],
+    ) -> Result<(postgres::Statement, Vec<&'p (dyn ToSql + Sync)>), postgres::Error> {
+        let statement = match self.0.get(key) {
+            Some(statement) => statement.clone(),
+            None => {
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                let statement = client.prepare_typed(sql, &types)?;
+                self.0.insert(key, statement.clone());
+                statement
+            }
+        };
+        Ok((statement, params.iter().map(|(v, _)| *v).collect()))
+    }
+
+    fn query(
+        &mut self,
+        client: &mut impl GenericClient,
+        key: &'static str,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let (statement, values) = self.prepare(client, key, sql, params)?;
+        client.query(&statement, &values)
+    }
+
+    fn query_one(
+        &mut self,
+        client: &mut impl GenericClient,
+        key: &'static str,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<postgres::Row, postgres::Error> {
+        let (statement, values) = self.prepare(client, key, sql, params)?;
+        client.query_one(&statement, &values)
+    }
+}
+
+/// The channel runners LISTEN on; every change that may move a next run sends it.
+pub const CHANNEL: &str = "manage_scheduled_jobs";
+
+/// The advisory lock (one bigint key) that serialises migrations and sync.
+pub const MIGRATION_LOCK: i64 = 0x6d61_6e61_6765_0001;
+
+/// The database's clock: the one clock (SPEC §3).
+pub fn db_now(client: &mut impl GenericClient) -> Result<DateTime<Utc>, postgres::Error> {
+    client
+        .query_typed_one("SELECT clock_timestamp() AS now", &[])?
+        .try_get("now")
+}
+
+/// Wake every runner: they re-read the schedule. Transactional like every NOTIFY.
+pub fn notify_runners(client: &mut impl GenericClient) -> Result<(), postgres::Error> {
+    client.execute_typed("SELECT pg_notify($1, '')", typed![&CHANNEL])?;
+    Ok(())
+}
+
+/// LISTEN on the runners' channel (a session setting, on this connection).
+/// LISTEN takes no parameter; the channel is a fixed identifier.
+pub fn listen(client: &mut postgres::Client) -> Result<(), postgres::Error> {
+    client.batch_execute("LISTEN manage_scheduled_jobs")
+}
+
+/// The server's version, for `manage check`.
+pub fn server_version(client: &mut impl GenericClient) -> Result<String, postgres::Error> {
+    client
+        .query_typed_one("SHOW server_version", &[])?
+        .try_get("server_version")
+}
+
+/// Seconds of a duration, as the `float8` SQL interval arithmetic takes.
+fn seconds(d: std::time::Duration) -> f64 {
+    d.as_secs_f64()
+}

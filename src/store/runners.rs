@@ -1,0 +1,138 @@
+//! `manage.runners`: one row per runner process, and the session advisory lock
+//! that says it is alive.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+
+use super::claim::Agenda;
+use super::{seconds, Prepared};
+use crate::job::RunState;
+
+/// A runner whose session still holds its advisory lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerRow {
+    pub id: i64,
+    pub host: String,
+    pub pid: i32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The advisory lock key of a runner (class 0x6d67 'mg', object = its id).
+pub const RUNNER_LOCK_CLASS: i32 = 0x6d67;
+
+/// Runners connected now: their session holds the runner lock (pg_locks shows
+/// advisory locks of every session, so no heartbeat guesswork is needed here).
+pub fn connected_runners(
+    client: &mut impl GenericClient,
+) -> Result<Vec<RunnerRow>, postgres::Error> {
+    let sql = concat!(
+        "SELECT w.id, w.host, w.pid, w.started_at FROM manage.runners w \
+         WHERE w.stopped_at IS NULL AND ",
+        runner_lock_held!(),
+        " ORDER BY w.started_at, w.id"
+    );
+    let rows = client.query_typed(sql, typed![&RUNNER_LOCK_CLASS])?;
+    rows.iter()
+        .map(|row| {
+            Ok(RunnerRow {
+                id: row.try_get("id")?,
+                host: row.try_get("host")?,
+                pid: row.try_get("pid")?,
+                started_at: row.try_get("started_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Register a runner and take its session advisory lock: while this session
+/// lives, the runner counts as connected and its runs as owned.
+pub fn register_runner(
+    client: &mut postgres::Client,
+    host: &str,
+    pid: i32,
+) -> Result<(i64, DateTime<Utc>), postgres::Error> {
+    let row = client.query_typed_one(
+        "INSERT INTO manage.runners (host, pid, backend_pid) VALUES ($1, $2, pg_backend_pid()) \
+         RETURNING id, started_at",
+        typed![&host, &pid],
+    )?;
+    let id: i64 = row.try_get("id")?;
+    take_runner_lock(client, id)?;
+    Ok((id, row.try_get("started_at")?))
+}
+
+/// (Re-)take the runner's lock, after a reconnection for instance.
+pub fn take_runner_lock(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+) -> Result<(), postgres::Error> {
+    let object = runner_id as i32;
+    client.execute_typed(
+        "SELECT pg_advisory_lock($1, $2)",
+        typed![&RUNNER_LOCK_CLASS, &object],
+    )?;
+    Ok(())
+}
+
+/// The heartbeat, in one statement with what the loop needs next: the agenda,
+/// and whether any dead runner (heartbeat older than `dead_after`, lock free)
+/// left a run behind. (A data-modifying CTE runs whether or not it is read.)
+pub fn heartbeat(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+    runner_id: i64,
+    dead_after: std::time::Duration,
+) -> Result<(Agenda, bool), postgres::Error> {
+    let sql = concat!(
+        "WITH beat AS ( \
+             UPDATE manage.runners SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid() \
+             WHERE id = $4 RETURNING id) \
+         SELECT ",
+        agenda_columns!(),
+        ", EXISTS (SELECT 1 FROM manage.runs r LEFT JOIN manage.runners w ON w.id = r.runner_id \
+                   WHERE ",
+        orphaned!(),
+        ") AS orphans"
+    );
+    let row = prepared.query_one(
+        client,
+        "heartbeat",
+        sql,
+        typed![
+            &RUNNER_LOCK_CLASS,
+            &seconds(dead_after),
+            &RunState::Running,
+            &runner_id
+        ],
+    )?;
+    Ok((Agenda::from_row(&row)?, row.try_get("orphans")?))
+}
+
+/// After a reconnection: take the runner's lock again and make sure its row
+/// exists — after a failover to a server that never saw it, it may not, and
+/// every run it claims refers to it.
+pub fn rejoin(
+    client: &mut postgres::Client,
+    runner_id: i64,
+    host: &str,
+    pid: i32,
+) -> Result<(), postgres::Error> {
+    take_runner_lock(client, runner_id)?;
+    client.execute_typed(
+        "INSERT INTO manage.runners (id, host, pid, backend_pid) VALUES ($1, $2, $3, pg_backend_pid()) \
+         ON CONFLICT (id) DO UPDATE SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid()",
+        typed![&runner_id, &host, &pid],
+    )?;
+    Ok(())
+}
+
+pub fn runner_stopped(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.runners SET stopped_at = clock_timestamp() WHERE id = $1",
+        typed![&runner_id],
+    )?;
+    Ok(())
+}

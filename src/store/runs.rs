@@ -1,0 +1,270 @@
+//! `manage.runs`: the history. The claim writes a `running` row and the
+//! one-statement record ends it (`claim.rs`); everything else about runs is here.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+
+use super::{seconds, RUNNER_LOCK_CLASS};
+use crate::job::RunState;
+
+/// One run in the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: i64,
+    pub job: String,
+    pub state: RunState,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub runtime_seconds: Option<f64>,
+    /// The whole output, or only its first line in listings.
+    pub output: String,
+}
+
+impl RunRow {
+    fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(RunRow {
+            id: row.try_get("id")?,
+            job: row.try_get("job")?,
+            state: row.try_get("state")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            runtime_seconds: row.try_get("runtime_seconds")?,
+            output: row.try_get("output")?,
+        })
+    }
+
+    pub fn output_first_line(&self) -> &str {
+        self.output.lines().next().unwrap_or("")
+    }
+}
+
+/// Which runs a history page shows.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter<'a> {
+    pub job: Option<&'a str>,
+    /// Only failures (`RunState::is_failure`).
+    pub failed: bool,
+}
+
+/// One page of history, newest first. Only the first line of each output is
+/// fetched: a page of 50 runs must not drag 50 MiB of output over the wire.
+pub fn history_page(
+    client: &mut impl GenericClient,
+    filter: &HistoryFilter,
+    page: u32,
+    per_page: u32,
+) -> Result<Vec<RunRow>, postgres::Error> {
+    let offset = i64::from(page.saturating_sub(1)) * i64::from(per_page);
+    let limit = i64::from(per_page);
+    let failures: Vec<String> = crate::job::RunState::ALL
+        .into_iter()
+        .filter(|s| s.is_failure())
+        .map(|s| s.as_str().to_string())
+        .collect();
+    let rows = client.query_typed(
+        "SELECT id, job, state, started_at, finished_at, runtime_seconds, \
+                split_part(left(output, 4096), E'\\n', 1) AS output \
+         FROM manage.runs \
+         WHERE ($1::text IS NULL OR job = $1) AND (NOT $2 OR state = ANY($3)) \
+         ORDER BY started_at DESC, id DESC LIMIT $4 OFFSET $5",
+        &[
+            (&filter.job, postgres::types::Type::TEXT),
+            (&filter.failed, postgres::types::Type::BOOL),
+            (&failures, postgres::types::Type::TEXT_ARRAY),
+            (&limit, postgres::types::Type::INT8),
+            (&offset, postgres::types::Type::INT8),
+        ],
+    )?;
+    rows.iter().map(RunRow::from_row).collect()
+}
+
+pub fn run(client: &mut impl GenericClient, id: i64) -> Result<Option<RunRow>, postgres::Error> {
+    client
+        .query_typed_opt(
+            "SELECT id, job, state, started_at, finished_at, runtime_seconds, output \
+             FROM manage.runs WHERE id = $1",
+            typed![&id],
+        )?
+        .as_ref()
+        .map(RunRow::from_row)
+        .transpose()
+}
+
+/// The newest run id of a job (0 when it never ran).
+pub fn newest_run_id(client: &mut impl GenericClient, job: &str) -> Result<i64, postgres::Error> {
+    client
+        .query_typed_one(
+            "SELECT coalesce(max(id), 0) AS id FROM manage.runs WHERE job = $1",
+            typed![&job],
+        )?
+        .try_get("id")
+}
+
+/// The first run of a job with an id above `after_id`, output included.
+pub fn first_run_after(
+    client: &mut impl GenericClient,
+    job: &str,
+    after_id: i64,
+) -> Result<Option<RunRow>, postgres::Error> {
+    client
+        .query_typed_opt(
+            "SELECT id, job, state, started_at, finished_at, runtime_seconds, output \
+             FROM manage.runs WHERE job = $1 AND id > $2 ORDER BY id LIMIT 1",
+            typed![&job, &after_id],
+        )?
+        .as_ref()
+        .map(RunRow::from_row)
+        .transpose()
+}
+
+/// Whether any finished run is older than `days` days.
+pub fn history_older_than_exists(
+    client: &mut impl GenericClient,
+    days: u32,
+) -> anyhow::Result<bool> {
+    let days = i32::try_from(days)?;
+    Ok(client
+        .query_typed_one(
+            "SELECT EXISTS (SELECT 1 FROM manage.runs WHERE state <> $2 \
+             AND finished_at < now() - make_interval(days => $1)) AS found",
+            typed![&days, &RunState::Running],
+        )?
+        .try_get("found")?)
+}
+
+/// Delete at most `batch` finished runs older than `days` days; how many went.
+pub fn purge_history_batch(
+    client: &mut impl GenericClient,
+    days: u32,
+    batch: i64,
+) -> anyhow::Result<u64> {
+    let days = i32::try_from(days)?;
+    Ok(client.execute_typed(
+        "DELETE FROM manage.runs WHERE id IN (\
+             SELECT id FROM manage.runs WHERE state <> $3 \
+             AND finished_at < clock_timestamp() - make_interval(days => $1) \
+             ORDER BY finished_at LIMIT $2)",
+        typed![&days, &batch, &RunState::Running],
+    )?)
+}
+
+/// Record the process group of a running child-process run.
+pub fn set_run_pgid(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    pgid: i32,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.runs SET pgid = $2 WHERE id = $1",
+        typed![&run_id, &pgid],
+    )?;
+    Ok(())
+}
+
+/// End a history row that is still running; false when someone else (a
+/// runner recovering it as interrupted) recorded it first.
+pub fn finish_run(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    state: RunState,
+    finished_at: DateTime<Utc>,
+    runtime_seconds: f64,
+    output: &str,
+) -> Result<bool, postgres::Error> {
+    Ok(client.execute_typed(
+        "UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
+         WHERE id = $1 AND state = $6",
+        typed![
+            &run_id,
+            &state,
+            &finished_at,
+            &runtime_seconds,
+            &output,
+            &RunState::Running
+        ],
+    )? > 0)
+}
+
+/// A skip is not a run: the claimed row goes again.
+pub fn delete_run(client: &mut impl GenericClient, run_id: i64) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "DELETE FROM manage.runs WHERE id = $1 AND state = $2",
+        typed![&run_id, &RunState::Running],
+    )?;
+    Ok(())
+}
+
+/// A running row whose runner is gone: dead, or this one shutting down.
+#[derive(Debug, Clone)]
+pub struct OrphanRun {
+    pub id: i64,
+    pub job: String,
+    pub started_at: DateTime<Utc>,
+    pub output: String,
+    pub host: Option<String>,
+    pub pgid: Option<i32>,
+}
+
+impl OrphanRun {
+    fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(OrphanRun {
+            id: row.try_get("id")?,
+            job: row.try_get("job")?,
+            started_at: row.try_get("started_at")?,
+            output: row.try_get("output")?,
+            host: row.try_get("host")?,
+            pgid: row.try_get("pgid")?,
+        })
+    }
+}
+
+/// The running rows of dead runners: a runner is dead when its lock is free
+/// and its heartbeat is older than `dead_after` (or it has no row at all).
+pub fn orphan_runs(
+    client: &mut impl GenericClient,
+    dead_after: std::time::Duration,
+) -> Result<Vec<OrphanRun>, postgres::Error> {
+    let sql = concat!(
+        "SELECT r.id, r.job, r.started_at, r.output, r.host, r.pgid FROM manage.runs r \
+         LEFT JOIN manage.runners w ON w.id = r.runner_id WHERE ",
+        orphaned!(),
+        " ORDER BY r.id"
+    );
+    client
+        .query_typed(
+            sql,
+            typed![&RUNNER_LOCK_CLASS, &seconds(dead_after), &RunState::Running],
+        )?
+        .iter()
+        .map(OrphanRun::from_row)
+        .collect()
+}
+
+/// A runner's own runs still open (at shutdown, after the grace).
+pub fn own_running_runs(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+) -> Result<Vec<OrphanRun>, postgres::Error> {
+    client
+        .query_typed(
+            "SELECT id, job, started_at, output, host, pgid FROM manage.runs \
+             WHERE runner_id = $1 AND state = $2 ORDER BY id",
+            typed![&runner_id, &RunState::Running],
+        )?
+        .iter()
+        .map(OrphanRun::from_row)
+        .collect()
+}
+
+/// Lock one running row for recovery; false when someone else got there first.
+pub fn lock_running_run(
+    client: &mut impl GenericClient,
+    run_id: i64,
+) -> Result<bool, postgres::Error> {
+    Ok(client
+        .query_typed_opt(
+            "SELECT 1 FROM manage.runs WHERE id = $1 AND state = $2 FOR UPDATE SKIP LOCKED",
+            typed![&run_id, &RunState::Running],
+        )?
+        .is_some())
+}
