@@ -94,20 +94,6 @@ impl Shared {
     }
 }
 
-/// The short host name (up to the first dot).
-pub fn short_host_name() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: gethostname writes at most len bytes into our buffer.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
-    let name = String::from_utf8_lossy(&buffer[..end]).into_owned();
-    name.split('.').next().unwrap_or("localhost").to_string()
-}
-
 /// Reconnect backoff: 0.5 s, doubling, at most 10 s.
 pub fn backoff(attempt: u32) -> Duration {
     let ms = 500u64.saturating_mul(1u64 << attempt.min(5));
@@ -116,9 +102,7 @@ pub fn backoff(attempt: u32) -> Duration {
 
 pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Result<bool> {
     let log = Log::from_env(config.timezone);
-    // SAFETY: geteuid cannot fail.
-    #[allow(unsafe_code)]
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::host::is_root() {
         eprintln!("warning: running as root; run the runner as an unprivileged user");
     }
     // Signals first: SIGTERM while the database is still unreachable at
@@ -138,7 +122,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
             log.line(&line);
         }
     }
-    let host = short_host_name();
+    let host = crate::host::short_host_name();
     let pid = std::process::id() as i32;
     let (runner_id, _) =
         store::register_runner(&mut client, &host, pid).context("registering the runner")?;
@@ -613,10 +597,5 @@ mod tests {
     fn backoff_starts_at_half_a_second_doubles_and_stays_at_ten() {
         let waits: Vec<u64> = (0..8).map(|a| backoff(a).as_millis() as u64).collect();
         assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
-    }
-
-    #[test]
-    fn the_host_name_is_short() {
-        assert!(!short_host_name().contains('.'));
     }
 }
