@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod host;
 pub mod job;
 pub mod mail;
 pub mod process;

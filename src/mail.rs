@@ -440,7 +440,7 @@ impl Transport {
                     Security::Tls => builder.tls(Tls::Wrapper(tls(&url.host)?)),
                 };
                 let mut builder = builder
-                    .hello_name(ClientId::Domain(crate::runner::short_host_name()))
+                    .hello_name(ClientId::Domain(crate::host::short_host_name()))
                     .timeout(Some(SMTP_TIMEOUT));
                 if let Some(user) = &url.user {
                     builder = builder.credentials(Credentials::new(

@@ -92,7 +92,7 @@ pub fn send_test_mail(ctx: &Context) -> Result<String, String> {
                 .into(),
         );
     };
-    let host = crate::runner::short_host_name();
+    let host = crate::host::short_host_name();
     let sender = n.sender.clone().unwrap_or_else(|| format!("manage@{host}"));
     let body = format!(
         "This is a test mail from manage on {host}, sent by `manage check --send-test-mail`.\n\

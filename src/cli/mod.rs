@@ -257,6 +257,9 @@ pub fn run() -> anyhow::Result<()> {
     let ctx = Context { config, registry };
     match cli.command {
         Command::ScheduledJobsRunner { once, no_migrate } => {
+            if crate::host::is_root() {
+                eprintln!("warning: running as root; run the runner as an unprivileged user");
+            }
             let options = crate::runner::Options { once, no_migrate };
             let all_succeeded = crate::runner::run(ctx.config, ctx.registry, options)?;
             // Only --once reports the runs' result; the daemon exits 0 when told to stop.

@@ -28,7 +28,7 @@
 //! * Creation and start are serialised by a lock file in the data directory,
 //!   so two invocations racing on a fresh machine do not both run `initdb`.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -379,90 +379,29 @@ impl ServerUser {
     }
 }
 
-#[allow(unsafe_code)] // libc calls, each with a SAFETY note
 fn current_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
-/// The passwd field list from a filled `struct passwd`.
-///
-/// # Safety
-/// `pw` must have been filled by a successful getpw*_r call whose buffer is
-/// still alive.
-#[allow(unsafe_code)] // libc calls, each with a SAFETY note
-unsafe fn entry_from_passwd(pw: &libc::passwd) -> UserEntry {
-    // SAFETY: per this function's contract, pw_name and pw_dir point to
-    // NUL-terminated strings inside the live buffer (or are null).
-    let cstr = |p: *const libc::c_char| {
-        if p.is_null() {
-            Vec::new()
-        } else {
-            unsafe { CStr::from_ptr(p) }.to_bytes().to_vec()
+impl From<nix::unistd::User> for UserEntry {
+    fn from(user: nix::unistd::User) -> Self {
+        UserEntry {
+            name: user.name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            home: user.dir,
         }
-    };
-    UserEntry {
-        name: String::from_utf8_lossy(&cstr(pw.pw_name)).into_owned(),
-        uid: pw.pw_uid,
-        gid: pw.pw_gid,
-        home: PathBuf::from(OsStr::from_bytes(&cstr(pw.pw_dir))),
     }
 }
 
-enum UserKey<'a> {
-    Name(&'a CStr),
-    Uid(u32),
-}
-
-/// getpwnam_r / getpwuid_r with a growing buffer; `Ok(None)` when there is no entry.
-#[allow(unsafe_code)] // libc calls, each with a SAFETY note
-fn lookup_user(key: UserKey<'_>) -> io::Result<Option<UserEntry>> {
-    let mut buf_len = 1024usize;
-    loop {
-        let mut buf = vec![0 as libc::c_char; buf_len];
-        // SAFETY: passwd is a plain C struct for which all-zero is a valid value.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call: `pw` and `result` are
-        // live locals, `buf` is writable for `buf.len()` bytes, and the name
-        // is a NUL-terminated CStr borrowed for the call.
-        let rc = unsafe {
-            match key {
-                UserKey::Name(name) => libc::getpwnam_r(
-                    name.as_ptr(),
-                    &mut pw,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                ),
-                UserKey::Uid(uid) => {
-                    libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result)
-                }
-            }
-        };
-        if rc == libc::ERANGE && buf_len < 1 << 20 {
-            buf_len *= 4;
-            continue;
-        }
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: the call succeeded and filled `pw`, whose strings live in
-        // `buf`, which is still alive here.
-        return Ok(Some(unsafe { entry_from_passwd(&pw) }));
-    }
-}
-
+/// The passwd entry named `name` (getpwnam_r); `Ok(None)` when there is none.
 fn lookup_user_by_name(name: &str) -> io::Result<Option<UserEntry>> {
-    let name = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    lookup_user(UserKey::Name(&name))
+    Ok(nix::unistd::User::from_name(name)?.map(UserEntry::from))
 }
 
+/// The passwd entry of `uid` (getpwuid_r); `Ok(None)` when there is none.
 fn lookup_user_by_uid(uid: u32) -> io::Result<Option<UserEntry>> {
-    lookup_user(UserKey::Uid(uid))
+    Ok(nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))?.map(UserEntry::from))
 }
 
 /// Chooses who runs the server.  Not root: ourselves.  Root: the first
@@ -665,30 +604,28 @@ fn write_file_as(path: &Path, contents: &str, user: &ServerUser) -> Result<(), E
 // ---------------------------------------------------------------------------
 // Status
 
-#[allow(unsafe_code)] // libc calls, each with a SAFETY note
 fn pid_alive(pid: u32) -> bool {
     // 0 and anything past i32::MAX would make kill() address a process
     // group or every process; such a pid file is garbage.
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
     if pid <= 0 {
         return false;
     }
-    // SAFETY: signal 0 delivers nothing; kill only checks that the pid
-    // exists and that we may signal it.
-    if unsafe { libc::kill(pid, 0) } == 0 {
+    // No signal: kill only checks that the pid exists and that we may signal it.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
         // A postmaster that exited but is not yet reaped (its parent is init,
         // which may be slow to reap in containers) still answers kill(); on
         // Linux /proc tells the difference at the cost of one read.
-        return !is_zombie(pid);
+        Ok(()) => !is_zombie(pid),
+        // EPERM: it exists but belongs to another user (we are not root).
+        Err(errno) => errno == nix::errno::Errno::EPERM,
     }
-    // EPERM: it exists but belongs to another user (we are not root).
-    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Whether /proc says `pid` is a zombie; false when /proc cannot tell.
-fn is_zombie(pid: libc::pid_t) -> bool {
+fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| parse_proc_state(&stat))
@@ -983,7 +920,7 @@ pub fn stop(data_dir: &Path) -> Result<bool, EmbeddedError> {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)] // tests: panics are the failure report
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests: panics are the failure report
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
@@ -1301,8 +1238,10 @@ mod tests {
             if stop(&self.data_dir).is_err() {
                 // Last resort so no server outlives the test: SIGQUIT the postmaster.
                 if let Status::Running { pid } = status(&self.data_dir) {
-                    // SAFETY: signalling a pid read from our own cluster's pid file.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGQUIT) };
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGQUIT,
+                    );
                 }
             }
             if let Ok(canon) = fs::canonicalize(&self.data_dir) {
@@ -1453,8 +1392,11 @@ mod tests {
         };
         let mut pids = children_of(pid);
         pids.push(pid);
-        // SAFETY: SIGKILL to the postmaster this test just started.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         wait_gone(&pids);
         assert!(
             first.socket_dir.join(SOCKET_FILE).exists(),

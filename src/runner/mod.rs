@@ -98,20 +98,6 @@ impl Shared {
     }
 }
 
-/// The short host name (up to the first dot).
-pub fn short_host_name() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: gethostname writes at most len bytes into our buffer.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
-    let name = String::from_utf8_lossy(&buffer[..end]).into_owned();
-    name.split('.').next().unwrap_or("localhost").to_string()
-}
-
 pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Result<bool> {
     let log = Log::from_env(config.timezone);
     // Signals first: SIGTERM while the database is still unreachable at
@@ -131,7 +117,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
             log.line(&line);
         }
     }
-    let host = short_host_name();
+    let host = crate::host::short_host_name();
     let pid = std::process::id() as i32;
     let (runner_id, _) =
         store::register_runner(&mut client, &host, pid).context("registering the runner")?;
