@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::jobs::{connect, existing_job};
+use crate::cli::common::{connect, existing_job, report_trigger};
 use crate::cli::render;
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
@@ -258,30 +258,6 @@ pub fn run_now(ctx: &Context, args: RunNowArgs) -> anyhow::Result<()> {
     }
     store::trigger_job(&mut client, &row.name, args.delay.unwrap_or(0))?;
     report_trigger(ctx, &mut client, &row.name)
-}
-
-/// Say what run-now did: when the job will run, or that it runs again after
-/// the current run.
-pub(crate) fn report_trigger(
-    ctx: &Context,
-    client: &mut postgres::Client,
-    name: &str,
-) -> anyhow::Result<()> {
-    let row = existing_job(client, name)?;
-    let now = store::db_now(client)?;
-    if row.running() && row.run_requested {
-        println!("Job {name} is running; it will run once more when this run ends");
-    } else if let Some(next) = row.next_run {
-        println!(
-            "Job {name} will run at {} ({})",
-            render::human_time(next, ctx.config.timezone),
-            render::relative(next, now)
-        );
-    }
-    if store::hold(client)?.held {
-        println!("Note: jobs are held; it runs once the hold is released with --pending run");
-    }
-    Ok(())
 }
 
 pub fn reset_failure(ctx: &Context, name: &str) -> anyhow::Result<()> {
