@@ -6,11 +6,11 @@ use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::jobs::{connect, existing_job};
+use crate::cli::common::{connect, existing_job, report_trigger};
 use crate::cli::render;
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
-use crate::job::Job as JobRow;
+use crate::job::Job;
 use crate::schedule::{self, Schedule};
 use crate::store::{self, ConfigChange};
 
@@ -84,7 +84,7 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// The effective schedule and the next run, after a change.
-fn print_schedule(row: &JobRow, ctx: &Context, now: chrono::DateTime<chrono::Utc>) {
+fn print_schedule(row: &Job, ctx: &Context, now: chrono::DateTime<chrono::Utc>) {
     let tz = ctx.config.timezone;
     let effective = row.effective_schedule().map_or_else(
         || "none (runs only when started by hand)".into(),
@@ -146,7 +146,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
 
 /// Ask for every field, current values as defaults. Nothing is written until
 /// every answer is in, so Ctrl-C changes nothing.
-fn ask(row: &JobRow) -> anyhow::Result<ConfigChange> {
+fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
     use dialoguer::{Confirm, Input};
 
     let interrupted = |e: dialoguer::Error| -> anyhow::Error {
@@ -259,30 +259,6 @@ pub fn run_now(ctx: &Context, args: RunNowArgs) -> anyhow::Result<()> {
     }
     store::trigger_job(&mut client, &row.name, args.delay.unwrap_or(0))?;
     report_trigger(ctx, &mut client, &row.name)
-}
-
-/// Say what run-now did: when the job will run, or that it runs again after
-/// the current run.
-pub(crate) fn report_trigger(
-    ctx: &Context,
-    client: &mut postgres::Client,
-    name: &str,
-) -> anyhow::Result<()> {
-    let row = existing_job(client, name)?;
-    let now = store::db_now(client)?;
-    if row.running() && row.run_requested {
-        println!("Job {name} is running; it will run once more when this run ends");
-    } else if let Some(next) = row.next_run {
-        println!(
-            "Job {name} will run at {} ({})",
-            render::human_time(next, ctx.config.timezone),
-            render::relative(next, now)
-        );
-    }
-    if store::hold(client)?.held {
-        println!("Note: jobs are held; it runs once the hold is released with --pending run");
-    }
-    Ok(())
 }
 
 pub fn reset_failure(ctx: &Context, name: &str) -> anyhow::Result<()> {

@@ -6,17 +6,18 @@ use chrono_tz::Tz;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
+use crate::cli::common::{
+    connect, existing_job, job_json, overview, print_history_table, run_json, Overview,
+};
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::bad_input;
-use crate::job::{Job as JobRow, RunState};
+use crate::job::RunState;
 use crate::schedule::{self, Schedule};
-use crate::store::{self, RunRow};
+use crate::store;
 
 /// Runs per page of `jobs show`.
 pub const SHOW_PAGE: u32 = 15;
-/// Runs per page of `jobs history`.
-pub const HISTORY_PAGE: u32 = 50;
 /// A last run longer ago than this is worth a warning above `jobs list`.
 const STALE_LAST_RUN_SECS: i64 = 6 * 3600;
 
@@ -134,138 +135,8 @@ pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
     }
 }
 
-pub(crate) fn connect(ctx: &Context) -> anyhow::Result<postgres::Client> {
-    Ok(crate::cli::connect_db(&ctx.config, crate::db::APPLICATION_NAME)?.0)
-}
-
-/// A job that exists and is not removed, or exit 2 naming it.
-pub(crate) fn existing_job(client: &mut postgres::Client, name: &str) -> anyhow::Result<JobRow> {
-    match store::job(client, name)? {
-        Some(row) if !row.removed => Ok(row),
-        Some(_) => bad_input(format!(
-            "job \"{name}\" has been removed (it is no longer defined); expected a defined job, see `manage jobs list`"
-        )),
-        None => no_such_job(name),
-    }
-}
-
-/// Exit 2: no job has this name (not even a removed one).
-pub(crate) fn no_such_job<T>(name: &str) -> anyhow::Result<T> {
-    bad_input(format!(
-        "there is no job \"{name}\"; expected one of the names `manage jobs list` shows"
-    ))
-}
-
-/// The job object of §7, serialised straight from the row: at 10,000 jobs,
-/// building a `serde_json::Value` per job first doubled the time of
-/// `jobs list --json`.
-#[derive(serde::Serialize)]
-pub struct JobJson<'a> {
-    name: &'a str,
-    app: &'a str,
-    description: &'a str,
-    enabled: bool,
-    notify_on_success: bool,
-    internal: bool,
-    timeout_seconds: i32,
-    builtin_times: Option<Vec<String>>,
-    builtin_interval: Option<String>,
-    override_times: Option<Vec<String>>,
-    override_interval: Option<String>,
-    next_run: Option<String>,
-    last_run: Option<String>,
-    last_state: Option<RunState>,
-    last_skip: Option<String>,
-    running: bool,
-}
-
-fn times_strings(times: &Option<Vec<chrono::NaiveTime>>) -> Option<Vec<String>> {
-    match times {
-        Some(t) if !t.is_empty() => Some(
-            schedule::normalize_times(t.clone())
-                .into_iter()
-                .map(schedule::format_time)
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-fn interval_string(secs: Option<i32>) -> Option<String> {
-    secs.filter(|s| *s > 0)
-        .map(|s| schedule::format_duration(s as u32))
-}
-
-impl<'a> JobJson<'a> {
-    pub fn new(row: &'a JobRow, tz: Tz) -> Self {
-        let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| render::json_time(t, tz));
-        JobJson {
-            name: &row.name,
-            app: &row.app,
-            description: &row.description,
-            enabled: row.enabled,
-            notify_on_success: row.notify_on_success,
-            internal: row.internal,
-            timeout_seconds: row.timeout_seconds,
-            builtin_times: times_strings(&row.builtin_times),
-            builtin_interval: interval_string(row.builtin_interval_seconds),
-            override_times: times_strings(&row.override_times),
-            override_interval: interval_string(row.override_interval_seconds),
-            next_run: time(row.next_run),
-            last_run: time(row.last_run),
-            last_state: row.last_state,
-            last_skip: time(row.last_skip),
-            running: row.running(),
-        }
-    }
-}
-
-/// The job object of §7 as a value (for `jobs show`, which adds `history`).
-pub fn job_json(row: &JobRow, tz: Tz) -> Value {
-    serde_json::to_value(JobJson::new(row, tz)).unwrap_or(Value::Null)
-}
-
-/// The run object of §7; `with_output` adds the whole output.
-pub fn run_json(run: &RunRow, tz: Tz, with_output: bool) -> Value {
-    let mut value = json!({
-        "id": run.id,
-        "job": run.job,
-        "state": run.state,
-        "started_at": render::json_time(run.started_at, tz),
-        "finished_at": render::json_time_opt(run.finished_at, tz),
-        "runtime_seconds": run.runtime_seconds,
-        "output_first_line": run.output_first_line(),
-    });
-    if with_output {
-        value["output"] = Value::from(run.output.clone());
-    }
-    value
-}
-
 fn describe_schedule(s: Option<&Schedule>) -> String {
     s.map_or_else(|| "none".to_string(), Schedule::describe)
-}
-
-/// The facts above `jobs list` and in `jobs status`.
-pub struct Overview {
-    pub now: DateTime<Utc>,
-    pub runners: Vec<store::RunnerRow>,
-    pub hold: store::Hold,
-    pub last_run: Option<DateTime<Utc>>,
-}
-
-pub fn overview(client: &mut postgres::Client) -> anyhow::Result<Overview> {
-    let store::Overview {
-        now,
-        hold,
-        last_run,
-    } = store::overview(client)?;
-    Ok(Overview {
-        now,
-        runners: store::connected_runners(client)?,
-        hold,
-        last_run,
-    })
 }
 
 fn banner(overview: &Overview, tz: Tz) -> Vec<String> {
@@ -439,38 +310,6 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The history table of `jobs show` and `jobs history`.
-pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {
-    if runs.is_empty() {
-        println!("(no runs)");
-        return;
-    }
-    let mut header = vec!["Id", "Started"];
-    if with_job {
-        header.push("Job");
-    }
-    header.extend(["State", "Runtime", "Output"]);
-    let mut table = render::table(&header);
-    for run in runs {
-        let is_failed = run.state.is_failure();
-        let mut cells = vec![
-            comfy_table::Cell::new(run.id),
-            comfy_table::Cell::new(render::human_time(run.started_at, tz)),
-        ];
-        if with_job {
-            cells.push(comfy_table::Cell::new(&run.job));
-        }
-        cells.push(render::alert_cell(run.state.as_str(), is_failed));
-        cells.push(comfy_table::Cell::new(
-            run.runtime_seconds
-                .map_or_else(|| "-".into(), render::seconds),
-        ));
-        cells.push(comfy_table::Cell::new(run.output_first_line()));
-        table.add_row(cells);
-    }
-    render::print_table(&table);
-}
-
 fn next(
     ctx: &Context,
     name: &str,
@@ -492,26 +331,15 @@ fn next(
     };
     let mut client = connect(ctx)?;
     let row = existing_job(&mut client, name)?;
-    let Some(effective) = row.effective_schedule() else {
+    if row.effective_schedule().is_none() {
         if json {
             return print_json(&Value::Array(Vec::new()));
         }
         println!("Job {name} has no schedule: it runs only when started by hand.");
         return Ok(());
-    };
+    }
     let now = store::db_now(&mut client)?;
-    let runs = match (after, &effective) {
-        (Some(after), _) => schedule::runs_after(&effective, after, count, tz),
-        // An interval job's next run counts from its last run, as the runner's does.
-        (None, Schedule::Interval(secs)) => {
-            let first = schedule::next_run(&effective, row.last_run, row.last_skip, now, tz);
-            let step = chrono::Duration::seconds(i64::from(*secs));
-            std::iter::successors(Some(first), |t| t.checked_add_signed(step))
-                .take(count)
-                .collect()
-        }
-        (None, Schedule::Times(_)) => schedule::runs_after(&effective, now, count, tz),
-    };
+    let runs = row.upcoming_runs(after, now, count, tz);
     let disabled_note = format!("Job {name} is disabled; if it were enabled it would run at:");
     if json {
         if !row.enabled {

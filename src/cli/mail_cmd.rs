@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::cli::jobs::connect;
+use crate::cli::common::connect;
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::mail::{self, Outgoing, Transport};

@@ -6,6 +6,7 @@
 //! configuration must not hide `--help`: the help is printed with the built-in
 //! jobs only, after a warning.
 
+mod common;
 mod control;
 mod db_cmd;
 mod jobs;

@@ -4,11 +4,14 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::cli::jobs::{self, connect, print_history_table, run_json, HISTORY_PAGE};
+use crate::cli::common::{self, connect, print_history_table, run_json};
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::store::{self, HistoryFilter};
+
+/// Runs per page of `jobs history`.
+pub const HISTORY_PAGE: u32 = 50;
 
 pub fn history(
     ctx: &Context,
@@ -22,7 +25,7 @@ pub fn history(
     if let Some(name) = name {
         // Removed jobs keep their history, and it can still be read.
         if !store::job_exists(&mut client, name)? {
-            return jobs::no_such_job(name);
+            return common::no_such_job(name);
         }
     }
     let runs = store::history_page(
@@ -61,7 +64,7 @@ pub fn output(ctx: &Context, run_id: i64, json: bool) -> anyhow::Result<()> {
 
 /// The facts of `jobs status`, and the banners of `jobs list`.
 pub struct Health {
-    pub overview: jobs::Overview,
+    pub overview: common::Overview,
     pub running: Vec<String>,
     pub overdue: Vec<(String, DateTime<Utc>)>,
     pub failing: Vec<(String, String)>,
@@ -70,7 +73,7 @@ pub struct Health {
 
 pub fn health(ctx: &Context, client: &mut postgres::Client) -> anyhow::Result<Health> {
     let tz = ctx.config.timezone;
-    let overview = jobs::overview(client)?;
+    let overview = common::overview(client)?;
     let rows = store::listed_jobs(client)?;
     let running: Vec<String> = rows
         .iter()

@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 
+use crate::cli::common::report_trigger;
 use crate::cli::Context;
 use crate::error::Exit;
-use crate::job::{Job as JobRow, RunState};
+use crate::job::{Job, RunState};
 use crate::store;
 
 pub fn run_now_and_wait(
     ctx: &Context,
     client: &mut postgres::Client,
-    row: &JobRow,
+    row: &Job,
     delay_secs: u32,
     timeout_secs: Option<u32>,
 ) -> anyhow::Result<()> {
@@ -29,7 +30,7 @@ pub fn run_now_and_wait(
     store::listen(client)?;
     let newest_before = store::newest_run_id(client, &row.name)?;
     store::trigger_job(client, &row.name, delay_secs)?;
-    super::control::report_trigger(ctx, client, &row.name)?;
+    report_trigger(ctx, client, &row.name)?;
     let deadline = timeout_secs.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
     loop {
         if let Some(run) = store::first_run_after(client, &row.name, newest_before)? {
