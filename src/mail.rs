@@ -59,7 +59,7 @@ pub struct RunFacts<'a> {
     pub host: &'a str,
     pub started_at: DateTime<Utc>,
     pub runtime_seconds: f64,
-    pub state: &'a str,
+    pub state: crate::job::RunState,
     pub output: &'a str,
 }
 
@@ -638,7 +638,7 @@ mod tests {
             host: "db1",
             started_at: Utc.with_ymd_and_hms(2026, 11, 27, 2, 7, 0).unwrap(),
             runtime_seconds: 1.25,
-            state: "failed",
+            state: crate::job::RunState::Failed,
             output,
         }
     }

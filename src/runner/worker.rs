@@ -661,7 +661,7 @@ fn queue_notification(
             host: &shared.host,
             started_at: r.started_at,
             runtime_seconds: r.runtime_seconds,
-            state: r.state.as_str(),
+            state: r.state,
             output: r.output,
         },
         shared.config.timezone,
