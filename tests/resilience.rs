@@ -31,6 +31,15 @@ fn running_with_pgid(url: &str, job: &str) -> Option<Run> {
         .find(|r| r.state == "running" && r.pgid.is_some())
 }
 
+/// The `[runner]` liveness timings these tests use (`crate::timings`):
+/// heartbeat 1 s, cut-off 2 s, dead after 4 s — the defaults' 10/20/30 s
+/// shrunk, so that no test sleeps through half a minute.
+const FAST_LIVENESS: &str =
+    "[runner]\nheartbeat = \"00:01\"\ncut_off = \"00:02\"\ndead_after = \"00:04\"\n";
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const CUT_OFF: Duration = Duration::from_secs(2);
+const DEAD_AFTER: Duration = Duration::from_secs(4);
+
 fn manage_on(url: &str) -> Manage {
     Manage::new().env("DATABASE_URL", url)
 }
@@ -64,7 +73,7 @@ fn kill9(pid: i32) {
 fn a_runner_killed_mid_run_is_recorded_interrupted_by_the_next_runner() {
     let sleep = marker(1);
     let config = format!(
-        "[notifications]\nemail = \"ops@example.com\"\n\
+        "{FAST_LIVENESS}[notifications]\nemail = \"ops@example.com\"\n\
          [jobs.long]\ncommand = \"echo started; sleep {sleep} & wait\"\ndescription = \"Long job\"\ninterval = \"01:00:00\"\n"
     );
     let db = TestDb::new();
@@ -116,9 +125,11 @@ fn a_runner_killed_mid_run_is_recorded_interrupted_by_the_next_runner() {
 }
 
 #[test]
-fn a_live_runner_notices_a_dead_runners_run_within_40_seconds() {
+fn a_live_runner_notices_a_dead_runners_run_within_dead_after_and_a_heartbeat() {
     let sleep = marker(2);
-    let config = format!("[jobs.long]\ncommand = \"sleep {sleep}\"\ninterval = \"01:00:00\"\n");
+    let config = format!(
+        "{FAST_LIVENESS}[jobs.long]\ncommand = \"sleep {sleep}\"\ninterval = \"01:00:00\"\n"
+    );
     let db = TestDb::new();
     db.manage().config(&config).arg("migrate").ok();
     let a = runner_on(&db.url, &config);
@@ -153,13 +164,15 @@ fn a_live_runner_notices_a_dead_runners_run_within_40_seconds() {
     );
     let noticed = killed.elapsed();
     survivor.stop();
+    // Dead `dead_after` after its last heartbeat (at most one heartbeat
+    // before the kill), noticed at the survivor's next heartbeat.
     assert!(
-        noticed <= Duration::from_secs(41),
+        noticed <= DEAD_AFTER + HEARTBEAT + Duration::from_secs(1),
         "noticed after {noticed:?}"
     );
     assert!(
-        noticed >= Duration::from_secs(29),
-        "declared dead before 30 s without a heartbeat: {noticed:?}"
+        noticed >= DEAD_AFTER - HEARTBEAT,
+        "declared dead before {DEAD_AFTER:?} without a heartbeat: {noticed:?}"
     );
     assert!(!process_running(&format!("sleep {sleep}")));
 }
@@ -307,11 +320,11 @@ fn an_unreachable_database_at_start_up_is_retried() {
 }
 
 #[test]
-fn a_database_gone_for_over_20_seconds_gets_the_child_killed_and_recorded_interrupted() {
+fn a_database_gone_for_longer_than_the_cut_off_gets_the_child_killed_and_recorded_interrupted() {
     let sleep = marker(4);
     let cluster = PrivateCluster::new();
     let config = format!(
-        "[jobs.cutoff]\ncommand = \"echo begun; sleep {sleep}\"\ninterval = \"01:00:00\"\n"
+        "{FAST_LIVENESS}[jobs.cutoff]\ncommand = \"echo begun; sleep {sleep}\"\ninterval = \"01:00:00\"\n"
     );
     manage_on(&cluster.url).config(&config).arg("migrate").ok();
     due_now(&cluster.url, "cutoff");
@@ -326,7 +339,7 @@ fn a_database_gone_for_over_20_seconds_gets_the_child_killed_and_recorded_interr
     });
     let killed_after = stopped.elapsed();
     assert!(
-        killed_after <= Duration::from_secs(22),
+        killed_after <= CUT_OFF + Duration::from_secs(2),
         "killed after {killed_after:?}: {}",
         runner.log()
     );
@@ -347,12 +360,12 @@ fn a_database_gone_for_over_20_seconds_gets_the_child_killed_and_recorded_interr
         "{:?}",
         all[0].output
     );
-    assert!(log.contains("Cut off from the database for 20 s"), "{log}");
+    assert!(log.contains("Cut off from the database for 2 s"), "{log}");
 }
 
 #[test]
 fn three_runners_with_one_killed_never_overlap_nor_run_a_slot_twice() {
-    let mut config = String::from("[runner]\nmax_parallel = 2\n");
+    let mut config = format!("{FAST_LIVENESS}max_parallel = 2\n");
     for i in 0..8 {
         config.push_str(&format!(
             "[jobs.s{i}]\ncommand = \"sleep 0.1\"\ninterval = \"00:01\"\n"
@@ -366,8 +379,9 @@ fn three_runners_with_one_killed_never_overlap_nor_run_a_slot_twice() {
     let victim = runners.next().unwrap();
     kill9(victim.pid());
     drop(victim);
-    // Long enough for the victim to be declared dead and its runs recovered.
-    std::thread::sleep(Duration::from_secs(42));
+    // Long enough for the victim to be declared dead and its runs recovered
+    // (twice what that takes), and for the jobs to run on.
+    std::thread::sleep(2 * (DEAD_AFTER + HEARTBEAT));
     for runner in runners {
         runner.stop();
     }
