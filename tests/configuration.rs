@@ -238,3 +238,18 @@ fn a_trigger_next_cycle_names_file_key_and_cycle() {
         .arg("migrate")
         .ok();
 }
+
+#[test]
+fn an_empty_manage_config_counts_as_unset() {
+    let db = TestDb::new();
+    std::fs::write(
+        db.home().join("manage.toml"),
+        "[jobs.from_default_file]\ncommand = \"true\"\n",
+    )
+    .unwrap();
+    db.manage().env("MANAGE_CONFIG", "").arg("migrate").ok();
+    assert_eq!(
+        db.value("SELECT count(*) FROM manage.jobs WHERE name = 'from_default_file'"),
+        "1"
+    );
+}

@@ -19,6 +19,7 @@ use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Sources};
@@ -37,7 +38,11 @@ use crate::registry::{JobDef, JobKind, Registry};
 )]
 pub struct Cli {
     /// The configuration file [default: ./manage.toml when present]
-    #[arg(long, global = true, value_name = "PATH", env = "MANAGE_CONFIG")]
+    // Empty counts as unset (like an empty DATABASE_URL), so the parser must
+    // let an empty value through: clap's PathBuf parser refuses one, and an
+    // exported-but-empty MANAGE_CONFIG would end every command in a usage error.
+    #[arg(long, global = true, value_name = "PATH", env = "MANAGE_CONFIG",
+          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub config: Option<PathBuf>,
 
     /// The database to use [default: the embedded cluster under MANAGE_DATA_DIR]
@@ -114,8 +119,12 @@ pub enum Command {
 }
 
 /// Find `--config PATH` / `--config=PATH` before clap runs (it decides which
-/// job subcommands exist). Stops at `--`, like clap.
+/// job subcommands exist). Stops at `--`, like clap. An empty path is no path.
 fn prescan_config(args: &[OsString]) -> Option<PathBuf> {
+    prescan_config_arg(args).filter(|path| !path.as_os_str().is_empty())
+}
+
+fn prescan_config_arg(args: &[OsString]) -> Option<PathBuf> {
     let mut iter = args.iter().skip(1);
     while let Some(arg) = iter.next() {
         let text = arg.to_string_lossy();
@@ -327,5 +336,6 @@ mod tests {
             prescan_config(&args(&["manage", "--", "--config", "z"])),
             None
         );
+        assert_eq!(prescan_config(&args(&["manage", "--config="])), None);
     }
 }
