@@ -4,7 +4,7 @@
 //! runner (which writes runs) never waits long behind it.
 
 use anyhow::Context;
-use clap::{value_parser, Arg, ArgMatches, Command};
+use clap::{Arg, ArgMatches, Command};
 
 use crate::registry::{Builtin, BuiltinSchedule, JobContext};
 use crate::store;
@@ -31,8 +31,14 @@ fn args(command: Command) -> Command {
         Arg::new("keep_days")
             .long("keep-days")
             .value_name("N")
-            .value_parser(value_parser!(u32))
-            .help("Keep the runs of the last N days (default: history_retention_days; 0 removes every finished run)"),
+            // Bounded like history_retention_days: further back than that
+            // the cut-off would fall outside PostgreSQL's timestamps.
+            .value_parser(crate::cli::number_in(0, crate::config::MAX_RETENTION_DAYS))
+            .allow_negative_numbers(true)
+            .help(format!(
+                "Keep the runs of the last N days, 0 to {} (default: history_retention_days; 0 removes every finished run)",
+                crate::config::MAX_RETENTION_DAYS
+            )),
     )
 }
 

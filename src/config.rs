@@ -19,6 +19,10 @@ use crate::schedule::{self, Schedule};
 /// Default timeout of a child-process job.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 120;
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// The most days of history that can be kept (`history_retention_days`,
+/// `purge_job_history --keep-days`): about 2,700 years, well inside
+/// PostgreSQL's timestamps, so the cut-off `now() - N days` always exists.
+pub const MAX_RETENTION_DAYS: u32 = 1_000_000;
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_PARALLEL: u32 = 4;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u32 = 30;
@@ -364,7 +368,7 @@ impl Reader<'_> {
                 "history_retention_days",
                 "history_retention_days",
                 1,
-                1_000_000,
+                i64::from(MAX_RETENTION_DAYS),
             )?
             .map_or(DEFAULT_RETENTION_DAYS, |d| d as u32);
         let max_output_bytes = self

@@ -942,6 +942,35 @@ fn history_rejects_unknown_jobs_and_page_0() {
 }
 
 #[test]
+fn numbers_out_of_range_name_the_flag_and_the_range() {
+    let db = setup();
+    let before = state(&db);
+    for page in ["4294967296", "-1", "x"] {
+        jobs(&db, &["history", "--page", page]).assert_bad_input(&[
+            page,
+            "--page",
+            "from 1 to 4294967295",
+        ]);
+        jobs(&db, &["show", "poll", "--page", page]).assert_bad_input(&[
+            page,
+            "--page",
+            "from 1 to 4294967295",
+        ]);
+    }
+    for id in ["0", "-1", "9223372036854775808"] {
+        jobs(&db, &["output", id]).assert_bad_input(&[
+            id,
+            "RUN_ID",
+            "from 1 to 9223372036854775807",
+        ]);
+    }
+    assert_eq!(state(&db), before);
+    // The range is in the help.
+    let help = manage(&db).args(["jobs", "history", "--help"]).ok().stdout;
+    assert!(help.contains("1 or more"), "{help}");
+}
+
+#[test]
 fn history_and_output_of_a_removed_job_still_work() {
     let db = setup();
     let mut client = db.client();

@@ -141,6 +141,22 @@ fn prescan_config_arg(args: &[OsString]) -> Option<PathBuf> {
     None
 }
 
+/// The value parser of a numeric flag: a whole number from `min` to `max`.
+/// Every refusal — too big, negative, not a number — states the range, and
+/// clap puts the flag and the value in front (`error: invalid value '0' for
+/// '--page <PAGE>': expected a whole number from 1 to …`), exit 2. The flags
+/// that take one also set `allow_negative_numbers`, so that `-1` is refused
+/// here rather than taken for an unknown flag.
+pub fn number_in<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync,
+{
+    move |text: &str| match text.trim().parse::<T>() {
+        Ok(n) if min <= n && n <= max => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
 /// The clap command for one job: its description, and for built-in jobs their
 /// own arguments.
 fn job_command(job: &JobDef) -> clap::Command {
@@ -337,5 +353,19 @@ mod tests {
             None
         );
         assert_eq!(prescan_config(&args(&["manage", "--config="])), None);
+    }
+
+    #[test]
+    fn numbers_out_of_range_state_the_range() {
+        let page = number_in(1u32, u32::MAX);
+        assert_eq!(page("1"), Ok(1));
+        assert_eq!(page("4294967295"), Ok(u32::MAX));
+        for bad in ["0", "-1", "4294967296", "x", ""] {
+            assert_eq!(
+                page(bad),
+                Err("expected a whole number from 1 to 4294967295".into()),
+                "{bad}"
+            );
+        }
     }
 }
