@@ -30,9 +30,9 @@ const KEEP_DAYS: JobOption = JobOption {
     long: "keep-days",
     value_name: "N",
     help: "Keep the runs of the last N days (default: history_retention_days; 0 removes every finished run)",
-    // A century: more is no retention at all, and PostgreSQL's intervals
-    // (and an i32 of days) end not far beyond.
-    max: 36_500,
+    // Bounded like history_retention_days: further back than that the
+    // cut-off would fall outside PostgreSQL's timestamps.
+    max: crate::config::MAX_RETENTION_DAYS,
 };
 
 fn keep_days(ctx: &JobContext) -> u32 {

@@ -21,6 +21,10 @@ use crate::timings::Timings;
 /// Default timeout of a child-process job.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 120;
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// The most days of history that can be kept (`history_retention_days`,
+/// `purge_job_history --keep-days`): about 2,700 years, well inside
+/// PostgreSQL's timestamps, so the cut-off `now() - N days` always exists.
+pub const MAX_RETENTION_DAYS: u32 = 1_000_000;
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_PARALLEL: u32 = 4;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u32 = 30;
@@ -38,6 +42,15 @@ pub const RESERVED_NAMES: &[&str] = &[
     "scheduled_jobs_runner",
     "list_unscheduled_commands",
 ];
+
+/// Why a NUL byte is refused: PostgreSQL's text cannot hold one, nor can a
+/// command line or an environment variable, so it can only be a mistake.
+const NUL_PROBLEM: &str =
+    "contains a NUL byte (\\0), which no job, database or mail setting can hold; remove it";
+
+/// The jobs written in Rust, as the configuration must know them: each name
+/// with the jobs it triggers.
+pub type BuiltinJobs<'a> = [(&'a str, &'a [&'a str])];
 
 /// A configuration problem: exit code 2. The message already names where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,11 +81,15 @@ impl Sources {
         }
     }
 
-    fn var(&self, name: &str) -> Option<String> {
-        self.env
-            .get(name)
-            .map(|v| v.to_string_lossy().into_owned())
-            .filter(|v| !v.is_empty())
+    /// An environment variable that is set and not empty. A NUL byte (which a
+    /// real environment cannot carry, but a `Sources` built by hand can) is
+    /// refused like one in the file.
+    fn var(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        match self.env.get(name).map(|v| v.to_string_lossy().into_owned()) {
+            Some(v) if v.contains('\0') => Err(ConfigError(format!("{name}: {NUL_PROBLEM}"))),
+            Some(v) if !v.is_empty() => Ok(Some(v)),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -114,9 +131,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read and validate. `builtin_names` are the jobs written in Rust: a declared
-    /// job may neither take one of their names nor trigger an unknown job.
-    pub fn load(sources: &Sources, builtin_names: &[&str]) -> Result<Config, ConfigError> {
+    /// Read and validate. `builtins` are the jobs written in Rust, each with
+    /// its `trigger_next`: a declared job may neither take one of their names,
+    /// nor trigger an unknown job, nor close a cycle through them.
+    pub fn load(sources: &Sources, builtins: &BuiltinJobs) -> Result<Config, ConfigError> {
         let file = match &sources.config_path {
             Some(path) => Some(sources.cwd.join(path)),
             None => {
@@ -154,7 +172,8 @@ impl Config {
             .and_then(|f| f.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| sources.cwd.clone());
         let reader = Reader { label: &label };
-        reader.config(&table, sources, file.clone(), &base_dir, builtin_names)
+        reader.reject_nul(&table, "")?;
+        reader.config(&table, sources, file.clone(), &base_dir, builtins)
     }
 
     /// The directory relative paths in the file are resolved against.
@@ -175,14 +194,35 @@ impl Reader<'_> {
         ConfigError(format!("{}: {key}: {problem}", self.label))
     }
 
+    /// Refuse a NUL byte anywhere, in a key or a string, before anything else
+    /// reads the table: one walk covers every key, present and future.
+    fn reject_nul(&self, table: &toml::Table, prefix: &str) -> Res<()> {
+        for (key, value) in table {
+            let full = join_key(prefix, key);
+            if key.contains('\0') {
+                return Err(self.err(&full, NUL_PROBLEM));
+            }
+            self.reject_nul_in(value, &full)?;
+        }
+        Ok(())
+    }
+
+    fn reject_nul_in(&self, value: &toml::Value, full: &str) -> Res<()> {
+        match value {
+            toml::Value::String(s) if s.contains('\0') => Err(self.err(full, NUL_PROBLEM)),
+            // An array's items are named by the array's key, as elsewhere.
+            toml::Value::Array(items) => items
+                .iter()
+                .try_for_each(|item| self.reject_nul_in(item, full)),
+            toml::Value::Table(t) => self.reject_nul(t, full),
+            _ => Ok(()),
+        }
+    }
+
     fn check_keys(&self, table: &toml::Table, prefix: &str, allowed: &[&str]) -> Res<()> {
         for key in table.keys() {
             if !allowed.contains(&key.as_str()) {
-                let full = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}.{key}")
-                };
+                let full = join_key(prefix, key);
                 return Err(self.err(
                     &full,
                     format!("unknown key; expected one of: {}", allowed.join(", ")),
@@ -290,7 +330,7 @@ impl Reader<'_> {
         sources: &Sources,
         file: Option<PathBuf>,
         base_dir: &Path,
-        builtin_names: &[&str],
+        builtins: &BuiltinJobs,
     ) -> Res<Config> {
         self.check_keys(
             table,
@@ -308,15 +348,15 @@ impl Reader<'_> {
 
         let database_url =
             sources
-                .var("DATABASE_URL")
+                .var("DATABASE_URL")?
                 .or(self.string(table, "database_url", "database_url")?);
 
-        let timezone = match sources.var("MANAGE_TIMEZONE") {
+        let timezone = match sources.var("MANAGE_TIMEZONE")? {
             Some(name) => schedule::parse_zone(&name)
                 .map_err(|e| ConfigError(format!("MANAGE_TIMEZONE: {e}")))?,
             None => match self.string(table, "timezone", "timezone")? {
                 Some(name) => schedule::parse_zone(&name).map_err(|e| self.err("timezone", e))?,
-                None => system_zone(sources.var("TZ").as_deref()),
+                None => system_zone(sources.var("TZ").ok().flatten().as_deref()),
             },
         };
 
@@ -326,7 +366,7 @@ impl Reader<'_> {
                 "history_retention_days",
                 "history_retention_days",
                 1,
-                1_000_000,
+                i64::from(MAX_RETENTION_DAYS),
             )?
             .map_or(DEFAULT_RETENTION_DAYS, |d| d as u32);
         let max_output_bytes = self
@@ -395,19 +435,19 @@ impl Reader<'_> {
                 .string(n, "sendmail", "notifications.sendmail")?
                 .map(|p| base_dir.join(p));
         }
-        if let Some(email) = sources.var("SCHEDULED_JOBS_EMAIL") {
+        if let Some(email) = sources.var("SCHEDULED_JOBS_EMAIL")? {
             notifications.email = Some(email);
         }
-        if let Some(sender) = sources.var("SCHEDULED_JOBS_EMAIL_SENDER") {
+        if let Some(sender) = sources.var("SCHEDULED_JOBS_EMAIL_SENDER")? {
             notifications.sender = Some(sender);
         }
-        if let Some(url) = sources.var("SMTP_URL") {
+        if let Some(url) = sources.var("SMTP_URL")? {
             notifications.smtp_url = Some(url);
         }
         notifications.email = notifications.email.filter(|e| !e.trim().is_empty());
         // Named as the environment variable when that is where the value came from.
         crate::mail::check_settings(&notifications).map_err(|p| {
-            match p.env.filter(|var| sources.var(var).is_some()) {
+            match p.env.filter(|var| matches!(sources.var(var), Ok(Some(_)))) {
                 Some(var) => ConfigError(format!("{var}: {}", p.problem)),
                 None => self.err(&format!("notifications.{}", p.key), p.problem),
             }
@@ -425,13 +465,15 @@ impl Reader<'_> {
                         )
                     }
                 };
-                let job = self.declared_job(name, job_table, base_dir, builtin_names)?;
+                let job = self.declared_job(name, job_table, base_dir, builtins)?;
                 jobs.insert(name.clone(), job);
             }
             // trigger_next may name any job, declared or built-in, but no unknown one.
             for job in jobs.values() {
                 for target in &job.trigger_next {
-                    if !jobs.contains_key(target) && !builtin_names.contains(&target.as_str()) {
+                    if !jobs.contains_key(target)
+                        && !builtins.iter().any(|(b, _)| *b == target.as_str())
+                    {
                         return Err(self.err(
                             &format!("jobs.{}.trigger_next", job.name),
                             format!("\"{target}\" is not a known job"),
@@ -439,6 +481,7 @@ impl Reader<'_> {
                     }
                 }
             }
+            self.reject_trigger_cycle(&jobs, builtins)?;
         }
 
         Ok(Config {
@@ -453,18 +496,59 @@ impl Reader<'_> {
         })
     }
 
+    /// A job that triggers itself, directly or through others, would run
+    /// forever: refused, naming the cycle. Built-in jobs' `trigger_next`
+    /// count too: a cycle may pass through one.
+    fn reject_trigger_cycle(
+        &self,
+        jobs: &BTreeMap<String, DeclaredJob>,
+        builtins: &BuiltinJobs,
+    ) -> Res<()> {
+        let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, trigger_next) in builtins {
+            edges.insert(name, trigger_next.to_vec());
+        }
+        for job in jobs.values() {
+            edges.insert(
+                &job.name,
+                job.trigger_next.iter().map(String::as_str).collect(),
+            );
+        }
+        let Some(cycle) = find_cycle(&edges) else {
+            return Ok(());
+        };
+        // Named after a job of the file: the first of the cycle's declared jobs.
+        let start = cycle
+            .iter()
+            .position(|name| jobs.contains_key(*name))
+            .unwrap_or(0);
+        let mut path: Vec<&str> = cycle[start..]
+            .iter()
+            .chain(&cycle[..start])
+            .copied()
+            .collect();
+        path.push(path[0]);
+        Err(self.err(
+            &format!("jobs.{}.trigger_next", path[0]),
+            format!(
+                "{} is a cycle: a job may not trigger itself, directly or through others",
+                path.join(" → ")
+            ),
+        ))
+    }
+
     fn declared_job(
         &self,
         name: &str,
         table: &toml::Table,
         base_dir: &Path,
-        builtin_names: &[&str],
+        builtins: &BuiltinJobs,
     ) -> Res<DeclaredJob> {
         let key = format!("jobs.{name}");
         if let Err(problem) = check_job_name(name) {
             return Err(self.err(&key, problem));
         }
-        if builtin_names.contains(&name) {
+        if builtins.iter().any(|(b, _)| *b == name) {
             return Err(self.err(
                 &key,
                 format!("\"{name}\" is the name of a built-in job; choose another name"),
@@ -562,13 +646,27 @@ impl Reader<'_> {
         let mut env = BTreeMap::new();
         if let Some(vars) = self.table(table, "env", &k("env"))? {
             for (var, value) in vars {
+                // A name with `=` would be split differently by the child's
+                // libc; an empty one cannot be set at all.
+                let var_key = join_key(&k("env"), var);
+                if var.is_empty() {
+                    return Err(
+                        self.err(&var_key, "an environment variable name must not be empty")
+                    );
+                }
+                if var.contains('=') {
+                    return Err(self.err(
+                        &var_key,
+                        "an environment variable name must not contain \"=\"",
+                    ));
+                }
                 match value {
                     toml::Value::String(s) => {
                         env.insert(var.clone(), s.clone());
                     }
                     other => {
                         return Err(self.err(
-                            &format!("{key}.env.{var}"),
+                            &var_key,
                             format!("expected a string, found {}", describe(other)),
                         ))
                     }
@@ -615,6 +713,72 @@ pub fn check_job_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `prefix.key`, with the key quoted as TOML would when it is not a bare key
+/// (`jobs.backup.env."A=B"`), so that the message names it unambiguously.
+fn join_key(prefix: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare {
+        key.to_string()
+    } else {
+        toml::Value::String(key.to_string()).to_string()
+    };
+    if prefix.is_empty() {
+        key
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// A cycle in a graph of job → jobs it triggers, as the jobs on it in order
+/// (each triggers the next, the last the first); `None` when there is none.
+/// Nodes are visited in name order, so the answer is the same every time.
+fn find_cycle<'a>(edges: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        OnPath,
+        Done,
+    }
+    fn visit<'a>(
+        node: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        marks.insert(node, Mark::OnPath);
+        path.push(node);
+        for &next in edges.get(node).into_iter().flatten() {
+            match marks.get(next) {
+                Some(Mark::OnPath) => {
+                    let from = path.iter().position(|n| *n == next).unwrap_or(0);
+                    return Some(path[from..].to_vec());
+                }
+                Some(Mark::Done) => {}
+                None => {
+                    if let Some(cycle) = visit(next, edges, marks, path) {
+                        return Some(cycle);
+                    }
+                }
+            }
+        }
+        path.pop();
+        marks.insert(node, Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for &node in edges.keys() {
+        if !marks.contains_key(node) {
+            let mut path = Vec::new();
+            if let Some(cycle) = visit(node, edges, &mut marks, &mut path) {
+                return Some(cycle);
+            }
+        }
+    }
+    None
 }
 
 fn describe(value: &toml::Value) -> String {
@@ -704,6 +868,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.timezone, chrono_tz::America::New_York);
+    }
+
+    #[test]
+    fn a_nul_byte_in_an_environment_override_names_the_variable() {
+        let error =
+            Config::load(&sources(&[("SCHEDULED_JOBS_EMAIL", "ops\0@x")]), &[]).unwrap_err();
+        assert!(error.0.starts_with("SCHEDULED_JOBS_EMAIL: "), "{error}");
+        assert!(error.0.contains("NUL"), "{error}");
+        let error = Config::load(&sources(&[("DATABASE_URL", "host=/tmp\0")]), &[]).unwrap_err();
+        assert!(error.0.starts_with("DATABASE_URL: "), "{error}");
+    }
+
+    #[test]
+    fn cycles_are_found_in_name_order_and_chains_are_not_cycles() {
+        let graph = |edges: &[(&'static str, &[&'static str])]| -> BTreeMap<&str, Vec<&str>> {
+            edges.iter().map(|(k, v)| (*k, v.to_vec())).collect()
+        };
+        assert_eq!(find_cycle(&graph(&[("a", &["a"])])), Some(vec!["a"]));
+        assert_eq!(
+            find_cycle(&graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])])),
+            Some(vec!["a", "b", "c"])
+        );
+        // A diamond and a chain into an unknown (built-in) job are no cycle.
+        assert_eq!(
+            find_cycle(&graph(&[
+                ("a", &["b", "c"]),
+                ("b", &["d"]),
+                ("c", &["d"]),
+                ("d", &["builtin"]),
+            ])),
+            None
+        );
+        // A cycle reached through a job that is not on it.
+        assert_eq!(
+            find_cycle(&graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["b"])])),
+            Some(vec!["b", "c"])
+        );
+    }
+
+    #[test]
+    fn keys_that_are_not_bare_are_quoted_in_messages() {
+        assert_eq!(join_key("jobs.a.env", "PATH"), "jobs.a.env.PATH");
+        assert_eq!(join_key("jobs.a.env", "A=B"), "jobs.a.env.\"A=B\"");
+        assert_eq!(join_key("jobs.a.env", ""), "jobs.a.env.\"\"");
+        assert_eq!(join_key("", "runner"), "runner");
     }
 
     #[test]

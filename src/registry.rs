@@ -40,8 +40,13 @@ impl Registry {
         self
     }
 
-    pub fn builtin_names() -> Vec<&'static str> {
-        crate::commands::BUILTINS.iter().map(|b| b.name).collect()
+    /// The shipped built-in jobs as `Config::load` must know them: each
+    /// name with the jobs it triggers.
+    pub fn builtin_jobs() -> Vec<(&'static str, &'static [&'static str])> {
+        crate::commands::BUILTINS
+            .iter()
+            .map(|b| (b.name, b.trigger_next))
+            .collect()
     }
 
     /// The job that delivers the mail queue, triggered whenever a mail is queued.

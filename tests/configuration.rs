@@ -177,3 +177,79 @@ fn help_needs_no_database_and_lists_jobs() {
         .ok();
     assert!(run.stdout.contains("--keep-days"));
 }
+
+#[test]
+fn a_nul_byte_in_any_string_names_file_and_key() {
+    // PostgreSQL text cannot hold NUL: refused here, not by the database.
+    assert_config_rejected(
+        "[jobs.backup]\ncommand = \"true\"\ndescription = \"nightly\\u0000\"\n",
+        &[".toml", "jobs.backup.description", "NUL"],
+    );
+    assert_config_rejected(
+        "[jobs.backup]\ncommand = \"true\"\nenv = { TARGET = \"/srv\\u0000\" }\n",
+        &[".toml", "jobs.backup.env.TARGET", "NUL"],
+    );
+    assert_config_rejected(
+        "[jobs.backup]\ncommand = \"true\"\ntrigger_next = [\"x\\u0000\"]\n",
+        &[".toml", "jobs.backup.trigger_next", "NUL"],
+    );
+    assert_config_rejected(
+        "[notifications]\nsender = \"manage\\u0000@example.org\"\n",
+        &[".toml", "notifications.sender", "NUL"],
+    );
+}
+
+#[test]
+fn an_env_key_with_equals_or_empty_names_file_and_key() {
+    assert_config_rejected(
+        "[jobs.backup]\ncommand = \"true\"\nenv = { \"A=B\" = \"1\" }\n",
+        &[".toml", "jobs.backup.env.\"A=B\"", "\"=\""],
+    );
+    assert_config_rejected(
+        "[jobs.backup]\ncommand = \"true\"\nenv = { \"\" = \"1\" }\n",
+        &[".toml", "jobs.backup.env.\"\"", "empty"],
+    );
+    assert_config_rejected(
+        "[jobs.backup]\ncommand = \"true\"\nenv = { \"A\\u0000\" = \"1\" }\n",
+        &[".toml", "jobs.backup.env.\"A\\u0000\"", "NUL"],
+    );
+}
+
+#[test]
+fn a_trigger_next_cycle_names_file_key_and_cycle() {
+    assert_config_rejected(
+        "[jobs.a]\ncommand = \"true\"\ntrigger_next = [\"a\"]\n",
+        &[".toml", "jobs.a.trigger_next", "a → a", "cycle"],
+    );
+    assert_config_rejected(
+        "[jobs.a]\ncommand = \"true\"\ntrigger_next = [\"b\"]\n\
+         [jobs.b]\ncommand = \"true\"\ntrigger_next = [\"c\"]\n\
+         [jobs.c]\ncommand = \"true\"\ntrigger_next = [\"purge_job_history\", \"a\"]\n",
+        &[".toml", "jobs.a.trigger_next", "a → b → c → a", "cycle"],
+    );
+    // A chain that ends, and two jobs triggering the same one, are fine.
+    let db = TestDb::new();
+    db.manage()
+        .config(
+            "[jobs.a]\ncommand = \"true\"\ntrigger_next = [\"b\", \"c\"]\n\
+             [jobs.b]\ncommand = \"true\"\ntrigger_next = [\"c\"]\n\
+             [jobs.c]\ncommand = \"true\"\ntrigger_next = [\"purge_job_history\"]\n",
+        )
+        .arg("migrate")
+        .ok();
+}
+
+#[test]
+fn an_empty_manage_config_counts_as_unset() {
+    let db = TestDb::new();
+    std::fs::write(
+        db.home().join("manage.toml"),
+        "[jobs.from_default_file]\ncommand = \"true\"\n",
+    )
+    .unwrap();
+    db.manage().env("MANAGE_CONFIG", "").arg("migrate").ok();
+    assert_eq!(
+        db.value("SELECT count(*) FROM manage.jobs WHERE name = 'from_default_file'"),
+        "1"
+    );
+}

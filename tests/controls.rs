@@ -931,6 +931,35 @@ fn history_rejects_unknown_jobs_and_page_0() {
 }
 
 #[test]
+fn numbers_out_of_range_name_the_flag_and_the_range() {
+    let db = setup();
+    let before = state(&db);
+    for page in ["4294967296", "-1", "x"] {
+        jobs(&db, &["history", "--page", page]).assert_bad_input(&[
+            page,
+            "--page",
+            "from 1 to 4294967295",
+        ]);
+        jobs(&db, &["show", "poll", "--page", page]).assert_bad_input(&[
+            page,
+            "--page",
+            "from 1 to 4294967295",
+        ]);
+    }
+    for id in ["0", "-1", "9223372036854775808"] {
+        jobs(&db, &["output", id]).assert_bad_input(&[
+            id,
+            "RUN_ID",
+            "from 1 to 9223372036854775807",
+        ]);
+    }
+    assert_eq!(state(&db), before);
+    // The range is in the help.
+    let help = manage(&db).args(["jobs", "history", "--help"]).ok().stdout;
+    assert!(help.contains("1 or more"), "{help}");
+}
+
+#[test]
 fn history_and_output_of_a_removed_job_still_work() {
     let db = setup();
     let mut client = db.client();
@@ -951,6 +980,75 @@ fn history_and_output_of_a_removed_job_still_work() {
     let output = manage(&db).args(["jobs", "output", &id.to_string()]).ok();
     assert_eq!(output.stdout, "Exit code 1\nsomething broke\n");
     jobs(&db, &["show", "poll"]).assert_bad_input(&["\"poll\"", "removed"]);
+}
+
+/// What a job may print that a terminal would act on: clear the screen,
+/// colour, ring the bell, return the carriage, set the window title.
+const HOSTILE: &str = "\x1b[2J\x1b[31mred\x07\r\nsecond\tline\x1b]0;owned\x07\n";
+
+#[test]
+fn job_output_on_a_terminal_shows_control_characters_escaped() {
+    let db = setup();
+    let id = insert_run(
+        &mut db.client(),
+        "poll",
+        "failed",
+        at("2026-11-01T10:00:00Z"),
+        HOSTILE,
+    );
+    let on_terminal = |args: &[&str]| {
+        // NO_COLOR: our own colour codes are not what is being tested.
+        let run = manage(&db)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .run_on_terminal();
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(
+            !run.stdout.contains(['\x1b', '\x07', '\r']),
+            "raw control characters reached the terminal: {:?}",
+            run.stdout
+        );
+        run.stdout
+    };
+    let output = on_terminal(&["jobs", "output", &id.to_string()]);
+    assert_eq!(
+        output,
+        "\\x1b[2J\\x1b[31mred\\x07\\x0d\nsecond\tline\\x1b]0;owned\\x07\n"
+    );
+    for args in [&["jobs", "history"][..], &["jobs", "show", "poll"]] {
+        let table = on_terminal(args);
+        assert!(table.contains("\\x1b[2J\\x1b[31mred\\x07"), "{table}");
+    }
+}
+
+#[test]
+fn job_output_piped_or_in_json_is_exact() {
+    let db = setup();
+    let id = insert_run(
+        &mut db.client(),
+        "poll",
+        "failed",
+        at("2026-11-01T10:00:00Z"),
+        HOSTILE,
+    );
+    let id_text = id.to_string();
+    assert_eq!(
+        manage(&db).args(["jobs", "output", &id_text]).ok().stdout,
+        HOSTILE
+    );
+    let value = manage(&db)
+        .args(["jobs", "output", &id_text, "--json"])
+        .json();
+    assert_eq!(value["output"], HOSTILE);
+    assert_eq!(value["output_first_line"], "\x1b[2J\x1b[31mred\x07");
+    let table = manage(&db).args(["jobs", "history"]).ok().stdout;
+    assert!(table.contains("\x1b[2J\x1b[31mred\x07"), "{table:?}");
+    let history = manage(&db).args(["jobs", "history", "--json"]).json();
+    let first_line = history[0]["output_first_line"].as_str().unwrap();
+    assert!(
+        first_line.starts_with("\x1b[2J\x1b[31mred\x07"),
+        "{first_line:?}"
+    );
 }
 
 #[test]

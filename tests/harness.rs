@@ -508,6 +508,74 @@ impl Manage {
         Run::from(output)
     }
 
+    /// Run with stdout on a pseudo-terminal (120 columns), as a person at a
+    /// terminal would; stderr is captured as usual. The terminal turns each
+    /// `\n` into `\r\n`; `stdout` has them turned back.
+    pub fn run_on_terminal(self) -> Run {
+        use std::io::Read as _;
+        use std::os::fd::{FromRawFd as _, OwnedFd};
+        let (mut master, slave) = {
+            let (mut master, mut slave) = (-1, -1);
+            let size = libc::winsize {
+                ws_row: 50,
+                ws_col: 120,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: openpty writes two descriptors into the out-pointers;
+            // the name and termios pointers may be null.
+            #[allow(unsafe_code)]
+            let rc = unsafe {
+                libc::openpty(
+                    &mut master,
+                    &mut slave,
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                    &size,
+                )
+            };
+            assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+            // SAFETY: both descriptors are fresh and owned by nothing else.
+            #[allow(unsafe_code)]
+            unsafe {
+                (
+                    std::fs::File::from_raw_fd(master),
+                    OwnedFd::from_raw_fd(slave),
+                )
+            }
+        };
+        let mut command = self.command();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(slave))
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("running manage");
+        // Our copy of the terminal's end went into the child: reading ends
+        // (EIO) once the child's copies are closed.
+        drop(command);
+        let mut stdout = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => stdout.extend_from_slice(&buf[..n]),
+            }
+        }
+        let mut stderr = Vec::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_end(&mut stderr)
+            .expect("reading stderr");
+        let status = child.wait().expect("waiting for manage");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
     /// Run and insist on exit 0.
     pub fn ok(self) -> Run {
         let description = format!("{:?}", self.args);

@@ -8,6 +8,7 @@ mod smtp;
 
 mod configuration;
 mod controls;
+mod database_tls;
 mod embedded;
 mod notifications;
 mod one_off_runs;

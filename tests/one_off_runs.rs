@@ -108,3 +108,39 @@ fn purge_job_history_rejects_a_bad_keep_days() {
             .assert_bad_input(&[&format!("'{bad}'"), "--keep-days"]);
     }
 }
+
+#[test]
+fn keep_days_out_of_range_names_the_flag_and_the_range() {
+    let db = TestDb::new();
+    db.manage().arg("migrate").ok();
+    db.client()
+        .batch_execute(
+            "INSERT INTO manage.runs (job, state, started_at, finished_at, output) \
+             VALUES ('purge_job_history', 'succeeded', now() - interval '400 days', \
+                     now() - interval '400 days', '')",
+        )
+        .unwrap();
+    for days in ["4294967295", "2147483647", "1000001", "-1", "x"] {
+        db.manage()
+            .args(["purge_job_history", "--keep-days", days])
+            .run()
+            .assert_bad_input(&[days, "--keep-days", "from 0 to 1000000"]);
+    }
+    assert_eq!(
+        db.value("SELECT count(*) FROM manage.runs"),
+        "1",
+        "nothing removed"
+    );
+    // The top of the range still works, and says so.
+    let run = db
+        .manage()
+        .args(["purge_job_history", "--keep-days", "1000000"])
+        .ok();
+    assert!(run.stdout.contains("Removed 0 runs"), "{}", run.stdout);
+    let help = db
+        .manage()
+        .args(["purge_job_history", "--help"])
+        .ok()
+        .stdout;
+    assert!(help.contains("0 to 1000000"), "{help}");
+}

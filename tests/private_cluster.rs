@@ -6,19 +6,77 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::harness::{as_server_user, find_pg_bin, init_cluster};
+use crate::harness::{
+    as_server_user, chown, find_pg_bin, init_cluster, is_root, unprivileged_user,
+};
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
 pub struct PrivateCluster {
     dir: PathBuf,
     data: PathBuf,
-    /// conninfo of the cluster's `postgres` database.
+    /// conninfo of the cluster's `postgres` database (over its Unix socket).
     pub url: String,
+    /// The port: of the socket's name, and of 127.0.0.1 when it listens there.
+    pub port: u16,
+    /// Server options beyond the socket and the speed-ups.
+    options: String,
 }
 
 impl PrivateCluster {
     pub fn new() -> PrivateCluster {
+        let cluster = PrivateCluster::init(5432, "-c listen_addresses=".into());
+        cluster.start();
+        cluster
+    }
+
+    /// A cluster that also listens on 127.0.0.1 (a free port) with TLS, using
+    /// `cert`'s certificate and key, and whose database `tls_only` can only be
+    /// reached over TLS — so a connection to it proves that TLS was used, and
+    /// one that is refused proves that it was not.
+    pub fn with_tls(cert: &crate::smtp::TestCert) -> PrivateCluster {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut cluster = PrivateCluster::init(port, String::new());
+        let (crt, key) = (
+            cluster.dir.join("server.crt"),
+            cluster.dir.join("server.key"),
+        );
+        std::fs::copy(&cert.cert_file, &crt).unwrap();
+        std::fs::copy(&cert.key_file, &key).unwrap();
+        // PostgreSQL refuses a key that others can read.
+        let owner_only =
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+        std::fs::set_permissions(&key, owner_only).unwrap();
+        if is_root() {
+            let (uid, gid) = unprivileged_user().unwrap();
+            chown(&crt, uid, gid);
+            chown(&key, uid, gid);
+        }
+        std::fs::write(
+            cluster.data.join("pg_hba.conf"),
+            "local     all      all                trust\n\
+             hostssl   tls_only all 127.0.0.1/32   trust\n\
+             hostnossl tls_only all 127.0.0.1/32   reject\n\
+             host      all      all 127.0.0.1/32   trust\n",
+        )
+        .unwrap();
+        cluster.options = format!(
+            "-c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            crt.display(),
+            key.display()
+        );
+        cluster.start();
+        cluster
+            .client()
+            .batch_execute("CREATE DATABASE tls_only")
+            .unwrap();
+        cluster
+    }
+
+    fn init(port: u16, options: String) -> PrivateCluster {
         // Short: the socket path must fit in 107 bytes.
         let dir = std::env::temp_dir().join(format!(
             "manage-fault-{}-{}",
@@ -26,22 +84,24 @@ impl PrivateCluster {
             SERIAL.fetch_add(1, Ordering::SeqCst)
         ));
         let data = init_cluster(&dir).unwrap();
-        let cluster = PrivateCluster {
+        PrivateCluster {
             url: format!(
-                "host={} port=5432 user=postgres dbname=postgres",
+                "host={} port={port} user=postgres dbname=postgres",
                 dir.display()
             ),
             dir,
             data,
-        };
-        cluster.start();
-        cluster
+            port,
+            options,
+        }
     }
 
     fn pg_ctl(&self, args: &[&str]) {
         let options = format!(
-            "-k {} -c listen_addresses= -c fsync=off -c synchronous_commit=off",
-            self.dir.display()
+            "-k {} -p {} {} -c fsync=off -c synchronous_commit=off",
+            self.dir.display(),
+            self.port,
+            self.options
         );
         let out = as_server_user(
             Command::new(find_pg_bin("pg_ctl"))

@@ -182,6 +182,10 @@ fn next_rejects_bad_count_after_and_names() {
     run(&["nightly", "--count", "0"]).assert_bad_input(&["0", "--count"]);
     run(&["nightly", "--count", "1001"]).assert_bad_input(&["1001", "--count"]);
     run(&["nightly", "--count", "x"]).assert_bad_input(&["x", "--count"]);
+    // Every refusal states the range, far out or negative.
+    for count in ["0", "70000", "-1", "99999999999"] {
+        run(&["nightly", "--count", count]).assert_bad_input(&[count, "--count", "from 1 to 1000"]);
+    }
     run(&["nightly", "--after", "yesterday"]).assert_bad_input(&["\"yesterday\"", "RFC 3339"]);
     run(&["nightly", "--after", "2026-13-01T00:00:00Z"])
         .assert_bad_input(&["2026-13-01", "RFC 3339"]);

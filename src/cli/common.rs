@@ -174,7 +174,9 @@ pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {
             run.runtime_seconds
                 .map_or_else(|| "-".into(), render::seconds),
         ));
-        cells.push(comfy_table::Cell::new(run.output_first_line()));
+        cells.push(comfy_table::Cell::new(render::job_output(
+            run.output_first_line(),
+        )));
         table.add_row(cells);
     }
     render::print_table(&table);

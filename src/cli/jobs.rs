@@ -32,8 +32,8 @@ pub enum JobsCommand {
     /// One job: configuration, schedule, state and history
     Show {
         name: String,
-        /// History page (15 runs per page)
-        #[arg(long, default_value_t = 1, value_parser = parse_page)]
+        /// History page: 1 or more, 15 runs per page (past the end: no runs)
+        #[arg(long, default_value_t = 1, value_parser = page_parser(), allow_negative_numbers = true)]
         page: u32,
         /// Print JSON
         #[arg(long)]
@@ -42,8 +42,9 @@ pub enum JobsCommand {
     /// The next run times of a job's effective schedule
     Next {
         name: String,
-        /// How many run times to list (1 to 1000)
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        /// How many run times to list: 1 to 1000
+        #[arg(long, default_value_t = 5, value_parser = super::number_in(1u16, 1000),
+              allow_negative_numbers = true)]
         count: u16,
         /// List the runs after this RFC 3339 instant instead of after now
         #[arg(long, value_name = "INSTANT")]
@@ -77,8 +78,8 @@ pub enum JobsCommand {
         /// Only runs that did not succeed
         #[arg(long)]
         failed: bool,
-        /// Page number
-        #[arg(long, default_value_t = 1, value_parser = parse_page)]
+        /// Page number: 1 or more, 50 runs per page (past the end: no runs)
+        #[arg(long, default_value_t = 1, value_parser = page_parser(), allow_negative_numbers = true)]
         page: u32,
         /// Print JSON
         #[arg(long)]
@@ -86,8 +87,9 @@ pub enum JobsCommand {
     },
     /// The full output of one run
     Output {
-        /// The run's id (see `jobs history`)
-        #[arg(value_name = "RUN_ID")]
+        /// The run's id, 1 or more (see `jobs history`)
+        #[arg(value_name = "RUN_ID", value_parser = super::number_in(1, i64::MAX),
+              allow_negative_numbers = true)]
         run_id: i64,
         /// Print JSON
         #[arg(long)]
@@ -102,11 +104,8 @@ pub enum JobsCommand {
 }
 
 /// `--page`: 1 or more (a page past the end is an empty list, not an error).
-fn parse_page(text: &str) -> Result<u32, String> {
-    match text.trim().parse::<u32>() {
-        Ok(page) if page >= 1 => Ok(page),
-        _ => Err("expected a page number of 1 or more".into()),
-    }
+fn page_parser() -> impl Fn(&str) -> Result<u32, String> + Clone + Send + Sync {
+    super::number_in(1, u32::MAX)
 }
 
 pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Sources};
@@ -39,7 +40,11 @@ use crate::registry::Registry;
 )]
 pub struct Cli {
     /// The configuration file [default: ./manage.toml when present]
-    #[arg(long, global = true, value_name = "PATH", env = "MANAGE_CONFIG")]
+    // Empty counts as unset (like an empty DATABASE_URL), so the parser must
+    // let an empty value through: clap's PathBuf parser refuses one, and an
+    // exported-but-empty MANAGE_CONFIG would end every command in a usage error.
+    #[arg(long, global = true, value_name = "PATH", env = "MANAGE_CONFIG",
+          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub config: Option<PathBuf>,
 
     /// The database to use [default: the embedded cluster under MANAGE_DATA_DIR]
@@ -116,8 +121,12 @@ pub enum Command {
 }
 
 /// Find `--config PATH` / `--config=PATH` before clap runs (it decides which
-/// job subcommands exist). Stops at `--`, like clap.
+/// job subcommands exist). Stops at `--`, like clap. An empty path is no path.
 fn prescan_config(args: &[OsString]) -> Option<PathBuf> {
+    prescan_config_arg(args).filter(|path| !path.as_os_str().is_empty())
+}
+
+fn prescan_config_arg(args: &[OsString]) -> Option<PathBuf> {
     let mut iter = args.iter().skip(1);
     while let Some(arg) = iter.next() {
         let text = arg.to_string_lossy();
@@ -132,6 +141,22 @@ fn prescan_config(args: &[OsString]) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The value parser of a numeric flag: a whole number from `min` to `max`.
+/// Every refusal — too big, negative, not a number — states the range, and
+/// clap puts the flag and the value in front (`error: invalid value '0' for
+/// '--page <PAGE>': expected a whole number from 1 to …`), exit 2. The flags
+/// that take one also set `allow_negative_numbers`, so that `-1` is refused
+/// here rather than taken for an unknown flag.
+pub fn number_in<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync,
+{
+    move |text: &str| match text.trim().parse::<T>() {
+        Ok(n) if min <= n && n <= max => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
 }
 
 /// The clap command for one job: its description, and for built-in jobs their
@@ -154,8 +179,9 @@ fn job_command(job: &JobDef) -> clap::Command {
                 clap::Arg::new(option.long)
                     .long(option.long)
                     .value_name(option.value_name)
-                    .value_parser(clap::value_parser!(u32).range(0..=i64::from(option.max)))
-                    .help(option.help),
+                    .value_parser(number_in(0, option.max))
+                    .allow_negative_numbers(true)
+                    .help(format!("{}; 0 to {}", option.help, option.max)),
             )
         }),
         JobKind::Declared(_) => command,
@@ -198,7 +224,7 @@ pub fn run() -> anyhow::Result<()> {
             .map(PathBuf::from)
     });
     let sources = Sources::from_process(config_path);
-    let loaded: Result<Config, ConfigError> = Config::load(&sources, &Registry::builtin_names());
+    let loaded: Result<Config, ConfigError> = Config::load(&sources, &Registry::builtin_jobs());
     let registry = Registry::new(loaded.as_ref().ok());
 
     let matches = match command(&registry).try_get_matches_from(&args) {
@@ -353,5 +379,20 @@ mod tests {
             prescan_config(&args(&["manage", "--", "--config", "z"])),
             None
         );
+        assert_eq!(prescan_config(&args(&["manage", "--config="])), None);
+    }
+
+    #[test]
+    fn numbers_out_of_range_state_the_range() {
+        let page = number_in(1u32, u32::MAX);
+        assert_eq!(page("1"), Ok(1));
+        assert_eq!(page("4294967295"), Ok(u32::MAX));
+        for bad in ["0", "-1", "4294967296", "x", ""] {
+            assert_eq!(
+                page(bad),
+                Err("expected a whole number from 1 to 4294967295".into()),
+                "{bad}"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! JSON, durations with one decimal, and tables without escape codes unless a
 //! terminal without `NO_COLOR` is reading.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -62,6 +63,40 @@ pub fn relative(instant: DateTime<Utc>, now: DateTime<Utc>) -> String {
         format!("in {text}")
     } else {
         format!("{text} ago")
+    }
+}
+
+/// Control characters other than newline and tab written as `\xNN` (C1
+/// controls as `\u{NN}`), so that what a job printed cannot move the
+/// cursor, clear the screen, retitle the window or hide text from the
+/// operator reading it. Everything else, backslashes included, is left as it is.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let is_escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(is_escaped) {
+        return Cow::Borrowed(text);
+    }
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if !is_escaped(c) {
+            out.push(c);
+        } else if c.is_ascii() {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            let _ = write!(out, "\\u{{{:02x}}}", u32::from(c));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A job's output (or a line of it) as this invocation prints it: escaped
+/// (see [`escape_controls`]) when a terminal reads stdout, exact when a
+/// program does — a pipe, a file, `--json` — which must get what the job wrote.
+pub fn job_output(text: &str) -> Cow<'_, str> {
+    if std::io::stdout().is_terminal() {
+        escape_controls(text)
+    } else {
+        Cow::Borrowed(text)
     }
 }
 
@@ -141,6 +176,18 @@ mod tests {
         assert_eq!(human_time(t, tz), "2026-11-27 03:07:00 CET");
         assert_eq!(json_time(t, tz), "2026-11-27T03:07:00.123+01:00");
         assert_eq!(json_time(t, Tz::UTC), "2026-11-27T02:07:00.123+00:00");
+    }
+
+    #[test]
+    fn control_characters_but_newline_and_tab_are_escaped_for_a_terminal() {
+        assert_eq!(
+            escape_controls("\x1b[31mred\x1b[0m\x07\r\nnext\tline\n"),
+            "\\x1b[31mred\\x1b[0m\\x07\\x0d\nnext\tline\n"
+        );
+        assert_eq!(escape_controls("\0 \x7f \u{9b}2J"), "\\x00 \\x7f \\u{9b}2J");
+        // Plain text, other scripts and backslashes are untouched, and not copied.
+        let plain = "ok: C:\\temp → 3 files, naïve\n";
+        assert!(matches!(escape_controls(plain), Cow::Borrowed(p) if p == plain));
     }
 
     #[test]

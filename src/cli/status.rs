@@ -55,7 +55,7 @@ pub fn output(ctx: &Context, run_id: i64, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&run_json(&run, ctx.config.timezone, true));
     }
-    print!("{}", run.output);
+    print!("{}", render::job_output(&run.output));
     if !run.output.is_empty() && !run.output.ends_with('\n') {
         println!();
     }

@@ -35,7 +35,7 @@ pub fn run_now_and_wait(
     loop {
         if let Some(run) = store::first_run_after(client, &row.name, newest_before)? {
             if run.state != RunState::Running {
-                print!("{}", run.output);
+                print!("{}", crate::cli::render::job_output(&run.output));
                 if !run.output.is_empty() && !run.output.ends_with('\n') {
                     println!();
                 }

@@ -4,9 +4,10 @@
 
 pub mod embedded;
 pub mod migrate;
+pub mod tls;
 
 use anyhow::Context;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::config::Config;
 
@@ -33,13 +34,14 @@ impl Target {
         }
     }
 
-    /// How to open more connections to the same database.
-    pub fn connection_config(&self) -> anyhow::Result<postgres::Config> {
+    /// How to open more connections to the same database: the conninfo
+    /// and its TLS settings (`sslmode`, `sslrootcert`).
+    pub fn connection_config(&self) -> anyhow::Result<(postgres::Config, tls::Tls)> {
         match self {
-            Target::Url(url) => url.parse().map_err(|e: postgres::Error| {
-                anyhow::anyhow!("the database URL is not valid: {}", describe_error(&e))
-            }),
-            Target::Embedded(cluster) => Ok(cluster.connection_config()),
+            Target::Url(url) => {
+                tls::parse(url).map_err(|e| anyhow::anyhow!("the database URL is not valid: {e}"))
+            }
+            Target::Embedded(cluster) => Ok((cluster.connection_config(), tls::Tls::disabled())),
         }
     }
 
@@ -60,9 +62,9 @@ impl Target {
 
     /// Open another connection with this application name.
     pub fn connect(&self, application_name: &str) -> anyhow::Result<Client> {
-        let config = self.connection_config()?;
-        connect_config(config, application_name)
-            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe_error(&e)))
+        let (config, tls) = self.connection_config()?;
+        connect_config(config, &tls, application_name)
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
     }
 }
 
@@ -79,17 +81,19 @@ pub fn connect(config: &Config, application_name: &str) -> anyhow::Result<(Clien
             let cluster = embedded::ensure_running(&dir)?;
             // The fast path costs one connection and no process: only when it
             // fails do we ask pg_ctl to start the server.
+            // A socket: no TLS (see tls.rs).
+            let plain = tls::Tls::disabled();
             let (client, cluster) =
-                match connect_config(cluster.connection_config(), application_name) {
+                match connect_config(cluster.connection_config(), &plain, application_name) {
                     Ok(client) => (client, cluster),
                     Err(_) => {
                         let cluster = embedded::start(&dir)?;
-                        let client = connect_config(cluster.connection_config(), application_name)
-                            .map_err(|e| {
+                        let client =
+                            connect_config(cluster.connection_config(), &plain, application_name)
+                                .map_err(|e| {
                                 anyhow::anyhow!(
-                                    "cannot connect to the embedded database in {}: {}",
-                                    cluster.pg_dir.display(),
-                                    describe_error(&e)
+                                    "cannot connect to the embedded database in {}: {e}",
+                                    cluster.pg_dir.display()
                                 )
                             })?;
                         (client, cluster)
@@ -102,32 +106,26 @@ pub fn connect(config: &Config, application_name: &str) -> anyhow::Result<(Clien
 
 /// Connect to a URL; the error names the host and database, never the password.
 pub fn connect_url(url: &str, application_name: &str) -> anyhow::Result<Client> {
-    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-        crate::error::BadInput::new(format!(
-            "the database URL is not valid: {}",
-            describe_error(&e)
-        ))
-    })?;
+    let (config, tls) = tls::parse(url)
+        .map_err(|e| crate::error::BadInput::new(format!("the database URL is not valid: {e}")))?;
     let place = describe_target(&config);
-    connect_config(config, application_name).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect to the database {place}: {}",
-            describe_error(&e)
-        )
-    })
+    connect_config(config, &tls, application_name)
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database {place}: {e}"))
 }
 
+/// Connect; the error is the one line of [`describe_error`] (or of TLS set-up).
 fn connect_config(
     mut config: postgres::Config,
+    tls: &tls::Tls,
     application_name: &str,
-) -> Result<Client, postgres::Error> {
+) -> Result<Client, String> {
     if config.get_application_name().is_none() {
         config.application_name(application_name);
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
-    config.connect(NoTls)
+    tls::connect(&config, tls)
 }
 
 /// `host:port/dbname`, without user or password.

@@ -48,11 +48,11 @@ pub fn leak_times(times: Vec<String>) -> BuiltinSchedule {
     BuiltinSchedule::Times(Box::leak(leaked.into_boxed_slice()))
 }
 
-/// The names `Config::load` must know: the shipped built-ins plus ours.
-pub fn builtin_names(extra: &[&'static Builtin]) -> Vec<&'static str> {
-    let mut names = Registry::builtin_names();
-    names.extend(extra.iter().map(|b| b.name));
-    names
+/// The built-in jobs `Config::load` must know: the shipped ones plus ours.
+pub fn builtin_jobs(extra: &[&'static Builtin]) -> Vec<(&'static str, &'static [&'static str])> {
+    let mut jobs = Registry::builtin_jobs();
+    jobs.extend(extra.iter().map(|b| (b.name, b.trigger_next)));
+    jobs
 }
 
 pub struct Runners {

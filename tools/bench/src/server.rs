@@ -98,7 +98,7 @@ impl Server {
         &self,
         file: Option<&Path>,
         cwd: &Path,
-        builtin_names: &[&str],
+        builtins: &manage::config::BuiltinJobs,
     ) -> anyhow::Result<Config> {
         let mut env = std::collections::BTreeMap::new();
         env.insert("DATABASE_URL".to_string(), self.url.clone().into());
@@ -108,7 +108,7 @@ impl Server {
             env,
             cwd: cwd.to_path_buf(),
         };
-        Config::load(&sources, builtin_names).map_err(|e| anyhow::anyhow!("{e}"))
+        Config::load(&sources, builtins).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Drop the database or stop the cluster (unless `--keep`).

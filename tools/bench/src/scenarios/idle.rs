@@ -29,7 +29,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let config = bench.server.config(
         Some(&file),
         &bench.work,
-        &manage::registry::Registry::builtin_names(),
+        &manage::registry::Registry::builtin_jobs(),
     )?;
     let registry = manage::registry::Registry::new(Some(&config));
     let mut client = bench.server.reset(&config, &registry)?;

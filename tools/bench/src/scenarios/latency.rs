@@ -48,7 +48,7 @@ pub fn trigger(bench: &mut Bench) -> anyhow::Result<()> {
     let extra = [job];
     let config = bench
         .server
-        .config(None, &bench.work, &inproc::builtin_names(&extra))?;
+        .config(None, &bench.work, &inproc::builtin_jobs(&extra))?;
     let registry = manage::registry::Registry::new(Some(&config)).with_builtins(extra);
     let mut probe = bench.server.reset(&config, &registry)?;
     probe
@@ -129,7 +129,7 @@ pub fn due(bench: &mut Bench) -> anyhow::Result<()> {
     extra.push(inproc::noop_job("bench_times", inproc::leak_times(times)));
     let config = bench
         .server
-        .config(None, &bench.work, &inproc::builtin_names(&extra))?;
+        .config(None, &bench.work, &inproc::builtin_jobs(&extra))?;
     let registry =
         manage::registry::Registry::new(Some(&config)).with_builtins(extra.iter().copied());
     drop(probe);

@@ -70,7 +70,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let extra = [inproc::noop_job("bench_probe", BuiltinSchedule::Manual)];
     let config = bench
         .server
-        .config(None, &bench.work, &inproc::builtin_names(&extra))?;
+        .config(None, &bench.work, &inproc::builtin_jobs(&extra))?;
     let registry = Registry::new(Some(&config)).with_builtins(extra);
     let mut client = bench.server.reset(&config, &registry)?;
 

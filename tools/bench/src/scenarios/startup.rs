@@ -94,7 +94,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
 fn prepare(bench: &Bench, file: &Path) -> anyhow::Result<()> {
     let config = bench
         .server
-        .config(Some(file), &bench.work, &Registry::builtin_names())?;
+        .config(Some(file), &bench.work, &Registry::builtin_jobs())?;
     let registry = Registry::new(Some(&config));
     bench.server.reset(&config, &registry)?;
     Ok(())

@@ -59,7 +59,7 @@ fn internal(
         .collect();
     let config = bench
         .server
-        .config(None, &bench.work, &inproc::builtin_names(&extra))?;
+        .config(None, &bench.work, &inproc::builtin_jobs(&extra))?;
     let registry = Registry::new(Some(&config)).with_builtins(extra.iter().copied());
     let mut client = bench.server.reset(&config, &registry)?;
     let started = Runners::start(runners, &config, &extra, &mut client)?;
@@ -81,7 +81,7 @@ fn children(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Vec<f
     super::write_config(&file, 4, &tables)?;
     let config = bench
         .server
-        .config(Some(&file), &bench.work, &Registry::builtin_names())?;
+        .config(Some(&file), &bench.work, &Registry::builtin_jobs())?;
     let registry = Registry::new(Some(&config));
     let mut client = bench.server.reset(&config, &registry)?;
     let started = Runners::start(1, &config, &[], &mut client)?;
