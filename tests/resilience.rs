@@ -32,13 +32,13 @@ fn running_with_pgid(url: &str, job: &str) -> Option<Run> {
 }
 
 /// The `[runner]` liveness timings these tests use (`crate::timings`):
-/// heartbeat 1 s, cut-off 2 s, dead after 4 s — the defaults' 10/20/30 s
+/// heartbeat 1 s, cut-off 2 s, dead after 3 s — the defaults' 10/20/30 s
 /// shrunk, so that no test sleeps through half a minute.
 const FAST_LIVENESS: &str =
-    "[runner]\nheartbeat = \"00:01\"\ncut_off = \"00:02\"\ndead_after = \"00:04\"\n";
+    "[runner]\nheartbeat = \"00:01\"\ncut_off = \"00:02\"\ndead_after = \"00:03\"\n";
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const CUT_OFF: Duration = Duration::from_secs(2);
-const DEAD_AFTER: Duration = Duration::from_secs(4);
+const DEAD_AFTER: Duration = Duration::from_secs(3);
 
 fn manage_on(url: &str) -> Manage {
     Manage::new().env("DATABASE_URL", url)
