@@ -448,3 +448,58 @@ fn a_url_with_several_hosts_follows_a_failover_to_the_read_write_one() {
     assert_eq!(done[0].state, "succeeded", "{log}");
     assert_eq!(done[0].output, "on the new primary\n");
 }
+
+#[test]
+fn a_record_that_fails_on_a_lock_timeout_is_retried_until_it_is_written() {
+    let config = "[jobs.locked]\ncommand = \"sleep 1; echo done\"\ninterval = \"01:00:00\"\n";
+    let db = TestDb::new();
+    // Every session of the runner gives up on a lock after 200 ms, as a
+    // database configured with a lock_timeout does.
+    db.client()
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET lock_timeout = '200ms'",
+            db.name
+        ))
+        .unwrap();
+    db.manage().config(config).arg("migrate").ok();
+    due_now(&db.url, "locked");
+    let runner = runner_on(&db.url, config);
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        running_with_pgid(&db.url, "locked").is_some()
+    });
+    // An application transaction holds the job's row while the run ends.
+    let mut app = db.client();
+    let mut tx = app.transaction().unwrap();
+    tx.execute(
+        "SELECT 1 FROM manage.jobs WHERE name = 'locked' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(10), "a failed try to record", || {
+        runner.log().contains("Error recording the run")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    tx.commit().unwrap();
+    wait_for(Duration::from_secs(15), "the run recorded", || {
+        !finished(&db.url, "locked").is_empty()
+    });
+    let log = runner.stop();
+    let done = finished(&db.url, "locked");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].state, "succeeded", "{log}");
+    assert_eq!(done[0].output, "done\n");
+    assert!(
+        log.contains(
+            "Error recording the run: canceling statement due to lock timeout; retrying in"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        db.value("SELECT last_state FROM manage.jobs WHERE name = 'locked'"),
+        "succeeded"
+    );
+    assert_eq!(
+        db.value("SELECT count(*) FROM manage.runs WHERE state = 'running'"),
+        "0"
+    );
+}

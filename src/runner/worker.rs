@@ -420,7 +420,6 @@ fn record_with_retry(
     retry(shared, slot, "recording the run", |conn| {
         record(shared, &mut conn.client, &mut conn.prepared, &result, true)
     })
-    .flatten()
 }
 
 fn skip_with_retry(
@@ -447,7 +446,6 @@ fn skip_with_retry(
         tx.commit()?;
         Ok(next)
     })
-    .flatten()
 }
 
 /// Claim this worker's next run inside the transaction that records the last
@@ -468,32 +466,34 @@ fn claim_next(
     )
 }
 
-/// Run `write` until it succeeds; reconnect on connection errors. A failure
-/// on a live connection is a bug, not an outage: log it and give up (None).
+/// Run `write` until it succeeds (§17: a live runner never leaves a run
+/// `running`). Every failed try is logged. A lost connection is reopened; a
+/// database error on a live one — a deadlock with an application's
+/// transaction, a `lock_timeout`, a serialization failure — is tried again
+/// on the same connection after the same backoff.
 fn retry<T>(
     shared: &Shared,
     slot: &mut Option<Conn>,
     what: &str,
     mut write: impl FnMut(&mut Conn) -> Result<T, postgres::Error>,
-) -> Option<T> {
+) -> T {
     let mut attempt = 0;
     loop {
         let error = match connection(shared, slot) {
             Ok(conn) => match write(conn) {
-                Ok(value) => return Some(value),
+                Ok(value) => return value,
                 Err(e) => {
-                    if !conn.client.is_closed() && e.as_db_error().is_some() {
-                        shared
-                            .log
-                            .line(&format!("Error {what}: {}", crate::db::describe_error(&e)));
-                        return None;
+                    if conn.client.is_closed() {
+                        *slot = None;
                     }
                     crate::db::describe_error(&e)
                 }
             },
-            Err(e) => format!("{e:#}"),
+            Err(e) => {
+                *slot = None;
+                format!("{e:#}")
+            }
         };
-        *slot = None;
         let wait = shared.timings().backoff(attempt);
         attempt += 1;
         shared.log.line(&format!(
