@@ -389,6 +389,7 @@ impl Reader<'_> {
                         "heartbeat",
                         "cut_off",
                         "dead_after",
+                        "idle_close",
                     ],
                 )?;
                 let defaults = Timings::default();
@@ -401,6 +402,7 @@ impl Reader<'_> {
                     heartbeat: seconds("heartbeat", defaults.heartbeat)?,
                     cut_off: seconds("cut_off", defaults.cut_off)?,
                     dead_after: seconds("dead_after", defaults.dead_after)?,
+                    idle_close: seconds("idle_close", defaults.idle_close)?,
                     ..defaults
                 };
                 timings

@@ -30,6 +30,9 @@ pub struct Timings {
     pub backoff_first: Duration,
     /// …up to this.
     pub backoff_max: Duration,
+    /// A worker connection unused this long is closed, so that an idle
+    /// runner holds only its main and LISTEN connections (§17).
+    pub idle_close: Duration,
 }
 
 impl Default for Timings {
@@ -40,6 +43,7 @@ impl Default for Timings {
             dead_after: Duration::from_secs(30),
             backoff_first: Duration::from_millis(500),
             backoff_max: Duration::from_secs(10),
+            idle_close: Duration::from_secs(60),
         }
     }
 }

@@ -15,6 +15,7 @@ mod one_off_runs;
 mod operations;
 mod private_cluster;
 mod read_commands;
+mod relay;
 mod resilience;
 mod runner;
 mod sync;

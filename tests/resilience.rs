@@ -8,6 +8,7 @@ use crate::harness::{
     process_running, runs, wait_for, Background, Manage, RunRecord as Run, TestDb,
 };
 use crate::private_cluster::PrivateCluster;
+use crate::relay::Relay;
 
 /// A marker that makes a test's `sleep` processes findable (and unique).
 fn marker(test: u32) -> String {
@@ -502,4 +503,95 @@ fn a_record_that_fails_on_a_lock_timeout_is_retried_until_it_is_written() {
         db.value("SELECT count(*) FROM manage.runs WHERE state = 'running'"),
         "0"
     );
+}
+
+#[test]
+fn a_database_that_stops_answering_gets_the_child_killed_at_the_cut_off_and_sigterm_still_ends_the_runner(
+) {
+    let sleep = marker(5);
+    let config = format!(
+        "{FAST_LIVENESS}shutdown_grace = \"00:01\"\n\
+         [jobs.silent]\ncommand = \"echo begun; sleep {sleep}\"\ninterval = \"01:00:00\"\n"
+    );
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    due_now(&db.url, "silent");
+    let relay = Relay::to(&db.url);
+    let url = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={}",
+        relay.port, db.name
+    );
+    let mut runner = runner_on(&url, &config);
+    wait_for(Duration::from_secs(10), "the child to run", || {
+        running_with_pgid(&db.url, "silent").is_some() && process_running(&format!("sleep {sleep}"))
+    });
+    let frozen = Instant::now();
+    relay.freeze();
+    wait_for(Duration::from_secs(15), "the child killed", || {
+        !process_running(&format!("sleep {sleep}"))
+    });
+    let killed_after = frozen.elapsed();
+    assert!(
+        killed_after <= CUT_OFF + Duration::from_secs(2),
+        "killed {killed_after:?} after the database fell silent: {}",
+        runner.log()
+    );
+    assert!(
+        runner.log().contains("Cut off from the database for 2 s"),
+        "{}",
+        runner.log()
+    );
+    let asked = Instant::now();
+    runner.signal(libc::SIGTERM);
+    assert_eq!(
+        runner.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        runner.log()
+    );
+    // shutdown_grace (1 s) + 5 s, §17.
+    assert!(
+        asked.elapsed() <= Duration::from_secs(6),
+        "exited {:?} after SIGTERM: {}",
+        asked.elapsed(),
+        runner.log()
+    );
+}
+
+#[test]
+fn an_idle_runner_closes_its_worker_connections_and_keeps_two() {
+    let mut config = format!("{FAST_LIVENESS}idle_close = \"00:02\"\nmax_parallel = 3\n");
+    for i in 0..3 {
+        config.push_str(&format!(
+            "[jobs.busy{i}]\ncommand = \"sleep 1\"\ninterval = \"01:00:00\"\n"
+        ));
+    }
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    db.client()
+        .batch_execute("UPDATE manage.jobs SET next_run = now() WHERE name LIKE 'busy%'")
+        .unwrap();
+    let runner = runner_on(&db.url, &config);
+    let connections = || -> usize {
+        db.value(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name = 'manage scheduled_jobs_runner'",
+            db.name
+        ))
+        .parse()
+        .unwrap()
+    };
+    wait_for(Duration::from_secs(10), "three jobs at once", || {
+        connections() >= 5
+    });
+    wait_for(Duration::from_secs(10), "the runs recorded", || {
+        (0..3).all(|i| !finished(&db.url, &format!("busy{i}")).is_empty())
+    });
+    // Unused for idle_close, noticed at the next heartbeat.
+    wait_for(
+        Duration::from_secs(2) + 3 * HEARTBEAT,
+        "the worker connections closed",
+        || connections() <= 2,
+    );
+    runner.stop();
 }

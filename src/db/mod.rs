@@ -125,7 +125,36 @@ fn connect_config(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
+    notice_silence(&mut config);
     tls::connect(&config, tls)
+}
+
+/// A database that stops answering without an error must count as lost
+/// (§17): on every connection, keepalive probes after 5 s of silence (every
+/// 2 s, 3 of them) and a TCP user timeout of 10 s on unacknowledged data, so
+/// the kernel ends a dead connection well within the runner's 20 s cut-off.
+/// What the URL sets itself (`keepalives_idle`, `tcp_user_timeout`, …) stays.
+/// A peer that acknowledges but never answers (a frozen proxy) is the
+/// runner's guard's to handle; no socket option can tell.
+fn notice_silence(config: &mut postgres::Config) {
+    use std::time::Duration;
+    /// tokio-postgres's default idle time: the URL did not choose one.
+    const LIBRARY_DEFAULT_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+    if !config.get_keepalives() {
+        return;
+    }
+    if config.get_keepalives_idle() == LIBRARY_DEFAULT_IDLE {
+        config.keepalives_idle(Duration::from_secs(5));
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(2));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(10));
+    }
 }
 
 /// `host:port/dbname`, without user or password.

@@ -69,13 +69,18 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
 }
 
 /// SIGTERM and SIGINT become `Event::Signal`, so shutdown goes through the
-/// same channel as everything else.
-pub fn spawn_signals(events: Sender<Event>) -> anyhow::Result<()> {
+/// same channel as everything else (and are told to the guard).
+pub fn spawn_signals(
+    events: Sender<Event>,
+    liveness: Arc<super::guard::Liveness>,
+) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
+                // The guard too: it ends the runner if the loop is stuck.
+                liveness.signalled();
                 if events.send(Event::Signal(signal)).is_err() {
                     return;
                 }

@@ -25,6 +25,7 @@
 //! The core never prints: everything the runner says goes through its
 //! [`Log`].
 
+mod guard;
 mod listen;
 mod log;
 mod notify;
@@ -82,6 +83,12 @@ pub struct Shared {
     pub children: Mutex<HashMap<i64, StopHandle>>,
     /// Set at shutdown: workers claim nothing more.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// The main connection's last round trip and the signals, for the guard.
+    pub liveness: Arc<guard::Liveness>,
+    /// Worker connections between runs, with when each was put back: closed
+    /// once unused for `idle_close`, so that an idle runner holds only its
+    /// main and LISTEN connections (§17).
+    idle_connections: Mutex<Vec<(worker::Conn, Instant)>>,
 }
 
 impl Shared {
@@ -96,6 +103,33 @@ impl Shared {
             }
         }
     }
+
+    fn running_children(&self) -> usize {
+        self.children.lock().map_or(0, |children| children.len())
+    }
+
+    /// A worker connection to reuse, the most recently used first.
+    fn take_connection(&self) -> Option<worker::Conn> {
+        self.idle_connections
+            .lock()
+            .ok()?
+            .pop()
+            .map(|(conn, _)| conn)
+    }
+
+    fn put_back_connection(&self, conn: worker::Conn) {
+        if let Ok(mut idle) = self.idle_connections.lock() {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// Close the worker connections unused for `idle_close`.
+    fn close_idle_connections(&self) {
+        let idle_close = self.timings().idle_close;
+        if let Ok(mut idle) = self.idle_connections.lock() {
+            idle.retain(|(_, since)| since.elapsed() < idle_close);
+        }
+    }
 }
 
 pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Result<bool> {
@@ -103,7 +137,8 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
     // Signals first: SIGTERM while the database is still unreachable at
     // start-up must end the runner cleanly too.
     let (events_tx, events_rx) = std::sync::mpsc::channel();
-    listen::spawn_signals(events_tx.clone())?;
+    let liveness = Arc::new(guard::Liveness::default());
+    listen::spawn_signals(events_tx.clone(), Arc::clone(&liveness))?;
     let Some((mut client, target)) = connect_with_retry(&config, &log, &events_rx)? else {
         log.line("Stopping before the database was reached");
         return Ok(true);
@@ -135,7 +170,11 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         log,
         children: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        liveness,
+        idle_connections: Mutex::new(Vec::new()),
     });
+    shared.liveness.contact();
+    guard::spawn(Arc::clone(&shared))?;
     listen::spawn_listener(Arc::clone(&shared), events_tx.clone())?;
     let pool = worker::Pool::start(Arc::clone(&shared), events_tx.clone());
     let notifier = notify::Notifier::from_env();
@@ -154,7 +193,6 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         options,
         all_succeeded: true,
         last_sleep_log: None,
-        last_contact: Instant::now(),
         shutdown: None,
         prepared: store::Prepared::default(),
     };
@@ -217,8 +255,6 @@ struct Loop {
     options: Options,
     all_succeeded: bool,
     last_sleep_log: Option<Option<DateTime<Utc>>>,
-    /// The last successful round trip on the main connection.
-    last_contact: Instant,
     /// Set by SIGTERM/SIGINT: when the shutdown grace ends.
     shutdown: Option<Instant>,
     notifier: notify::Notifier,
@@ -245,8 +281,10 @@ impl Loop {
             if Instant::now() >= next_heartbeat {
                 match self.heartbeat() {
                     Ok(fresh) => {
+                        self.shared.liveness.contact();
                         next_heartbeat = Instant::now() + self.shared.timings().heartbeat;
                         agenda = Some(fresh);
+                        self.shared.close_idle_connections();
                     }
                     Err(e) => {
                         if !self.reconnect(e)? {
@@ -267,7 +305,7 @@ impl Loop {
                     continue;
                 }
             };
-            self.last_contact = Instant::now();
+            self.shared.liveness.contact();
             if self.shutdown.is_some() && self.in_flight == 0 {
                 log.line("All jobs finished; the runner stops");
                 return Ok(());
@@ -487,10 +525,11 @@ impl Loop {
     }
 
     /// The main connection failed: reconnect with backoff, re-take the lock,
-    /// and carry on. `cut_off` after the last contact with the database (not
-    /// after noticing the loss: other runners count from our last heartbeat)
-    /// the children are killed, before anyone may declare this runner dead
-    /// (`dead_after`; `Timings::check` keeps the two apart).
+    /// and carry on. Meanwhile the guard (`guard.rs`) kills the children
+    /// `cut_off` after the last contact with the database (not after noticing
+    /// the loss: other runners count from our last heartbeat), before anyone
+    /// may declare this runner dead (`dead_after`; `Timings::check` keeps the
+    /// two apart).
     fn reconnect(&mut self, error: postgres::Error) -> anyhow::Result<bool> {
         let log = self.shared.log.clone();
         log.line(&format!(
@@ -498,9 +537,7 @@ impl Loop {
             crate::db::describe_error(&error)
         ));
         let timings = *self.shared.timings();
-        let cut_off_at = self.last_contact + timings.cut_off;
         let mut attempt = 0;
-        let mut killed = false;
         loop {
             // Told to stop while the database is away: kill what is left once
             // the grace is over (it cannot be recorded now) and go.
@@ -512,16 +549,6 @@ impl Loop {
                     log.line("Stopping without the database");
                     return Ok(false);
                 }
-            }
-            if !killed && Instant::now() >= cut_off_at {
-                if self.in_flight > 0 {
-                    let secs = timings.cut_off.as_secs_f64();
-                    log.line(&format!("Cut off from the database for {secs} s: killing running jobs so that no job runs twice"));
-                    self.shared.stop_all_children(&format!(
-                        "Interrupted: the runner lost its database for {secs} s and killed the job"
-                    ));
-                }
-                killed = true;
             }
             self.feed_watchdog();
             self.notifier.send("STATUS=Reconnecting to the database");
@@ -544,7 +571,7 @@ impl Loop {
                     self.client = client;
                     // Prepared statements belong to the old connection.
                     self.prepared = store::Prepared::default();
-                    self.last_contact = Instant::now();
+                    self.shared.liveness.contact();
                     self.last_sleep_log = None;
                     log.line("Reconnected to the database");
                     return Ok(true);
@@ -553,9 +580,6 @@ impl Loop {
                     let mut wait = timings.backoff(attempt);
                     attempt += 1;
                     log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
-                    if !killed {
-                        wait = wait.min(cut_off_at.saturating_duration_since(Instant::now()));
-                    }
                     if let Some(deadline) = self.shutdown {
                         wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                     }

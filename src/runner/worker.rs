@@ -18,7 +18,6 @@ use crate::store::{self, Claimed};
 
 /// What a worker tells the loop when a claimed run is over.
 pub struct Report {
-    pub run_id: i64,
     /// Succeeded or skipped.
     pub succeeded: bool,
     /// The worker claimed its next run in the same transaction and goes on
@@ -56,8 +55,10 @@ impl Pool {
     }
 }
 
+/// Take a claimed run, do it (and the runs claimed while recording it), and
+/// give the connection back to the runner's idle ones in between, where it
+/// is closed if no run needs it for a while.
 fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sender<Event>) {
-    let mut client: Option<Conn> = None;
     loop {
         let claimed = match queue.lock() {
             Ok(receiver) => match receiver.recv() {
@@ -66,14 +67,13 @@ fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sende
             },
             Err(_) => return,
         };
+        let mut client: Option<Conn> = shared.take_connection();
         let mut current = Some(claimed);
         while let Some(claimed) = current.take() {
-            let run_id = claimed.run_id;
             let (succeeded, next) = execute(shared, &mut client, claimed);
             let continued = next.is_some();
             if events
                 .send(Event::Finished(Report {
-                    run_id,
                     succeeded,
                     continued,
                 }))
@@ -82,6 +82,9 @@ fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sende
                 return;
             }
             current = next;
+        }
+        if let Some(conn) = client.filter(|c| !c.client.is_closed()) {
+            shared.put_back_connection(conn);
         }
     }
 }
@@ -330,6 +333,17 @@ fn run_child(
     let stop = StopHandle::default();
     if let Ok(mut children) = shared.children.lock() {
         children.insert(claimed.run_id, stop.clone());
+    }
+    // Registered first, checked second: the guard either sees this child to
+    // stop it, or this worker sees the cut-off and starts nothing.
+    if shared.liveness.is_cut_off() {
+        if let Ok(mut children) = shared.children.lock() {
+            children.remove(&claimed.run_id);
+        }
+        return Ended::new(
+            Finished::Interrupted,
+            format!("{heading}Interrupted: the runner was cut off from its database and did not start the job"),
+        );
     }
     // The group is recorded with the run as soon as the child exists: if this
     // runner dies, another one kills what is left of it.

@@ -1,0 +1,155 @@
+//! The runner's guard: a thread that never talks to the database, so that a
+//! database which stops answering — no error, no reset, a query that simply
+//! never returns (a proxy that stops relaying, a NAT that drops its state, a
+//! server that lost the session) — cannot keep the two promises of §17 from
+//! being kept on time:
+//!
+//! - once the main connection has not completed a round trip for `cut_off`,
+//!   the children are killed, whatever the query in flight is doing: other
+//!   runners count from this runner's last heartbeat, and must never start a
+//!   job beside a live copy of it;
+//! - once SIGTERM's `shutdown_grace` has passed (plus a margin, so that a
+//!   loop that is merely busy gets to finish its own orderly shutdown) and the
+//!   loop is still stuck, the children are killed and the process ends: their
+//!   runs are recorded `interrupted` by whichever runner comes next.
+//!
+//! The loop reports each successful round trip ([`Liveness::contact`]); the
+//! signal thread reports SIGTERM/SIGINT ([`Liveness::signalled`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Shared;
+
+/// How much later than the grace the guard ends a stuck runner; §17 allows 5 s.
+const STUCK_MARGIN: Duration = Duration::from_secs(4);
+
+/// What the guard watches, written by the loop and the signal thread.
+#[derive(Debug)]
+pub struct Liveness {
+    origin: Instant,
+    /// Milliseconds from `origin` to the last successful round trip.
+    contact_ms: AtomicU64,
+    /// Milliseconds from `origin` to the first SIGTERM/SIGINT, plus one (0: none).
+    signal_ms: AtomicU64,
+    /// Set while the guard holds the runner cut off: workers start no child.
+    cut_off: AtomicBool,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            origin: Instant::now(),
+            contact_ms: AtomicU64::new(0),
+            signal_ms: AtomicU64::new(0),
+            cut_off: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Liveness {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A round trip on the main connection just succeeded.
+    pub fn contact(&self) {
+        self.contact_ms.store(self.now_ms(), Ordering::SeqCst);
+    }
+
+    /// How long since the last successful round trip.
+    pub fn since_contact(&self) -> Duration {
+        let last = self.contact_ms.load(Ordering::SeqCst);
+        Duration::from_millis(self.now_ms().saturating_sub(last))
+    }
+
+    /// SIGTERM or SIGINT arrived (the first one counts).
+    pub fn signalled(&self) {
+        let _ = self.signal_ms.compare_exchange(
+            0,
+            self.now_ms() + 1,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    fn since_signal(&self) -> Option<Duration> {
+        match self.signal_ms.load(Ordering::SeqCst) {
+            0 => None,
+            at => Some(Duration::from_millis(self.now_ms().saturating_sub(at - 1))),
+        }
+    }
+
+    /// Whether the runner is cut off from its database: no child may start.
+    pub fn is_cut_off(&self) -> bool {
+        self.cut_off.load(Ordering::SeqCst)
+    }
+}
+
+/// Start the guard thread.
+pub fn spawn(shared: Arc<Shared>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("guard".into())
+        .spawn(move || watch(&shared))?;
+    Ok(())
+}
+
+fn watch(shared: &Shared) {
+    let timings = *shared.timings();
+    let grace = Duration::from_secs(u64::from(shared.config.runner.shutdown_grace_secs));
+    let tick = (timings.heartbeat / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+    let liveness = &shared.liveness;
+    loop {
+        std::thread::sleep(tick);
+        let silent = liveness.since_contact();
+        if silent >= timings.cut_off {
+            if !liveness.cut_off.swap(true, Ordering::SeqCst) && shared.running_children() > 0 {
+                let secs = timings.cut_off.as_secs_f64();
+                shared.log.line(&format!(
+                    "Cut off from the database for {secs} s: killing running jobs so that no job runs twice"
+                ));
+                shared.stop_all_children(&format!(
+                    "Interrupted: the runner lost its database for {secs} s and killed the job"
+                ));
+            }
+        } else {
+            liveness.cut_off.store(false, Ordering::SeqCst);
+        }
+        if liveness
+            .since_signal()
+            .is_some_and(|since| since >= grace + STUCK_MARGIN)
+        {
+            shared.log.line(&format!(
+                "The database has not answered for {:.1} s and the shutdown grace is over: \
+                 killing running jobs and stopping without it",
+                silent.as_secs_f64()
+            ));
+            shared.stop_all_children(
+                "Interrupted: the runner was shut down while its database did not answer",
+            );
+            // Give the process groups a moment to receive their signals.
+            std::thread::sleep(Duration::from_millis(200));
+            std::process::exit(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_and_signal_are_measured_from_when_they_were_reported() {
+        let liveness = Liveness::default();
+        assert!(liveness.since_signal().is_none());
+        liveness.contact();
+        assert!(liveness.since_contact() < Duration::from_secs(1));
+        liveness.signalled();
+        std::thread::sleep(Duration::from_millis(20));
+        liveness.signalled();
+        assert!(liveness
+            .since_signal()
+            .is_some_and(|d| d >= Duration::from_millis(20)));
+    }
+}
