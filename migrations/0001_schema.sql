@@ -34,7 +34,8 @@ CREATE TABLE manage.jobs (
 CREATE INDEX jobs_next_run ON manage.jobs (next_run) WHERE NOT removed AND enabled;
 
 -- Runners: one row per runner process; a runner is alive while its session holds
--- the advisory lock (manage.runner_lock_key(id)) or its heartbeat is recent.
+-- its advisory lock (class 0x6d67, object its id: see src/store/runners.rs) or
+-- its heartbeat is recent.
 CREATE TABLE manage.runners (
     id           bigserial PRIMARY KEY,
     host         text NOT NULL,

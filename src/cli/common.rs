@@ -40,9 +40,9 @@ pub(crate) fn no_such_job<T>(name: &str) -> anyhow::Result<T> {
     ))
 }
 
-/// The job object of §7, serialised straight from the row: at 10,000 jobs,
-/// building a `serde_json::Value` per job first doubled the time of
-/// `jobs list --json`.
+/// The job object of §7. `jobs list --json` serialises these straight from
+/// the rows (at 10,000 jobs, a `serde_json::Value` per job first doubled its
+/// time); only `jobs show` makes one into a `Value`, to add its history.
 #[derive(serde::Serialize)]
 pub struct JobJson<'a> {
     name: &'a str,

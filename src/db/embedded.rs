@@ -173,16 +173,6 @@ pub enum Status {
     NotCreated,
 }
 
-impl Status {
-    /// The exit code the `status` command uses.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Status::Running { .. } => 0,
-            Status::NotRunning | Status::NotCreated => 1,
-        }
-    }
-}
-
 /// The cluster directory inside a data directory.
 pub fn pg_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("pg")
@@ -1138,8 +1128,6 @@ mod tests {
                 pid: std::process::id()
             }
         );
-        assert_eq!(Status::NotRunning.exit_code(), 1);
-        assert_eq!(Status::Running { pid: 1 }.exit_code(), 0);
     }
 
     #[test]

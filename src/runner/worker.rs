@@ -447,7 +447,8 @@ fn skip_with_retry(
     retry(shared, slot, "recording the skip", |conn| {
         let Conn { client, prepared } = conn;
         let mut tx = client.transaction()?;
-        // The job first: deleting the run clears running_run (ON DELETE SET NULL).
+        // The job first, while its running_run still names this run (no
+        // foreign key clears it since migration 0005): then the run goes.
         if let Some(row) = store::job_for_update(&mut tx, &claimed.job.name)? {
             if row.running_run == Some(claimed.run_id) {
                 let next = row.next_run_after(skipped_at, true, shared.config.timezone);
