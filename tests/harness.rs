@@ -339,10 +339,7 @@ impl TestDb {
 
     /// The rows of a query, each column as text (NULL as "NULL").
     pub fn query_strings(&self, sql: &str) -> Vec<Vec<String>> {
-        let mut client = self.client();
-        client
-            .simple_query(sql)
-            .expect("query")
+        with_client(&self.url, |client| client.simple_query(sql))
             .into_iter()
             .filter_map(|m| match m {
                 postgres::SimpleQueryMessage::Row(row) => Some(
@@ -379,6 +376,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        forget_client(&self.url);
         if let Ok(mut client) = Client::connect(&self.admin, NoTls) {
             let _ = client.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -757,33 +755,91 @@ pub struct RunRecord {
 
 /// Every run of `job` in the database at `url`, oldest first.
 pub fn runs(url: &str, job: &str) -> Vec<RunRecord> {
-    Client::connect(url, NoTls)
-        .expect("connecting")
-        .query(
+    with_client(url, |client| {
+        client.query(
             "SELECT id, state, output, started_at, finished_at, runner_id, pgid FROM manage.runs WHERE job = $1 ORDER BY started_at, id",
             &[&job],
         )
-        .expect("reading runs")
-        .iter()
-        .map(|r| RunRecord {
-            id: r.get(0),
-            state: r.get(1),
-            output: r.get(2),
-            started_at: r.get(3),
-            finished_at: r.get(4),
-            runner_id: r.get(5),
-            pgid: r.get(6),
-        })
-        .collect()
+    })
+    .iter()
+    .map(|r| RunRecord {
+        id: r.get(0),
+        state: r.get(1),
+        output: r.get(2),
+        started_at: r.get(3),
+        finished_at: r.get(4),
+        runner_id: r.get(5),
+        pgid: r.get(6),
+    })
+    .collect()
 }
 
-/// Whether a process whose command line contains `needle` exists.
+/// The tests' polling connections, one per database URL (each test's
+/// database, each private cluster): `wait_for` asks every 50 ms, and a new
+/// connection — a forked backend — per question was most of what eight tests
+/// at once cost this machine. Closed when the database goes (`forget_client`).
+static CLIENTS: std::sync::Mutex<
+    BTreeMap<String, std::sync::Arc<std::sync::Mutex<Option<Client>>>>,
+> = std::sync::Mutex::new(BTreeMap::new());
+
+fn client_slot(url: &str) -> std::sync::Arc<std::sync::Mutex<Option<Client>>> {
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    std::sync::Arc::clone(clients.entry(url.to_string()).or_default())
+}
+
+/// Close the polling connection to `url` (its database is going away).
+pub fn forget_client(url: &str) {
+    let slot = CLIENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(url);
+    drop(slot);
+}
+
+/// `query` on the polling connection to `url`, opened on first use and
+/// opened again once when it fails (a test restarted its cluster).
+pub fn with_client<T>(url: &str, query: impl Fn(&mut Client) -> Result<T, postgres::Error>) -> T {
+    let slot = client_slot(url);
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last_error = None;
+    for _ in 0..2 {
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(Client::connect(url, NoTls).expect("connecting"));
+        }
+        let Some(client) = slot.as_mut() else {
+            continue;
+        };
+        match query(client) {
+            Ok(value) => return value,
+            Err(e) => {
+                *slot = None;
+                last_error = Some(e);
+            }
+        }
+    }
+    panic!("query on {url}: {last_error:?}")
+}
+
+/// Whether a process whose command line contains `needle` exists (as
+/// `pgrep -f`, without starting a process to ask).
 pub fn process_running(needle: &str) -> bool {
-    let out = Command::new("pgrep")
-        .args(["-f", needle])
-        .output()
-        .expect("pgrep");
-    !out.stdout.is_empty()
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            && std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| {
+                let line: Vec<u8> = cmdline
+                    .iter()
+                    .map(|&b| if b == 0 { b' ' } else { b })
+                    .collect();
+                String::from_utf8_lossy(&line).contains(needle)
+            })
+    })
 }
 
 /// A finished (or, without `finished_at`, running) run written straight into

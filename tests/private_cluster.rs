@@ -170,6 +170,7 @@ impl PrivateCluster {
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
+        crate::harness::forget_client(&self.url);
         let _ = as_server_user(
             Command::new(find_pg_bin("pg_ctl"))
                 .arg("-D")
