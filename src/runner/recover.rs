@@ -23,6 +23,9 @@ pub fn recover_orphans(
             &orphan,
             "Interrupted: the runner running this job died or lost its database",
         )?;
+        // Each recorded run is a round trip that answered: a long recovery
+        // is not a silent database (see guard.rs).
+        shared.liveness.contact();
     }
     Ok(())
 }
