@@ -60,7 +60,7 @@ fn interrupt(
     if !store::lock_running_run(&mut tx, orphan.id)? {
         return tx.rollback();
     }
-    if let (Some(host), Some(pgid)) = (&orphan.host, orphan.pgid) {
+    if let (Some(host), Some(pgid)) = (&orphan.host, orphan.group.as_ref().map(|g| g.pgid)) {
         if *host == shared.host && process::group_alive(pgid) {
             process::kill_group(pgid, libc::SIGKILL);
             shared.log.line(&format!(
