@@ -13,6 +13,11 @@
 //! or once pids wrap around, the same number is a stranger's group. So the
 //! group is recorded with a [`GroupIdentity`] — machine, boot and the leader's
 //! start time — and a leftover group is killed only when all three still match.
+//! The catch: the leader is the direct child, which the parent-death signal
+//! has killed, so the grandchildren are provably the run's only until whoever
+//! adopted the dead leader reaps it. Where that is at once (systemd or tini as
+//! init) they are left alone, and logged; under the systemd unit its
+//! `KillMode=control-group` has killed them with the runner anyway.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -174,7 +179,7 @@ pub enum NotProven {
     #[error("its leader process is gone")]
     LeaderGone,
     /// A process with the leader's pid exists, but not the one recorded.
-    #[error("its leader process started at another time than the run's")]
+    #[error("its leader process is not the one the run started")]
     OtherLeader,
 }
 

@@ -213,7 +213,6 @@ pub struct OrphanRun {
     pub job: String,
     pub started_at: DateTime<Utc>,
     pub output: String,
-    pub host: Option<String>,
     /// The child's process group, when the run had one.
     pub group: Option<GroupIdentity>,
 }
@@ -237,7 +236,6 @@ impl OrphanRun {
             job: row.try_get("job")?,
             started_at: row.try_get("started_at")?,
             output: row.try_get("output")?,
-            host: row.try_get("host")?,
             group,
         })
     }
@@ -250,7 +248,7 @@ pub fn orphan_runs(
     dead_after: std::time::Duration,
 ) -> Result<Vec<OrphanRun>, postgres::Error> {
     let sql = concat!(
-        "SELECT r.id, r.job, r.started_at, r.output, r.host, r.pgid, r.machine_id, r.boot_id, \
+        "SELECT r.id, r.job, r.started_at, r.output, r.pgid, r.machine_id, r.boot_id, \
                 r.leader_start FROM manage.runs r \
          LEFT JOIN manage.runners w ON w.id = r.runner_id WHERE ",
         orphaned!(),
@@ -273,7 +271,7 @@ pub fn own_running_runs(
 ) -> Result<Vec<OrphanRun>, postgres::Error> {
     client
         .query_typed(
-            "SELECT id, job, started_at, output, host, pgid, machine_id, boot_id, leader_start \
+            "SELECT id, job, started_at, output, pgid, machine_id, boot_id, leader_start \
              FROM manage.runs \
              WHERE runner_id = $1 AND state = $2 ORDER BY id",
             typed![&runner_id, &RunState::Running],
