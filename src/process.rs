@@ -8,6 +8,16 @@
 //! group is killed. Direct children also get a parent-death signal, so a runner
 //! killed with -9 does not leave them running unnoticed; grandchildren are
 //! found later through the process group recorded with the run.
+//!
+//! A group id alone names nothing for long: after a reboot, on another machine
+//! or once pids wrap around, the same number is a stranger's group. So the
+//! group is recorded with a [`GroupIdentity`] — machine, boot and the leader's
+//! start time — and a leftover group is killed only when all three still match.
+//! The catch: the leader is the direct child, which the parent-death signal
+//! has killed, so the grandchildren are provably the run's only until whoever
+//! adopted the dead leader reaps it. Where that is at once (systemd or tini as
+//! init) they are left alone, and logged; under the systemd unit its
+//! `KillMode=control-group` has killed them with the runner anyway.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -130,6 +140,124 @@ pub fn group_alive(pgid: i32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// A process group as recorded with its run, or as seen now: enough to prove
+/// later that a group with this id is still the one the run started.
+///
+/// The leader's start time is the proof that the id was never reused: while
+/// the leader exists — running, or a zombie not yet reaped — its pid, and so
+/// the group id, cannot go to anyone else. Once the leader is gone nothing in
+/// /proc tells the run's grandchildren from a stranger's group that got the
+/// id after a wrap-around, so such a group is not provably the run's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupIdentity {
+    pub pgid: i32,
+    /// `/etc/machine-id` of the host the group lives on.
+    pub machine_id: Option<String>,
+    /// `/proc/sys/kernel/random/boot_id` of the boot the group lives in.
+    pub boot_id: Option<String>,
+    /// When the leader (pid = pgid) started, in clock ticks since boot.
+    pub leader_start: Option<u64>,
+}
+
+/// Why a live group is not provably the one recorded with a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotProven {
+    /// The run recorded no such fact: it started before they were recorded,
+    /// or its host could not tell.
+    #[error("the run recorded no {0}")]
+    Unrecorded(&'static str),
+    /// This host cannot tell its own machine or boot id.
+    #[error("this host cannot tell its {0}")]
+    Unknown(&'static str),
+    /// The run started on another machine (perhaps one with the same name).
+    #[error("it was recorded on another machine")]
+    OtherMachine,
+    /// The machine has rebooted since the run started.
+    #[error("it was recorded in another boot")]
+    OtherBoot,
+    /// The leader has exited and been reaped: the id may be anyone's now.
+    #[error("its leader process is gone")]
+    LeaderGone,
+    /// A process with the leader's pid exists, but not the one recorded.
+    #[error("its leader process is not the one the run started")]
+    OtherLeader,
+}
+
+impl GroupIdentity {
+    /// Group `pgid` as it is now, on this machine in this boot.
+    pub fn observe(pgid: i32) -> GroupIdentity {
+        GroupIdentity {
+            pgid,
+            machine_id: crate::host::machine_id().map(str::to_string),
+            boot_id: crate::host::boot_id().map(str::to_string),
+            leader_start: start_time(pgid),
+        }
+    }
+
+    /// Ok when the group with this id is, now, provably the one recorded in
+    /// `self`; otherwise why not.
+    pub fn still_the_same(&self) -> Result<(), NotProven> {
+        self.proven_by(&GroupIdentity::observe(self.pgid))
+    }
+
+    /// Ok when `now`, observed for the same id, proves the group recorded in
+    /// `self`; anything missing proves nothing.
+    fn proven_by(&self, now: &GroupIdentity) -> Result<(), NotProven> {
+        fn same<T: PartialEq>(
+            recorded: &Option<T>,
+            now: &Option<T>,
+            what: &'static str,
+            differs: NotProven,
+            unknown: NotProven,
+        ) -> Result<(), NotProven> {
+            match (recorded, now) {
+                (None, _) => Err(NotProven::Unrecorded(what)),
+                (Some(_), None) => Err(unknown),
+                (Some(r), Some(n)) if r == n => Ok(()),
+                (Some(_), Some(_)) => Err(differs),
+            }
+        }
+        same(
+            &self.machine_id,
+            &now.machine_id,
+            "machine id",
+            NotProven::OtherMachine,
+            NotProven::Unknown("machine id"),
+        )?;
+        same(
+            &self.boot_id,
+            &now.boot_id,
+            "boot id",
+            NotProven::OtherBoot,
+            NotProven::Unknown("boot id"),
+        )?;
+        same(
+            &self.leader_start,
+            &now.leader_start,
+            "leader start time",
+            NotProven::OtherLeader,
+            NotProven::LeaderGone,
+        )
+    }
+}
+
+/// When process `pid` started, in clock ticks since boot; None when there is
+/// no such process (a zombie still has one).
+fn start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 (`starttime`) of a `/proc/PID/stat` line. The command name, field
+/// 2, is in parentheses and may itself hold spaces and parentheses, so the
+/// fields are counted from the *last* `)`: field 3 is the first after it.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
 /// A pipe whose both ends close on exec; std dups the write end onto the
 /// child's stdout and stderr, which clears the flag on those copies only.
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -193,12 +321,12 @@ fn wait_until(
     }
 }
 
-/// Spawn the child; `started(pgid)` is called as soon as it runs (the caller
+/// Spawn the child; `started(group)` is called as soon as it runs (the caller
 /// records the group with the run). Blocks until the run is over.
 pub fn run_child(
     spec: &ChildSpec,
     stop: &StopHandle,
-    started: impl FnOnce(i32),
+    started: impl FnOnce(&GroupIdentity),
 ) -> std::io::Result<Finished> {
     let (read_end, write_end) = pipe()?;
     let mut command = Command::new(&spec.program);
@@ -238,7 +366,9 @@ pub fn run_child(
     if stop.stop_requested() {
         kill_group(pgid, libc::SIGKILL);
     }
-    started(pgid);
+    // Not yet waited for, the child is at least a zombie: its start time is
+    // there to read even if it has already exited.
+    started(&GroupIdentity::observe(pgid));
 
     let captured = Arc::new(Mutex::new(Captured::default()));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -325,6 +455,144 @@ mod tests {
             max_output: 1 << 20,
         };
         run_child(&spec, &StopHandle::default(), |_| {}).unwrap()
+    }
+
+    /// A `/proc/PID/stat` line of `sleep` started at tick `start`, named `name`.
+    fn stat_line(name: &str, start: u64) -> String {
+        format!(
+            "4242 ({name}) S 4200 4242 4200 0 -1 4194304 87 0 0 0 0 0 0 0 20 0 1 0 {start} \
+             2273280 160 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0"
+        )
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_of_the_stat_line() {
+        assert_eq!(parse_start_time(&stat_line("sleep", 295378)), Some(295378));
+    }
+
+    #[test]
+    fn a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields() {
+        assert_eq!(
+            parse_start_time(&stat_line("a) S 1 2 (b", 77)),
+            Some(77),
+            "fields are counted from the last parenthesis"
+        );
+        assert_eq!(parse_start_time(&stat_line(") )", 78)), Some(78));
+    }
+
+    #[test]
+    fn a_stat_line_cut_short_or_garbled_has_no_start_time() {
+        assert_eq!(parse_start_time("4242 (sleep) S 4200 4242"), None);
+        assert_eq!(parse_start_time("4242 sleep S"), None);
+        assert_eq!(parse_start_time(""), None);
+        let garbled = stat_line("sleep", 1).replace(" 1 2273280", " x 2273280");
+        assert_eq!(parse_start_time(&garbled), None);
+    }
+
+    #[test]
+    fn a_live_process_has_a_start_time_and_a_missing_one_none() {
+        let me = std::process::id() as i32;
+        let started = start_time(me).unwrap();
+        assert_eq!(start_time(me), Some(started));
+        assert_eq!(start_time(0), None);
+        // Above any pid_max (2^22): no such process.
+        assert_eq!(start_time(i32::MAX), None);
+    }
+
+    fn recorded() -> GroupIdentity {
+        GroupIdentity {
+            pgid: 4242,
+            machine_id: Some("machine".into()),
+            boot_id: Some("boot".into()),
+            leader_start: Some(295378),
+        }
+    }
+
+    #[test]
+    fn a_group_is_the_runs_only_when_machine_boot_and_leader_start_all_match() {
+        let run = recorded();
+        assert_eq!(run.proven_by(&recorded()), Ok(()));
+        let other = |change: fn(&mut GroupIdentity)| {
+            let mut now = recorded();
+            change(&mut now);
+            run.proven_by(&now)
+        };
+        assert_eq!(
+            other(|g| g.machine_id = Some("elsewhere".into())),
+            Err(NotProven::OtherMachine)
+        );
+        assert_eq!(
+            other(|g| g.boot_id = Some("rebooted".into())),
+            Err(NotProven::OtherBoot)
+        );
+        assert_eq!(
+            other(|g| g.leader_start = Some(295379)),
+            Err(NotProven::OtherLeader)
+        );
+        assert_eq!(other(|g| g.leader_start = None), Err(NotProven::LeaderGone));
+        assert_eq!(
+            other(|g| g.machine_id = None),
+            Err(NotProven::Unknown("machine id"))
+        );
+        assert_eq!(
+            other(|g| g.boot_id = None),
+            Err(NotProven::Unknown("boot id"))
+        );
+    }
+
+    #[test]
+    fn a_run_that_recorded_nothing_proves_nothing() {
+        let now = recorded();
+        let before_the_upgrade = GroupIdentity {
+            pgid: 4242,
+            ..GroupIdentity::default()
+        };
+        assert_eq!(
+            before_the_upgrade.proven_by(&now),
+            Err(NotProven::Unrecorded("machine id"))
+        );
+        let no_start = GroupIdentity {
+            leader_start: None,
+            ..recorded()
+        };
+        assert_eq!(
+            no_start.proven_by(&now),
+            Err(NotProven::Unrecorded("leader start time"))
+        );
+    }
+
+    #[test]
+    fn a_child_is_observed_with_this_hosts_identity_as_it_starts() {
+        let spec = ChildSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), "exit 0".into()],
+            env: vec![],
+            env_remove: vec![],
+            working_dir: None,
+            timeout: Duration::from_secs(10),
+            max_output: 1000,
+        };
+        let mut seen = None;
+        run_child(&spec, &StopHandle::default(), |group| {
+            seen = Some((group.clone(), group.still_the_same()));
+        })
+        .unwrap();
+        let (group, then) = seen.unwrap();
+        assert_eq!(group.boot_id.as_deref(), crate::host::boot_id());
+        assert_eq!(group.machine_id.as_deref(), crate::host::machine_id());
+        assert!(group.leader_start.is_some(), "{group:?}");
+        if group.machine_id.is_some() {
+            assert_eq!(then, Ok(()), "the group, just started, is provably itself");
+            // Reaped, the leader proves nothing (its pid may even be another's).
+            assert!(
+                matches!(
+                    group.still_the_same(),
+                    Err(NotProven::LeaderGone | NotProven::OtherLeader)
+                ),
+                "{:?}",
+                group.still_the_same()
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! away, several runners. Nothing lost, nothing doubled. The tests that stop
 //! or restart PostgreSQL use a private cluster of their own.
 
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
+
+use manage::process::GroupIdentity;
 
 use crate::harness::{
     process_running, runs, wait_for, Background, Manage, RunRecord as Run, TestDb,
@@ -70,8 +73,23 @@ fn kill9(pid: i32) {
     }
 }
 
+/// Adopt the orphans of this test process's children and never reap them.
+/// A runner killed with -9 takes its job's direct child — the group leader —
+/// with it (the parent-death signal), and recovery can prove the group left
+/// behind is the run's only while that leader is not yet reaped (§17). Who
+/// adopts it otherwise, and how soon it is reaped, depends on the machine the
+/// tests run on; this makes the test not depend on it.
+fn keep_orphans_unreaped() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    }
+}
+
 #[test]
 fn a_runner_killed_mid_run_is_recorded_interrupted_by_the_next_runner() {
+    keep_orphans_unreaped();
     let sleep = marker(1);
     let config = format!(
         "{FAST_LIVENESS}[notifications]\nemail = \"ops@example.com\"\n\
@@ -122,6 +140,152 @@ fn a_runner_killed_mid_run_is_recorded_interrupted_by_the_next_runner() {
     assert_eq!(
         db.value("SELECT count(*) FROM manage.runs WHERE state = 'running'"),
         "0"
+    );
+}
+
+/// A process group of the test's own, unrelated to any run: a `sleep` that
+/// leads a group of its own. Killed when dropped.
+struct Stranger(std::process::Child);
+
+impl Stranger {
+    fn start(sleep: &str) -> Stranger {
+        let child = std::process::Command::new("sleep")
+            .arg(sleep)
+            .process_group(0)
+            .spawn()
+            .expect("starting sleep");
+        Stranger(child)
+    }
+
+    fn pgid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A runner that starts up recovers the `running` row of a dead runner on this
+/// host whose recorded process group is the live group of a stranger, as this
+/// machine and boot see it now with `differ` applied. The stranger must
+/// survive, the run must be `interrupted`, and the log must say why the group
+/// was left alone (`reason`, when this machine has a machine id to compare).
+fn recovery_leaves_the_stranger_alone(test: u32, differ: fn(&mut GroupIdentity), reason: &str) {
+    let config =
+        format!("{FAST_LIVENESS}[jobs.victim]\ncommand = \"true\"\ninterval = \"01:00:00\"\n");
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    let mut stranger = Stranger::start(&marker(test));
+    let mut recorded = GroupIdentity::observe(stranger.pgid());
+    assert!(recorded.leader_start.is_some(), "{recorded:?}");
+    differ(&mut recorded);
+    let host = manage::host::short_host_name();
+    let leader_start = recorded.leader_start.map(|t| t as i64);
+    let mut client = db.client();
+    // Dead: nobody holds its lock and its heartbeat is an hour old.
+    let runner_id: i64 = client
+        .query_one(
+            "INSERT INTO manage.runners (host, pid, started_at, heartbeat) \
+             VALUES ($1, 1, now() - interval '2 hours', now() - interval '1 hour') RETURNING id",
+            &[&host],
+        )
+        .unwrap()
+        .get(0);
+    let run_id: i64 = client
+        .query_one(
+            "INSERT INTO manage.runs (job, state, started_at, runner_id, host, pgid, \
+                                      machine_id, boot_id, leader_start) \
+             VALUES ('victim', 'running', now() - interval '1 hour', $1, $2, $3, $4, $5, $6) \
+             RETURNING id",
+            &[
+                &runner_id,
+                &host,
+                &recorded.pgid,
+                &recorded.machine_id,
+                &recorded.boot_id,
+                &leader_start,
+            ],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE manage.jobs SET running_run = $1 WHERE name = 'victim'",
+            &[&run_id],
+        )
+        .unwrap();
+
+    let runner = runner_on(&db.url, &config);
+    wait_for(
+        Duration::from_secs(20),
+        "the run recorded interrupted",
+        || {
+            runs(&db.url, "victim")
+                .iter()
+                .any(|r| r.id == run_id && r.state == "interrupted")
+        },
+    );
+    let log = runner.stop();
+    assert!(stranger.alive(), "the stranger's group was killed:\n{log}");
+    let pgid = stranger.pgid();
+    assert!(
+        log.contains(&format!(
+            "Left the process group {pgid} of run {run_id} alone"
+        )),
+        "{log}"
+    );
+    if manage::host::machine_id().is_some() {
+        assert!(log.contains(reason), "{log}");
+    }
+    assert!(!log.contains("Killed the leftover process group"), "{log}");
+}
+
+#[test]
+fn recovery_leaves_alone_a_live_group_recorded_in_another_boot() {
+    recovery_leaves_the_stranger_alone(
+        5,
+        |g| g.boot_id = Some("7c1e3a52-0000-4000-8000-000000000000".into()),
+        "it was recorded in another boot",
+    );
+}
+
+#[test]
+fn recovery_leaves_alone_a_live_group_whose_leader_started_at_another_time() {
+    // The run's leader started earlier; its pid now leads the stranger's group.
+    recovery_leaves_the_stranger_alone(
+        6,
+        |g| g.leader_start = g.leader_start.map(|t| t.saturating_sub(100)),
+        "its leader process is not the one the run started",
+    );
+}
+
+#[test]
+fn recovery_leaves_alone_a_live_group_recorded_on_another_machine_of_the_same_name() {
+    recovery_leaves_the_stranger_alone(
+        7,
+        |g| g.machine_id = Some("0123456789abcdef0123456789abcdef".into()),
+        "it was recorded on another machine",
+    );
+}
+
+#[test]
+fn recovery_leaves_alone_a_live_group_of_a_run_recorded_before_its_identity_was() {
+    recovery_leaves_the_stranger_alone(
+        8,
+        |g| {
+            g.machine_id = None;
+            g.boot_id = None;
+            g.leader_start = None;
+        },
+        "the run recorded no machine id",
     );
 }
 

@@ -8,8 +8,9 @@ use crate::job::{Outcome, RunState};
 use crate::process;
 use crate::store::{self, OrphanRun};
 
-/// Find the `running` rows of dead runners and record them interrupted. On
-/// this host, their leftover process group is killed first.
+/// Find the `running` rows of dead runners and record them interrupted. A
+/// leftover process group is killed first when it is provably the run's: on
+/// this machine, in this boot, led by the process the run started (§17).
 pub fn recover_orphans(
     shared: &Shared,
     client: &mut postgres::Client,
@@ -63,13 +64,26 @@ fn interrupt(
     if !store::lock_running_run(&mut tx, orphan.id)? {
         return tx.rollback();
     }
-    if let (Some(host), Some(pgid)) = (&orphan.host, orphan.pgid) {
-        if *host == shared.host && process::group_alive(pgid) {
-            process::kill_group(pgid, libc::SIGKILL);
-            shared.log.line(&format!(
-                "Killed the leftover process group {pgid} of run {}",
+    if let Some(group) = orphan
+        .group
+        .as_ref()
+        .filter(|g| process::group_alive(g.pgid))
+    {
+        let pgid = group.pgid;
+        // The check and the kill are not atomic, but between them the leader
+        // would have to die, be reaped and its pid come round again.
+        match group.still_the_same() {
+            Ok(()) => {
+                process::kill_group(pgid, libc::SIGKILL);
+                shared.log.line(&format!(
+                    "Killed the leftover process group {pgid} of run {}",
+                    orphan.id
+                ));
+            }
+            Err(why) => shared.log.line(&format!(
+                "Left the process group {pgid} of run {} alone, not provably the run's: {why}",
                 orphan.id
-            ));
+            )),
         }
     }
     let now = store::db_now(&mut tx)?;

@@ -345,12 +345,13 @@ fn run_child(
             format!("{heading}Interrupted: the runner was cut off from its database and did not start the job"),
         );
     }
-    // The group is recorded with the run as soon as the child exists: if this
-    // runner dies, another one kills what is left of it.
+    // The group is recorded with the run as soon as the child exists, with
+    // what proves it is the run's: if this runner dies, another one on this
+    // machine kills what is left of it, and nobody else's group.
     let run_id = claimed.run_id;
-    let result = process::run_child(&spec, &stop, |pgid| {
+    let result = process::run_child(&spec, &stop, |group| {
         if let Ok(conn) = connection(shared, slot) {
-            let _ = store::set_run_pgid(&mut conn.client, run_id, pgid);
+            let _ = store::set_run_group(&mut conn.client, run_id, group);
         }
     });
     if let Ok(mut children) = shared.children.lock() {

@@ -6,6 +6,7 @@ use postgres::GenericClient;
 
 use super::{seconds, RUNNER_LOCK_CLASS};
 use crate::job::RunState;
+use crate::process::GroupIdentity;
 
 /// One run in the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,15 +149,26 @@ pub fn purge_history_batch(
     )?)
 }
 
-/// Record the process group of a running child-process run.
-pub fn set_run_pgid(
+/// Record the process group of a running child-process run, with what will
+/// prove it is the run's group later (`GroupIdentity`).
+pub fn set_run_group(
     client: &mut impl GenericClient,
     run_id: i64,
-    pgid: i32,
+    group: &GroupIdentity,
 ) -> Result<(), postgres::Error> {
+    // Ticks since boot fit an i64 for some three billion years at 100 Hz;
+    // were one not to, NULL proves nothing and the group is left alone.
+    let leader_start = group.leader_start.and_then(|t| i64::try_from(t).ok());
     client.execute_typed(
-        "UPDATE manage.runs SET pgid = $2 WHERE id = $1",
-        typed![&run_id, &pgid],
+        "UPDATE manage.runs SET pgid = $2, machine_id = $3, boot_id = $4, leader_start = $5 \
+         WHERE id = $1",
+        typed![
+            &run_id,
+            &group.pgid,
+            &group.machine_id,
+            &group.boot_id,
+            &leader_start
+        ],
     )?;
     Ok(())
 }
@@ -201,19 +213,30 @@ pub struct OrphanRun {
     pub job: String,
     pub started_at: DateTime<Utc>,
     pub output: String,
-    pub host: Option<String>,
-    pub pgid: Option<i32>,
+    /// The child's process group, when the run had one.
+    pub group: Option<GroupIdentity>,
 }
 
 impl OrphanRun {
     fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        let pgid: Option<i32> = row.try_get("pgid")?;
+        let group = match pgid {
+            None => None,
+            Some(pgid) => Some(GroupIdentity {
+                pgid,
+                machine_id: row.try_get("machine_id")?,
+                boot_id: row.try_get("boot_id")?,
+                leader_start: row
+                    .try_get::<_, Option<i64>>("leader_start")?
+                    .and_then(|t| u64::try_from(t).ok()),
+            }),
+        };
         Ok(OrphanRun {
             id: row.try_get("id")?,
             job: row.try_get("job")?,
             started_at: row.try_get("started_at")?,
             output: row.try_get("output")?,
-            host: row.try_get("host")?,
-            pgid: row.try_get("pgid")?,
+            group,
         })
     }
 }
@@ -225,7 +248,8 @@ pub fn orphan_runs(
     dead_after: std::time::Duration,
 ) -> Result<Vec<OrphanRun>, postgres::Error> {
     let sql = concat!(
-        "SELECT r.id, r.job, r.started_at, r.output, r.host, r.pgid FROM manage.runs r \
+        "SELECT r.id, r.job, r.started_at, r.output, r.pgid, r.machine_id, r.boot_id, \
+                r.leader_start FROM manage.runs r \
          LEFT JOIN manage.runners w ON w.id = r.runner_id WHERE ",
         orphaned!(),
         " ORDER BY r.id"
@@ -247,7 +271,8 @@ pub fn own_running_runs(
 ) -> Result<Vec<OrphanRun>, postgres::Error> {
     client
         .query_typed(
-            "SELECT id, job, started_at, output, host, pgid FROM manage.runs \
+            "SELECT id, job, started_at, output, pgid, machine_id, boot_id, leader_start \
+             FROM manage.runs \
              WHERE runner_id = $1 AND state = $2 ORDER BY id",
             typed![&runner_id, &RunState::Running],
         )?
