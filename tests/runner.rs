@@ -576,3 +576,70 @@ fn run_now_wait_timeout_gives_up_with_exit_1_and_the_run_goes_on() {
     assert_eq!(done[0].state, "succeeded");
     assert_eq!(done[0].output, "finally\n");
 }
+
+#[test]
+fn a_runner_never_claims_a_job_it_does_not_define_and_the_job_waits_for_one_that_does() {
+    // A rolling deploy: the old runner is up (started with --no-migrate, as
+    // the README says), `manage migrate` brings the new configuration with
+    // job c, and c is due before any runner that defines it is up.
+    let old = "[jobs.a]\ncommand = \"true\"\ninterval = \"01:00:00\"\n";
+    let new = format!("{old}[jobs.c]\ncommand = \"echo c\"\ninterval = \"00:01\"\n");
+    let db = TestDb::new();
+    db.manage().config(old).arg("migrate").ok();
+    let old_runner = db
+        .manage()
+        .config(old)
+        .args(["scheduled_jobs_runner", "--no-migrate"])
+        .spawn();
+    wait_for(Duration::from_secs(10), "the old runner to sleep", || {
+        old_runner.log().contains("Sleeping ")
+    });
+    db.manage().config(&new).arg("migrate").ok();
+    db.client()
+        .batch_execute(
+            "UPDATE manage.jobs SET next_run = now() WHERE name = 'c'; \
+             SELECT pg_notify('manage_scheduled_jobs', '')",
+        )
+        .unwrap();
+    let cpu_before = old_runner.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = old_runner.cpu_seconds() - cpu_before;
+    assert_eq!(runs(&db, "c").len(), 0, "{}", old_runner.log());
+    assert_eq!(
+        db.value("SELECT (enabled AND next_run <= now() AND running_run IS NULL)::text FROM manage.jobs WHERE name = 'c'"),
+        "true",
+        "c stays due and enabled:\n{}",
+        old_runner.log()
+    );
+    assert!(
+        spent < 0.3,
+        "the old runner spent {spent:.2} s of CPU in 2 s: it spins on a job it cannot claim\n{}",
+        old_runner.log()
+    );
+
+    let new_runner = db
+        .manage()
+        .config(&new)
+        .args(["scheduled_jobs_runner", "--no-migrate"])
+        .spawn();
+    let new_pid = new_runner.pid();
+    let done = wait_finished(&db, "c", 3, Duration::from_secs(15));
+    let old_log = old_runner.stop();
+    new_runner.stop();
+    let new_id: i64 = db
+        .value(&format!(
+            "SELECT id FROM manage.runners WHERE pid = {new_pid}"
+        ))
+        .parse()
+        .unwrap();
+    assert!(
+        done.iter()
+            .all(|r| r.runner_id == Some(new_id) && r.state == "succeeded"),
+        "{done:?}"
+    );
+    assert_eq!(
+        db.value("SELECT enabled::text FROM manage.jobs WHERE name = 'c'"),
+        "true"
+    );
+    assert!(!old_log.contains("Job c"), "{old_log}");
+}

@@ -156,7 +156,8 @@ impl Ended {
     }
 
     /// The job cannot be started (no `sh`, no working directory, the
-    /// `manage` binary gone, not defined here): a failure that disables it.
+    /// `manage` binary gone): a failure that disables it. (A job this runner
+    /// does not define is not one: it waits for a runner that does, §17.)
     pub fn cannot_start(output: String) -> Self {
         Ended {
             finished: Finished::Failed,

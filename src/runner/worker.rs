@@ -170,14 +170,16 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
     let name = claimed.job.name.clone();
     let started = Instant::now();
     let Some(def) = shared.registry.get(&name) else {
-        let ended = Ended::cannot_start(format!(
-            "Internal error: job {name} is not defined in this runner's configuration. Job has been disabled"
-        ));
+        // The claim takes only the jobs this runner defines, so this is a
+        // bug, not a deploy: the job is given back as it was — not run, not
+        // failed, never disabled — for a runner that defines it (§17).
         log.line(&format!(
-            "Job {name} cannot be started (not defined here); it has been disabled"
+            "Job {name} is not defined in this runner's configuration; it is left for a runner that defines it"
         ));
-        let next = record_with_retry(shared, slot, &claimed, None, started.elapsed(), ended);
-        return (false, next);
+        retry(shared, slot, "giving back the claim", |conn| {
+            store::release_claim(&mut conn.client, claimed.run_id, &name)
+        });
+        return (true, None);
     };
 
     let heading = match should_run(shared, slot, def) {
@@ -461,11 +463,9 @@ fn claim_next(
     if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(None);
     }
-    Ok(
-        store::claim_due(tx, prepared, shared.runner_id, &shared.host, 1)?
-            .into_iter()
-            .next(),
-    )
+    Ok(store::claim_due(tx, prepared, &shared.claimant(), 1)?
+        .into_iter()
+        .next())
 }
 
 /// Run `write` until it succeeds; reconnect on connection errors. A failure
@@ -614,7 +614,7 @@ fn record_fast(
     // request made since.
     let next_run = job.next_run_after(r.finished_at, false, shared.config.timezone);
     let claim = (claim && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst))
-        .then_some((shared.runner_id, shared.host.as_str()));
+        .then(|| shared.claimant());
     store::record_fast(
         client,
         prepared,
