@@ -643,3 +643,74 @@ fn a_runner_never_claims_a_job_it_does_not_define_and_the_job_waits_for_one_that
     );
     assert!(!old_log.contains("Job c"), "{old_log}");
 }
+
+#[test]
+fn run_now_wait_on_a_skipped_run_returns_at_once_saying_why() {
+    let config = "[jobs.on_demand]\ncommand = \"echo worked\"\n\
+                  should_run = \"SELECT EXISTS (SELECT 1 FROM work_items)\"\n";
+    let db = TestDb::new();
+    db.client()
+        .batch_execute("CREATE TABLE work_items (id int)")
+        .unwrap();
+    db.manage().config(config).arg("migrate").ok();
+    let runner = runner(&db, config);
+    wait_for(Duration::from_secs(10), "the runner to sleep", || {
+        runner.log().contains("Sleeping ")
+    });
+    let wait = |job: &str| {
+        let started = Instant::now();
+        let out = db
+            .manage()
+            .config(config)
+            .args(["jobs", "run-now", job, "--wait", "--timeout", "00:10"])
+            .run();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        out
+    };
+    let skipped = |stdout: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("Skipped:"))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let nothing = wait("on_demand");
+    assert_eq!(nothing.code, 0, "{nothing:?}");
+    assert_eq!(
+        skipped(&nothing.stdout),
+        ["Skipped: should_run returned false"],
+        "{nothing:?}"
+    );
+
+    let no_transport = wait("send_queued_mail");
+    assert_eq!(no_transport.code, 0, "{no_transport:?}");
+    assert_eq!(
+        skipped(&no_transport.stdout),
+        ["Skipped: no mail transport is configured"],
+        "{no_transport:?}"
+    );
+
+    // The skip before this request is not taken for this one.
+    db.client()
+        .batch_execute("INSERT INTO work_items VALUES (1)")
+        .unwrap();
+    let worked = wait("on_demand");
+    assert_eq!(worked.code, 0, "{worked:?}");
+    assert!(skipped(&worked.stdout).is_empty(), "{worked:?}");
+    assert!(worked.stdout.contains("worked\n"), "{worked:?}");
+
+    let log = runner.stop();
+    assert!(
+        log.contains("Skipping job on_demand: should_run returned false"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Skipping job send_queued_mail: no mail transport is configured"),
+        "{log}"
+    );
+}
