@@ -13,7 +13,8 @@
 //!
 //! The lifecycle of a run: the runner claims a due job, which writes a
 //! `Running` row and marks the job running (`store::claim`); the first phase
-//! may skip it (the row is deleted: skips are not runs); otherwise it ends as
+//! may skip it (the row is deleted: skips are not runs; the job keeps the
+//! reason and the claim's id for `run-now --wait`); otherwise it ends as
 //! one of the [`Finished`] states and is recorded with the job's next run
 //! ([`Job::next_run_after`]), or, when its runner died, another runner records
 //! it `Interrupted`.
