@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 
-use crate::job::definition::{Builtin, BuiltinSchedule, JobContext, JobOption};
+use crate::job::definition::{Builtin, BuiltinSchedule, JobContext, JobOption, ShouldRun};
 use crate::store;
 
 /// Rows per delete: small enough that one batch holds its locks for milliseconds.
@@ -41,9 +41,14 @@ fn keep_days(ctx: &JobContext) -> u32 {
         .unwrap_or(ctx.config.history_retention_days)
 }
 
-fn should_run(ctx: &mut JobContext) -> anyhow::Result<bool> {
+fn should_run(ctx: &mut JobContext) -> anyhow::Result<ShouldRun> {
     let days = keep_days(ctx);
-    store::history_older_than_exists(ctx.client, days)
+    Ok(if store::history_older_than_exists(ctx.client, days)? {
+        ShouldRun::Run
+    } else {
+        let noun = if days == 1 { "day" } else { "days" };
+        ShouldRun::Skip(format!("no finished run is older than {days} {noun}"))
+    })
 }
 
 fn run(ctx: &mut JobContext) -> anyhow::Result<()> {

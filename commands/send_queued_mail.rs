@@ -16,7 +16,7 @@ use std::collections::HashSet;
 
 use anyhow::Context as _;
 
-use crate::job::definition::{Builtin, BuiltinSchedule, JobContext};
+use crate::job::definition::{Builtin, BuiltinSchedule, JobContext, ShouldRun};
 use crate::mail::{DeliveryError, Outgoing, Transport};
 use crate::store::{self, QueuedMail};
 
@@ -40,8 +40,14 @@ fn transport_configured(ctx: &JobContext) -> bool {
     n.smtp_url.is_some() || n.sendmail.is_some()
 }
 
-fn should_run(ctx: &mut JobContext) -> anyhow::Result<bool> {
-    Ok(transport_configured(ctx) && store::mail_queue_len(ctx.client)? > 0)
+fn should_run(ctx: &mut JobContext) -> anyhow::Result<ShouldRun> {
+    Ok(if !transport_configured(ctx) {
+        ShouldRun::Skip("no mail transport is configured".into())
+    } else if store::mail_queue_len(ctx.client)? == 0 {
+        ShouldRun::Skip("the mail queue is empty".into())
+    } else {
+        ShouldRun::Run
+    })
 }
 
 fn run(ctx: &mut JobContext) -> anyhow::Result<()> {

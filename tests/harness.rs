@@ -687,6 +687,22 @@ impl Background {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The CPU time the process has used so far (user + system), from
+    /// /proc: how a test tells a sleeping loop from a spinning one.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("reading /proc/PID/stat");
+        // The fields after the command name, which is in parentheses.
+        let (_, fields) = stat.rsplit_once(") ").expect("a stat line");
+        let fields: Vec<&str> = fields.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        #[allow(unsafe_code)]
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        ticks as f64 / per_second as f64
+    }
+
     /// Send a signal.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill has no memory-safety preconditions.

@@ -576,3 +576,141 @@ fn run_now_wait_timeout_gives_up_with_exit_1_and_the_run_goes_on() {
     assert_eq!(done[0].state, "succeeded");
     assert_eq!(done[0].output, "finally\n");
 }
+
+#[test]
+fn a_runner_never_claims_a_job_it_does_not_define_and_the_job_waits_for_one_that_does() {
+    // A rolling deploy: the old runner is up (started with --no-migrate, as
+    // the README says), `manage migrate` brings the new configuration with
+    // job c, and c is due before any runner that defines it is up.
+    let old = "[jobs.a]\ncommand = \"true\"\ninterval = \"01:00:00\"\n";
+    let new = format!("{old}[jobs.c]\ncommand = \"echo c\"\ninterval = \"00:01\"\n");
+    let db = TestDb::new();
+    db.manage().config(old).arg("migrate").ok();
+    let old_runner = db
+        .manage()
+        .config(old)
+        .args(["scheduled_jobs_runner", "--no-migrate"])
+        .spawn();
+    wait_for(Duration::from_secs(10), "the old runner to sleep", || {
+        old_runner.log().contains("Sleeping ")
+    });
+    db.manage().config(&new).arg("migrate").ok();
+    db.client()
+        .batch_execute(
+            "UPDATE manage.jobs SET next_run = now() WHERE name = 'c'; \
+             SELECT pg_notify('manage_scheduled_jobs', '')",
+        )
+        .unwrap();
+    let cpu_before = old_runner.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = old_runner.cpu_seconds() - cpu_before;
+    assert_eq!(runs(&db, "c").len(), 0, "{}", old_runner.log());
+    assert_eq!(
+        db.value("SELECT (enabled AND next_run <= now() AND running_run IS NULL)::text FROM manage.jobs WHERE name = 'c'"),
+        "true",
+        "c stays due and enabled:\n{}",
+        old_runner.log()
+    );
+    assert!(
+        spent < 0.3,
+        "the old runner spent {spent:.2} s of CPU in 2 s: it spins on a job it cannot claim\n{}",
+        old_runner.log()
+    );
+
+    let new_runner = db
+        .manage()
+        .config(&new)
+        .args(["scheduled_jobs_runner", "--no-migrate"])
+        .spawn();
+    let new_pid = new_runner.pid();
+    let done = wait_finished(&db, "c", 3, Duration::from_secs(15));
+    let old_log = old_runner.stop();
+    new_runner.stop();
+    let new_id: i64 = db
+        .value(&format!(
+            "SELECT id FROM manage.runners WHERE pid = {new_pid}"
+        ))
+        .parse()
+        .unwrap();
+    assert!(
+        done.iter()
+            .all(|r| r.runner_id == Some(new_id) && r.state == "succeeded"),
+        "{done:?}"
+    );
+    assert_eq!(
+        db.value("SELECT enabled::text FROM manage.jobs WHERE name = 'c'"),
+        "true"
+    );
+    assert!(!old_log.contains("Job c"), "{old_log}");
+}
+
+#[test]
+fn run_now_wait_on_a_skipped_run_returns_at_once_saying_why() {
+    let config = "[jobs.on_demand]\ncommand = \"echo worked\"\n\
+                  should_run = \"SELECT EXISTS (SELECT 1 FROM work_items)\"\n";
+    let db = TestDb::new();
+    db.client()
+        .batch_execute("CREATE TABLE work_items (id int)")
+        .unwrap();
+    db.manage().config(config).arg("migrate").ok();
+    let runner = runner(&db, config);
+    wait_for(Duration::from_secs(10), "the runner to sleep", || {
+        runner.log().contains("Sleeping ")
+    });
+    let wait = |job: &str| {
+        let started = Instant::now();
+        let out = db
+            .manage()
+            .config(config)
+            .args(["jobs", "run-now", job, "--wait", "--timeout", "00:10"])
+            .run();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        out
+    };
+    let skipped = |stdout: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("Skipped:"))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let nothing = wait("on_demand");
+    assert_eq!(nothing.code, 0, "{nothing:?}");
+    assert_eq!(
+        skipped(&nothing.stdout),
+        ["Skipped: should_run returned false"],
+        "{nothing:?}"
+    );
+
+    let no_transport = wait("send_queued_mail");
+    assert_eq!(no_transport.code, 0, "{no_transport:?}");
+    assert_eq!(
+        skipped(&no_transport.stdout),
+        ["Skipped: no mail transport is configured"],
+        "{no_transport:?}"
+    );
+
+    // The skip before this request is not taken for this one.
+    db.client()
+        .batch_execute("INSERT INTO work_items VALUES (1)")
+        .unwrap();
+    let worked = wait("on_demand");
+    assert_eq!(worked.code, 0, "{worked:?}");
+    assert!(skipped(&worked.stdout).is_empty(), "{worked:?}");
+    assert!(worked.stdout.contains("worked\n"), "{worked:?}");
+
+    let log = runner.stop();
+    assert!(
+        log.contains("Skipping job on_demand: should_run returned false"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Skipping job send_queued_mail: no mail transport is configured"),
+        "{log}"
+    );
+}

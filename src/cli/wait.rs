@@ -1,10 +1,14 @@
 //! `jobs run-now --wait`: trigger a run, wait for the runner to do it, print
 //! its output and exit with its result.
 //!
-//! "That run" is the first run of the job with an id above the newest one at
-//! the moment of the trigger — so a run already going when we asked (the
-//! run-requested case) is not mistaken for ours. The wait listens on the
-//! runners' channel: they NOTIFY when they record a run.
+//! "That run" is the first claim of the job with an id above the newest one
+//! at the moment of the trigger — so a run already going when we asked (the
+//! run-requested case) is not mistaken for ours. A claim ends as a run in the
+//! history or, when should_run found nothing to do, as the job's latest skip
+//! (skips are not runs): that is printed as `Skipped: <reason>`, exit 0
+//! (§17). Claim ids count skipped claims too, so an older skip is never
+//! taken for ours. The wait listens on the runners' channel: they NOTIFY when
+//! they record a run or a skip.
 
 use std::time::{Duration, Instant};
 
@@ -28,12 +32,19 @@ pub fn run_now_and_wait(
         return Err(Exit(1).into());
     }
     store::listen(client)?;
-    let newest_before = store::newest_run_id(client, &row.name)?;
+    let newest_before = store::newest_claim_id(client, &row.name)?;
     store::trigger_job(client, &row.name, delay_secs)?;
     report_trigger(ctx, client, &row.name)?;
     let deadline = timeout_secs.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
     loop {
-        if let Some(run) = store::first_run_after(client, &row.name, newest_before)? {
+        let run = store::first_run_after(client, &row.name, newest_before)?;
+        let skip = store::skip_after(client, &row.name, newest_before)?;
+        // Whichever claim came first is ours: a run, or a skip.
+        if let Some(skip) = skip.filter(|s| run.as_ref().is_none_or(|r| s.run_id < r.id)) {
+            println!("Skipped: {}", skip.reason);
+            return Ok(());
+        }
+        if let Some(run) = run {
             if run.state != RunState::Running {
                 print!("{}", crate::cli::render::job_output(&run.output));
                 if !run.output.is_empty() && !run.output.ends_with('\n') {

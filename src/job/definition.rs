@@ -56,6 +56,15 @@ impl JobArgs {
     }
 }
 
+/// What the first phase (should_run) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShouldRun {
+    Run,
+    /// Nothing to do, and why: the runner logs it and `run-now --wait`
+    /// prints it (`Skipped: <reason>`), so it reads as a sentence.
+    Skip(String),
+}
+
 /// A job written in Rust, one file under `commands/`.
 pub struct Builtin {
     pub name: &'static str,
@@ -72,8 +81,8 @@ pub struct Builtin {
     pub delivers_mail: bool,
     /// The job's own command-line options (`manage NAME --help` shows them).
     pub options: &'static [JobOption],
-    /// The cheap first phase: `Ok(false)` means there is nothing to do.
-    pub should_run: Option<fn(&mut JobContext) -> anyhow::Result<bool>>,
+    /// The cheap first phase: whether there is anything to do.
+    pub should_run: Option<fn(&mut JobContext) -> anyhow::Result<ShouldRun>>,
     /// The job itself.
     pub run: fn(&mut JobContext) -> anyhow::Result<()>,
 }

@@ -13,7 +13,8 @@
 //!
 //! The lifecycle of a run: the runner claims a due job, which writes a
 //! `Running` row and marks the job running (`store::claim`); the first phase
-//! may skip it (the row is deleted: skips are not runs); otherwise it ends as
+//! may skip it (the row is deleted: skips are not runs; the job keeps the
+//! reason and the claim's id for `run-now --wait`); otherwise it ends as
 //! one of the [`Finished`] states and is recorded with the job's next run
 //! ([`Job::next_run_after`]), or, when its runner died, another runner records
 //! it `Interrupted`.
@@ -156,7 +157,8 @@ impl Ended {
     }
 
     /// The job cannot be started (no `sh`, no working directory, the
-    /// `manage` binary gone, not defined here): a failure that disables it.
+    /// `manage` binary gone): a failure that disables it. (A job this runner
+    /// does not define is not one: it waits for a runner that does, §17.)
     pub fn cannot_start(output: String) -> Self {
         Ended {
             finished: Finished::Failed,

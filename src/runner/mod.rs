@@ -13,7 +13,10 @@
 //! running is not due for anyone, so any number of runners can share a
 //! database. The sleep is computed from the database's own clock (the
 //! agenda query returns `clock_timestamp()`), so a host with a skewed clock
-//! neither spins nor starts a job early.
+//! neither spins nor starts a job early. A runner claims and sleeps by only
+//! the jobs its own registry defines: in a rolling deploy, a job that only
+//! the new configuration has waits for a runner that has it, and never wakes
+//! (nor is disabled by) an old one.
 //!
 //! Liveness: each runner has a row in `manage.runners`, holds a session
 //! advisory lock on its main connection, and refreshes a heartbeat (every
@@ -75,6 +78,8 @@ pub enum Event {
 pub struct Shared {
     pub config: Config,
     pub registry: Registry,
+    /// The names of the jobs the registry defines: the only ones claimed.
+    pub defined: Vec<String>,
     pub target: Target,
     pub host: String,
     pub runner_id: i64,
@@ -94,6 +99,15 @@ pub struct Shared {
 impl Shared {
     fn timings(&self) -> &Timings {
         &self.config.runner.timings
+    }
+
+    /// This runner, as it claims due jobs.
+    fn claimant(&self) -> store::Claimant<'_> {
+        store::Claimant {
+            runner_id: self.runner_id,
+            host: &self.host,
+            defined: &self.defined,
+        }
     }
 
     fn stop_all_children(&self, reason: &str) {
@@ -163,6 +177,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
 
     let shared = Arc::new(Shared {
         config,
+        defined: registry.jobs().map(|job| job.name.clone()).collect(),
         registry,
         target,
         host,
@@ -418,7 +433,7 @@ impl Loop {
             }
             let agenda = match agenda.take() {
                 Some(agenda) => agenda,
-                None => store::agenda(&mut self.client, &mut self.prepared)?,
+                None => store::agenda(&mut self.client, &mut self.prepared, &self.shared.defined)?,
             };
             let measured = Instant::now();
             let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
@@ -488,8 +503,7 @@ impl Loop {
         let claimed = store::claim_due(
             &mut self.client,
             &mut self.prepared,
-            self.shared.runner_id,
-            &self.shared.host,
+            &self.shared.claimant(),
             free as i64,
         )?;
         if claimed.is_empty() {
@@ -516,10 +530,11 @@ impl Loop {
             &mut self.prepared,
             self.shared.runner_id,
             self.shared.timings().dead_after,
+            &self.shared.defined,
         )?;
         if orphans {
             recover::recover_orphans(&self.shared, &mut self.client, &mut self.prepared)?;
-            return store::agenda(&mut self.client, &mut self.prepared);
+            return store::agenda(&mut self.client, &mut self.prepared, &self.shared.defined);
         }
         Ok(agenda)
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::{Event, Shared, APPLICATION_NAME};
-use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind};
+use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
 use crate::job::{Ended, Finished, Outcome, RunState};
 use crate::mail;
 use crate::process::{self, ChildSpec, Ending, StopHandle};
@@ -110,15 +110,16 @@ fn connection<'a>(shared: &Shared, slot: &'a mut Option<Conn>) -> anyhow::Result
 /// The result of the first phase.
 enum Check {
     Run,
-    Skip,
+    /// Nothing to do, and why.
+    Skip(String),
     /// The check itself failed: run anyway, with this heading the output.
     Failed(String),
 }
 
 fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef) -> Check {
-    let result: anyhow::Result<bool> = (|| match &def.kind {
+    let result: anyhow::Result<ShouldRun> = (|| match &def.kind {
         JobKind::Builtin(builtin) => match builtin.should_run {
-            None => Ok(true),
+            None => Ok(ShouldRun::Run),
             Some(check) => {
                 let client = &mut connection(shared, slot)?.client;
                 let mut sink = std::io::sink();
@@ -135,25 +136,28 @@ fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef) -> Check {
             }
         },
         JobKind::Declared(declared) => match &declared.should_run {
-            None => Ok(true),
+            None => Ok(ShouldRun::Run),
             Some(sql) => {
                 let client = &mut connection(shared, slot)?.client;
                 let rows = client
                     .query(sql.as_str(), &[])
                     .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_error(&e)))?;
+                let skip = |what: &str| Ok(ShouldRun::Skip(format!("should_run returned {what}")));
                 match rows.first() {
-                    None => Ok(false),
-                    Some(row) => row
-                        .try_get::<_, Option<bool>>(0)
-                        .map(|b| b.unwrap_or(false))
-                        .map_err(|e| anyhow::anyhow!("the first column is not a boolean: {e}")),
+                    None => skip("no row"),
+                    Some(row) => match row.try_get::<_, Option<bool>>(0) {
+                        Ok(Some(true)) => Ok(ShouldRun::Run),
+                        Ok(Some(false)) => skip("false"),
+                        Ok(None) => skip("NULL"),
+                        Err(e) => Err(anyhow::anyhow!("the first column is not a boolean: {e}")),
+                    },
                 }
             }
         },
     })();
     match result {
-        Ok(true) => Check::Run,
-        Ok(false) => Check::Skip,
+        Ok(ShouldRun::Run) => Check::Run,
+        Ok(ShouldRun::Skip(reason)) => Check::Skip(reason),
         Err(e) => Check::Failed(format!("{e:#}")),
     }
 }
@@ -173,20 +177,22 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
     let name = claimed.job.name.clone();
     let started = Instant::now();
     let Some(def) = shared.registry.get(&name) else {
-        let ended = Ended::cannot_start(format!(
-            "Internal error: job {name} is not defined in this runner's configuration. Job has been disabled"
-        ));
+        // The claim takes only the jobs this runner defines, so this is a
+        // bug, not a deploy: the job is given back as it was — not run, not
+        // failed, never disabled — for a runner that defines it (§17).
         log.line(&format!(
-            "Job {name} cannot be started (not defined here); it has been disabled"
+            "Job {name} is not defined in this runner's configuration; it is left for a runner that defines it"
         ));
-        let next = record_with_retry(shared, slot, &claimed, None, started.elapsed(), ended);
-        return (false, next);
+        retry(shared, slot, "giving back the claim", |conn| {
+            store::release_claim(&mut conn.client, claimed.run_id, &name)
+        });
+        return (true, None);
     };
 
     let heading = match should_run(shared, slot, def) {
-        Check::Skip => {
-            log.line(&format!("Skipping job {name}"));
-            let next = skip_with_retry(shared, slot, &claimed, started.elapsed());
+        Check::Skip(reason) => {
+            log.line(&format!("Skipping job {name}: {reason}"));
+            let next = skip_with_retry(shared, slot, &claimed, started.elapsed(), &reason);
             return (true, next);
         }
         Check::Run => String::new(),
@@ -442,9 +448,15 @@ fn skip_with_retry(
     slot: &mut Option<Conn>,
     claimed: &Claimed,
     elapsed: Duration,
+    reason: &str,
 ) -> Option<Claimed> {
     let skipped_at = claimed.started_at
         + chrono::Duration::from_std(elapsed).unwrap_or_else(|_| chrono::Duration::zero());
+    let skip = store::Skip {
+        at: skipped_at,
+        run_id: claimed.run_id,
+        reason,
+    };
     retry(shared, slot, "recording the skip", |conn| {
         let Conn { client, prepared } = conn;
         let mut tx = client.transaction()?;
@@ -453,7 +465,7 @@ fn skip_with_retry(
         if let Some(row) = store::job_for_update(&mut tx, &claimed.job.name)? {
             if row.running_run == Some(claimed.run_id) {
                 let next = row.next_run_after(skipped_at, true, shared.config.timezone);
-                store::finish_job(&mut tx, &row.name, None, Some(skipped_at), next, false)?;
+                store::finish_job(&mut tx, &row.name, None, Some(&skip), next, false)?;
             }
         }
         store::delete_run(&mut tx, claimed.run_id)?;
@@ -475,11 +487,9 @@ fn claim_next(
     if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(None);
     }
-    Ok(
-        store::claim_due(tx, prepared, shared.runner_id, &shared.host, 1)?
-            .into_iter()
-            .next(),
-    )
+    Ok(store::claim_due(tx, prepared, &shared.claimant(), 1)?
+        .into_iter()
+        .next())
 }
 
 /// Run `write` until it succeeds (§17: a live runner never leaves a run
@@ -630,7 +640,7 @@ fn record_fast(
     // request made since.
     let next_run = job.next_run_after(r.finished_at, false, shared.config.timezone);
     let claim = (claim && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst))
-        .then_some((shared.runner_id, shared.host.as_str()));
+        .then(|| shared.claimant());
     store::record_fast(
         client,
         prepared,

@@ -2,6 +2,12 @@
 //! jobs (their `running` rows written and the jobs marked running in one
 //! statement), record a run and claim the worker's next in one statement, and
 //! the agenda the loop sleeps by.
+//!
+//! A runner claims, and sleeps by, only the jobs its own configuration
+//! defines (§17): during a rolling deploy an older runner shares the database
+//! with jobs it has never heard of, and those wait for a runner that defines
+//! them. The defined names are a `text[]` parameter, so the statements stay
+//! the same text and stay prepared.
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
@@ -29,18 +35,29 @@ impl Claimed {
     }
 }
 
+/// Who claims: a runner, on its host, for the jobs its configuration defines.
+#[derive(Debug, Clone, Copy)]
+pub struct Claimant<'a> {
+    pub runner_id: i64,
+    pub host: &'a str,
+    /// The names of the jobs this runner defines: the only ones it claims.
+    pub defined: &'a [String],
+}
+
 /// The CTEs that claim due jobs (`due`, `runs`, `claimed`): lock the due rows
 /// (skipping rows another runner is claiming right now), insert their running
 /// history rows and point the jobs at them. `claimed` returns the job's
 /// columns, then the run's id and start. The arguments name the parameters:
-/// how many, the runner's id, its host, the running state; `gate` is one more
-/// condition on claiming at all. `due` is the rule of `Job::is_due`.
+/// how many, the runner's id, its host, the jobs it defines, the running
+/// state; `gate` is one more condition on claiming at all. `due` is the rule
+/// of `Job::is_due`, less the jobs this runner does not define.
 macro_rules! claim_ctes {
-    ($limit:literal, $runner_id:literal, $host:literal, $running:literal, $gate:literal) => {
+    ($limit:literal, $runner_id:literal, $host:literal, $defined:literal, $running:literal, $gate:literal) => {
         concat!(
             "due AS ( \
                  SELECT name FROM manage.jobs \
                  WHERE enabled AND NOT removed AND running_run IS NULL AND next_run <= clock_timestamp() \
+                   AND ", defined_by_runner!($defined), " \
                    AND NOT (SELECT held FROM manage.hold) AND ", $gate, " \
                  ORDER BY next_run, name LIMIT ", $limit, " FOR UPDATE SKIP LOCKED \
              ), runs AS ( \
@@ -62,20 +79,25 @@ macro_rules! claim_ctes {
 pub fn claim_due(
     client: &mut impl GenericClient,
     prepared: &mut Prepared,
-    runner_id: i64,
-    host: &str,
+    claimant: &Claimant,
     limit: i64,
 ) -> Result<Vec<Claimed>, postgres::Error> {
     const SQL: &str = concat!(
         "WITH ",
-        claim_ctes!("$1", "$2", "$3", "$4", "true"),
+        claim_ctes!("$1", "$2", "$3", "$5", "$4", "true"),
         " SELECT * FROM claimed"
     );
     let rows = prepared.query(
         client,
         "claim_due",
         SQL,
-        typed![&limit, &runner_id, &host, &RunState::Running],
+        typed![
+            &limit,
+            &claimant.runner_id,
+            &claimant.host,
+            &RunState::Running,
+            &claimant.defined
+        ],
     )?;
     let mut claimed: Vec<Claimed> = rows
         .iter()
@@ -103,8 +125,8 @@ pub struct FastRecord<'a> {
     pub next_run: Option<DateTime<Utc>>,
     /// The job as claimed: its configuration is the guard.
     pub job: &'a Job,
-    /// (runner id, host) to claim the next run for.
-    pub claim: Option<(i64, &'a str)>,
+    /// Who claims the next run, if anyone.
+    pub claim: Option<Claimant<'a>>,
 }
 
 pub fn record_fast(
@@ -131,13 +153,13 @@ pub fn record_fast(
          ), woken AS ( \
              SELECT pg_notify($16, '') FROM recorded \
          ), ",
-        claim_ctes!("1", "$14", "$15", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
+        claim_ctes!("1", "$14", "$15", "$18", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
         " SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM woken) AS woken, c.* \
          FROM (SELECT 1) one LEFT JOIN claimed c ON true"
     );
-    let (claim, runner_id, host) = match r.claim {
-        Some((runner_id, host)) => (true, runner_id, host),
-        None => (false, 0, ""),
+    let (claim, runner_id, host, defined) = match r.claim {
+        Some(c) => (true, c.runner_id, c.host, c.defined),
+        None => (false, 0, "", &[][..]),
     };
     let job = r.job;
     let row = prepared.query_one(
@@ -161,7 +183,8 @@ pub fn record_fast(
             &runner_id,
             &host,
             &CHANNEL,
-            &RunState::Running
+            &RunState::Running,
+            &defined
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;
@@ -175,11 +198,35 @@ pub fn record_fast(
     }))
 }
 
+/// Give back a claim the runner cannot honour (a job it does not define):
+/// the job is no longer running and keeps its next run and any run request,
+/// so it is still due; the `running` row goes, since nothing ran; and the
+/// runners are woken, so that one that defines the job takes it. False when
+/// the claim was no longer this run's.
+pub fn release_claim(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    job: &str,
+) -> Result<bool, postgres::Error> {
+    let rows = client.query_typed(
+        "WITH released AS ( \
+             UPDATE manage.jobs SET running_run = NULL WHERE name = $1 AND running_run = $2 \
+             RETURNING name \
+         ), deleted AS ( \
+             DELETE FROM manage.runs WHERE id = $2 AND state = $3 AND EXISTS (SELECT 1 FROM released) \
+             RETURNING id \
+         ) \
+         SELECT pg_notify($4, '') FROM deleted",
+        typed![&job, &run_id, &RunState::Running, &CHANNEL],
+    )?;
+    Ok(!rows.is_empty())
+}
+
 /// What the runner's loop needs to decide how long to sleep.
 #[derive(Debug, Clone, Copy)]
 pub struct Agenda {
     pub held: bool,
-    /// The earliest next run of a job that could run.
+    /// The earliest next run of a job that this runner could run.
     pub next_due: Option<DateTime<Utc>>,
     pub db_now: DateTime<Utc>,
 }
@@ -195,11 +242,13 @@ impl Agenda {
     }
 }
 
+/// The agenda of a runner that defines the jobs `defined`.
 pub fn agenda(
     client: &mut impl GenericClient,
     prepared: &mut Prepared,
+    defined: &[String],
 ) -> Result<Agenda, postgres::Error> {
-    const SQL: &str = concat!("SELECT ", agenda_columns!());
-    let row = prepared.query_one(client, "agenda", SQL, &[])?;
+    const SQL: &str = concat!("SELECT ", agenda_columns!("$1"));
+    let row = prepared.query_one(client, "agenda", SQL, typed![&defined])?;
     Agenda::from_row(&row)
 }

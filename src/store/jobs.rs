@@ -274,14 +274,24 @@ pub fn reset_failure(client: &mut impl GenericClient, name: &str) -> Result<(), 
     Ok(())
 }
 
+/// A claim the first phase skipped, as the job records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Skip<'a> {
+    pub at: DateTime<Utc>,
+    /// The id the claim had (its `running` row goes: skips are not runs).
+    pub run_id: i64,
+    /// Why there was nothing to do, as should_run said.
+    pub reason: &'a str,
+}
+
 /// After a run or a skip: the job is no longer running, and its next run is
 /// set; a run (`last`) also sets last run and state and clears last skipped,
-/// a skip (`skipped_at`) only sets last skipped.
+/// a skip (`skipped`) only sets last skipped, with its reason and claim.
 pub fn finish_job(
     client: &mut impl GenericClient,
     name: &str,
     last: Option<(DateTime<Utc>, RunState)>,
-    skipped_at: Option<DateTime<Utc>>,
+    skipped: Option<&Skip>,
     next_run: Option<DateTime<Utc>>,
     disable: bool,
 ) -> Result<(), postgres::Error> {
@@ -289,11 +299,17 @@ pub fn finish_job(
         Some((at, state)) => (Some(at), Some(state)),
         None => (None, None),
     };
+    let (skipped_at, skip_run, skip_reason) = match skipped {
+        Some(skip) => (Some(skip.at), Some(skip.run_id), Some(skip.reason)),
+        None => (None, None, None),
+    };
     client.execute_typed(
         "UPDATE manage.jobs SET running_run = NULL, run_requested = false, next_run = $2, \
              last_run = CASE WHEN $3::timestamptz IS NULL THEN last_run ELSE $3 END, \
              last_state = CASE WHEN $3::timestamptz IS NULL THEN last_state ELSE $4::text END, \
              last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
+             last_skip_run = CASE WHEN $5::timestamptz IS NULL THEN last_skip_run ELSE $7::bigint END, \
+             last_skip_reason = CASE WHEN $5::timestamptz IS NULL THEN last_skip_reason ELSE $8::text END, \
              enabled = enabled AND NOT $6 \
          WHERE name = $1",
         typed![
@@ -302,10 +318,42 @@ pub fn finish_job(
             &last_run,
             &last_state,
             &skipped_at,
-            &disable
+            &disable,
+            &skip_run,
+            &skip_reason
         ],
     )?;
     Ok(())
+}
+
+/// A job's latest skip, as `run-now --wait` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedClaim {
+    /// The id the skipped claim had.
+    pub run_id: i64,
+    pub reason: String,
+}
+
+/// The job's latest skip, when its claim is newer than the claim `after_id`
+/// (see `newest_claim_id`).
+pub fn skip_after(
+    client: &mut impl GenericClient,
+    job: &str,
+    after_id: i64,
+) -> Result<Option<SkippedClaim>, postgres::Error> {
+    client
+        .query_typed_opt(
+            "SELECT last_skip_run, coalesce(last_skip_reason, 'no reason was recorded') AS reason \
+             FROM manage.jobs WHERE name = $1 AND last_skip_run > $2",
+            typed![&job, &after_id],
+        )?
+        .map(|row| {
+            Ok(SkippedClaim {
+                run_id: row.try_get("last_skip_run")?,
+                reason: row.try_get("reason")?,
+            })
+        })
+        .transpose()
 }
 
 /// Schedule a job to run now, after another completed (`trigger_next`) or to

@@ -74,21 +74,23 @@ pub fn take_runner_lock(
     Ok(())
 }
 
-/// The heartbeat, in one statement with what the loop needs next: the agenda,
-/// and whether any dead runner (heartbeat older than `dead_after`, lock free)
-/// left a run behind. (A data-modifying CTE runs whether or not it is read.)
+/// The heartbeat, in one statement with what the loop needs next: the agenda
+/// (of a runner that defines the jobs `defined`), and whether any dead runner
+/// (heartbeat older than `dead_after`, lock free) left a run behind. (A
+/// data-modifying CTE runs whether or not it is read.)
 pub fn heartbeat(
     client: &mut impl GenericClient,
     prepared: &mut Prepared,
     runner_id: i64,
     dead_after: std::time::Duration,
+    defined: &[String],
 ) -> Result<(Agenda, bool), postgres::Error> {
     let sql = concat!(
         "WITH beat AS ( \
              UPDATE manage.runners SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid() \
              WHERE id = $4 RETURNING id) \
          SELECT ",
-        agenda_columns!(),
+        agenda_columns!("$5"),
         ", EXISTS (SELECT 1 FROM manage.runs r LEFT JOIN manage.runners w ON w.id = r.runner_id \
                    WHERE ",
         orphaned!(),
@@ -102,7 +104,8 @@ pub fn heartbeat(
             &RUNNER_LOCK_CLASS,
             &seconds(dead_after),
             &RunState::Running,
-            &runner_id
+            &runner_id,
+            &defined
         ],
     )?;
     Ok((Agenda::from_row(&row)?, row.try_get("orphans")?))

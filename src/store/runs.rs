@@ -91,11 +91,14 @@ pub fn run(client: &mut impl GenericClient, id: i64) -> Result<Option<RunRow>, p
         .transpose()
 }
 
-/// The newest run id of a job (0 when it never ran).
-pub fn newest_run_id(client: &mut impl GenericClient, job: &str) -> Result<i64, postgres::Error> {
+/// The id of a job's newest claim: its newest run, or a later claim that was
+/// skipped (0 when it was never claimed). Every claim after this has a
+/// greater id.
+pub fn newest_claim_id(client: &mut impl GenericClient, job: &str) -> Result<i64, postgres::Error> {
     client
         .query_typed_one(
-            "SELECT coalesce(max(id), 0) AS id FROM manage.runs WHERE job = $1",
+            "SELECT greatest((SELECT max(id) FROM manage.runs WHERE job = $1), \
+                             (SELECT last_skip_run FROM manage.jobs WHERE name = $1), 0) AS id",
             typed![&job],
         )?
         .try_get("id")

@@ -19,15 +19,24 @@ use crate::inproc;
 use crate::stats::{Figure, Target};
 
 /// One probe attempt: ms, and whether the due job could be claimed.
-fn probe_once(client: &mut postgres::Client, runner_id: i64) -> anyhow::Result<(f64, bool)> {
+fn probe_once(
+    client: &mut postgres::Client,
+    claimant: &manage::store::Claimant,
+) -> anyhow::Result<(f64, bool)> {
     let start = Instant::now();
     let mut tx = client.transaction()?;
     tx.batch_execute("SET LOCAL lock_timeout = '30s'")?;
     // A fresh cache: each probe pays the prepare, as a runner's first run does.
     let mut prepared = manage::store::Prepared::default();
     let timings = manage::timings::Timings::default();
-    manage::store::heartbeat(&mut tx, &mut prepared, runner_id, timings.dead_after)?;
-    let claimed = manage::store::claim_due(&mut tx, &mut prepared, runner_id, "bench-probe", 1)?;
+    manage::store::heartbeat(
+        &mut tx,
+        &mut prepared,
+        claimant.runner_id,
+        timings.dead_after,
+        claimant.defined,
+    )?;
+    let claimed = manage::store::claim_due(&mut tx, &mut prepared, claimant, 1)?;
     if let Some(run) = claimed.first() {
         let succeeded = manage::job::RunState::Succeeded;
         manage::store::finish_run(&mut tx, run.run_id, succeeded, run.started_at, 0.0, "")?;
@@ -44,17 +53,24 @@ fn probe_once(client: &mut postgres::Client, runner_id: i64) -> anyhow::Result<(
     Ok((start.elapsed().as_secs_f64() * 1000.0, !claimed.is_empty()))
 }
 
-/// Probe every 20 ms until `stop`; (attempt times, attempts that claimed nothing).
+/// Probe every 20 ms until `stop`, as a runner that defines the jobs
+/// `defined`; (attempt times, attempts that claimed nothing).
 fn probe_loop(
     url: String,
     runner_id: i64,
+    defined: Vec<String>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<(Vec<f64>, usize)> {
     let mut client = crate::server::connect(&url)?;
+    let claimant = manage::store::Claimant {
+        runner_id,
+        host: "bench-probe",
+        defined: &defined,
+    };
     let mut times = Vec::new();
     let mut missed = 0;
     while !stop.load(Ordering::Relaxed) {
-        let (ms, claimed) = probe_once(&mut client, runner_id)?;
+        let (ms, claimed) = probe_once(&mut client, &claimant)?;
         times.push(ms);
         if !claimed {
             missed += 1;
@@ -168,11 +184,13 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let before: i64 = client
         .query_one("SELECT count(*) FROM manage.runs", &[])?
         .try_get(0)?;
+    let defined: Vec<String> = registry.jobs().map(|job| job.name.clone()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let baseline = {
         let flag = Arc::clone(&stop);
         let url = bench.server.url.clone();
-        let probe = std::thread::spawn(move || probe_loop(url, runner_id, flag));
+        let defined = defined.clone();
+        let probe = std::thread::spawn(move || probe_loop(url, runner_id, defined, flag));
         std::thread::sleep(Duration::from_secs(3));
         stop.store(true, Ordering::Relaxed);
         probe
@@ -184,7 +202,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let probe = {
         let flag = Arc::clone(&stop);
         let url = bench.server.url.clone();
-        std::thread::spawn(move || probe_loop(url, runner_id, flag))
+        std::thread::spawn(move || probe_loop(url, runner_id, defined, flag))
     };
     let start = Instant::now();
     let purge = manage
