@@ -321,7 +321,7 @@ impl TestDb {
         let mut client = Client::connect(&admin, NoTls).expect("connecting to the test cluster");
         client
             .batch_execute(&format!(
-                "CREATE DATABASE {name} TEMPLATE {}",
+                "CREATE DATABASE {name} TEMPLATE {} STRATEGY FILE_COPY",
                 server.template
             ))
             .expect("creating a test database");
