@@ -5,6 +5,7 @@
 
 mod harness;
 mod smtp;
+mod store;
 
 mod configuration;
 mod controls;

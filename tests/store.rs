@@ -1,0 +1,265 @@
+//! The store's statements against a real database, one behaviour each: the
+//! claim, the one-statement record and its guard, the dead-runner rule with
+//! its parameter, the run-state mapping, the history filter, the mail queue.
+//! The runner's tests exercise the same statements end to end; these pin down
+//! what each statement itself promises.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use chrono_tz::Tz;
+use manage::job::{Job, RunState};
+use manage::schedule::Schedule;
+use manage::store::{self, Claimant, Prepared};
+use postgres::Client;
+
+use crate::harness::TestDb;
+
+const JOBS: &str = "[jobs.a]\ncommand = \"true\"\ninterval = \"01:00:00\"\n\
+                    [jobs.b]\ncommand = \"true\"\ninterval = \"01:00:00\"\n\
+                    [jobs.c]\ncommand = \"true\"\ninterval = \"01:00:00\"\n";
+
+/// A database with jobs a, b and c; a and c due, b in an hour.
+fn setup() -> (TestDb, Client) {
+    let db = TestDb::new();
+    db.manage().config(JOBS).arg("migrate").ok();
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "UPDATE manage.jobs SET next_run = clock_timestamp() - interval '1 second' \
+             WHERE name IN ('a', 'c'); \
+             UPDATE manage.jobs SET next_run = clock_timestamp() + interval '1 hour' WHERE name = 'b'",
+        )
+        .unwrap();
+    (db, client)
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn job(client: &mut Client, name: &str) -> Job {
+    store::job(client, name).unwrap().unwrap()
+}
+
+#[test]
+fn a_claim_takes_each_due_job_it_defines_once_and_marks_it_running() {
+    let (_db, mut client) = setup();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let defined = names(&["a", "b"]);
+    let claimant = Claimant {
+        runner_id,
+        host: "testhost",
+        defined: &defined,
+    };
+    let mut prepared = Prepared::default();
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 10).unwrap();
+    assert_eq!(claimed.len(), 1, "only a: b is not due, c not defined here");
+    assert_eq!(claimed[0].job.name, "a");
+    assert_eq!(job(&mut client, "a").running_run, Some(claimed[0].run_id));
+    let run = store::run(&mut client, claimed[0].run_id).unwrap().unwrap();
+    assert_eq!(run.state, RunState::Running);
+    assert!(store::claim_due(&mut client, &mut prepared, &claimant, 10)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_hold_stops_every_claim_until_the_release() {
+    let (_db, mut client) = setup();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let defined = names(&["a", "b", "c"]);
+    let claimant = Claimant {
+        runner_id,
+        host: "testhost",
+        defined: &defined,
+    };
+    let mut prepared = Prepared::default();
+    assert!(store::set_hold(&mut client).unwrap());
+    assert!(store::claim_due(&mut client, &mut prepared, &claimant, 10)
+        .unwrap()
+        .is_empty());
+    let (was_held, moved) = store::release_hold(&mut client, false, Tz::UTC).unwrap();
+    assert!(was_held && moved.is_empty());
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 10).unwrap();
+    let mut claimed: Vec<_> = claimed.iter().map(|c| c.job.name.as_str()).collect();
+    claimed.sort();
+    assert_eq!(claimed, ["a", "c"]);
+}
+
+#[test]
+fn the_one_statement_record_ends_the_run_and_reschedules_while_the_configuration_holds() {
+    let (_db, mut client) = setup();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let defined = names(&["a"]);
+    let claimant = Claimant {
+        runner_id,
+        host: "testhost",
+        defined: &defined,
+    };
+    let mut prepared = Prepared::default();
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
+    let first = &claimed[0];
+    let finished_at = Utc::now();
+    let next_run = finished_at + chrono::Duration::hours(1);
+    let record = |run: &store::Claimed, client: &mut Client, prepared: &mut Prepared| {
+        store::record_fast(
+            client,
+            prepared,
+            &store::FastRecord {
+                run_id: run.run_id,
+                state: RunState::Succeeded,
+                finished_at,
+                runtime_seconds: 0.5,
+                output: "done\n",
+                next_run: Some(next_run),
+                job: &run.job,
+                claim: None,
+            },
+        )
+        .unwrap()
+    };
+    assert!(record(first, &mut client, &mut prepared).is_some());
+    let a = job(&mut client, "a");
+    assert_eq!(a.last_state, Some(RunState::Succeeded));
+    assert_eq!(a.running_run, None);
+    assert_eq!(
+        a.next_run.map(|t| t.timestamp_millis()),
+        Some(next_run.timestamp_millis())
+    );
+    let run = store::run(&mut client, first.run_id).unwrap().unwrap();
+    assert_eq!(
+        (run.state, run.output.as_str()),
+        (RunState::Succeeded, "done\n")
+    );
+
+    // Claimed again, then reconfigured while it runs: the statement writes
+    // nothing, and the caller takes the general path.
+    store::set_next_run(
+        &mut client,
+        "a",
+        Some(Utc::now() - chrono::Duration::seconds(1)),
+    )
+    .unwrap();
+    let second = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
+    store::set_override(&mut client, "a", Some(&Schedule::Interval(60))).unwrap();
+    assert!(record(&second[0], &mut client, &mut prepared).is_none());
+    let run = store::run(&mut client, second[0].run_id).unwrap().unwrap();
+    assert_eq!(run.state, RunState::Running, "nothing was written");
+}
+
+#[test]
+fn a_run_is_finished_once() {
+    let (_db, mut client) = setup();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let defined = names(&["a"]);
+    let claimant = Claimant {
+        runner_id,
+        host: "testhost",
+        defined: &defined,
+    };
+    let claimed = store::claim_due(&mut client, &mut Prepared::default(), &claimant, 1).unwrap();
+    let id = claimed[0].run_id;
+    let finish = |client: &mut Client, state| {
+        store::finish_run(client, id, state, Utc::now(), 1.0, "").unwrap()
+    };
+    assert!(finish(&mut client, RunState::Interrupted));
+    assert!(
+        !finish(&mut client, RunState::Succeeded),
+        "already recorded"
+    );
+    let run = store::run(&mut client, id).unwrap().unwrap();
+    assert_eq!(run.state, RunState::Interrupted);
+}
+
+#[test]
+fn a_run_is_orphaned_once_its_runner_lost_its_lock_and_is_silent_for_dead_after() {
+    let (db, mut client) = setup();
+    let mut runner = db.client();
+    let (runner_id, _) = store::register_runner(&mut runner, "testhost", 1).unwrap();
+    let defined = names(&["a"]);
+    let claimant = Claimant {
+        runner_id,
+        host: "testhost",
+        defined: &defined,
+    };
+    let claimed = store::claim_due(&mut runner, &mut Prepared::default(), &claimant, 1).unwrap();
+    let orphans = |client: &mut Client, dead_after| {
+        store::orphan_runs(client, dead_after)
+            .unwrap()
+            .iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        orphans(&mut client, Duration::ZERO).is_empty(),
+        "its session still holds the lock"
+    );
+    drop(runner);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        orphans(&mut client, Duration::from_secs(3600)).is_empty(),
+        "its heartbeat is recent"
+    );
+    assert_eq!(orphans(&mut client, Duration::ZERO), [claimed[0].run_id]);
+}
+
+#[test]
+fn an_unknown_run_state_in_the_database_is_an_error_not_a_guess() {
+    let (_db, mut client) = setup();
+    client
+        .batch_execute("UPDATE manage.jobs SET last_state = 'exploded' WHERE name = 'a'")
+        .unwrap();
+    let error = store::job(&mut client, "a").unwrap_err();
+    assert!(
+        format!("{error:?}").contains("unknown run state \\\"exploded\\\""),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn the_failed_history_is_every_finished_state_but_succeeded() {
+    let (_db, mut client) = setup();
+    let start = Utc::now() - chrono::Duration::hours(1);
+    for state in RunState::ALL {
+        let finished = (state != RunState::Running).then_some(start);
+        crate::harness::insert_run(&mut client, "a", state.as_str(), start, finished, "");
+    }
+    let page = store::history_page(
+        &mut client,
+        &store::HistoryFilter {
+            job: Some("a"),
+            failed: true,
+        },
+        1,
+        50,
+    )
+    .unwrap();
+    let mut states: Vec<RunState> = page.iter().map(|r| r.state).collect();
+    states.sort_by_key(|s| s.as_str());
+    assert_eq!(
+        states,
+        [RunState::Failed, RunState::Interrupted, RunState::TimedOut]
+    );
+}
+
+#[test]
+fn a_queued_mail_keeps_its_headers_and_counts_its_failed_attempts() {
+    let (_db, mut client) = setup();
+    let mail = manage::mail::Mail {
+        subject: "Scheduled job 'A' failed".into(),
+        body: "boom\n".into(),
+        headers: vec![("Auto-Submitted".into(), "auto-generated".into())],
+    };
+    store::queue_mail(&mut client, "ops@example.com", "manage@host", &mail, None).unwrap();
+    let queued = store::queued_mails(&mut client).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].headers, mail.headers);
+    assert_eq!(queued[0].attempts, 0);
+    store::mail_failed(&mut client, &[queued[0].id], "connection refused").unwrap();
+    let again = store::queued_mails(&mut client).unwrap();
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("connection refused"));
+    store::mail_sent(&mut client, again[0].id).unwrap();
+    assert_eq!(store::mail_queue_len(&mut client).unwrap(), 0);
+}
