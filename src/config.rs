@@ -838,6 +838,45 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_loads_and_its_commented_runner_keys_too() {
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
+        let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
+        let load = |path: &Path| {
+            Config::load(
+                &Sources {
+                    config_path: Some(path.to_path_buf()),
+                    ..sources(&[])
+                },
+                builtins,
+            )
+        };
+        let config = load(&example).unwrap();
+        assert_eq!(config.runner.timings, Timings::default());
+        // Every `# key = value` of [runner] uncommented: the documented
+        // defaults are accepted and are the defaults.
+        let text = std::fs::read_to_string(&example).unwrap();
+        let mut in_runner = false;
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                if line.starts_with('[') {
+                    in_runner = line == "[runner]";
+                }
+                match line.strip_prefix("# ") {
+                    Some(rest) if in_runner && rest.contains(" = ") => format!("{rest}\n"),
+                    _ => format!("{line}\n"),
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manage.toml");
+        std::fs::write(&path, uncommented).unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!(config.runner.timings, Timings::default());
+        assert_eq!(config.runner.max_parallel, DEFAULT_MAX_PARALLEL);
+    }
+
+    #[test]
     fn job_names_follow_the_pattern_and_avoid_commands() {
         assert!(check_job_name("fetch_payments2").is_ok());
         assert!(check_job_name("Fetch").is_err());
