@@ -80,20 +80,12 @@ pub fn sync(
     for def in registry.jobs() {
         let stored = existing.get(&def.name);
         let verb = match stored {
-            None => {
-                store::insert_job(tx, def)?;
-                "Created"
-            }
-            Some(row) if row.removed => {
-                store::update_definition(tx, def)?;
-                "Revived"
-            }
-            Some(row) if def.differs_from(row) => {
-                store::update_definition(tx, def)?;
-                "Updated"
-            }
+            None => "Created",
+            Some(row) if row.removed => "Revived",
+            Some(row) if def.differs_from(row) => "Updated",
             Some(_) => continue,
         };
+        store::write_definition(tx, def)?;
         if let Some(row) = stored {
             // An override that now equals the built-in schedule is no override.
             let kept = schedule::normalize_override(def.schedule.as_ref(), row.override_schedule());

@@ -98,14 +98,19 @@ pub fn due_jobs(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::E
     )?)
 }
 
-/// Create a job the registry defines, with its initial notify-on-success.
-pub fn insert_job(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Result<()> {
+/// Write what the code or file defines: a new job is created (with its
+/// initial notify-on-success), a known one updated and marked defined again,
+/// its operator configuration kept.
+pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Result<()> {
     let (times, interval) = schedule_columns(def.schedule.as_ref());
     let timeout = i32::try_from(def.timeout_secs)?;
     client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
+             timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
+             definition = $8, removed = false",
         typed![
             &def.name,
             &def.app,
@@ -116,29 +121,6 @@ pub fn insert_job(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Resu
             &interval,
             &def.definition_json(),
             &def.default_notify_on_success,
-        ],
-    )?;
-    Ok(())
-}
-
-/// Write what the code or file defines, and mark the job defined again;
-/// operator configuration is kept.
-pub fn update_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Result<()> {
-    let (times, interval) = schedule_columns(def.schedule.as_ref());
-    let timeout = i32::try_from(def.timeout_secs)?;
-    client.execute_typed(
-        "UPDATE manage.jobs SET app = $2, description = $3, internal = $4, timeout_seconds = $5, \
-         builtin_times = $6, builtin_interval_seconds = $7, definition = $8, removed = false \
-         WHERE name = $1",
-        typed![
-            &def.name,
-            &def.app,
-            &def.description,
-            &def.internal,
-            &timeout,
-            &times,
-            &interval,
-            &def.definition_json(),
         ],
     )?;
     Ok(())
