@@ -32,6 +32,8 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
+pub use crate::cron::{Cron, CronError};
+
 /// Upper bound of any duration: 366 days.
 pub const MAX_DURATION_SECS: u32 = 8784 * 3600;
 
@@ -42,6 +44,9 @@ pub enum Schedule {
     Times(Vec<NaiveTime>),
     /// Elapsed time in seconds, 1..=MAX_DURATION_SECS.
     Interval(u32),
+    /// A cron expression: its slots are wall-clock times, like `Times`, and
+    /// follow the same DST policy.
+    Cron(Cron),
 }
 
 /// Why a schedule value was rejected. The `String` is the offending value;
@@ -65,6 +70,20 @@ pub enum ScheduleError {
     /// A time zone name is not in the IANA database.
     #[error("{0:?} is not a known time zone: expected an IANA name such as Europe/Stockholm")]
     Zone(String),
+    /// A cron expression was malformed or can never match.
+    #[error("{expression:?} is not a valid cron expression: {error}")]
+    Cron {
+        expression: String,
+        error: CronError,
+    },
+}
+
+/// A cron expression (§11), or an error naming the expression and the field.
+pub fn parse_cron(s: &str) -> Result<Cron, ScheduleError> {
+    Cron::parse(s).map_err(|error| ScheduleError::Cron {
+        expression: s.trim().to_string(),
+        error,
+    })
 }
 
 fn all_digits(field: &str) -> bool {
@@ -186,6 +205,7 @@ impl Schedule {
                 .collect::<Vec<_>>()
                 .join(", "),
             Schedule::Interval(secs) => format!("every {}", format_duration(*secs)),
+            Schedule::Cron(cron) => format!("cron {}", cron.as_str()),
         }
     }
 
@@ -195,6 +215,7 @@ impl Schedule {
         match self {
             Schedule::Times(times) => Schedule::Times(normalize_times(times.clone())),
             Schedule::Interval(secs) => Schedule::Interval(*secs),
+            Schedule::Cron(cron) => Schedule::Cron(cron.clone()),
         }
     }
 }
@@ -335,6 +356,10 @@ pub fn next_run(
             .first()
             .copied()
             .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        Schedule::Cron(cron) => cron_slots_after(cron, now, 1, tz)
+            .first()
+            .copied()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
     }
 }
 
@@ -362,7 +387,77 @@ pub fn runs_after(
             runs
         }
         Schedule::Times(times) => time_slots_after(times, after, count, tz),
+        Schedule::Cron(cron) => cron_slots_after(cron, after, count, tz),
     }
+}
+
+/// Resolved cron slots strictly after `after`, ascending, equal instants
+/// merged: the same walk as [`time_slots_after`], over the days the
+/// expression allows and, on each, its times of day, each resolved by
+/// [`resolve_local`] (so a slot in a gap runs at the gap's end, several in
+/// one gap run once, and a slot in a fold runs at its first occurrence).
+///
+/// Days are walked for up to eight years and a bit, the longest wait a valid
+/// expression can have (29 February across a skipped leap year). Within a
+/// day, resolved slots are monotone, so a slot equal to the previous one is a
+/// merge and the walk of a day stops once `count` are found; hours that end
+/// more than a day before `after` on the wall clock are skipped unresolved,
+/// which keeps per-second expressions cheap.
+fn cron_slots_after(cron: &Cron, after: DateTime<Utc>, count: usize, tz: Tz) -> Vec<DateTime<Utc>> {
+    const MAX_DAYS: u32 = 3000;
+    if count == 0 {
+        return Vec::new();
+    }
+    let Some(after_wall) = wall_clock(after, tz) else {
+        return Vec::new();
+    };
+    let Some(mut date) = after_wall.date().pred_opt() else {
+        return Vec::new();
+    };
+    let early = after_wall - Duration::days(1);
+    let mut found: Vec<DateTime<Utc>> = Vec::new();
+    let mut extra_days = 0;
+    for _ in 0..MAX_DAYS {
+        if cron.matches_date(date) {
+            'day: for hour in cron.hours() {
+                let Some(hour_end) = date.and_hms_opt(hour, 59, 59) else {
+                    continue;
+                };
+                if hour_end < early {
+                    continue;
+                }
+                for minute in cron.minutes() {
+                    for second in cron.seconds() {
+                        let Some(time) = NaiveTime::from_hms_opt(hour, minute, second) else {
+                            continue;
+                        };
+                        let at = resolve_local(date, time, tz);
+                        if at <= after || found.last() == Some(&at) {
+                            continue;
+                        }
+                        found.push(at);
+                        if found.len() >= count + extra_days * count {
+                            break 'day;
+                        }
+                    }
+                }
+            }
+            if found.len() >= count {
+                if extra_days >= 1 {
+                    break;
+                }
+                extra_days += 1;
+            }
+        }
+        match date.succ_opt() {
+            Some(next) => date = next,
+            None => break,
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found.truncate(count);
+    found
 }
 
 /// Resolved daily slots strictly after `after`, ascending, equal instants
