@@ -400,9 +400,12 @@ pub fn runs_after(
 /// Days are walked for up to eight years and a bit, the longest wait a valid
 /// expression can have (29 February across a skipped leap year). Within a
 /// day, resolved slots are monotone, so a slot equal to the previous one is a
-/// merge and the walk of a day stops once `count` are found; hours that end
-/// more than a day before `after` on the wall clock are skipped unresolved,
-/// which keeps per-second expressions cheap.
+/// merge and the walk of a day stops once `count` are found. A slot whose
+/// wall time is before the clock's reading at `after` resolves to `after` or
+/// earlier (the first instant the clock reaches it has passed), so hours and
+/// minutes well before that reading — three hours, wider than any DST shift —
+/// are skipped unresolved; the filter on `after` decides the rest. This keeps
+/// a year of `*/15` and per-second expressions cheap.
 fn cron_slots_after(cron: &Cron, after: DateTime<Utc>, count: usize, tz: Tz) -> Vec<DateTime<Utc>> {
     const MAX_DAYS: u32 = 3000;
     if count == 0 {
@@ -414,7 +417,7 @@ fn cron_slots_after(cron: &Cron, after: DateTime<Utc>, count: usize, tz: Tz) -> 
     let Some(mut date) = after_wall.date().pred_opt() else {
         return Vec::new();
     };
-    let early = after_wall - Duration::days(1);
+    let early = after_wall - Duration::hours(3);
     let mut found: Vec<DateTime<Utc>> = Vec::new();
     let mut extra_days = 0;
     for _ in 0..MAX_DAYS {
@@ -427,6 +430,10 @@ fn cron_slots_after(cron: &Cron, after: DateTime<Utc>, count: usize, tz: Tz) -> 
                     continue;
                 }
                 for minute in cron.minutes() {
+                    match date.and_hms_opt(hour, minute, 59) {
+                        Some(minute_end) if minute_end >= early => {}
+                        _ => continue,
+                    }
                     for second in cron.seconds() {
                         let Some(time) = NaiveTime::from_hms_opt(hour, minute, second) else {
                             continue;
@@ -1205,6 +1212,203 @@ mod tests {
     fn daily_job_runs_once_per_day_for_a_year_at_midnight() {
         assert_daily_for_a_year(Tz::Europe__Stockholm, "00:00, 23:59:59");
         assert_daily_for_a_year(Tz::America__New_York, "00:00, 23:59:59");
+    }
+
+    // ---- cron ----
+
+    fn cron(expr: &str) -> Schedule {
+        Schedule::Cron(parse_cron(expr).unwrap())
+    }
+
+    /// Runs a cron job the way the runner does (now = previous run) over all
+    /// of 2026 and checks the runs against every wall-clock slot of the year:
+    /// each slot's run is the first instant the clock reaches it (never
+    /// early, the first occurrence in a fold), the runs are exactly the
+    /// slots' instants (never twice, never skipped; slots sharing a gap share
+    /// a run), and they strictly increase.
+    fn assert_cron_for_a_year(tz: Tz, expr: &str) {
+        let sched = cron(expr);
+        let Schedule::Cron(c) = &sched else {
+            unreachable!()
+        };
+        let start = resolve_local(d(2026, 1, 1), NaiveTime::MIN, tz) - Duration::seconds(1);
+        let end = resolve_local(d(2027, 1, 1), NaiveTime::MIN, tz);
+        let mut runs = Vec::new();
+        let mut now = start;
+        loop {
+            let next = next_run(&sched, runs.last().copied(), None, now, tz);
+            assert!(next > now, "{tz} {expr}: {next} not after {now}");
+            if next >= end {
+                break;
+            }
+            runs.push(next);
+            now = next;
+        }
+        let mut want = Vec::new();
+        for date in d(2026, 1, 1).iter_days().take_while(|x| *x < d(2027, 1, 1)) {
+            if !c.matches_date(date) {
+                continue;
+            }
+            for h in c.hours() {
+                for m in c.minutes() {
+                    for sec in c.seconds() {
+                        let wall = date.and_hms_opt(h, m, sec).unwrap();
+                        let at = resolve_local(date, wall.time(), tz);
+                        let shown = |i: DateTime<Utc>| i.with_timezone(&tz).naive_local();
+                        assert!(shown(at) >= wall, "{tz} {expr}: {wall} early at {at}");
+                        assert!(
+                            shown(at - Duration::seconds(1)) < wall,
+                            "{tz} {expr}: {wall} late at {at}"
+                        );
+                        if let LocalResult::Ambiguous(a, b) = tz.from_local_datetime(&wall) {
+                            assert_eq!(at, a.min(b).with_timezone(&Utc), "{tz} {expr}: {wall}");
+                        }
+                        want.push(at);
+                    }
+                }
+            }
+        }
+        let slots = want.len();
+        want.dedup();
+        assert!(
+            slots - want.len() <= 4 * 60,
+            "{tz} {expr}: merges only in a gap"
+        );
+        assert!(runs.windows(2).all(|w| w[0] < w[1]), "{tz} {expr}");
+        assert_eq!(runs.len(), want.len(), "{tz} {expr}");
+        assert_eq!(runs, want, "{tz} {expr}");
+        let n = 50.min(runs.len());
+        assert_eq!(runs_after(&sched, start, n, tz), runs[..n]);
+    }
+
+    const YEAR_EXPRESSIONS: [&str; 5] = [
+        "*/15 * * * *",
+        "30 2 * * *",
+        "0 9 * * MON-FRI",
+        "0 0 L * *",
+        "*/30 1-3 * * *",
+    ];
+
+    #[test]
+    fn cron_slots_for_a_year_in_stockholm() {
+        for expr in YEAR_EXPRESSIONS {
+            assert_cron_for_a_year(Tz::Europe__Stockholm, expr);
+        }
+    }
+
+    #[test]
+    fn cron_slots_for_a_year_in_new_york() {
+        for expr in YEAR_EXPRESSIONS {
+            assert_cron_for_a_year(Tz::America__New_York, expr);
+        }
+    }
+
+    #[test]
+    fn cron_slots_for_a_year_in_lord_howe() {
+        for expr in YEAR_EXPRESSIONS {
+            assert_cron_for_a_year(Tz::Australia__Lord_Howe, expr);
+        }
+        assert_cron_for_a_year(Tz::Australia__Lord_Howe, "*/10 1-2 * * *");
+    }
+
+    #[test]
+    fn cron_slots_for_a_year_in_utc() {
+        for expr in YEAR_EXPRESSIONS {
+            assert_cron_for_a_year(Tz::UTC, expr);
+        }
+    }
+
+    #[test]
+    fn cron_slots_in_a_gap_run_once_at_its_end_and_a_fold_runs_once() {
+        let sto = Tz::Europe__Stockholm;
+        let sched = cron("*/30 1-3 * * *");
+        // Spring forward 2026-03-29: 02:00 and 02:30 do not exist.
+        let runs = runs_after(&sched, utc("2026-03-28T23:00:00Z"), 5, sto);
+        let shown: Vec<String> = runs.iter().map(|r| human_instant(*r, sto)).collect();
+        assert_eq!(
+            shown,
+            [
+                "2026-03-29 01:00:00 CET",
+                "2026-03-29 01:30:00 CET",
+                "2026-03-29 03:00:00 CEST",
+                "2026-03-29 03:30:00 CEST",
+                "2026-03-30 01:00:00 CEST",
+            ]
+        );
+        // Fall back 2026-10-25: 02:00 and 02:30 come twice; once each.
+        let runs = runs_after(&sched, utc("2026-10-24T22:00:00Z"), 7, sto);
+        let shown: Vec<String> = runs.iter().map(|r| human_instant(*r, sto)).collect();
+        assert_eq!(
+            shown,
+            [
+                "2026-10-25 01:00:00 CEST",
+                "2026-10-25 01:30:00 CEST",
+                "2026-10-25 02:00:00 CEST",
+                "2026-10-25 02:30:00 CEST",
+                "2026-10-25 03:00:00 CET",
+                "2026-10-25 03:30:00 CET",
+                "2026-10-26 01:00:00 CET",
+            ]
+        );
+    }
+
+    #[test]
+    fn cron_last_day_and_leap_day_and_seconds() {
+        let runs = runs_after(&cron("0 0 L * *"), utc("2026-11-27T00:00:00Z"), 4, Tz::UTC);
+        assert_eq!(
+            runs,
+            [
+                utc("2026-11-30T00:00:00Z"),
+                utc("2026-12-31T00:00:00Z"),
+                utc("2027-01-31T00:00:00Z"),
+                utc("2027-02-28T00:00:00Z"),
+            ]
+        );
+        assert_eq!(
+            next_run(
+                &cron("0 0 29 2 *"),
+                None,
+                None,
+                utc("2026-11-27T00:00:00Z"),
+                Tz::UTC
+            ),
+            utc("2028-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            runs_after(
+                &cron("*/20 * * * * *"),
+                utc("2026-11-27T00:00:05Z"),
+                3,
+                Tz::UTC
+            ),
+            [
+                utc("2026-11-27T00:00:20Z"),
+                utc("2026-11-27T00:00:40Z"),
+                utc("2026-11-27T00:01:00Z"),
+            ]
+        );
+        // Every second of the day stays quick.
+        let many = runs_after(
+            &cron("* * * * * *"),
+            utc("2026-11-27T12:00:00Z"),
+            1000,
+            Tz::UTC,
+        );
+        assert_eq!(many.len(), 1000);
+        assert_eq!(many[999], utc("2026-11-27T12:16:40Z"));
+    }
+
+    #[test]
+    fn cron_override_equal_to_builtin_is_no_override_and_describes_itself() {
+        assert_eq!(
+            normalize_override(Some(&cron("@daily")), Some(cron("0 0 * * *"))),
+            None
+        );
+        assert_eq!(cron("0 9 * * MON-FRI").describe(), "cron 0 9 * * MON-FRI");
+        assert_eq!(
+            parse_cron("0 0 30 2 *").unwrap_err().to_string(),
+            "\"0 0 30 2 *\" is not a valid cron expression: it never matches: no month of the month field has a day of the day-of-month field"
+        );
     }
 
     // ---- intervals ----

@@ -602,4 +602,48 @@ mod tests {
         j.set_override(None);
         assert_eq!(j.effective_schedule(), Some(Schedule::Interval(600)));
     }
+
+    #[test]
+    fn the_zone_is_the_operators_else_the_declared_else_the_configured() {
+        let mut j = job();
+        assert_eq!(j.zone(Tz::UTC), Tz::UTC);
+        j.builtin_timezone = Some("America/New_York".into());
+        assert_eq!(j.zone(Tz::UTC), Tz::America__New_York);
+        j.override_timezone = Some("Asia/Tokyo".into());
+        assert_eq!(j.zone(Tz::UTC), Tz::Asia__Tokyo);
+        j.override_timezone = Some("Nowhere/Else".into());
+        assert_eq!(j.zone(Tz::UTC), Tz::UTC);
+    }
+
+    #[test]
+    fn times_and_cron_slots_are_read_in_the_jobs_zone() {
+        let mut j = job();
+        j.builtin_interval_seconds = None;
+        j.builtin_cron = Some("0 9 * * *".into());
+        j.builtin_timezone = Some("America/New_York".into());
+        // 09:00 in New York in November is 14:00 UTC.
+        assert_eq!(
+            j.next_run(at(10, 0), Tz::Europe__Stockholm),
+            Some(at(14, 0))
+        );
+        assert_eq!(
+            j.upcoming_runs(None, at(10, 0), 1, Tz::Europe__Stockholm),
+            [at(14, 0)]
+        );
+    }
+
+    #[test]
+    fn a_scheduled_run_past_its_deadline_is_missed_and_a_requested_one_never() {
+        let mut j = job();
+        j.next_run = Some(at(9, 0));
+        assert_eq!(j.missed_start_deadline(at(12, 0)), None);
+        j.builtin_start_deadline_seconds = Some(600);
+        assert_eq!(j.missed_start_deadline(at(9, 10)), None);
+        assert_eq!(j.missed_start_deadline(at(9, 15)), Some(300));
+        j.override_start_deadline_seconds = Some(3600);
+        assert_eq!(j.missed_start_deadline(at(9, 15)), None);
+        assert_eq!(j.missed_start_deadline(at(10, 1)), Some(60));
+        j.requested_run = Some(at(9, 0));
+        assert_eq!(j.missed_start_deadline(at(12, 0)), None);
+    }
 }
