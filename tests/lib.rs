@@ -18,4 +18,5 @@ mod read_commands;
 mod relay;
 mod resilience;
 mod runner;
+mod schedules;
 mod sync;
