@@ -273,7 +273,26 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
             .interact_text()
             .map_err(interrupted)?;
         if interval.trim().is_empty() {
-            None
+            let cron: String = Input::new()
+                .with_prompt("Override cron expression (e.g. 0 9 * * MON-FRI; empty for none)")
+                .with_initial_text(row.override_cron.clone().unwrap_or_default())
+                .allow_empty(true)
+                .validate_with(|text: &String| -> Result<(), String> {
+                    if text.trim().is_empty() {
+                        Ok(())
+                    } else {
+                        parse_cron_arg(text).map(|_| ())
+                    }
+                })
+                .interact_text()
+                .map_err(interrupted)?;
+            if cron.trim().is_empty() {
+                None
+            } else {
+                Some(Schedule::Cron(
+                    parse_cron_arg(&cron).map_err(anyhow::Error::msg)?,
+                ))
+            }
         } else {
             Some(Schedule::Interval(
                 parse_duration_arg(interval.trim()).map_err(anyhow::Error::msg)?,

@@ -30,6 +30,8 @@ pub enum BuiltinSchedule {
     Manual,
     Times(&'static [&'static str]),
     Interval(&'static str),
+    /// A cron expression (§11), in the configured zone.
+    Cron(&'static str),
 }
 
 /// One option of a built-in job: `--LONG N`, a whole number in `0..=max`.
@@ -103,6 +105,7 @@ impl Builtin {
             BuiltinSchedule::Interval(i) => {
                 schedule::parse_duration(i).ok().map(Schedule::Interval)
             }
+            BuiltinSchedule::Cron(expr) => schedule::parse_cron(expr).ok().map(Schedule::Cron),
         }
     }
 }
