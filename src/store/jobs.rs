@@ -337,7 +337,10 @@ pub fn finish_job(
         None => (None, None, None),
     };
     client.execute_typed(
+        // A request that arrived during the run makes the next run its own,
+        // exempt from the start deadline like any run-now (§11).
         "UPDATE manage.jobs SET running_run = NULL, run_requested = false, next_run = $2, \
+             requested_run = CASE WHEN run_requested THEN $2 ELSE requested_run END, \
              last_run = CASE WHEN $3::timestamptz IS NULL THEN last_run ELSE $3 END, \
              last_state = CASE WHEN $3::timestamptz IS NULL THEN last_state ELSE $4::text END, \
              last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
