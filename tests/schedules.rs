@@ -43,13 +43,16 @@ fn jobs_state(db: &TestDb) -> String {
 }
 
 #[test]
-fn a_declared_cron_job_runs_at_its_slot() {
+fn a_declared_cron_job_in_another_zone_runs_at_its_slot() {
     let db = TestDb::new();
     let now = db_now(&db);
     let slot = now + chrono::Duration::seconds(3);
+    // The slot is written in Tokyo time; the installation's zone is UTC.
     let config = format!(
-        "timezone = \"UTC\"\n{FAST}[jobs.at_slot]\ncommand = \"echo slot\"\ncron = \"{} * * *\"\n",
-        slot.format("%S %M %H")
+        "timezone = \"UTC\"\n{FAST}[jobs.at_slot]\ncommand = \"echo slot\"\ncron = \"{} * * *\"\n\
+         timezone = \"Asia/Tokyo\"\n",
+        slot.with_timezone(&chrono_tz::Asia::Tokyo)
+            .format("%S %M %H")
     );
     db.manage().config(&config).arg("migrate").ok();
     let runner = db
@@ -352,4 +355,30 @@ fn sync_updates_and_reschedules_a_changed_cron_or_zone_and_is_silent_otherwise()
         .unwrap()
         .with_timezone(&chrono_tz::Asia::Tokyo);
     assert_eq!(next.format("%H:%M:%S").to_string(), "04:00:00");
+}
+
+#[test]
+fn without_a_start_deadline_a_job_held_past_its_slot_runs_once_on_release() {
+    let config = LATE.replace("start_deadline = \"00:01\"\n", "");
+    let db = TestDb::new();
+    let late = || db.manage().config(&config);
+    late().arg("migrate").ok();
+    late().args(["jobs", "hold"]).ok();
+    db.client()
+        .execute(
+            "UPDATE manage.jobs SET next_run = clock_timestamp() - interval '20 seconds' WHERE name = 'late'",
+            &[],
+        )
+        .unwrap();
+    late().args(["jobs", "release", "--pending", "run"]).ok();
+    let runner = late().arg("scheduled_jobs_runner").spawn();
+    wait_for(Duration::from_secs(10), "the catch-up run", || {
+        crate::harness::runs(&db.url, "late")
+            .iter()
+            .any(|r| r.state == "succeeded")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let log = runner.stop();
+    assert_eq!(crate::harness::runs(&db.url, "late").len(), 1, "{log}");
+    assert!(!log.contains("missed its start deadline"), "{log}");
 }
