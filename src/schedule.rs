@@ -22,6 +22,14 @@
 //! Two configured times in the same gap resolve to the same instant and are
 //! merged into one run, since one instant cannot usefully start a job twice.
 //!
+//! Cron expressions (§11; parsed in [`crate::cron`]) are the same thing as
+//! times: each allowed day contributes its allowed times of day, and each is
+//! resolved by [`resolve_local`], so the policy above holds for them
+//! unchanged — a slot in a gap runs at the gap's end (once, however many
+//! slots the gap swallowed), a slot in a fold at its first occurrence. The
+//! zone passed in is the job's own (`Job::zone`); this module never knows
+//! whose zone it is.
+//!
 //! Intervals are elapsed time, deliberately not wall time: "every 24:00:00"
 //! drifts by an hour against the wall clock across a DST change, because a
 //! user who wants wall-clock alignment should configure times instead.

@@ -6,6 +6,11 @@
 //! [`Job::next_run_after`] (the rules) on top of [`crate::schedule`] (the
 //! arithmetic).
 //!
+//! The zone a job's times and cron slots are read in ([`Job::zone`]) and its
+//! start deadline ([`Job::missed_start_deadline`], §11) are rules of the same
+//! kind: the operator's value, else the declared one, else the default, decided
+//! here once for the runner, the CLI and sync alike.
+//!
 //! Two shapes of a job exist, on purpose: [`definition::JobDef`] is what the
 //! code or the configuration file defines, [`Job`] is what the database holds
 //! (the definition as last synced, plus the operator's configuration and the
