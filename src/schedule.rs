@@ -405,8 +405,9 @@ pub fn runs_after(
 /// [`resolve_local`] (so a slot in a gap runs at the gap's end, several in
 /// one gap run once, and a slot in a fold runs at its first occurrence).
 ///
-/// Days are walked for up to eight years and a bit, the longest wait a valid
-/// expression can have (29 February across a skipped leap year). Within a
+/// The walk gives up after eight years and a bit without a matching day, the
+/// longest wait a valid expression can have (29 February across a skipped
+/// leap year), so a long listing of a rare expression is still complete. Within a
 /// day, resolved slots are monotone, so a slot equal to the previous one is a
 /// merge and the walk of a day stops once `count` are found. A slot whose
 /// wall time is before the clock's reading at `after` resolves to `after` or
@@ -428,8 +429,11 @@ fn cron_slots_after(cron: &Cron, after: DateTime<Utc>, count: usize, tz: Tz) -> 
     let early = after_wall - Duration::hours(3);
     let mut found: Vec<DateTime<Utc>> = Vec::new();
     let mut extra_days = 0;
-    for _ in 0..MAX_DAYS {
+    let mut idle_days = 0;
+    while idle_days < MAX_DAYS {
+        idle_days += 1;
         if cron.matches_date(date) {
+            idle_days = 0;
             'day: for hour in cron.hours() {
                 let Some(hour_end) = date.and_hms_opt(hour, 59, 59) else {
                     continue;
@@ -1395,6 +1399,15 @@ mod tests {
                 utc("2026-11-27T00:01:00Z"),
             ]
         );
+        // A long listing of a rare expression is complete.
+        let leap = runs_after(
+            &cron("0 0 29 2 *"),
+            utc("2026-11-27T00:00:00Z"),
+            30,
+            Tz::UTC,
+        );
+        assert_eq!(leap.len(), 30);
+        assert_eq!(leap[29], utc("2148-02-29T00:00:00Z"));
         // Every second of the day stays quick.
         let many = runs_after(
             &cron("* * * * * *"),
