@@ -108,6 +108,10 @@ pub struct DeclaredJob {
     pub description: String,
     pub app: String,
     pub schedule: Option<Schedule>,
+    /// The zone its times and cron slots are read in (§11), when not the configured one.
+    pub timezone: Option<Tz>,
+    /// Seconds after its due time past which a scheduled run is skipped (§11).
+    pub start_deadline_secs: Option<u32>,
     pub timeout_secs: u32,
     pub should_run: Option<String>,
     pub trigger_next: Vec<String>,
@@ -564,6 +568,9 @@ impl Reader<'_> {
                 "description",
                 "times",
                 "interval",
+                "cron",
+                "timezone",
+                "start_deadline",
                 "timeout",
                 "should_run",
                 "trigger_next",
@@ -617,17 +624,40 @@ impl Reader<'_> {
             }
         };
         let interval = self.duration(table, "interval", &k("interval"))?;
-        let schedule = match (times, interval) {
-            (Some(_), Some(_)) => {
-                return Err(self.err(
-                    &key,
-                    "both times and interval are set; give one or the other",
-                ))
-            }
-            (Some(t), None) => Some(Schedule::Times(t)),
-            (None, Some(i)) => Some(Schedule::Interval(i)),
-            (None, None) => None,
+        let cron = match self.string(table, "cron", &k("cron"))? {
+            Some(expr) => Some(schedule::parse_cron(&expr).map_err(|e| self.err(&k("cron"), e))?),
+            None => None,
         };
+        let given: Vec<&str> = [
+            ("times", times.is_some()),
+            ("interval", interval.is_some()),
+            ("cron", cron.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if given.len() > 1 {
+            return Err(self.err(
+                &key,
+                format!(
+                    "both {} are set; give only one of times, interval and cron",
+                    given.join(" and ")
+                ),
+            ));
+        }
+        let schedule = match (times, interval, cron) {
+            (Some(t), _, _) => Some(Schedule::Times(t)),
+            (_, Some(i), _) => Some(Schedule::Interval(i)),
+            (_, _, Some(c)) => Some(Schedule::Cron(c)),
+            _ => None,
+        };
+        let timezone = match self.string(table, "timezone", &k("timezone"))? {
+            Some(name) => {
+                Some(schedule::parse_zone(&name).map_err(|e| self.err(&k("timezone"), e))?)
+            }
+            None => None,
+        };
+        let start_deadline_secs = self.duration(table, "start_deadline", &k("start_deadline"))?;
         let timeout_secs = self
             .duration(table, "timeout", &k("timeout"))?
             .unwrap_or(DEFAULT_TIMEOUT_SECS);
@@ -684,6 +714,8 @@ impl Reader<'_> {
             description,
             app,
             schedule,
+            timezone,
+            start_deadline_secs,
             timeout_secs,
             should_run: self
                 .string(table, "should_run", &k("should_run"))?

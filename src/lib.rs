@@ -8,6 +8,7 @@ pub mod cli;
 #[path = "../commands/mod.rs"]
 pub mod commands;
 pub mod config;
+pub mod cron;
 pub mod db;
 pub mod error;
 pub mod host;

@@ -93,8 +93,12 @@ pub fn sync(
                 store::set_override(tx, &def.name, None)?;
             }
         }
-        let schedule_changed =
-            stored.is_none_or(|row| row.removed || row.builtin_schedule() != def.schedule);
+        // A declared zone moves the slots as much as a new schedule does.
+        let schedule_changed = stored.is_none_or(|row| {
+            row.removed
+                || row.builtin_schedule() != def.schedule
+                || row.builtin_timezone != def.timezone
+        });
         if schedule_changed {
             store::reschedule(tx, &def.name, tz)?;
         }
@@ -135,6 +139,9 @@ mod tests {
                 }
                 BuiltinSchedule::Interval(i) => {
                     schedule::parse_duration(i).unwrap();
+                }
+                BuiltinSchedule::Cron(expr) => {
+                    schedule::parse_cron(expr).unwrap();
                 }
             }
         }

@@ -22,6 +22,14 @@
 //! Two configured times in the same gap resolve to the same instant and are
 //! merged into one run, since one instant cannot usefully start a job twice.
 //!
+//! Cron expressions (§11; parsed in [`crate::cron`]) are the same thing as
+//! times: each allowed day contributes its allowed times of day, and each is
+//! resolved by [`resolve_local`], so the policy above holds for them
+//! unchanged — a slot in a gap runs at the gap's end (once, however many
+//! slots the gap swallowed), a slot in a fold at its first occurrence. The
+//! zone passed in is the job's own (`Job::zone`); this module never knows
+//! whose zone it is.
+//!
 //! Intervals are elapsed time, deliberately not wall time: "every 24:00:00"
 //! drifts by an hour against the wall clock across a DST change, because a
 //! user who wants wall-clock alignment should configure times instead.
@@ -31,6 +39,8 @@ use chrono::{
     Timelike, Utc,
 };
 use chrono_tz::Tz;
+
+pub use crate::cron::{Cron, CronError};
 
 /// Upper bound of any duration: 366 days.
 pub const MAX_DURATION_SECS: u32 = 8784 * 3600;
@@ -42,6 +52,9 @@ pub enum Schedule {
     Times(Vec<NaiveTime>),
     /// Elapsed time in seconds, 1..=MAX_DURATION_SECS.
     Interval(u32),
+    /// A cron expression: its slots are wall-clock times, like `Times`, and
+    /// follow the same DST policy.
+    Cron(Cron),
 }
 
 /// Why a schedule value was rejected. The `String` is the offending value;
@@ -65,6 +78,20 @@ pub enum ScheduleError {
     /// A time zone name is not in the IANA database.
     #[error("{0:?} is not a known time zone: expected an IANA name such as Europe/Stockholm")]
     Zone(String),
+    /// A cron expression was malformed or can never match.
+    #[error("{expression:?} is not a valid cron expression: {error}")]
+    Cron {
+        expression: String,
+        error: CronError,
+    },
+}
+
+/// A cron expression (§11), or an error naming the expression and the field.
+pub fn parse_cron(s: &str) -> Result<Cron, ScheduleError> {
+    Cron::parse(s).map_err(|error| ScheduleError::Cron {
+        expression: s.trim().to_string(),
+        error,
+    })
 }
 
 fn all_digits(field: &str) -> bool {
@@ -186,6 +213,7 @@ impl Schedule {
                 .collect::<Vec<_>>()
                 .join(", "),
             Schedule::Interval(secs) => format!("every {}", format_duration(*secs)),
+            Schedule::Cron(cron) => format!("cron {}", cron.as_str()),
         }
     }
 
@@ -195,6 +223,7 @@ impl Schedule {
         match self {
             Schedule::Times(times) => Schedule::Times(normalize_times(times.clone())),
             Schedule::Interval(secs) => Schedule::Interval(*secs),
+            Schedule::Cron(cron) => Schedule::Cron(cron.clone()),
         }
     }
 }
@@ -335,6 +364,10 @@ pub fn next_run(
             .first()
             .copied()
             .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        Schedule::Cron(cron) => cron_slots_after(cron, now, 1, tz)
+            .first()
+            .copied()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
     }
 }
 
@@ -362,7 +395,88 @@ pub fn runs_after(
             runs
         }
         Schedule::Times(times) => time_slots_after(times, after, count, tz),
+        Schedule::Cron(cron) => cron_slots_after(cron, after, count, tz),
     }
+}
+
+/// Resolved cron slots strictly after `after`, ascending, equal instants
+/// merged: the same walk as [`time_slots_after`], over the days the
+/// expression allows and, on each, its times of day, each resolved by
+/// [`resolve_local`] (so a slot in a gap runs at the gap's end, several in
+/// one gap run once, and a slot in a fold runs at its first occurrence).
+///
+/// The walk gives up after eight years and a bit without a matching day, the
+/// longest wait a valid expression can have (29 February across a skipped
+/// leap year), so a long listing of a rare expression is still complete. Within a
+/// day, resolved slots are monotone, so a slot equal to the previous one is a
+/// merge and the walk of a day stops once `count` are found. A slot whose
+/// wall time is before the clock's reading at `after` resolves to `after` or
+/// earlier (the first instant the clock reaches it has passed), so hours and
+/// minutes well before that reading — three hours, wider than any DST shift —
+/// are skipped unresolved; the filter on `after` decides the rest. This keeps
+/// a year of `*/15` and per-second expressions cheap.
+fn cron_slots_after(cron: &Cron, after: DateTime<Utc>, count: usize, tz: Tz) -> Vec<DateTime<Utc>> {
+    const MAX_DAYS: u32 = 3000;
+    if count == 0 {
+        return Vec::new();
+    }
+    let Some(after_wall) = wall_clock(after, tz) else {
+        return Vec::new();
+    };
+    let Some(mut date) = after_wall.date().pred_opt() else {
+        return Vec::new();
+    };
+    let early = after_wall - Duration::hours(3);
+    let mut found: Vec<DateTime<Utc>> = Vec::new();
+    let mut extra_days = 0;
+    let mut idle_days = 0;
+    while idle_days < MAX_DAYS {
+        idle_days += 1;
+        if cron.matches_date(date) {
+            idle_days = 0;
+            'day: for hour in cron.hours() {
+                let Some(hour_end) = date.and_hms_opt(hour, 59, 59) else {
+                    continue;
+                };
+                if hour_end < early {
+                    continue;
+                }
+                for minute in cron.minutes() {
+                    match date.and_hms_opt(hour, minute, 59) {
+                        Some(minute_end) if minute_end >= early => {}
+                        _ => continue,
+                    }
+                    for second in cron.seconds() {
+                        let Some(time) = NaiveTime::from_hms_opt(hour, minute, second) else {
+                            continue;
+                        };
+                        let at = resolve_local(date, time, tz);
+                        if at <= after || found.last() == Some(&at) {
+                            continue;
+                        }
+                        found.push(at);
+                        if found.len() >= count + extra_days * count {
+                            break 'day;
+                        }
+                    }
+                }
+            }
+            if found.len() >= count {
+                if extra_days >= 1 {
+                    break;
+                }
+                extra_days += 1;
+            }
+        }
+        match date.succ_opt() {
+            Some(next) => date = next,
+            None => break,
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found.truncate(count);
+    found
 }
 
 /// Resolved daily slots strictly after `after`, ascending, equal instants
@@ -1110,6 +1224,212 @@ mod tests {
     fn daily_job_runs_once_per_day_for_a_year_at_midnight() {
         assert_daily_for_a_year(Tz::Europe__Stockholm, "00:00, 23:59:59");
         assert_daily_for_a_year(Tz::America__New_York, "00:00, 23:59:59");
+    }
+
+    // ---- cron ----
+
+    fn cron(expr: &str) -> Schedule {
+        Schedule::Cron(parse_cron(expr).unwrap())
+    }
+
+    /// Runs a cron job the way the runner does (now = previous run) over all
+    /// of 2026 and checks the runs against every wall-clock slot of the year:
+    /// each slot's run is the first instant the clock reaches it (never
+    /// early, the first occurrence in a fold), the runs are exactly the
+    /// slots' instants (never twice, never skipped; slots sharing a gap share
+    /// a run), and they strictly increase.
+    fn assert_cron_for_a_year(tz: Tz, expr: &str) {
+        let sched = cron(expr);
+        let Schedule::Cron(c) = &sched else {
+            unreachable!()
+        };
+        let start = resolve_local(d(2026, 1, 1), NaiveTime::MIN, tz) - Duration::seconds(1);
+        let end = resolve_local(d(2027, 1, 1), NaiveTime::MIN, tz);
+        let mut runs = Vec::new();
+        let mut now = start;
+        loop {
+            let next = next_run(&sched, runs.last().copied(), None, now, tz);
+            assert!(next > now, "{tz} {expr}: {next} not after {now}");
+            if next >= end {
+                break;
+            }
+            runs.push(next);
+            now = next;
+        }
+        let mut want = Vec::new();
+        for date in d(2026, 1, 1).iter_days().take_while(|x| *x < d(2027, 1, 1)) {
+            if !c.matches_date(date) {
+                continue;
+            }
+            for h in c.hours() {
+                for m in c.minutes() {
+                    for sec in c.seconds() {
+                        let wall = date.and_hms_opt(h, m, sec).unwrap();
+                        let at = resolve_local(date, wall.time(), tz);
+                        let shown = |i: DateTime<Utc>| i.with_timezone(&tz).naive_local();
+                        assert!(shown(at) >= wall, "{tz} {expr}: {wall} early at {at}");
+                        assert!(
+                            shown(at - Duration::seconds(1)) < wall,
+                            "{tz} {expr}: {wall} late at {at}"
+                        );
+                        if let LocalResult::Ambiguous(a, b) = tz.from_local_datetime(&wall) {
+                            assert_eq!(at, a.min(b).with_timezone(&Utc), "{tz} {expr}: {wall}");
+                        }
+                        want.push(at);
+                    }
+                }
+            }
+        }
+        let slots = want.len();
+        want.dedup();
+        assert!(
+            slots - want.len() <= 4 * 60,
+            "{tz} {expr}: merges only in a gap"
+        );
+        assert!(runs.windows(2).all(|w| w[0] < w[1]), "{tz} {expr}");
+        assert_eq!(runs.len(), want.len(), "{tz} {expr}");
+        assert_eq!(runs, want, "{tz} {expr}");
+        let n = 50.min(runs.len());
+        assert_eq!(runs_after(&sched, start, n, tz), runs[..n]);
+    }
+
+    const YEAR_EXPRESSIONS: [&str; 5] = [
+        "*/15 * * * *",
+        "30 2 * * *",
+        "0 9 * * MON-FRI",
+        "0 0 L * *",
+        "*/30 1-3 * * *",
+    ];
+
+    #[test]
+    fn cron_slots_for_a_year_in_stockholm() {
+        for expr in YEAR_EXPRESSIONS {
+            assert_cron_for_a_year(Tz::Europe__Stockholm, expr);
+        }
+    }
+
+    #[test]
+    fn cron_slots_for_a_year_in_new_york() {
+        for expr in YEAR_EXPRESSIONS {
+            assert_cron_for_a_year(Tz::America__New_York, expr);
+        }
+    }
+
+    #[test]
+    fn cron_slots_for_a_year_in_lord_howe() {
+        for expr in YEAR_EXPRESSIONS {
+            assert_cron_for_a_year(Tz::Australia__Lord_Howe, expr);
+        }
+        assert_cron_for_a_year(Tz::Australia__Lord_Howe, "*/10 1-2 * * *");
+    }
+
+    #[test]
+    fn cron_slots_for_a_year_in_utc() {
+        for expr in YEAR_EXPRESSIONS {
+            assert_cron_for_a_year(Tz::UTC, expr);
+        }
+    }
+
+    #[test]
+    fn cron_slots_in_a_gap_run_once_at_its_end_and_a_fold_runs_once() {
+        let sto = Tz::Europe__Stockholm;
+        let sched = cron("*/30 1-3 * * *");
+        // Spring forward 2026-03-29: 02:00 and 02:30 do not exist.
+        let runs = runs_after(&sched, utc("2026-03-28T23:00:00Z"), 5, sto);
+        let shown: Vec<String> = runs.iter().map(|r| human_instant(*r, sto)).collect();
+        assert_eq!(
+            shown,
+            [
+                "2026-03-29 01:00:00 CET",
+                "2026-03-29 01:30:00 CET",
+                "2026-03-29 03:00:00 CEST",
+                "2026-03-29 03:30:00 CEST",
+                "2026-03-30 01:00:00 CEST",
+            ]
+        );
+        // Fall back 2026-10-25: 02:00 and 02:30 come twice; once each.
+        let runs = runs_after(&sched, utc("2026-10-24T22:00:00Z"), 7, sto);
+        let shown: Vec<String> = runs.iter().map(|r| human_instant(*r, sto)).collect();
+        assert_eq!(
+            shown,
+            [
+                "2026-10-25 01:00:00 CEST",
+                "2026-10-25 01:30:00 CEST",
+                "2026-10-25 02:00:00 CEST",
+                "2026-10-25 02:30:00 CEST",
+                "2026-10-25 03:00:00 CET",
+                "2026-10-25 03:30:00 CET",
+                "2026-10-26 01:00:00 CET",
+            ]
+        );
+    }
+
+    #[test]
+    fn cron_last_day_and_leap_day_and_seconds() {
+        let runs = runs_after(&cron("0 0 L * *"), utc("2026-11-27T00:00:00Z"), 4, Tz::UTC);
+        assert_eq!(
+            runs,
+            [
+                utc("2026-11-30T00:00:00Z"),
+                utc("2026-12-31T00:00:00Z"),
+                utc("2027-01-31T00:00:00Z"),
+                utc("2027-02-28T00:00:00Z"),
+            ]
+        );
+        assert_eq!(
+            next_run(
+                &cron("0 0 29 2 *"),
+                None,
+                None,
+                utc("2026-11-27T00:00:00Z"),
+                Tz::UTC
+            ),
+            utc("2028-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            runs_after(
+                &cron("*/20 * * * * *"),
+                utc("2026-11-27T00:00:05Z"),
+                3,
+                Tz::UTC
+            ),
+            [
+                utc("2026-11-27T00:00:20Z"),
+                utc("2026-11-27T00:00:40Z"),
+                utc("2026-11-27T00:01:00Z"),
+            ]
+        );
+        // A long listing of a rare expression is complete.
+        let leap = runs_after(
+            &cron("0 0 29 2 *"),
+            utc("2026-11-27T00:00:00Z"),
+            30,
+            Tz::UTC,
+        );
+        assert_eq!(leap.len(), 30);
+        assert_eq!(leap[29], utc("2148-02-29T00:00:00Z"));
+        // Every second of the day stays quick.
+        let many = runs_after(
+            &cron("* * * * * *"),
+            utc("2026-11-27T12:00:00Z"),
+            1000,
+            Tz::UTC,
+        );
+        assert_eq!(many.len(), 1000);
+        assert_eq!(many[999], utc("2026-11-27T12:16:40Z"));
+    }
+
+    #[test]
+    fn cron_override_equal_to_builtin_is_no_override_and_describes_itself() {
+        assert_eq!(
+            normalize_override(Some(&cron("@daily")), Some(cron("0 0 * * *"))),
+            None
+        );
+        assert_eq!(cron("0 9 * * MON-FRI").describe(), "cron 0 9 * * MON-FRI");
+        assert_eq!(
+            parse_cron("0 0 30 2 *").unwrap_err().to_string(),
+            "\"0 0 30 2 *\" is not a valid cron expression: it never matches: no month of the month field has a day of the day-of-month field"
+        );
     }
 
     // ---- intervals ----

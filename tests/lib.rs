@@ -19,4 +19,5 @@ mod read_commands;
 mod relay;
 mod resilience;
 mod runner;
+mod schedules;
 mod sync;

@@ -213,6 +213,11 @@ fn assert_job_object(job: &Value) {
             "builtin_interval",
             "override_times",
             "override_interval",
+            "builtin_cron",
+            "override_cron",
+            "timezone",
+            "start_deadline",
+            "kind",
             "next_run",
             "last_run",
             "last_state",
@@ -220,6 +225,11 @@ fn assert_job_object(job: &Value) {
             "running",
         ]
     );
+    for key in ["builtin_cron", "override_cron", "start_deadline"] {
+        assert!(job[key].is_null() || job[key].is_string(), "{key}");
+    }
+    assert!(job["timezone"].is_string());
+    assert!(["internal", "process"].contains(&job["kind"].as_str().unwrap()));
     assert!(job["name"].is_string() && job["app"].is_string() && job["description"].is_string());
     assert!(
         job["enabled"].is_boolean()

@@ -25,6 +25,14 @@ fn parse_times_arg(text: &str) -> Result<TimesList, String> {
         .map_err(|e| e.to_string())
 }
 
+fn parse_cron_arg(text: &str) -> Result<schedule::Cron, String> {
+    schedule::parse_cron(text).map_err(|e| e.to_string())
+}
+
+fn parse_zone_arg(text: &str) -> Result<chrono_tz::Tz, String> {
+    schedule::parse_zone(text).map_err(|e| e.to_string())
+}
+
 pub(crate) fn parse_duration_arg(text: &str) -> Result<u32, String> {
     schedule::parse_duration(text).map_err(|e| e.to_string())
 }
@@ -40,15 +48,33 @@ pub struct ConfigureArgs {
     notify_on_success: Option<bool>,
     /// Daily times replacing the built-in schedule: "HH:MM[:SS],…"
     #[arg(long, value_name = "TIMES", value_parser = parse_times_arg,
-          conflicts_with_all = ["override_interval", "clear_override"])]
+          conflicts_with_all = ["override_interval", "override_cron", "clear_override"])]
     override_times: Option<TimesList>,
     /// An interval replacing the built-in schedule: MM:SS or HH:MM:SS
     #[arg(long, value_name = "INTERVAL", value_parser = parse_duration_arg,
-          conflicts_with = "clear_override")]
+          conflicts_with_all = ["override_cron", "clear_override"])]
     override_interval: Option<u32>,
+    /// A cron expression replacing the built-in schedule: "MIN HOUR DOM MON DOW", 6 fields with seconds, or @daily etc.
+    #[arg(long, value_name = "EXPR", value_parser = parse_cron_arg,
+          conflicts_with = "clear_override")]
+    override_cron: Option<schedule::Cron>,
     /// Go back to the built-in schedule
     #[arg(long)]
     clear_override: bool,
+    /// The IANA zone the job's times and cron slots are read in, e.g. America/New_York
+    #[arg(long, value_name = "ZONE", value_parser = parse_zone_arg,
+          conflicts_with = "clear_timezone")]
+    timezone: Option<chrono_tz::Tz>,
+    /// Go back to the declared zone, else the configured one
+    #[arg(long)]
+    clear_timezone: bool,
+    /// Skip a scheduled run not started this long after its due time: MM:SS or HH:MM:SS
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
+          conflicts_with = "clear_start_deadline")]
+    start_deadline: Option<u32>,
+    /// Remove the deadline set with --start-deadline (the declared one, if any, applies again)
+    #[arg(long)]
+    clear_start_deadline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +122,13 @@ fn print_schedule(row: &Job, ctx: &Context, now: chrono::DateTime<chrono::Utc>) 
         ""
     };
     println!("Effective schedule: {effective}{origin}");
+    println!("Time zone:          {}", row.zone(tz).name());
+    if let Some(deadline) = row.start_deadline() {
+        println!(
+            "Start deadline:     {}",
+            schedule::format_duration(deadline)
+        );
+    }
     match row.next_run {
         Some(next) => println!(
             "Next run:           {} ({})",
@@ -112,6 +145,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         enabled: args.enabled,
         notify_on_success: args.notify_on_success,
         override_schedule: None,
+        timezone: None,
+        start_deadline: None,
     };
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
@@ -119,14 +154,30 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     if let Some(interval) = args.override_interval {
         change.override_schedule = Some(Some(Schedule::Interval(interval)));
     }
+    if let Some(cron) = args.override_cron {
+        change.override_schedule = Some(Some(Schedule::Cron(cron)));
+    }
     if args.clear_override {
         change.override_schedule = Some(None);
+    }
+    if let Some(zone) = args.timezone {
+        change.timezone = Some(Some(zone));
+    }
+    if args.clear_timezone {
+        change.timezone = Some(None);
+    }
+    if let Some(deadline) = args.start_deadline {
+        change.start_deadline = Some(Some(deadline));
+    }
+    if args.clear_start_deadline {
+        change.start_deadline = Some(None);
     }
     let interactive = change == ConfigChange::default();
     if interactive && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return bad_input(format!(
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
-             --override-times, --override-interval, --clear-override",
+             --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
+             --clear-timezone, --start-deadline, --clear-start-deadline",
             args.name
         ));
     }
@@ -222,7 +273,26 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
             .interact_text()
             .map_err(interrupted)?;
         if interval.trim().is_empty() {
-            None
+            let cron: String = Input::new()
+                .with_prompt("Override cron expression (e.g. 0 9 * * MON-FRI; empty for none)")
+                .with_initial_text(row.override_cron.clone().unwrap_or_default())
+                .allow_empty(true)
+                .validate_with(|text: &String| -> Result<(), String> {
+                    if text.trim().is_empty() {
+                        Ok(())
+                    } else {
+                        parse_cron_arg(text).map(|_| ())
+                    }
+                })
+                .interact_text()
+                .map_err(interrupted)?;
+            if cron.trim().is_empty() {
+                None
+            } else {
+                Some(Schedule::Cron(
+                    parse_cron_arg(&cron).map_err(anyhow::Error::msg)?,
+                ))
+            }
         } else {
             Some(Schedule::Interval(
                 parse_duration_arg(interval.trim()).map_err(anyhow::Error::msg)?,
@@ -233,6 +303,8 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         enabled: Some(enabled),
         notify_on_success: Some(notify),
         override_schedule: Some(override_schedule),
+        timezone: None,
+        start_deadline: None,
     })
 }
 

@@ -12,7 +12,7 @@ use crate::cli::common::{
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::bad_input;
-use crate::job::RunState;
+use crate::job::{Job, RunState};
 use crate::schedule::{self, Schedule};
 use crate::store;
 
@@ -138,6 +138,20 @@ fn describe_schedule(s: Option<&Schedule>) -> String {
     s.map_or_else(|| "none".to_string(), Schedule::describe)
 }
 
+/// The effective schedule for `jobs list`, with the job's zone when its
+/// wall-clock slots are read in another zone than the display's.
+fn list_schedule(row: &Job, tz: Tz) -> String {
+    let Some(effective) = row.effective_schedule() else {
+        return "-".into();
+    };
+    let zone = row.zone(tz);
+    match effective {
+        Schedule::Interval(_) => effective.describe(),
+        _ if zone != tz => format!("{} ({})", effective.describe(), zone.name()),
+        _ => effective.describe(),
+    }
+}
+
 fn banner(overview: &Overview, tz: Tz) -> Vec<String> {
     let mut lines = Vec::new();
     if overview.runners.is_empty() {
@@ -176,6 +190,18 @@ fn banner(overview: &Overview, tz: Tz) -> Vec<String> {
     lines
 }
 
+/// The job's zone and where it comes from.
+fn zone_line(row: &Job, tz: Tz) -> String {
+    let origin = if row.override_timezone.is_some() {
+        "set with jobs configure"
+    } else if row.builtin_timezone.is_some() {
+        "declared"
+    } else {
+        "the configured zone"
+    };
+    format!("{} ({origin})", row.zone(tz).name())
+}
+
 fn list(ctx: &Context, json: bool) -> anyhow::Result<()> {
     let tz = ctx.config.timezone;
     let mut client = connect(ctx)?;
@@ -196,6 +222,7 @@ fn list(ctx: &Context, json: bool) -> anyhow::Result<()> {
         "Description",
         "App",
         "Enabled",
+        "Schedule",
         "Next run",
         "Last run",
         "Last status",
@@ -214,6 +241,7 @@ fn list(ctx: &Context, json: bool) -> anyhow::Result<()> {
             comfy_table::Cell::new(&row.description),
             comfy_table::Cell::new(&row.app),
             comfy_table::Cell::new(if row.enabled { "yes" } else { "no" }),
+            comfy_table::Cell::new(list_schedule(row, tz)),
             comfy_table::Cell::new(render::human_time_opt(row.next_run, tz, "-")),
             comfy_table::Cell::new(render::human_time_opt(row.last_run, tz, "never")),
             render::alert_cell(status, is_failed),
@@ -285,6 +313,12 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
             "Effective schedule",
             describe_schedule(row.effective_schedule().as_ref()),
         ),
+        ("Time zone", zone_line(&row, tz)),
+        (
+            "Start deadline",
+            row.start_deadline()
+                .map_or_else(|| "none".into(), schedule::format_duration),
+        ),
         ("Next run", next),
         (
             "Last run",
@@ -352,6 +386,10 @@ fn next(
     }
     if !row.enabled {
         println!("{disabled_note}");
+    }
+    let zone = row.zone(tz);
+    if zone != tz && !matches!(row.effective_schedule(), Some(Schedule::Interval(_))) {
+        println!("Slots in {}, shown in {}:", zone.name(), tz.name());
     }
     for t in runs {
         println!("{}", render::human_time(t, tz));

@@ -30,6 +30,8 @@ pub enum BuiltinSchedule {
     Manual,
     Times(&'static [&'static str]),
     Interval(&'static str),
+    /// A cron expression (§11), in the configured zone.
+    Cron(&'static str),
 }
 
 /// One option of a built-in job: `--LONG N`, a whole number in `0..=max`.
@@ -103,6 +105,7 @@ impl Builtin {
             BuiltinSchedule::Interval(i) => {
                 schedule::parse_duration(i).ok().map(Schedule::Interval)
             }
+            BuiltinSchedule::Cron(expr) => schedule::parse_cron(expr).ok().map(Schedule::Cron),
         }
     }
 }
@@ -121,6 +124,10 @@ pub struct JobDef {
     pub app: String,
     pub description: String,
     pub schedule: Option<Schedule>,
+    /// The declared zone's IANA name; none means the configured zone.
+    pub timezone: Option<String>,
+    /// The declared start deadline in seconds.
+    pub start_deadline: Option<u32>,
     pub internal: bool,
     pub timeout_secs: u32,
     pub trigger_next: Vec<String>,
@@ -152,6 +159,8 @@ impl JobDef {
             app: builtin.app.to_string(),
             description: builtin.description.to_string(),
             schedule: builtin.schedule(),
+            timezone: None,
+            start_deadline: None,
             internal: builtin.internal,
             timeout_secs: builtin.timeout_secs,
             trigger_next: builtin.trigger_next.iter().map(|s| s.to_string()).collect(),
@@ -167,6 +176,8 @@ impl JobDef {
             app: job.app.clone(),
             description: job.description.clone(),
             schedule: job.schedule.clone(),
+            timezone: job.timezone.map(|z| z.name().to_string()),
+            start_deadline: job.start_deadline_secs,
             internal: false,
             timeout_secs: job.timeout_secs,
             trigger_next: job.trigger_next.clone(),
@@ -194,6 +205,15 @@ impl JobDef {
         serde_json::to_value(definition).unwrap_or(serde_json::Value::Null)
     }
 
+    /// The cron expression as written (its text is shown, so a rewrite that
+    /// matches the same slots is still a change to sync).
+    fn cron_text(&self) -> Option<&str> {
+        match &self.schedule {
+            Some(Schedule::Cron(c)) => Some(c.as_str()),
+            _ => None,
+        }
+    }
+
     /// Whether the database's copy of this job's definition is out of date
     /// (§10: any change to what the code or file defines). The operator's
     /// configuration is not part of it.
@@ -203,6 +223,10 @@ impl JobDef {
             || stored.internal != self.internal
             || i64::from(stored.timeout_seconds) != i64::from(self.timeout_secs)
             || stored.builtin_schedule() != self.schedule
+            || stored.builtin_cron.as_deref() != self.cron_text()
+            || stored.builtin_timezone != self.timezone
+            || stored.builtin_start_deadline_seconds.map(i64::from)
+                != self.start_deadline.map(i64::from)
             || stored.definition != self.definition_json()
     }
 }

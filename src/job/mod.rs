@@ -6,6 +6,11 @@
 //! [`Job::next_run_after`] (the rules) on top of [`crate::schedule`] (the
 //! arithmetic).
 //!
+//! The zone a job's times and cron slots are read in ([`Job::zone`]) and its
+//! start deadline ([`Job::missed_start_deadline`], §11) are rules of the same
+//! kind: the operator's value, else the declared one, else the default, decided
+//! here once for the runner, the CLI and sync alike.
+//!
 //! Two shapes of a job exist, on purpose: [`definition::JobDef`] is what the
 //! code or the configuration file defines, [`Job`] is what the database holds
 //! (the definition as last synced, plus the operator's configuration and the
@@ -195,13 +200,25 @@ pub struct Job {
     pub timeout_seconds: i32,
     pub builtin_times: Option<Vec<NaiveTime>>,
     pub builtin_interval_seconds: Option<i32>,
+    pub builtin_cron: Option<String>,
+    /// The zone the definition declares for its times and cron slots.
+    pub builtin_timezone: Option<String>,
+    pub builtin_start_deadline_seconds: Option<i32>,
     /// The rest of the definition (`definition::Definition`), as JSON.
     pub definition: serde_json::Value,
     pub enabled: bool,
     pub notify_on_success: bool,
     pub override_times: Option<Vec<NaiveTime>>,
     pub override_interval_seconds: Option<i32>,
+    pub override_cron: Option<String>,
+    /// The operator's zone for this job (`jobs configure --timezone`).
+    pub override_timezone: Option<String>,
+    pub override_start_deadline_seconds: Option<i32>,
     pub next_run: Option<DateTime<Utc>>,
+    /// The due time a run-now request (or a `trigger_next`) set: while
+    /// `next_run` equals it, the due run is a request, exempt from the start
+    /// deadline (§11).
+    pub requested_run: Option<DateTime<Utc>>,
     pub last_run: Option<DateTime<Utc>>,
     pub last_state: Option<RunState>,
     pub last_skip: Option<DateTime<Utc>>,
@@ -214,11 +231,56 @@ pub struct Job {
 
 impl Job {
     pub fn builtin_schedule(&self) -> Option<Schedule> {
-        schedule_from_columns(self.builtin_times.as_ref(), self.builtin_interval_seconds)
+        schedule_from_columns(
+            self.builtin_times.as_ref(),
+            self.builtin_interval_seconds,
+            self.builtin_cron.as_deref(),
+        )
     }
 
     pub fn override_schedule(&self) -> Option<Schedule> {
-        schedule_from_columns(self.override_times.as_ref(), self.override_interval_seconds)
+        schedule_from_columns(
+            self.override_times.as_ref(),
+            self.override_interval_seconds,
+            self.override_cron.as_deref(),
+        )
+    }
+
+    /// The zone its times and cron slots are wall-clock times in (§11): the
+    /// operator's, else the declared one, else the configured zone. A stored
+    /// name this build does not know falls back to the configured zone
+    /// rather than stopping the job.
+    pub fn zone(&self, configured: Tz) -> Tz {
+        self.override_timezone
+            .as_deref()
+            .or(self.builtin_timezone.as_deref())
+            .and_then(|name| schedule::parse_zone(name).ok())
+            .unwrap_or(configured)
+    }
+
+    /// The start deadline in seconds (§11): the operator's, else the declared one.
+    pub fn start_deadline(&self) -> Option<u32> {
+        self.override_start_deadline_seconds
+            .or(self.builtin_start_deadline_seconds)
+            .and_then(|s| u32::try_from(s).ok())
+            .filter(|s| *s > 0)
+    }
+
+    /// How long past its start deadline the due run is when claimed at
+    /// `now`, in whole seconds (at least 1); `None` when it is in time, the
+    /// job has no deadline, or the run was requested (run-now is never past
+    /// its deadline).
+    pub fn missed_start_deadline(&self, now: DateTime<Utc>) -> Option<u32> {
+        let deadline = i64::from(self.start_deadline()?);
+        let due = self.next_run?;
+        if self.requested_run == Some(due) {
+            return None;
+        }
+        let late_ms = (now - due).num_milliseconds() - deadline * 1000;
+        if late_ms <= 0 {
+            return None;
+        }
+        u32::try_from(((late_ms + 999) / 1000).max(1)).ok()
     }
 
     /// The override when set, else the built-in schedule.
@@ -230,7 +292,20 @@ impl Job {
     /// schedule is stored as no override (§2).
     pub fn set_override(&mut self, wanted: Option<Schedule>) {
         let kept = schedule::normalize_override(self.builtin_schedule().as_ref(), wanted);
-        (self.override_times, self.override_interval_seconds) = schedule_columns(kept.as_ref());
+        (
+            self.override_times,
+            self.override_interval_seconds,
+            self.override_cron,
+        ) = schedule_columns(kept.as_ref());
+    }
+
+    /// How it runs, as JSON names it: in the runner's process, or as a child.
+    pub fn kind(&self) -> &'static str {
+        if self.internal {
+            "internal"
+        } else {
+            "process"
+        }
     }
 
     /// Whether it may run at all: enabled and still defined.
@@ -308,7 +383,13 @@ impl Job {
             return None;
         }
         let effective = self.effective_schedule()?;
-        Some(schedule::next_run(&effective, last_run, last_skip, now, tz))
+        Some(schedule::next_run(
+            &effective,
+            last_run,
+            last_skip,
+            now,
+            self.zone(tz),
+        ))
     }
 
     /// The next `count` runs of the effective schedule (`jobs next`), enabled
@@ -325,9 +406,12 @@ impl Job {
         let Some(effective) = self.effective_schedule() else {
             return Vec::new();
         };
+        let tz = self.zone(tz);
         match (after, &effective) {
             (Some(after), _) => schedule::runs_after(&effective, after, count, tz),
-            (None, Schedule::Times(_)) => schedule::runs_after(&effective, now, count, tz),
+            (None, Schedule::Times(_) | Schedule::Cron(_)) => {
+                schedule::runs_after(&effective, now, count, tz)
+            }
             (None, Schedule::Interval(_)) => {
                 if count == 0 {
                     return Vec::new();
@@ -341,25 +425,33 @@ impl Job {
     }
 }
 
+/// A stored cron expression that no longer parses (written by another
+/// version) reads as no schedule rather than a guess.
 fn schedule_from_columns(
     times: Option<&Vec<NaiveTime>>,
     interval: Option<i32>,
+    cron: Option<&str>,
 ) -> Option<Schedule> {
-    match (times, interval) {
-        (Some(t), _) if !t.is_empty() => {
+    match (times, interval, cron) {
+        (Some(t), _, _) if !t.is_empty() => {
             Some(Schedule::Times(schedule::normalize_times(t.clone())))
         }
-        (_, Some(i)) if i > 0 => Some(Schedule::Interval(i.unsigned_abs())),
+        (_, Some(i), _) if i > 0 => Some(Schedule::Interval(i.unsigned_abs())),
+        (_, _, Some(c)) => schedule::parse_cron(c).ok().map(Schedule::Cron),
         _ => None,
     }
 }
 
-/// A schedule as the (times, interval seconds) column pair it is stored in.
-pub fn schedule_columns(s: Option<&Schedule>) -> (Option<Vec<NaiveTime>>, Option<i32>) {
+/// A schedule as the (times, interval seconds, cron) columns it is stored in.
+pub type ScheduleColumns = (Option<Vec<NaiveTime>>, Option<i32>, Option<String>);
+
+/// A schedule as the columns it is stored in.
+pub fn schedule_columns(s: Option<&Schedule>) -> ScheduleColumns {
     match s {
-        None => (None, None),
-        Some(Schedule::Times(t)) => (Some(t.clone()), None),
-        Some(Schedule::Interval(i)) => (None, Some(i32::try_from(*i).unwrap_or(i32::MAX))),
+        None => (None, None, None),
+        Some(Schedule::Times(t)) => (Some(t.clone()), None, None),
+        Some(Schedule::Interval(i)) => (None, Some(i32::try_from(*i).unwrap_or(i32::MAX)), None),
+        Some(Schedule::Cron(c)) => (None, None, Some(c.as_str().to_string())),
     }
 }
 
@@ -377,12 +469,19 @@ mod tests {
             timeout_seconds: 120,
             builtin_times: None,
             builtin_interval_seconds: Some(600),
+            builtin_cron: None,
+            builtin_timezone: None,
+            builtin_start_deadline_seconds: None,
             definition: serde_json::Value::Null,
             enabled: true,
             notify_on_success: false,
             override_times: None,
             override_interval_seconds: None,
+            override_cron: None,
+            override_timezone: None,
+            override_start_deadline_seconds: None,
             next_run: None,
+            requested_run: None,
             last_run: None,
             last_state: None,
             last_skip: None,
@@ -507,5 +606,49 @@ mod tests {
         assert_eq!(j.effective_schedule(), Some(Schedule::Interval(60)));
         j.set_override(None);
         assert_eq!(j.effective_schedule(), Some(Schedule::Interval(600)));
+    }
+
+    #[test]
+    fn the_zone_is_the_operators_else_the_declared_else_the_configured() {
+        let mut j = job();
+        assert_eq!(j.zone(Tz::UTC), Tz::UTC);
+        j.builtin_timezone = Some("America/New_York".into());
+        assert_eq!(j.zone(Tz::UTC), Tz::America__New_York);
+        j.override_timezone = Some("Asia/Tokyo".into());
+        assert_eq!(j.zone(Tz::UTC), Tz::Asia__Tokyo);
+        j.override_timezone = Some("Nowhere/Else".into());
+        assert_eq!(j.zone(Tz::UTC), Tz::UTC);
+    }
+
+    #[test]
+    fn times_and_cron_slots_are_read_in_the_jobs_zone() {
+        let mut j = job();
+        j.builtin_interval_seconds = None;
+        j.builtin_cron = Some("0 9 * * *".into());
+        j.builtin_timezone = Some("America/New_York".into());
+        // 09:00 in New York in November is 14:00 UTC.
+        assert_eq!(
+            j.next_run(at(10, 0), Tz::Europe__Stockholm),
+            Some(at(14, 0))
+        );
+        assert_eq!(
+            j.upcoming_runs(None, at(10, 0), 1, Tz::Europe__Stockholm),
+            [at(14, 0)]
+        );
+    }
+
+    #[test]
+    fn a_scheduled_run_past_its_deadline_is_missed_and_a_requested_one_never() {
+        let mut j = job();
+        j.next_run = Some(at(9, 0));
+        assert_eq!(j.missed_start_deadline(at(12, 0)), None);
+        j.builtin_start_deadline_seconds = Some(600);
+        assert_eq!(j.missed_start_deadline(at(9, 10)), None);
+        assert_eq!(j.missed_start_deadline(at(9, 15)), Some(300));
+        j.override_start_deadline_seconds = Some(3600);
+        assert_eq!(j.missed_start_deadline(at(9, 15)), None);
+        assert_eq!(j.missed_start_deadline(at(10, 1)), Some(60));
+        j.requested_run = Some(at(9, 0));
+        assert_eq!(j.missed_start_deadline(at(12, 0)), None);
     }
 }

@@ -14,6 +14,7 @@ use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, Shou
 use crate::job::{Ended, Finished, Outcome, RunState};
 use crate::mail;
 use crate::process::{self, ChildSpec, Ending, StopHandle};
+use crate::schedule;
 use crate::store::{self, Claimed};
 
 /// What a worker tells the loop when a claimed run is over.
@@ -189,6 +190,18 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         return (true, None);
     };
 
+    // Before the first phase: a run past its start deadline is not run late
+    // (§11), whatever should_run would say. The claim's start is the
+    // database's clock, as the due time is.
+    if let Some(late) = claimed.job.missed_start_deadline(claimed.started_at) {
+        let reason = format!(
+            "missed its start deadline by {}",
+            schedule::format_duration(late)
+        );
+        log.line(&format!("Skipping job {name}: {reason}"));
+        let next = skip_with_retry(shared, slot, &claimed, started.elapsed(), &reason);
+        return (true, next);
+    }
     let heading = match should_run(shared, slot, def) {
         Check::Skip(reason) => {
             log.line(&format!("Skipping job {name}: {reason}"));

@@ -138,6 +138,7 @@ pub fn record_fast(
         "WITH finished AS ( \
              UPDATE manage.jobs SET running_run = NULL, run_requested = false, \
                  next_run = CASE WHEN run_requested THEN $3 ELSE $6 END, \
+                 requested_run = CASE WHEN run_requested THEN $3 ELSE requested_run END, \
                  last_run = $3, last_state = $2, last_skip = NULL \
              WHERE name = $7 AND running_run = $1 AND enabled AND NOT removed \
                AND notify_on_success = $8 \
@@ -145,6 +146,10 @@ pub fn record_fast(
                AND override_interval_seconds IS NOT DISTINCT FROM $10 \
                AND builtin_times IS NOT DISTINCT FROM $11 \
                AND builtin_interval_seconds IS NOT DISTINCT FROM $12 \
+               AND override_cron IS NOT DISTINCT FROM $19 \
+               AND builtin_cron IS NOT DISTINCT FROM $20 \
+               AND override_timezone IS NOT DISTINCT FROM $21 \
+               AND builtin_timezone IS NOT DISTINCT FROM $22 \
              RETURNING name \
          ), recorded AS ( \
              UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
@@ -184,7 +189,11 @@ pub fn record_fast(
             &host,
             &CHANNEL,
             &RunState::Running,
-            &defined
+            &defined,
+            &job.override_cron,
+            &job.builtin_cron,
+            &job.override_timezone,
+            &job.builtin_timezone
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;

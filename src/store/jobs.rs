@@ -21,12 +21,19 @@ impl Job {
             timeout_seconds: row.try_get("timeout_seconds")?,
             builtin_times: row.try_get("builtin_times")?,
             builtin_interval_seconds: row.try_get("builtin_interval_seconds")?,
+            builtin_cron: row.try_get("builtin_cron")?,
+            builtin_timezone: row.try_get("builtin_timezone")?,
+            builtin_start_deadline_seconds: row.try_get("builtin_start_deadline_seconds")?,
             definition: row.try_get("definition")?,
             enabled: row.try_get("enabled")?,
             notify_on_success: row.try_get("notify_on_success")?,
             override_times: row.try_get("override_times")?,
             override_interval_seconds: row.try_get("override_interval_seconds")?,
+            override_cron: row.try_get("override_cron")?,
+            override_timezone: row.try_get("override_timezone")?,
+            override_start_deadline_seconds: row.try_get("override_start_deadline_seconds")?,
             next_run: row.try_get("next_run")?,
+            requested_run: row.try_get("requested_run")?,
             last_run: row.try_get("last_run")?,
             last_state: row.try_get::<_, Option<RunState>>("last_state")?,
             last_skip: row.try_get("last_skip")?,
@@ -102,15 +109,18 @@ pub fn due_jobs(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::E
 /// initial notify-on-success), a known one updated and marked defined again,
 /// its operator configuration kept.
 pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Result<()> {
-    let (times, interval) = schedule_columns(def.schedule.as_ref());
+    let (times, interval, cron) = schedule_columns(def.schedule.as_ref());
     let timeout = i32::try_from(def.timeout_secs)?;
+    let deadline = def.start_deadline.map(i32::try_from).transpose()?;
     client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
-         builtin_interval_seconds, definition, notify_on_success) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
+         builtin_start_deadline_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
-             definition = $8, removed = false",
+             definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
+             builtin_start_deadline_seconds = $12",
         typed![
             &def.name,
             &def.app,
@@ -121,6 +131,9 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &interval,
             &def.definition_json(),
             &def.default_notify_on_success,
+            &cron,
+            &def.timezone,
+            &deadline,
         ],
     )?;
     Ok(())
@@ -176,10 +189,11 @@ pub fn set_override(
     name: &str,
     schedule: Option<&Schedule>,
 ) -> Result<(), postgres::Error> {
-    let (times, interval) = schedule_columns(schedule);
+    let (times, interval, cron) = schedule_columns(schedule);
     client.execute_typed(
-        "UPDATE manage.jobs SET override_times = $2, override_interval_seconds = $3 WHERE name = $1",
-        typed![&name, &times, &interval],
+        "UPDATE manage.jobs SET override_times = $2, override_interval_seconds = $3, override_cron = $4 \
+         WHERE name = $1",
+        typed![&name, &times, &interval, &cron],
     )?;
     Ok(())
 }
@@ -191,6 +205,10 @@ pub struct ConfigChange {
     pub notify_on_success: Option<bool>,
     /// `Some(None)` clears the override.
     pub override_schedule: Option<Option<Schedule>>,
+    /// `Some(None)` returns the job to its declared or the configured zone.
+    pub timezone: Option<Option<Tz>>,
+    /// `Some(None)` clears the operator's start deadline.
+    pub start_deadline: Option<Option<u32>>,
 }
 
 /// Apply a configuration change, reschedule, and wake the runners, in one
@@ -214,11 +232,19 @@ pub fn configure(
     if let Some(wanted) = &change.override_schedule {
         row.set_override(wanted.clone());
     }
+    if let Some(zone) = &change.timezone {
+        row.override_timezone = zone.map(|z| z.name().to_string());
+    }
+    if let Some(deadline) = &change.start_deadline {
+        row.override_start_deadline_seconds =
+            deadline.map(|d| i32::try_from(d).unwrap_or(i32::MAX));
+    }
     let now = db_now(&mut tx)?;
     row.next_run = row.next_run(now, tz);
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
-         override_interval_seconds = $5, next_run = $6 WHERE name = $1",
+         override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
+         override_start_deadline_seconds = $9 WHERE name = $1",
         typed![
             &name,
             &row.enabled,
@@ -226,6 +252,9 @@ pub fn configure(
             &row.override_times,
             &row.override_interval_seconds,
             &row.next_run,
+            &row.override_cron,
+            &row.override_timezone,
+            &row.override_start_deadline_seconds,
         ],
     )?;
     notify_runners(&mut tx)?;
@@ -286,7 +315,10 @@ pub fn finish_job(
         None => (None, None, None),
     };
     client.execute_typed(
+        // A request that arrived during the run makes the next run its own,
+        // exempt from the start deadline like any run-now (§11).
         "UPDATE manage.jobs SET running_run = NULL, run_requested = false, next_run = $2, \
+             requested_run = CASE WHEN run_requested THEN $2 ELSE requested_run END, \
              last_run = CASE WHEN $3::timestamptz IS NULL THEN last_run ELSE $3 END, \
              last_state = CASE WHEN $3::timestamptz IS NULL THEN last_state ELSE $4::text END, \
              last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
@@ -343,10 +375,14 @@ pub fn skip_after(
 /// disabled or removed one is left alone. False when no such job exists.
 pub fn schedule_now(client: &mut impl GenericClient, name: &str) -> Result<bool, postgres::Error> {
     let row = client.query_typed_opt(
-        "UPDATE manage.jobs SET \
-             next_run = CASE WHEN running_run IS NULL AND enabled AND NOT removed THEN clock_timestamp() ELSE next_run END, \
+        // One reading of the clock for both columns, so that the deadline
+        // sees the due time as the request's.
+        "WITH now AS (SELECT clock_timestamp() AS t) \
+         UPDATE manage.jobs SET \
+             next_run = CASE WHEN running_run IS NULL AND enabled AND NOT removed THEN now.t ELSE next_run END, \
+             requested_run = CASE WHEN running_run IS NULL AND enabled AND NOT removed THEN now.t ELSE requested_run END, \
              run_requested = run_requested OR (running_run IS NOT NULL AND enabled AND NOT removed) \
-         WHERE name = $1 RETURNING 1",
+         FROM now WHERE name = $1 RETURNING 1",
         typed![&name],
     )?;
     Ok(row.is_some())
