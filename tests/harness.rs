@@ -265,8 +265,24 @@ fn params_of_url(url: &str) -> String {
     params.join(" ")
 }
 
+/// Adopt the orphans of this test process's children and never reap them.
+/// A runner killed with -9 takes its job's direct child — the group leader —
+/// with it (the parent-death signal), and recovery can prove the group left
+/// behind is the run's only while that leader is not yet reaped (§17). Who
+/// adopts it otherwise, and how soon it is reaped, depends on the machine the
+/// tests run on; this makes every test independent of it (and of which test
+/// happened to run first).
+pub fn keep_orphans_unreaped() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    }
+}
+
 fn cluster() -> &'static Server {
     let result = CLUSTER.get_or_init(|| {
+        keep_orphans_unreaped();
         let mut server = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => Server {
                 params: params_of_url(&url),

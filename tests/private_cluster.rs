@@ -25,6 +25,7 @@ pub struct PrivateCluster {
 
 impl PrivateCluster {
     pub fn new() -> PrivateCluster {
+        crate::harness::keep_orphans_unreaped();
         let cluster = PrivateCluster::init(5432, "-c listen_addresses=".into());
         cluster.start();
         cluster

@@ -73,23 +73,8 @@ fn kill9(pid: i32) {
     }
 }
 
-/// Adopt the orphans of this test process's children and never reap them.
-/// A runner killed with -9 takes its job's direct child — the group leader —
-/// with it (the parent-death signal), and recovery can prove the group left
-/// behind is the run's only while that leader is not yet reaped (§17). Who
-/// adopts it otherwise, and how soon it is reaped, depends on the machine the
-/// tests run on; this makes the test not depend on it.
-fn keep_orphans_unreaped() {
-    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
-    }
-}
-
 #[test]
 fn a_runner_killed_mid_run_is_recorded_interrupted_by_the_next_runner() {
-    keep_orphans_unreaped();
     let sleep = marker(1);
     let config = format!(
         "{FAST_LIVENESS}[notifications]\nemail = \"ops@example.com\"\n\
