@@ -51,7 +51,11 @@ pub struct JobJson<'a> {
     enabled: bool,
     notify_on_success: bool,
     internal: bool,
+    /// "internal", "process" or "sql".
+    kind: &'static str,
     timeout_seconds: i32,
+    retries: u32,
+    retry_delay: String,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
     override_times: Option<Vec<String>>,
@@ -90,7 +94,10 @@ impl<'a> JobJson<'a> {
             enabled: row.enabled,
             notify_on_success: row.notify_on_success,
             internal: row.internal,
+            kind: row.kind().as_str(),
             timeout_seconds: row.timeout_seconds,
+            retries: row.retries(),
+            retry_delay: schedule::format_duration(row.retry_delay_seconds()),
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),
             override_times: times_strings(&row.override_times),
@@ -118,6 +125,7 @@ pub fn run_json(run: &RunRow, tz: Tz, with_output: bool) -> Value {
         "started_at": render::json_time(run.started_at, tz),
         "finished_at": render::json_time_opt(run.finished_at, tz),
         "runtime_seconds": run.runtime_seconds,
+        "attempt": run.attempt,
         "output_first_line": run.output_first_line(),
     });
     if with_output {
@@ -158,7 +166,7 @@ pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {
     if with_job {
         header.push("Job");
     }
-    header.extend(["State", "Runtime", "Output"]);
+    header.extend(["State", "Attempt", "Runtime", "Output"]);
     let mut table = render::table(&header);
     for run in runs {
         let is_failed = run.state.is_failure();
@@ -170,6 +178,7 @@ pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {
             cells.push(comfy_table::Cell::new(&run.job));
         }
         cells.push(render::alert_cell(run.state.as_str(), is_failed));
+        cells.push(comfy_table::Cell::new(run.attempt));
         cells.push(comfy_table::Cell::new(
             run.runtime_seconds
                 .map_or_else(|| "-".into(), render::seconds),

@@ -49,6 +49,23 @@ pub struct ConfigureArgs {
     /// Go back to the built-in schedule
     #[arg(long)]
     clear_override: bool,
+    /// Run a failed job again up to N times (0-100), overriding the file
+    #[arg(long, value_name = "N", value_parser = parse_retries_arg)]
+    retries: Option<u32>,
+    /// Wait before the first retry, doubling for each next one: MM:SS or HH:MM:SS
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    retry_delay: Option<u32>,
+}
+
+fn parse_retries_arg(text: &str) -> Result<u32, String> {
+    let max = crate::config::MAX_RETRIES;
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| {
+            format!("\"{text}\" is not a number of retries: expected an integer from 0 to {max}")
+        })
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +129,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         enabled: args.enabled,
         notify_on_success: args.notify_on_success,
         override_schedule: None,
+        retries: args.retries,
+        retry_delay_secs: args.retry_delay,
     };
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
@@ -126,7 +145,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     if interactive && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return bad_input(format!(
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
-             --override-times, --override-interval, --clear-override",
+             --override-times, --override-interval, --clear-override, --retries, --retry-delay",
             args.name
         ));
     }
@@ -140,6 +159,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Configured job {}", row.name);
     println!("Enabled:            {}", yes_no(row.enabled));
     println!("Notify on success:  {}", yes_no(row.notify_on_success));
+    println!("Retries:            {}", render::retries(&row));
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -233,6 +253,8 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         enabled: Some(enabled),
         notify_on_success: Some(notify),
         override_schedule: Some(override_schedule),
+        retries: None,
+        retry_delay_secs: None,
     })
 }
 

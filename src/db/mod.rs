@@ -66,6 +66,51 @@ impl Target {
         connect_config(config, &tls, application_name)
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
     }
+
+    /// A connection whose notices go to `notices`, each as one line (an
+    /// SQL job's output, §12).
+    pub fn connect_with_notices(
+        &self,
+        application_name: &str,
+        notices: NoticeSink,
+    ) -> anyhow::Result<Client> {
+        let (mut config, tls) = self.connection_config()?;
+        config.notice_callback(move |notice| notices(notice_line(&notice)));
+        connect_config(config, &tls, application_name)
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
+    }
+}
+
+/// Where a connection's notices go, one `SEVERITY: message` line each.
+pub type NoticeSink = std::sync::Arc<dyn Fn(String) + Send + Sync>;
+
+/// A notice as an SQL job's output shows it (§12): `NOTICE: message`.
+pub fn notice_line(notice: &postgres::error::DbError) -> String {
+    format!("{}: {}", notice.severity(), notice.message())
+}
+
+/// An SQL error as an SQL job's output ends (§12): `ERROR: message`, then
+/// `DETAIL: …` and `HINT: …` lines when the server sent them. An error with
+/// no server message (a lost connection) is one `ERROR:` line too.
+pub fn error_lines(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("\nDETAIL: {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("\nHINT: {hint}"));
+            }
+            text
+        }
+        None => format!("ERROR: {}", describe_error(error)),
+    }
+}
+
+/// The statement was cancelled: by `statement_timeout` in an SQL job.
+pub fn is_query_canceled(error: &postgres::Error) -> bool {
+    error.code() == Some(&postgres::error::SqlState::QUERY_CANCELED)
 }
 
 /// Connect as `application_name`. With no database configured this starts (or

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Event, Shared, APPLICATION_NAME};
 use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
-use crate::job::{Ended, Finished, Outcome, RunState};
+use crate::job::{AfterRun, Ended, Finished, Outcome, Retry, RunState};
 use crate::mail;
 use crate::process::{self, ChildSpec, Ending, StopHandle};
 use crate::store::{self, Claimed};
@@ -203,7 +203,10 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         JobKind::Builtin(builtin) if builtin.internal => {
             run_internal(shared, slot, builtin, &heading)
         }
-        _ => run_child(shared, slot, &claimed, def, &heading),
+        _ => match def.sql() {
+            Some(sql) => run_sql(shared, def, sql, &heading),
+            None => run_child(shared, slot, &claimed, def, &heading),
+        },
     };
     let runtime = started.elapsed();
     let secs = runtime.as_secs_f64();
@@ -214,15 +217,17 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         ));
     } else if ended.finished == Finished::Succeeded {
         log.line(&format!("Job {name} succeeded in {secs:.1} s"));
-    } else {
-        log.line(&format!(
-            "Job {name} failed in {secs:.1} s ({})",
-            ended.state()
-        ));
     }
     let succeeded = ended.finished == Finished::Succeeded;
-    let next = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
-    (succeeded, next)
+    let state = ended.state();
+    let failed = !succeeded && !ended.disable;
+    let recorded = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
+    // A failure is logged once recorded: the line says whether, and when,
+    // it is retried (§13).
+    if failed {
+        log.line(&failure_line(shared, &name, secs, state, recorded.retry));
+    }
+    (succeeded, recorded.next)
 }
 
 fn run_internal(
@@ -266,6 +271,70 @@ fn run_internal(
     }
 }
 
+/// An SQL job (§12): on a connection of its own, named `manage job NAME`,
+/// whose notices are the output; one transaction, `statement_timeout` = the
+/// job's timeout. Nothing of a failed run is committed. A connection of its
+/// own rather than the worker's: the application name and the notice sink
+/// are the run's from the first byte, and a runner that dies takes the
+/// transaction with it (the server rolls it back with the connection).
+fn run_sql(shared: &Shared, def: &JobDef, sql: &str, heading: &str) -> Ended {
+    if shared.liveness.is_cut_off() {
+        return Ended::new(
+            Finished::Interrupted,
+            format!("{heading}Interrupted: the runner was cut off from its database and did not start the job"),
+        );
+    }
+    let notices: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&notices);
+    let on_notice: crate::db::NoticeSink = Arc::new(move |line: String| {
+        if let Ok(mut lines) = sink.lock() {
+            lines.push(line);
+        }
+    });
+    let result = shared
+        .target
+        .connect_with_notices(&format!("manage job {}", def.name), on_notice)
+        .map_err(|e| format!("ERROR: {e:#}"))
+        .and_then(|mut client| {
+            let outcome = store::run_sql_job(&mut client, sql, Some(def.timeout_secs));
+            let _ = client.close();
+            outcome.map_err(|e| {
+                if crate::db::is_query_canceled(&e) {
+                    String::new()
+                } else {
+                    crate::db::error_lines(&e)
+                }
+            })
+        });
+    let mut text = String::new();
+    if let Ok(lines) = notices.lock() {
+        for line in lines.iter() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let max = shared.config.max_output_bytes as usize;
+    let dropped = text.len().saturating_sub(max) as u64;
+    let mut cut = text.into_bytes();
+    cut.truncate(max);
+    let text = output_text(&cut, dropped);
+    match result {
+        Ok(()) => Ended::new(Finished::Succeeded, format!("{heading}{text}")),
+        Err(error) if error.is_empty() => Ended::new(
+            Finished::TimedOut,
+            format!(
+                "{heading}{}Timeout of {} seconds expired.",
+                with_newline(&text),
+                def.timeout_secs.max(1)
+            ),
+        ),
+        Err(error) => Ended::new(
+            Finished::Failed,
+            format!("{heading}{}{error}", with_newline(&text)),
+        ),
+    }
+}
+
 /// Captured bytes as stored text: invalid UTF-8 replaced, NUL bytes removed,
 /// and a line saying how much was cut.
 pub fn output_text(bytes: &[u8], dropped: u64) -> String {
@@ -285,7 +354,11 @@ fn child_spec(shared: &Shared, def: &JobDef) -> ChildSpec {
     match &def.kind {
         JobKind::Declared(declared) => ChildSpec {
             program: "sh".into(),
-            args: vec!["-c".into(), declared.command.clone()],
+            // SQL jobs never get here (`execute` runs them with `run_sql`).
+            args: vec![
+                "-c".into(),
+                declared.command().unwrap_or_default().to_string(),
+            ],
             env: declared
                 .env
                 .iter()
@@ -420,7 +493,7 @@ fn record_with_retry(
     def: Option<&JobDef>,
     runtime: Duration,
     ended: Ended,
-) -> Option<Claimed> {
+) -> Recorded {
     let finished_at = claimed.started_at
         + chrono::Duration::from_std(runtime).unwrap_or_else(|_| chrono::Duration::zero());
     let trigger_next: Vec<String> = def.map(|d| d.trigger_next.clone()).unwrap_or_default();
@@ -465,7 +538,8 @@ fn skip_with_retry(
         if let Some(row) = store::job_for_update(&mut tx, &claimed.job.name)? {
             if row.running_run == Some(claimed.run_id) {
                 let next = row.next_run_after(skipped_at, true, shared.config.timezone);
-                store::finish_job(&mut tx, &row.name, None, Some(&skip), next, false)?;
+                // Nothing to do ends a series of retries too (§13).
+                store::finish_job(&mut tx, &row.name, None, Some(&skip), next, 1, false)?;
             }
         }
         store::delete_run(&mut tx, claimed.run_id)?;
@@ -560,43 +634,51 @@ pub fn record(
     prepared: &mut store::Prepared,
     r: &Record,
     claim: bool,
-) -> Result<Option<Claimed>, postgres::Error> {
+) -> Result<Recorded, postgres::Error> {
     let tz = shared.config.timezone;
     if let Some(next) = record_fast(shared, client, prepared, r, claim)? {
-        return Ok(next);
+        return Ok(Recorded { next, retry: None });
     }
     let mut tx = client.transaction()?;
-    let updated = store::finish_run(
+    let Some(attempt) = store::finish_run(
         &mut tx,
         r.run_id,
         r.state,
         r.finished_at,
         r.runtime_seconds,
         r.output,
-    )?;
-    if !updated {
+    )?
+    else {
         shared.log.line(&format!(
             "Run {} of job {} was already recorded by another runner; its result is dropped",
             r.run_id, r.job
         ));
         tx.rollback()?;
-        return Ok(None);
-    }
+        return Ok(Recorded::default());
+    };
     let mut notify_on_success = false;
+    let mut retry = None;
     if let Some(row) = store::job_for_update(&mut tx, r.job)? {
         notify_on_success = row.notify_on_success;
         if row.running_run == Some(r.run_id) {
-            let next = if r.disable {
-                None
+            // A job that cannot be started is disabled, never retried.
+            let after = if r.disable {
+                AfterRun {
+                    next_run: None,
+                    next_attempt: 1,
+                    retry: None,
+                }
             } else {
-                row.next_run_after(r.finished_at, false, tz)
+                row.after_run(attempt, r.state, r.finished_at, tz)
             };
+            retry = after.retry;
             store::finish_job(
                 &mut tx,
                 r.job,
                 Some((r.finished_at, r.state)),
                 None,
-                next,
+                after.next_run,
+                after.next_attempt,
                 r.disable,
             )?;
         }
@@ -609,7 +691,10 @@ pub fn record(
             ));
         }
     }
-    queue_notification(shared, &mut tx, r, notify_on_success)?;
+    // Only the series' final failure is mailed (§13).
+    if retry.is_none() {
+        queue_notification(shared, &mut tx, r, notify_on_success)?;
+    }
     store::notify_runners(&mut tx)?;
     let next = if claim {
         claim_next(shared, &mut tx, prepared)?
@@ -617,12 +702,46 @@ pub fn record(
         None
     };
     tx.commit()?;
-    Ok(next)
+    Ok(Recorded { next, retry })
+}
+
+/// What recording a run did: the worker's next claimed run, and the retry
+/// the recorded run's failure scheduled, if any.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub next: Option<Claimed>,
+    pub retry: Option<Retry>,
+}
+
+/// The log line of a finished run that did not succeed (§10, §13).
+pub fn failure_line(
+    shared: &Shared,
+    job: &str,
+    secs: f64,
+    state: RunState,
+    retry: Option<Retry>,
+) -> String {
+    let line = format!("Job {job} failed in {secs:.1} s ({state})");
+    match retry {
+        None => line,
+        Some(retry) => format!(
+            "{line}; retry {} of {} at {}",
+            retry.number,
+            retry.of,
+            crate::schedule::human_instant(retry.at, shared.config.timezone)
+        ),
+    }
 }
 
 /// The common case in one statement: nothing to trigger, no mail to queue,
-/// and the job's configuration as it was when claimed. None: take the
-/// general path (nothing was written).
+/// no retry to decide, and the job's configuration as it was when claimed.
+/// None: take the general path (nothing was written).
+///
+/// A failure of a job with retries always takes the general path: the retry
+/// rule, the one mail at the end of a series and the log line then live in
+/// one place, and failures are rare enough that the hot path loses nothing.
+/// The statement itself resets the attempt count (whatever it records ends a
+/// series) and checks the retries are still those decided by here.
 fn record_fast(
     shared: &Shared,
     client: &mut postgres::Client,
@@ -633,7 +752,11 @@ fn record_fast(
     let Some(job) = r.claimed_job else {
         return Ok(None);
     };
-    if r.disable || !r.trigger_next.is_empty() || mail_due(shared, r, job.notify_on_success) {
+    if r.disable
+        || !r.trigger_next.is_empty()
+        || mail_due(shared, r, job.notify_on_success)
+        || (r.state.is_failure() && job.retries() > 0)
+    {
         return Ok(None);
     }
     // run_requested is false as claimed; the statement itself honours a

@@ -33,6 +33,11 @@ impl Job {
             running_run: row.try_get("running_run")?,
             run_requested: row.try_get("run_requested")?,
             removed: row.try_get("removed")?,
+            builtin_retries: row.try_get("builtin_retries")?,
+            builtin_retry_delay_seconds: row.try_get("builtin_retry_delay_seconds")?,
+            override_retries: row.try_get("override_retries")?,
+            override_retry_delay_seconds: row.try_get("override_retry_delay_seconds")?,
+            next_attempt: row.try_get("next_attempt")?,
         })
     }
 }
@@ -102,10 +107,13 @@ pub fn due_jobs(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::E
 pub fn insert_job(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Result<()> {
     let (times, interval) = schedule_columns(def.schedule.as_ref());
     let timeout = i32::try_from(def.timeout_secs)?;
+    let retries = i32::try_from(def.retries)?;
+    let retry_delay = i32::try_from(def.retry_delay_secs)?;
     client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
-         builtin_interval_seconds, definition, notify_on_success) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         builtin_interval_seconds, definition, notify_on_success, builtin_retries, \
+         builtin_retry_delay_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         typed![
             &def.name,
             &def.app,
@@ -116,6 +124,8 @@ pub fn insert_job(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Resu
             &interval,
             &def.definition_json(),
             &def.default_notify_on_success,
+            &retries,
+            &retry_delay,
         ],
     )?;
     Ok(())
@@ -126,9 +136,12 @@ pub fn insert_job(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Resu
 pub fn update_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow::Result<()> {
     let (times, interval) = schedule_columns(def.schedule.as_ref());
     let timeout = i32::try_from(def.timeout_secs)?;
+    let retries = i32::try_from(def.retries)?;
+    let retry_delay = i32::try_from(def.retry_delay_secs)?;
     client.execute_typed(
         "UPDATE manage.jobs SET app = $2, description = $3, internal = $4, timeout_seconds = $5, \
-         builtin_times = $6, builtin_interval_seconds = $7, definition = $8, removed = false \
+         builtin_times = $6, builtin_interval_seconds = $7, definition = $8, removed = false, \
+         builtin_retries = $9, builtin_retry_delay_seconds = $10 \
          WHERE name = $1",
         typed![
             &def.name,
@@ -139,6 +152,8 @@ pub fn update_definition(client: &mut impl GenericClient, def: &JobDef) -> anyho
             &times,
             &interval,
             &def.definition_json(),
+            &retries,
+            &retry_delay,
         ],
     )?;
     Ok(())
@@ -209,6 +224,9 @@ pub struct ConfigChange {
     pub notify_on_success: Option<bool>,
     /// `Some(None)` clears the override.
     pub override_schedule: Option<Option<Schedule>>,
+    /// The operator's retries and retry delay (§13).
+    pub retries: Option<u32>,
+    pub retry_delay_secs: Option<u32>,
 }
 
 /// Apply a configuration change, reschedule, and wake the runners, in one
@@ -232,11 +250,18 @@ pub fn configure(
     if let Some(wanted) = &change.override_schedule {
         row.set_override(wanted.clone());
     }
+    if let Some(retries) = change.retries {
+        row.override_retries = Some(i32::try_from(retries)?);
+    }
+    if let Some(delay) = change.retry_delay_secs {
+        row.override_retry_delay_seconds = Some(i32::try_from(delay)?);
+    }
     let now = db_now(&mut tx)?;
     row.next_run = row.next_run(now, tz);
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
-         override_interval_seconds = $5, next_run = $6 WHERE name = $1",
+         override_interval_seconds = $5, next_run = $6, override_retries = $7, \
+         override_retry_delay_seconds = $8 WHERE name = $1",
         typed![
             &name,
             &row.enabled,
@@ -244,6 +269,8 @@ pub fn configure(
             &row.override_times,
             &row.override_interval_seconds,
             &row.next_run,
+            &row.override_retries,
+            &row.override_retry_delay_seconds,
         ],
     )?;
     notify_runners(&mut tx)?;
@@ -287,12 +314,14 @@ pub struct Skip<'a> {
 /// After a run or a skip: the job is no longer running, and its next run is
 /// set; a run (`last`) also sets last run and state and clears last skipped,
 /// a skip (`skipped`) only sets last skipped, with its reason and claim.
+/// `next_attempt` is the attempt number the next run gets (§13).
 pub fn finish_job(
     client: &mut impl GenericClient,
     name: &str,
     last: Option<(DateTime<Utc>, RunState)>,
     skipped: Option<&Skip>,
     next_run: Option<DateTime<Utc>>,
+    next_attempt: i32,
     disable: bool,
 ) -> Result<(), postgres::Error> {
     let (last_run, last_state) = match last {
@@ -310,7 +339,7 @@ pub fn finish_job(
              last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
              last_skip_run = CASE WHEN $5::timestamptz IS NULL THEN last_skip_run ELSE $7::bigint END, \
              last_skip_reason = CASE WHEN $5::timestamptz IS NULL THEN last_skip_reason ELSE $8::text END, \
-             enabled = enabled AND NOT $6 \
+             enabled = enabled AND NOT $6, next_attempt = $9 \
          WHERE name = $1",
         typed![
             &name,
@@ -320,7 +349,8 @@ pub fn finish_job(
             &skipped_at,
             &disable,
             &skip_run,
-            &skip_reason
+            &skip_reason,
+            &next_attempt
         ],
     )?;
     Ok(())
