@@ -17,5 +17,7 @@ mod private_cluster;
 mod read_commands;
 mod relay;
 mod resilience;
+mod retries;
 mod runner;
+mod sql_jobs;
 mod sync;
