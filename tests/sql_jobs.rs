@@ -197,3 +197,87 @@ fn a_running_sql_job_names_its_connection_after_the_job() {
     });
     runner.stop();
 }
+
+/// A runner with `config`, on a database with `job` due now; waits until the
+/// job's statement runs.
+fn runner_in_statement(db: &TestDb, config: &str, job: &str) -> crate::harness::Background {
+    db.manage().config(config).arg("migrate").ok();
+    db.client()
+        .batch_execute(&format!(
+            "UPDATE manage.jobs SET next_run = now() WHERE name = '{job}'"
+        ))
+        .unwrap();
+    let runner = db
+        .manage()
+        .config(config)
+        .arg("scheduled_jobs_runner")
+        .spawn();
+    wait_for(Duration::from_secs(10), "the job's statement", || {
+        backends(db, job) == "1"
+    });
+    runner
+}
+
+fn backends(db: &TestDb, job: &str) -> String {
+    db.value(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+         AND application_name = 'manage job {job}' AND query LIKE '%pg_sleep%'",
+        db.name
+    ))
+}
+
+#[test]
+fn a_runner_killed_mid_statement_leaves_nothing_committed_and_the_run_interrupted() {
+    let db = TestDb::new();
+    let config = format!(
+        "{RUNNER}[jobs.long]\nsql = \"CREATE TABLE public.long (x int); SELECT pg_sleep(60)\"\n\
+         interval = \"01:00:00\"\n"
+    );
+    let mut runner = runner_in_statement(&db, &config, "long");
+    runner.signal(libc::SIGKILL);
+    runner.wait_exit(Duration::from_secs(5));
+    wait_for(
+        Duration::from_secs(10),
+        "the backend to notice its client is gone",
+        || backends(&db, "long") == "0",
+    );
+    assert_eq!(db.value("SELECT to_regclass('public.long') IS NULL"), "t");
+    let second = db
+        .manage()
+        .config(&config)
+        .arg("scheduled_jobs_runner")
+        .spawn();
+    wait_for(
+        Duration::from_secs(15),
+        "the run recorded interrupted",
+        || runs(&db, "long").iter().any(|r| r.state == "interrupted"),
+    );
+    second.stop();
+    assert_eq!(db.value("SELECT to_regclass('public.long') IS NULL"), "t");
+}
+
+#[test]
+fn shutdown_cancels_an_sql_job_past_the_grace_and_records_it_interrupted() {
+    let db = TestDb::new();
+    let config = "[runner]\nshutdown_grace = \"00:01\"\n\
+        [jobs.long]\nsql = \"CREATE TABLE public.long (x int); SELECT pg_sleep(60)\"\n\
+        interval = \"01:00:00\"\n";
+    let runner = runner_in_statement(&db, config, "long");
+    let started = std::time::Instant::now();
+    runner.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "the statement was cancelled, not waited for"
+    );
+    let done = runs(&db, "long");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].state, "interrupted");
+    assert!(
+        done[0]
+            .output
+            .contains("Interrupted: the runner was shut down"),
+        "{}",
+        done[0].output
+    );
+    assert_eq!(db.value("SELECT to_regclass('public.long') IS NULL"), "t");
+}

@@ -81,6 +81,29 @@ impl Target {
     }
 }
 
+/// A way to cancel what a connection runs, from another thread.
+pub struct Canceller {
+    token: postgres::CancelToken,
+    config: postgres::Config,
+    tls: tls::Tls,
+}
+
+impl Canceller {
+    pub fn new(target: &Target, client: &Client) -> anyhow::Result<Canceller> {
+        let (config, tls) = target.connection_config()?;
+        Ok(Canceller {
+            token: client.cancel_token(),
+            config,
+            tls,
+        })
+    }
+
+    /// Cancel the statement in flight (best effort: an error is one line).
+    pub fn cancel(&self) -> Result<(), String> {
+        tls::cancel(&self.token, &self.config, &self.tls)
+    }
+}
+
 /// Where a connection's notices go, one `SEVERITY: message` line each.
 pub type NoticeSink = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 

@@ -204,7 +204,7 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
             run_internal(shared, slot, builtin, &heading)
         }
         _ => match def.sql() {
-            Some(sql) => run_sql(shared, def, sql, &heading),
+            Some(sql) => run_sql(shared, &claimed, def, sql, &heading),
             None => run_child(shared, slot, &claimed, def, &heading),
         },
     };
@@ -276,51 +276,56 @@ fn run_internal(
 /// job's timeout. Nothing of a failed run is committed. A connection of its
 /// own rather than the worker's: the application name and the notice sink
 /// are the run's from the first byte, and a runner that dies takes the
-/// transaction with it (the server rolls it back with the connection).
-fn run_sql(shared: &Shared, def: &JobDef, sql: &str, heading: &str) -> Ended {
-    if shared.liveness.is_cut_off() {
-        return Ended::new(
-            Finished::Interrupted,
-            format!("{heading}Interrupted: the runner was cut off from its database and did not start the job"),
-        );
+/// transaction with it (the server rolls it back with the connection). At
+/// shutdown or cut-off the statement is cancelled, as a child would be killed.
+fn run_sql(shared: &Shared, claimed: &Claimed, def: &JobDef, sql: &str, heading: &str) -> Ended {
+    let stop = StopHandle::default();
+    if let Ok(mut children) = shared.children.lock() {
+        children.insert(claimed.run_id, stop.clone());
     }
-    let notices: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = Arc::clone(&notices);
-    let on_notice: crate::db::NoticeSink = Arc::new(move |line: String| {
-        if let Ok(mut lines) = sink.lock() {
-            lines.push(line);
+    // Registered first, checked second, as for a child (`run_child`).
+    let ending = if shared.liveness.is_cut_off() {
+        SqlEnding::NotStarted
+    } else {
+        run_sql_transaction(shared, def, sql, &stop)
+    };
+    if let Ok(mut children) = shared.children.lock() {
+        children.remove(&claimed.run_id);
+    }
+    let (notices, ending) = match ending {
+        SqlEnding::NotStarted => {
+            return Ended::new(
+                Finished::Interrupted,
+                format!("{heading}Interrupted: the runner was cut off from its database and did not start the job"),
+            )
         }
-    });
-    let result = shared
-        .target
-        .connect_with_notices(&format!("manage job {}", def.name), on_notice)
-        .map_err(|e| format!("ERROR: {e:#}"))
-        .and_then(|mut client| {
-            let outcome = store::run_sql_job(&mut client, sql, Some(def.timeout_secs));
-            let _ = client.close();
-            outcome.map_err(|e| {
-                if crate::db::is_query_canceled(&e) {
-                    String::new()
-                } else {
-                    crate::db::error_lines(&e)
-                }
-            })
-        });
+        SqlEnding::NoConnection(why) => {
+            return Ended::new(Finished::Failed, format!("{heading}ERROR: {why}"))
+        }
+        SqlEnding::Ran(notices, ending) => (notices, ending),
+    };
     let mut text = String::new();
-    if let Ok(lines) = notices.lock() {
-        for line in lines.iter() {
-            text.push_str(line);
-            text.push('\n');
-        }
+    for line in &notices {
+        text.push_str(line);
+        text.push('\n');
     }
     let max = shared.config.max_output_bytes as usize;
     let dropped = text.len().saturating_sub(max) as u64;
     let mut cut = text.into_bytes();
     cut.truncate(max);
     let text = output_text(&cut, dropped);
-    match result {
+    match ending {
         Ok(()) => Ended::new(Finished::Succeeded, format!("{heading}{text}")),
-        Err(error) if error.is_empty() => Ended::new(
+        Err(e) if crate::db::is_query_canceled(&e) && stop.stopped() => Ended::new(
+            Finished::Interrupted,
+            format!(
+                "{heading}{}{}",
+                with_newline(&text),
+                stop.reason()
+                    .unwrap_or_else(|| "Interrupted: the runner stopped the job".into())
+            ),
+        ),
+        Err(e) if crate::db::is_query_canceled(&e) => Ended::new(
             Finished::TimedOut,
             format!(
                 "{heading}{}Timeout of {} seconds expired.",
@@ -328,11 +333,58 @@ fn run_sql(shared: &Shared, def: &JobDef, sql: &str, heading: &str) -> Ended {
                 def.timeout_secs.max(1)
             ),
         ),
-        Err(error) => Ended::new(
+        Err(e) => Ended::new(
             Finished::Failed,
-            format!("{heading}{}{error}", with_newline(&text)),
+            format!(
+                "{heading}{}{}",
+                with_newline(&text),
+                crate::db::error_lines(&e)
+            ),
         ),
     }
+}
+
+enum SqlEnding {
+    /// Cut off from the database: not started.
+    NotStarted,
+    /// No connection for the job: a failure that says why.
+    NoConnection(String),
+    /// The notices, and how the transaction ended.
+    Ran(Vec<String>, Result<(), postgres::Error>),
+}
+
+fn run_sql_transaction(shared: &Shared, def: &JobDef, sql: &str, stop: &StopHandle) -> SqlEnding {
+    let notices: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&notices);
+    let on_notice: crate::db::NoticeSink = Arc::new(move |line: String| {
+        if let Ok(mut lines) = sink.lock() {
+            lines.push(line);
+        }
+    });
+    let connected = shared
+        .target
+        .connect_with_notices(&format!("manage job {}", def.name), on_notice);
+    let ending = match connected {
+        Err(e) => return SqlEnding::NoConnection(format!("{e:#}")),
+        Ok(mut client) => {
+            if let Ok(canceller) = crate::db::Canceller::new(&shared.target, &client) {
+                // On a thread of its own: the guard that stops runs when
+                // the database is gone must never wait on it.
+                let canceller = Arc::new(canceller);
+                stop.on_stop(move || {
+                    let canceller = Arc::clone(&canceller);
+                    let _ = std::thread::Builder::new()
+                        .name("cancel".into())
+                        .spawn(move || canceller.cancel());
+                });
+            }
+            let ending = store::run_sql_job(&mut client, sql, Some(def.timeout_secs));
+            let _ = client.close();
+            ending
+        }
+    };
+    let lines = notices.lock().map(|l| l.clone()).unwrap_or_default();
+    SqlEnding::Ran(lines, ending)
 }
 
 /// Captured bytes as stored text: invalid UTF-8 replaced, NUL bytes removed,

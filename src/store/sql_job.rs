@@ -14,6 +14,16 @@ pub fn run_sql_job(
     timeout_secs: Option<u32>,
 ) -> Result<(), postgres::Error> {
     let mut tx = client.transaction()?;
+    // A runner that dies mid-statement must not leave its transaction
+    // running until the statement ends: from PostgreSQL 14 the server
+    // checks the client is still there every second and rolls back when it
+    // is gone. (The one-time filter keeps set_config from being called on
+    // older servers, which do not know the setting.)
+    tx.execute_typed(
+        "SELECT set_config('client_connection_check_interval', '1000', true) \
+         WHERE current_setting('server_version_num')::int >= 140000",
+        &[],
+    )?;
     if let Some(secs) = timeout_secs {
         let timeout_ms = (u64::from(secs.max(1)) * 1000).to_string();
         tx.execute_typed(
