@@ -219,3 +219,73 @@ fn jobs_configure_sets_retries_and_refuses_bad_values() {
         .run()
         .assert_bad_input(&["jobs.plain.retries", "101", "0 to 100"]);
 }
+
+#[test]
+fn a_hold_keeps_a_pending_retry_waiting_and_release_runs_it_as_the_next_attempt() {
+    let (db, runner) = start(
+        "[jobs.held]\ncommand = \"exit 1\"\ninterval = \"01:00:00\"\n\
+         retries = 1\nretry_delay = \"00:02\"\n",
+        "held",
+    );
+    wait_for(Duration::from_secs(10), "the first run", || {
+        finished(&db, "held").len() == 1
+    });
+    db.manage().args(["jobs", "hold"]).ok();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(finished(&db, "held").len(), 1, "nothing runs during a hold");
+    assert_eq!(
+        db.value("SELECT next_attempt FROM manage.jobs WHERE name = 'held'"),
+        "2"
+    );
+    db.manage()
+        .args(["jobs", "release", "--pending", "run"])
+        .ok();
+    wait_for(Duration::from_secs(10), "the retry", || {
+        finished(&db, "held").len() == 2
+    });
+    runner.stop();
+    assert_eq!(attempts(&db, "held"), ["1", "2"]);
+}
+
+#[test]
+fn an_interrupted_run_is_retried_and_the_log_says_when() {
+    let db = TestDb::new();
+    let config = format!(
+        "{RUNNER}[jobs.victim]\ncommand = \"sleep 30\"\ninterval = \"01:00:00\"\n\
+         retries = 1\nretry_delay = \"00:01\"\ntimeout = \"00:03\"\n"
+    );
+    db.manage().config(&config).arg("migrate").ok();
+    db.client()
+        .batch_execute("UPDATE manage.jobs SET next_run = now() WHERE name = 'victim'")
+        .unwrap();
+    let mut first = db
+        .manage()
+        .config(&config)
+        .arg("scheduled_jobs_runner")
+        .spawn();
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        runs(&db, "victim").len() == 1
+    });
+    first.signal(libc::SIGKILL);
+    first.wait_exit(Duration::from_secs(5));
+    let second = db
+        .manage()
+        .config(&config)
+        .arg("scheduled_jobs_runner")
+        .spawn();
+    wait_for(Duration::from_secs(25), "the retry to time out", || {
+        finished(&db, "victim").len() == 2
+    });
+    let log = second.stop();
+    let states: Vec<String> = finished(&db, "victim")
+        .into_iter()
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(states, ["interrupted", "timed_out"]);
+    assert_eq!(attempts(&db, "victim"), ["1", "2"]);
+    assert!(
+        log.lines().any(|l| l.contains("Job victim failed in ")
+            && l.contains("(interrupted); retry 1 of 1 at ")),
+        "{log}"
+    );
+}

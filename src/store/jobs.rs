@@ -167,13 +167,15 @@ pub fn mark_removed(client: &mut impl GenericClient, name: &str) -> Result<(), p
     Ok(())
 }
 
+/// Set a job's next run from its schedule; a pending retry is dropped with
+/// the time it had (§13: the next run starts a series again).
 pub fn set_next_run(
     client: &mut impl GenericClient,
     name: &str,
     next_run: Option<DateTime<Utc>>,
 ) -> Result<(), postgres::Error> {
     client.execute_typed(
-        "UPDATE manage.jobs SET next_run = $2 WHERE name = $1",
+        "UPDATE manage.jobs SET next_run = $2, next_attempt = 1 WHERE name = $1",
         typed![&name, &next_run],
     )?;
     Ok(())
@@ -229,8 +231,9 @@ pub struct ConfigChange {
     pub retry_delay_secs: Option<u32>,
 }
 
-/// Apply a configuration change, reschedule, and wake the runners, in one
-/// transaction. Returns the job as it is afterwards.
+/// Apply a configuration change, reschedule (dropping a pending retry: the
+/// next run starts a series), and wake the runners, in one transaction.
+/// Returns the job as it is afterwards.
 pub fn configure(
     client: &mut postgres::Client,
     name: &str,
@@ -258,10 +261,11 @@ pub fn configure(
     }
     let now = db_now(&mut tx)?;
     row.next_run = row.next_run(now, tz);
+    row.next_attempt = 1;
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6, override_retries = $7, \
-         override_retry_delay_seconds = $8 WHERE name = $1",
+         override_retry_delay_seconds = $8, next_attempt = 1 WHERE name = $1",
         typed![
             &name,
             &row.enabled,
