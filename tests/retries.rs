@@ -251,7 +251,7 @@ fn a_hold_keeps_a_pending_retry_waiting_and_release_runs_it_as_the_next_attempt(
 fn an_interrupted_run_is_retried_and_the_log_says_when() {
     let db = TestDb::new();
     let config = format!(
-        "{RUNNER}[jobs.victim]\ncommand = \"sleep 30\"\ninterval = \"01:00:00\"\n\
+        "{RUNNER}[jobs.victim]\ncommand = \"sleep 6\"\ninterval = \"01:00:00\"\n\
          retries = 1\nretry_delay = \"00:01\"\ntimeout = \"00:03\"\n"
     );
     db.manage().config(&config).arg("migrate").ok();
