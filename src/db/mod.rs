@@ -109,7 +109,15 @@ pub type NoticeSink = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 
 /// A notice as an SQL job's output shows it (§12): `NOTICE: message`.
 pub fn notice_line(notice: &postgres::error::DbError) -> String {
-    format!("{}: {}", notice.severity(), notice.message())
+    format!("{}: {}", severity(notice), notice.message())
+}
+
+/// The severity in English whatever the server's `lc_messages` (the
+/// non-localised field, sent since PostgreSQL 9.6), else as sent.
+fn severity(error: &postgres::error::DbError) -> String {
+    error
+        .parsed_severity()
+        .map_or_else(|| error.severity().to_string(), |s| s.to_string())
 }
 
 /// An SQL error as an SQL job's output ends (§12): `ERROR: message`, then
@@ -118,7 +126,7 @@ pub fn notice_line(notice: &postgres::error::DbError) -> String {
 pub fn error_lines(error: &postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => {
-            let mut text = format!("{}: {}", db.severity(), db.message());
+            let mut text = format!("{}: {}", severity(db), db.message());
             if let Some(detail) = db.detail() {
                 text.push_str(&format!("\nDETAIL: {detail}"));
             }
