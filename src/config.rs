@@ -100,11 +100,29 @@ pub struct RunnerConfig {
     pub timings: Timings,
 }
 
+/// What a declared job does: a shell command run as a child process, or SQL
+/// run on one of the runner's connections (§12). Exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeclaredAction {
+    Command(String),
+    Sql(String),
+}
+
+/// The default retries of a job (§13): none.
+pub const DEFAULT_RETRIES: u32 = 0;
+/// The default delay before the first retry: 30 seconds.
+pub const DEFAULT_RETRY_DELAY_SECS: u32 = 30;
+/// The most retries a job may have.
+pub const MAX_RETRIES: u32 = 100;
+
 /// A job declared in the configuration file's `[jobs.NAME]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclaredJob {
     pub name: String,
-    pub command: String,
+    pub action: DeclaredAction,
+    /// Runs again after a failure, up to this many times (§13).
+    pub retries: u32,
+    pub retry_delay_secs: u32,
     pub description: String,
     pub app: String,
     pub schedule: Option<Schedule>,
@@ -118,6 +136,16 @@ pub struct DeclaredJob {
     pub notify_on_success: bool,
     pub working_dir: PathBuf,
     pub env: BTreeMap<String, String>,
+}
+
+impl DeclaredJob {
+    /// The shell command, for a job that has one (not an SQL job).
+    pub fn command(&self) -> Option<&str> {
+        match &self.action {
+            DeclaredAction::Command(c) => Some(c),
+            DeclaredAction::Sql(_) => None,
+        }
+    }
 }
 
 /// Everything `manage` needs to know, validated.
@@ -565,6 +593,9 @@ impl Reader<'_> {
             &key,
             &[
                 "command",
+                "sql",
+                "retries",
+                "retry_delay",
                 "description",
                 "times",
                 "interval",
@@ -581,13 +612,35 @@ impl Reader<'_> {
             ],
         )?;
         let k = |field: &str| format!("{key}.{field}");
-        let command = match self.string(table, "command", &k("command"))? {
-            Some(c) if !c.trim().is_empty() => c,
-            Some(_) => return Err(self.err(&k("command"), "must not be empty")),
-            None => {
-                return Err(self.err(&k("command"), "missing: every declared job needs a command"))
+        let command = self.string(table, "command", &k("command"))?;
+        let sql = self.string(table, "sql", &k("sql"))?;
+        let action = match (command, sql) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(&key, "both command and sql are set; give one or the other"))
             }
+            (None, None) => {
+                return Err(self.err(
+                    &k("command"),
+                    "missing: every declared job needs a command or sql",
+                ))
+            }
+            (Some(c), None) if c.trim().is_empty() => {
+                return Err(self.err(&k("command"), "must not be empty"))
+            }
+            (None, Some(q)) if q.trim().is_empty() => {
+                return Err(self.err(&k("sql"), "must not be empty"))
+            }
+            (Some(c), None) => DeclaredAction::Command(c),
+            (None, Some(q)) => DeclaredAction::Sql(q),
         };
+        let retries = self
+            .integer(table, "retries", &k("retries"), 0, i64::from(MAX_RETRIES))?
+            .map_or(DEFAULT_RETRIES, |n| {
+                u32::try_from(n).unwrap_or(DEFAULT_RETRIES)
+            });
+        let retry_delay_secs = self
+            .duration(table, "retry_delay", &k("retry_delay"))?
+            .unwrap_or(DEFAULT_RETRY_DELAY_SECS);
         let times = match table.get("times") {
             None => None,
             Some(toml::Value::Array(items)) => {
@@ -710,7 +763,9 @@ impl Reader<'_> {
             .unwrap_or_default();
         Ok(DeclaredJob {
             name: name.to_string(),
-            command,
+            action,
+            retries,
+            retry_delay_secs,
             description,
             app,
             schedule,

@@ -89,11 +89,34 @@ pub struct StopHandle {
     pgid: Arc<Mutex<Option<i32>>>,
     requested: Arc<std::sync::atomic::AtomicBool>,
     reason: Arc<Mutex<Option<String>>>,
+    /// What stops a run that is not a process (an SQL job cancels its
+    /// statement).
+    on_stop: StopAction,
 }
 
+type StopAction = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
+
 impl StopHandle {
+    /// Stop a run that is not a child process with `action` (called at
+    /// most once per `stop`, from the thread that stops it).
+    pub fn on_stop(&self, action: impl Fn() + Send + 'static) {
+        if let Ok(mut slot) = self.on_stop.lock() {
+            *slot = Some(Box::new(action));
+        }
+    }
+
+    /// Whether a stop was asked for.
+    pub fn stopped(&self) -> bool {
+        self.stop_requested()
+    }
+
     /// Kill the child's whole group now (SIGKILL); `reason` ends its output.
     pub fn stop(&self, reason: &str) {
+        if let Ok(action) = self.on_stop.lock() {
+            if let Some(action) = action.as_ref() {
+                action();
+            }
+        }
         if let Ok(mut r) = self.reason.lock() {
             r.get_or_insert_with(|| reason.to_string());
         }

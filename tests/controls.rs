@@ -831,6 +831,7 @@ fn history_pages_50_runs_newest_first() {
             "started_at",
             "finished_at",
             "runtime_seconds",
+            "attempt",
             "output_first_line"
         ]
     );
@@ -1083,6 +1084,7 @@ fn output_prints_the_whole_output_and_json_adds_it_to_the_run() {
             "started_at",
             "finished_at",
             "runtime_seconds",
+            "attempt",
             "output_first_line",
             "output"
         ]

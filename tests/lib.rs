@@ -18,6 +18,8 @@ mod private_cluster;
 mod read_commands;
 mod relay;
 mod resilience;
+mod retries;
 mod runner;
 mod schedules;
+mod sql_jobs;
 mod sync;

@@ -208,7 +208,10 @@ fn assert_job_object(job: &Value) {
             "enabled",
             "notify_on_success",
             "internal",
+            "kind",
             "timeout_seconds",
+            "retries",
+            "retry_delay",
             "builtin_times",
             "builtin_interval",
             "override_times",
@@ -238,6 +241,8 @@ fn assert_job_object(job: &Value) {
     );
     assert!(job["running"].is_boolean());
     assert!(job["timeout_seconds"].is_u64());
+    assert!(job["retries"].is_u64() && job["retry_delay"].is_string());
+    assert!(["internal", "process", "sql"].contains(&job["kind"].as_str().unwrap()));
     for key in ["builtin_times", "override_times"] {
         assert!(
             job[key].is_null()
@@ -339,6 +344,7 @@ fn show_json_is_a_job_object_with_a_history_page_of_15() {
             "started_at",
             "finished_at",
             "runtime_seconds",
+            "attempt",
             "output_first_line"
         ]
     );

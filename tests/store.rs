@@ -161,7 +161,9 @@ fn a_run_is_finished_once() {
     let claimed = store::claim_due(&mut client, &mut Prepared::default(), &claimant, 1).unwrap();
     let id = claimed[0].run_id;
     let finish = |client: &mut Client, state| {
-        store::finish_run(client, id, state, Utc::now(), 1.0, "").unwrap()
+        store::finish_run(client, id, state, Utc::now(), 1.0, "")
+            .unwrap()
+            .is_some()
     };
     assert!(finish(&mut client, RunState::Interrupted));
     assert!(

@@ -51,7 +51,11 @@ pub struct JobJson<'a> {
     enabled: bool,
     notify_on_success: bool,
     internal: bool,
+    /// "internal", "process" or "sql".
+    kind: &'static str,
     timeout_seconds: i32,
+    retries: u32,
+    retry_delay: String,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
     override_times: Option<Vec<String>>,
@@ -60,7 +64,6 @@ pub struct JobJson<'a> {
     override_cron: Option<&'a str>,
     timezone: &'static str,
     start_deadline: Option<String>,
-    kind: &'static str,
     next_run: Option<String>,
     last_run: Option<String>,
     last_state: Option<RunState>,
@@ -95,7 +98,10 @@ impl<'a> JobJson<'a> {
             enabled: row.enabled,
             notify_on_success: row.notify_on_success,
             internal: row.internal,
+            kind: row.kind().as_str(),
             timeout_seconds: row.timeout_seconds,
+            retries: row.retries(),
+            retry_delay: schedule::format_duration(row.retry_delay_seconds()),
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),
             override_times: times_strings(&row.override_times),
@@ -104,7 +110,6 @@ impl<'a> JobJson<'a> {
             override_cron: row.override_cron.as_deref(),
             timezone: row.zone(tz).name(),
             start_deadline: row.start_deadline().map(schedule::format_duration),
-            kind: row.kind(),
             next_run: time(row.next_run),
             last_run: time(row.last_run),
             last_state: row.last_state,
@@ -128,6 +133,7 @@ pub fn run_json(run: &RunRow, tz: Tz, with_output: bool) -> Value {
         "started_at": render::json_time(run.started_at, tz),
         "finished_at": render::json_time_opt(run.finished_at, tz),
         "runtime_seconds": run.runtime_seconds,
+        "attempt": run.attempt,
         "output_first_line": run.output_first_line(),
     });
     if with_output {
@@ -168,7 +174,7 @@ pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {
     if with_job {
         header.push("Job");
     }
-    header.extend(["State", "Runtime", "Output"]);
+    header.extend(["State", "Attempt", "Runtime", "Output"]);
     let mut table = render::table(&header);
     for run in runs {
         let is_failed = run.state.is_failure();
@@ -180,6 +186,7 @@ pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {
             cells.push(comfy_table::Cell::new(&run.job));
         }
         cells.push(render::alert_cell(run.state.as_str(), is_failed));
+        cells.push(comfy_table::Cell::new(run.attempt));
         cells.push(comfy_table::Cell::new(
             run.runtime_seconds
                 .map_or_else(|| "-".into(), render::seconds),

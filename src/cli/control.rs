@@ -75,6 +75,23 @@ pub struct ConfigureArgs {
     /// Remove the deadline set with --start-deadline (the declared one, if any, applies again)
     #[arg(long)]
     clear_start_deadline: bool,
+    /// Run a failed job again up to N times (0-100), overriding the file
+    #[arg(long, value_name = "N", value_parser = parse_retries_arg)]
+    retries: Option<u32>,
+    /// Wait before the first retry, doubling for each next one: MM:SS or HH:MM:SS
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    retry_delay: Option<u32>,
+}
+
+fn parse_retries_arg(text: &str) -> Result<u32, String> {
+    let max = crate::config::MAX_RETRIES;
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| {
+            format!("\"{text}\" is not a number of retries: expected an integer from 0 to {max}")
+        })
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +164,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         override_schedule: None,
         timezone: None,
         start_deadline: None,
+        retries: args.retries,
+        retry_delay_secs: args.retry_delay,
     };
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
@@ -177,7 +196,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         return bad_input(format!(
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
-             --clear-timezone, --start-deadline, --clear-start-deadline",
+             --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay",
             args.name
         ));
     }
@@ -191,6 +210,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Configured job {}", row.name);
     println!("Enabled:            {}", yes_no(row.enabled));
     println!("Notify on success:  {}", yes_no(row.notify_on_success));
+    println!("Retries:            {}", render::retries(&row));
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -305,6 +325,8 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         override_schedule: Some(override_schedule),
         timezone: None,
         start_deadline: None,
+        retries: None,
+        retry_delay_secs: None,
     })
 }
 

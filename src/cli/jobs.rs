@@ -12,7 +12,7 @@ use crate::cli::common::{
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::bad_input;
-use crate::job::{Job, RunState};
+use crate::job::{Job, Kind, RunState};
 use crate::schedule::{self, Schedule};
 use crate::store;
 
@@ -277,13 +277,13 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
     }
     let now = store::db_now(&mut client)?;
     let yes_no = |b: bool| if b { "yes" } else { "no" };
-    let kind = if row.internal {
-        "internal (runs in the runner's process)".to_string()
-    } else {
-        format!(
-            "child process, timeout {}",
-            schedule::format_duration(row.timeout_seconds.max(1) as u32)
-        )
+    let timeout = schedule::format_duration(row.timeout_seconds.max(1).unsigned_abs());
+    let kind = match row.kind() {
+        Kind::Internal => "internal (runs in the runner's process)".to_string(),
+        Kind::Process => format!("child process, timeout {timeout}"),
+        Kind::Sql => {
+            format!("sql (runs in the runner, on a connection of its own), timeout {timeout}")
+        }
     };
     let next = match row.next_run {
         Some(next) => format!(
@@ -301,6 +301,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Kind", kind),
         ("Enabled", yes_no(row.enabled).into()),
         ("Notify on success", yes_no(row.notify_on_success).into()),
+        ("Retries", render::retries(&row)),
         (
             "Built-in schedule",
             describe_schedule(row.builtin_schedule().as_ref()),

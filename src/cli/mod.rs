@@ -164,6 +164,7 @@ where
 fn job_command(job: &JobDef) -> clap::Command {
     let kind = match &job.kind {
         JobKind::Builtin(_) => "built-in job",
+        JobKind::Declared(_) if job.sql().is_some() => "declared SQL job",
         JobKind::Declared(_) => "declared job",
     };
     let command = clap::Command::new(job.name.clone())

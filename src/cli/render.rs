@@ -33,6 +33,23 @@ pub fn json_time_opt(instant: Option<DateTime<Utc>>, tz: Tz) -> serde_json::Valu
     instant.map_or(serde_json::Value::Null, |i| json_time(i, tz).into())
 }
 
+/// A job's retries as people read them: `none`, or `3, first after 00:30
+/// (doubling)`, with `(override)` when the operator set them.
+pub fn retries(job: &crate::job::Job) -> String {
+    let origin = if job.override_retries.is_some() || job.override_retry_delay_seconds.is_some() {
+        " (override)"
+    } else {
+        ""
+    };
+    match job.retries() {
+        0 => format!("none{origin}"),
+        n => format!(
+            "{n}, first after {} (doubling){origin}",
+            crate::schedule::format_duration(job.retry_delay_seconds())
+        ),
+    }
+}
+
 /// Seconds with one decimal: `1.2 s`.
 pub fn seconds(secs: f64) -> String {
     format!("{secs:.1} s")

@@ -34,12 +34,30 @@ pub fn run(ctx: &Context, name: &str, matches: &ArgMatches) -> anyhow::Result<()
             };
             (builtin.run)(&mut job_ctx)
         }
+        JobKind::Declared(declared) if declared.command().is_none() => {
+            // An SQL job (§12): notices on stdout as they come, the error on
+            // stderr, in one transaction without the runner's timeout (§10).
+            let app = format!("manage job {name}");
+            let (first, target) = crate::cli::connect_db(&ctx.config, &app)?;
+            drop(first);
+            let print: crate::db::NoticeSink =
+                std::sync::Arc::new(|line: String| println!("{line}"));
+            let mut client = target.connect_with_notices(&app, print)?;
+            let sql = job.sql().unwrap_or_default();
+            match crate::store::run_sql_job(&mut client, sql, None) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    eprintln!("{}", crate::db::error_lines(&e));
+                    Err(Exit(1).into())
+                }
+            }
+        }
         JobKind::Declared(declared) => {
             // should_run and timeout belong to the runner; working_dir and env
             // are part of what the command means, so they apply here too.
             let status = Command::new("sh")
                 .arg("-c")
-                .arg(&declared.command)
+                .arg(declared.command().unwrap_or_default())
                 .current_dir(&declared.working_dir)
                 .envs(&declared.env)
                 .stdin(Stdio::inherit())

@@ -66,6 +66,82 @@ impl Target {
         connect_config(config, &tls, application_name)
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
     }
+
+    /// A connection whose notices go to `notices`, each as one line (an
+    /// SQL job's output, §12).
+    pub fn connect_with_notices(
+        &self,
+        application_name: &str,
+        notices: NoticeSink,
+    ) -> anyhow::Result<Client> {
+        let (mut config, tls) = self.connection_config()?;
+        config.notice_callback(move |notice| notices(notice_line(&notice)));
+        connect_config(config, &tls, application_name)
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
+    }
+}
+
+/// A way to cancel what a connection runs, from another thread.
+pub struct Canceller {
+    token: postgres::CancelToken,
+    config: postgres::Config,
+    tls: tls::Tls,
+}
+
+impl Canceller {
+    pub fn new(target: &Target, client: &Client) -> anyhow::Result<Canceller> {
+        let (config, tls) = target.connection_config()?;
+        Ok(Canceller {
+            token: client.cancel_token(),
+            config,
+            tls,
+        })
+    }
+
+    /// Cancel the statement in flight (best effort: an error is one line).
+    pub fn cancel(&self) -> Result<(), String> {
+        tls::cancel(&self.token, &self.config, &self.tls)
+    }
+}
+
+/// Where a connection's notices go, one `SEVERITY: message` line each.
+pub type NoticeSink = std::sync::Arc<dyn Fn(String) + Send + Sync>;
+
+/// A notice as an SQL job's output shows it (§12): `NOTICE: message`.
+pub fn notice_line(notice: &postgres::error::DbError) -> String {
+    format!("{}: {}", severity(notice), notice.message())
+}
+
+/// The severity in English whatever the server's `lc_messages` (the
+/// non-localised field, sent since PostgreSQL 9.6), else as sent.
+fn severity(error: &postgres::error::DbError) -> String {
+    error
+        .parsed_severity()
+        .map_or_else(|| error.severity().to_string(), |s| s.to_string())
+}
+
+/// An SQL error as an SQL job's output ends (§12): `ERROR: message`, then
+/// `DETAIL: …` and `HINT: …` lines when the server sent them. An error with
+/// no server message (a lost connection) is one `ERROR:` line too.
+pub fn error_lines(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", severity(db), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("\nDETAIL: {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("\nHINT: {hint}"));
+            }
+            text
+        }
+        None => format!("ERROR: {}", describe_error(error)),
+    }
+}
+
+/// The statement was cancelled: by `statement_timeout` in an SQL job.
+pub fn is_query_canceled(error: &postgres::Error) -> bool {
+    error.code() == Some(&postgres::error::SqlState::QUERY_CANCELED)
 }
 
 /// Connect as `application_name`. With no database configured this starts (or

@@ -304,6 +304,31 @@ pub fn connect(config: &postgres::Config, tls: &Tls) -> Result<Client, String> {
     }
 }
 
+/// Cancel the statement a connection is running (an SQL job stopped at
+/// shutdown), with the TLS its connection used; best effort, the error is
+/// one line.
+pub fn cancel(
+    token: &postgres::CancelToken,
+    config: &postgres::Config,
+    tls: &Tls,
+) -> Result<(), String> {
+    let all_sockets = config.get_hostaddrs().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|host| matches!(host, Host::Unix(_)));
+    if tls.mode == SslMode::Disable || all_sockets {
+        return token
+            .cancel_query(NoTls)
+            .map_err(|e| super::describe_error(&e));
+    }
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(tls)?);
+    token
+        .cancel_query(connector)
+        .or_else(|_| token.cancel_query(NoTls))
+        .map_err(|e| super::describe_error(&e))
+}
+
 /// Whether connecting failed in the TLS handshake (rather than, say, at the
 /// server's authentication).
 fn is_tls_failure(error: &postgres::Error) -> bool {

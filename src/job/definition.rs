@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::Job;
-use crate::config::{Config, DeclaredJob};
+use crate::config::{Config, DeclaredAction, DeclaredJob};
 use crate::schedule::{self, Schedule};
 
 /// What a job function gets: the database, the configuration, its options and
@@ -133,6 +133,10 @@ pub struct JobDef {
     pub trigger_next: Vec<String>,
     pub default_notify_on_success: bool,
     pub delivers_mail: bool,
+    /// Retries after a failure and the first delay (§13); built-in jobs
+    /// have none.
+    pub retries: u32,
+    pub retry_delay_secs: u32,
     pub kind: JobKind,
 }
 
@@ -142,6 +146,8 @@ pub struct JobDef {
 struct Definition {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    sql: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     should_run: Option<String>,
     #[serde(default)]
@@ -166,6 +172,8 @@ impl JobDef {
             trigger_next: builtin.trigger_next.iter().map(|s| s.to_string()).collect(),
             default_notify_on_success: builtin.default_notify_on_success,
             delivers_mail: builtin.delivers_mail,
+            retries: crate::config::DEFAULT_RETRIES,
+            retry_delay_secs: crate::config::DEFAULT_RETRY_DELAY_SECS,
             kind: JobKind::Builtin(builtin),
         }
     }
@@ -183,6 +191,8 @@ impl JobDef {
             trigger_next: job.trigger_next.clone(),
             default_notify_on_success: job.notify_on_success,
             delivers_mail: false,
+            retries: job.retries,
+            retry_delay_secs: job.retry_delay_secs,
             kind: JobKind::Declared(Box::new(job.clone())),
         }
     }
@@ -195,7 +205,14 @@ impl JobDef {
                 ..Definition::default()
             },
             JobKind::Declared(job) => Definition {
-                command: Some(job.command.clone()),
+                command: match &job.action {
+                    DeclaredAction::Command(c) => Some(c.clone()),
+                    DeclaredAction::Sql(_) => None,
+                },
+                sql: match &job.action {
+                    DeclaredAction::Sql(q) => Some(q.clone()),
+                    DeclaredAction::Command(_) => None,
+                },
                 should_run: job.should_run.clone(),
                 trigger_next: job.trigger_next.clone(),
                 working_dir: Some(job.working_dir.clone()),
@@ -228,5 +245,18 @@ impl JobDef {
             || stored.builtin_start_deadline_seconds.map(i64::from)
                 != self.start_deadline.map(i64::from)
             || stored.definition != self.definition_json()
+            || i64::from(stored.builtin_retries) != i64::from(self.retries)
+            || i64::from(stored.builtin_retry_delay_seconds) != i64::from(self.retry_delay_secs)
+    }
+
+    /// The declared SQL, for an SQL job (§12).
+    pub fn sql(&self) -> Option<&str> {
+        match &self.kind {
+            JobKind::Declared(job) => match &job.action {
+                DeclaredAction::Sql(q) => Some(q),
+                DeclaredAction::Command(_) => None,
+            },
+            JobKind::Builtin(_) => None,
+        }
     }
 }

@@ -227,6 +227,56 @@ pub struct Job {
     /// A run-now request arrived while the job was running.
     pub run_requested: bool,
     pub removed: bool,
+    /// Retries as the code or file defines them (§13), and the operator's
+    /// overrides (`jobs configure --retries/--retry-delay`).
+    pub builtin_retries: i32,
+    pub builtin_retry_delay_seconds: i32,
+    pub override_retries: Option<i32>,
+    pub override_retry_delay_seconds: Option<i32>,
+    /// The attempt number of the job's next claimed run: 1, or K+1 while a
+    /// retry after attempt K is pending.
+    pub next_attempt: i32,
+}
+
+/// The longest wait before a retry (§13): 24 hours.
+pub const MAX_RETRY_WAIT_SECS: i64 = 24 * 3600;
+
+/// What kind of job this is, as every listing and the JSON `kind` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A built-in job run in the runner's own process.
+    Internal,
+    /// A child process: a built-in `manage NAME` or a declared `sh -c`.
+    Process,
+    /// A declared `sql` job, run on one of the runner's connections (§12).
+    Sql,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Internal => "internal",
+            Kind::Process => "process",
+            Kind::Sql => "sql",
+        }
+    }
+}
+
+/// A pending retry (§13): the `number`-th of `of`, at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub number: u32,
+    pub of: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// Where a job goes after a run: its next run, the attempt number that run
+/// gets, and the retry it is, if it is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AfterRun {
+    pub next_run: Option<DateTime<Utc>>,
+    pub next_attempt: i32,
+    pub retry: Option<Retry>,
 }
 
 impl Job {
@@ -299,12 +349,66 @@ impl Job {
         ) = schedule_columns(kept.as_ref());
     }
 
-    /// How it runs, as JSON names it: in the runner's process, or as a child.
-    pub fn kind(&self) -> &'static str {
+    /// The effective number of retries after a failed run (§13).
+    pub fn retries(&self) -> u32 {
+        self.override_retries
+            .unwrap_or(self.builtin_retries)
+            .clamp(0, 100)
+            .unsigned_abs()
+    }
+
+    /// The effective delay before the first retry, in seconds.
+    pub fn retry_delay_seconds(&self) -> u32 {
+        self.override_retry_delay_seconds
+            .unwrap_or(self.builtin_retry_delay_seconds)
+            .max(1)
+            .unsigned_abs()
+    }
+
+    /// Internal, process or SQL (the JSON `kind`).
+    pub fn kind(&self) -> Kind {
         if self.internal {
-            "internal"
+            Kind::Internal
+        } else if self.definition.get("sql").is_some_and(|v| v.is_string()) {
+            Kind::Sql
         } else {
-            "process"
+            Kind::Process
+        }
+    }
+
+    /// The retry rule (§13), for run number `attempt` of a series that
+    /// ended `state` at `at`: a failure with retries left runs again at
+    /// `at + retry_delay × 2^(k−1)` for the k-th retry (at most 24 h later),
+    /// or at the regular next slot when that comes first — either way as
+    /// the next attempt. A success, the last attempt's failure, or a job
+    /// that cannot run any more ends the series: the regular schedule goes
+    /// on from this run, and the next run is attempt 1 again.
+    pub fn after_run(&self, attempt: i32, state: RunState, at: DateTime<Utc>, tz: Tz) -> AfterRun {
+        let regular = self.next_run_after(at, false, tz);
+        let attempt = attempt.max(1);
+        let retries = self.retries();
+        let k = attempt.unsigned_abs();
+        if !self.schedulable() || !state.is_failure() || k > retries {
+            return AfterRun {
+                next_run: regular,
+                next_attempt: 1,
+                retry: None,
+            };
+        }
+        let wait = retry_wait_seconds(self.retry_delay_seconds(), k);
+        let retry_at = at + chrono::Duration::seconds(wait);
+        let next_run = match regular {
+            Some(slot) if slot < retry_at => slot,
+            _ => retry_at,
+        };
+        AfterRun {
+            next_run: Some(next_run),
+            next_attempt: attempt.saturating_add(1),
+            retry: Some(Retry {
+                number: k,
+                of: retries,
+                at: next_run,
+            }),
         }
     }
 
@@ -427,6 +531,15 @@ impl Job {
 
 /// A stored cron expression that no longer parses (written by another
 /// version) reads as no schedule rather than a guess.
+/// The wait before the k-th retry: `delay × 2^(k−1)` seconds, at most 24 h.
+pub fn retry_wait_seconds(delay_seconds: u32, k: u32) -> i64 {
+    // 2^20 seconds is already past the cap, whatever the delay.
+    let shift = k.saturating_sub(1).min(20);
+    i64::from(delay_seconds)
+        .saturating_mul(1_i64 << shift)
+        .min(MAX_RETRY_WAIT_SECS)
+}
+
 fn schedule_from_columns(
     times: Option<&Vec<NaiveTime>>,
     interval: Option<i32>,
@@ -488,6 +601,11 @@ mod tests {
             running_run: None,
             run_requested: false,
             removed: false,
+            builtin_retries: 0,
+            builtin_retry_delay_seconds: 30,
+            override_retries: None,
+            override_retry_delay_seconds: None,
+            next_attempt: 1,
         }
     }
 
@@ -650,5 +768,82 @@ mod tests {
         assert_eq!(j.missed_start_deadline(at(10, 1)), Some(60));
         j.requested_run = Some(at(9, 0));
         assert_eq!(j.missed_start_deadline(at(12, 0)), None);
+    }
+    fn secs(n: i64) -> chrono::Duration {
+        chrono::Duration::seconds(n)
+    }
+
+    #[test]
+    fn a_failure_with_retries_left_runs_again_after_a_doubling_delay() {
+        let mut j = job();
+        j.builtin_retries = 3;
+        j.builtin_retry_delay_seconds = 30;
+        let end = at(10, 0);
+        for (attempt, wait) in [(1, 30), (2, 60), (3, 120)] {
+            let after = j.after_run(attempt, RunState::Failed, end, Tz::UTC);
+            assert_eq!(after.next_run, Some(end + secs(wait)));
+            assert_eq!(after.next_attempt, attempt + 1);
+            assert_eq!(
+                after.retry,
+                Some(Retry {
+                    number: attempt.unsigned_abs(),
+                    of: 3,
+                    at: end + secs(wait)
+                })
+            );
+        }
+        for state in [RunState::TimedOut, RunState::Interrupted] {
+            assert!(j.after_run(1, state, end, Tz::UTC).retry.is_some());
+        }
+    }
+
+    #[test]
+    fn the_last_attempt_or_a_success_ends_the_series_on_the_regular_schedule() {
+        let mut j = job();
+        j.builtin_retries = 2;
+        let end = at(10, 0);
+        let last = j.after_run(3, RunState::Failed, end, Tz::UTC);
+        assert_eq!(last.retry, None);
+        assert_eq!(last.next_attempt, 1);
+        assert_eq!(last.next_run, Some(at(10, 10)));
+        let success = j.after_run(2, RunState::Succeeded, end, Tz::UTC);
+        assert_eq!(success.retry, None);
+        assert_eq!(success.next_attempt, 1);
+        assert_eq!(success.next_run, Some(at(10, 10)));
+        j.builtin_retries = 0;
+        assert_eq!(j.after_run(1, RunState::Failed, end, Tz::UTC).retry, None);
+    }
+
+    #[test]
+    fn the_regular_slot_wins_when_it_comes_first_and_is_still_the_next_attempt() {
+        let mut j = job();
+        j.builtin_retries = 5;
+        j.builtin_retry_delay_seconds = 900;
+        let after = j.after_run(1, RunState::Failed, at(10, 0), Tz::UTC);
+        assert_eq!(after.next_run, Some(at(10, 10)));
+        assert_eq!(after.next_attempt, 2);
+        assert_eq!(after.retry.map(|r| r.at), Some(at(10, 10)));
+    }
+
+    #[test]
+    fn a_retry_waits_at_most_a_day_and_overrides_win() {
+        assert_eq!(retry_wait_seconds(30, 1), 30);
+        assert_eq!(retry_wait_seconds(30, 4), 240);
+        assert_eq!(retry_wait_seconds(3600, 10), MAX_RETRY_WAIT_SECS);
+        assert_eq!(retry_wait_seconds(1, 100), MAX_RETRY_WAIT_SECS);
+        let mut j = job();
+        j.builtin_interval_seconds = None;
+        j.builtin_retries = 1;
+        j.override_retries = Some(100);
+        j.override_retry_delay_seconds = Some(7200);
+        assert_eq!(j.retries(), 100);
+        let after = j.after_run(99, RunState::Failed, at(10, 0), Tz::UTC);
+        assert_eq!(after.next_run, Some(at(10, 0) + secs(MAX_RETRY_WAIT_SECS)));
+        j.enabled = false;
+        assert_eq!(
+            j.after_run(1, RunState::Failed, at(10, 0), Tz::UTC)
+                .next_run,
+            None
+        );
     }
 }

@@ -95,13 +95,19 @@ pub fn spawn(shared: Arc<Shared>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn watch(shared: &Shared) {
+fn watch(shared: &Arc<Shared>) {
     let timings = *shared.timings();
     let grace = Duration::from_secs(u64::from(shared.config.runner.shutdown_grace_secs));
     let tick = (timings.heartbeat / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
     let liveness = &shared.liveness;
     loop {
         std::thread::sleep(tick);
+        // The runner and its workers are gone (a runner in a longer-lived
+        // process, as the benchmark's): nothing is left to guard, and a
+        // guard left behind would end that process a grace after the stop.
+        if Arc::strong_count(shared) == 1 {
+            return;
+        }
         let silent = liveness.since_contact();
         if silent >= timings.cut_off {
             if !liveness.cut_off.swap(true, Ordering::SeqCst) && shared.running_children() > 0 {

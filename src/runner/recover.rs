@@ -2,7 +2,7 @@
 //! as `interrupted`: the output captured so far plus a final `Interrupted:`
 //! line, the job's state and next run, and its notification.
 
-use super::worker::{record, Record};
+use super::worker::{failure_line, record, Record};
 use super::Shared;
 use crate::job::{Outcome, RunState};
 use crate::process;
@@ -97,11 +97,7 @@ fn interrupt(
     }
     output.push_str(reason);
     let runtime = (now - orphan.started_at).num_milliseconds().max(0) as f64 / 1000.0;
-    shared.log.line(&format!(
-        "Job {} failed in {runtime:.1} s (interrupted): run {}",
-        orphan.job, orphan.id
-    ));
-    record(
+    let recorded = record(
         shared,
         client,
         prepared,
@@ -120,6 +116,17 @@ fn interrupt(
             claimed_job: None,
         },
         false,
-    )
-    .map(|_| ())
+    )?;
+    shared.log.line(&format!(
+        "{}: run {}",
+        failure_line(
+            shared,
+            &orphan.job,
+            runtime,
+            RunState::Interrupted,
+            recorded.retry
+        ),
+        orphan.id
+    ));
+    Ok(())
 }

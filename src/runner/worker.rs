@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Event, Shared, APPLICATION_NAME};
 use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
-use crate::job::{Ended, Finished, Outcome, RunState};
+use crate::job::{AfterRun, Ended, Finished, Outcome, Retry, RunState};
 use crate::mail;
 use crate::process::{self, ChildSpec, Ending, StopHandle};
 use crate::schedule;
@@ -216,7 +216,10 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         JobKind::Builtin(builtin) if builtin.internal => {
             run_internal(shared, slot, builtin, &heading)
         }
-        _ => run_child(shared, slot, &claimed, def, &heading),
+        _ => match def.sql() {
+            Some(sql) => run_sql(shared, &claimed, def, sql, &heading),
+            None => run_child(shared, slot, &claimed, def, &heading),
+        },
     };
     let runtime = started.elapsed();
     let secs = runtime.as_secs_f64();
@@ -227,15 +230,17 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         ));
     } else if ended.finished == Finished::Succeeded {
         log.line(&format!("Job {name} succeeded in {secs:.1} s"));
-    } else {
-        log.line(&format!(
-            "Job {name} failed in {secs:.1} s ({})",
-            ended.state()
-        ));
     }
     let succeeded = ended.finished == Finished::Succeeded;
-    let next = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
-    (succeeded, next)
+    let state = ended.state();
+    let failed = !succeeded && !ended.disable;
+    let recorded = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
+    // A failure is logged once recorded: the line says whether, and when,
+    // it is retried (§13).
+    if failed {
+        log.line(&failure_line(shared, &name, secs, state, recorded.retry));
+    }
+    (succeeded, recorded.next)
 }
 
 fn run_internal(
@@ -279,6 +284,122 @@ fn run_internal(
     }
 }
 
+/// An SQL job (§12): on a connection of its own, named `manage job NAME`,
+/// whose notices are the output; one transaction, `statement_timeout` = the
+/// job's timeout. Nothing of a failed run is committed. A connection of its
+/// own rather than the worker's: the application name and the notice sink
+/// are the run's from the first byte, and a runner that dies takes the
+/// transaction with it (the server rolls it back with the connection). At
+/// shutdown or cut-off the statement is cancelled, as a child would be killed.
+fn run_sql(shared: &Shared, claimed: &Claimed, def: &JobDef, sql: &str, heading: &str) -> Ended {
+    let stop = StopHandle::default();
+    if let Ok(mut children) = shared.children.lock() {
+        children.insert(claimed.run_id, stop.clone());
+    }
+    // Registered first, checked second, as for a child (`run_child`).
+    let ending = if shared.liveness.is_cut_off() {
+        SqlEnding::NotStarted
+    } else {
+        run_sql_transaction(shared, def, sql, &stop)
+    };
+    if let Ok(mut children) = shared.children.lock() {
+        children.remove(&claimed.run_id);
+    }
+    let (notices, ending) = match ending {
+        SqlEnding::NotStarted => {
+            return Ended::new(
+                Finished::Interrupted,
+                format!("{heading}Interrupted: the runner was cut off from its database and did not start the job"),
+            )
+        }
+        SqlEnding::NoConnection(why) => {
+            return Ended::new(Finished::Failed, format!("{heading}ERROR: {why}"))
+        }
+        SqlEnding::Ran(notices, ending) => (notices, ending),
+    };
+    let mut text = String::new();
+    for line in &notices {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let max = shared.config.max_output_bytes as usize;
+    let dropped = text.len().saturating_sub(max) as u64;
+    let mut cut = text.into_bytes();
+    cut.truncate(max);
+    let text = output_text(&cut, dropped);
+    match ending {
+        Ok(()) => Ended::new(Finished::Succeeded, format!("{heading}{text}")),
+        Err(e) if crate::db::is_query_canceled(&e) && stop.stopped() => Ended::new(
+            Finished::Interrupted,
+            format!(
+                "{heading}{}{}",
+                with_newline(&text),
+                stop.reason()
+                    .unwrap_or_else(|| "Interrupted: the runner stopped the job".into())
+            ),
+        ),
+        Err(e) if crate::db::is_query_canceled(&e) => Ended::new(
+            Finished::TimedOut,
+            format!(
+                "{heading}{}Timeout of {} seconds expired.",
+                with_newline(&text),
+                def.timeout_secs.max(1)
+            ),
+        ),
+        Err(e) => Ended::new(
+            Finished::Failed,
+            format!(
+                "{heading}{}{}",
+                with_newline(&text),
+                crate::db::error_lines(&e)
+            ),
+        ),
+    }
+}
+
+enum SqlEnding {
+    /// Cut off from the database: not started.
+    NotStarted,
+    /// No connection for the job: a failure that says why.
+    NoConnection(String),
+    /// The notices, and how the transaction ended.
+    Ran(Vec<String>, Result<(), postgres::Error>),
+}
+
+fn run_sql_transaction(shared: &Shared, def: &JobDef, sql: &str, stop: &StopHandle) -> SqlEnding {
+    let notices: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&notices);
+    let on_notice: crate::db::NoticeSink = Arc::new(move |line: String| {
+        if let Ok(mut lines) = sink.lock() {
+            lines.push(line);
+        }
+    });
+    let connected = shared
+        .target
+        .connect_with_notices(&format!("manage job {}", def.name), on_notice);
+    let ending = match connected {
+        Err(e) => return SqlEnding::NoConnection(format!("{e:#}")),
+        Ok(mut client) => {
+            if let Ok(canceller) = crate::db::Canceller::new(&shared.target, &client) {
+                // On a thread of its own: the guard that stops runs when
+                // the database is gone must never wait on it.
+                let canceller = Arc::new(canceller);
+                stop.on_stop(move || {
+                    let canceller = Arc::clone(&canceller);
+                    let _ = std::thread::Builder::new()
+                        .name("cancel".into())
+                        .spawn(move || canceller.cancel());
+                });
+            }
+            let ending = store::run_sql_job(&mut client, sql, Some(def.timeout_secs));
+            let _ = client.close();
+            ending
+        }
+    };
+    let lines = notices.lock().map(|l| l.clone()).unwrap_or_default();
+    SqlEnding::Ran(lines, ending)
+}
+
 /// Captured bytes as stored text: invalid UTF-8 replaced, NUL bytes removed,
 /// and a line saying how much was cut.
 pub fn output_text(bytes: &[u8], dropped: u64) -> String {
@@ -298,7 +419,11 @@ fn child_spec(shared: &Shared, def: &JobDef) -> ChildSpec {
     match &def.kind {
         JobKind::Declared(declared) => ChildSpec {
             program: "sh".into(),
-            args: vec!["-c".into(), declared.command.clone()],
+            // SQL jobs never get here (`execute` runs them with `run_sql`).
+            args: vec![
+                "-c".into(),
+                declared.command().unwrap_or_default().to_string(),
+            ],
             env: declared
                 .env
                 .iter()
@@ -433,7 +558,7 @@ fn record_with_retry(
     def: Option<&JobDef>,
     runtime: Duration,
     ended: Ended,
-) -> Option<Claimed> {
+) -> Recorded {
     let finished_at = claimed.started_at
         + chrono::Duration::from_std(runtime).unwrap_or_else(|_| chrono::Duration::zero());
     let trigger_next: Vec<String> = def.map(|d| d.trigger_next.clone()).unwrap_or_default();
@@ -478,7 +603,8 @@ fn skip_with_retry(
         if let Some(row) = store::job_for_update(&mut tx, &claimed.job.name)? {
             if row.running_run == Some(claimed.run_id) {
                 let next = row.next_run_after(skipped_at, true, shared.config.timezone);
-                store::finish_job(&mut tx, &row.name, None, Some(&skip), next, false)?;
+                // Nothing to do ends a series of retries too (§13).
+                store::finish_job(&mut tx, &row.name, None, Some(&skip), next, 1, false)?;
             }
         }
         store::delete_run(&mut tx, claimed.run_id)?;
@@ -573,43 +699,51 @@ pub fn record(
     prepared: &mut store::Prepared,
     r: &Record,
     claim: bool,
-) -> Result<Option<Claimed>, postgres::Error> {
+) -> Result<Recorded, postgres::Error> {
     let tz = shared.config.timezone;
     if let Some(next) = record_fast(shared, client, prepared, r, claim)? {
-        return Ok(next);
+        return Ok(Recorded { next, retry: None });
     }
     let mut tx = client.transaction()?;
-    let updated = store::finish_run(
+    let Some(attempt) = store::finish_run(
         &mut tx,
         r.run_id,
         r.state,
         r.finished_at,
         r.runtime_seconds,
         r.output,
-    )?;
-    if !updated {
+    )?
+    else {
         shared.log.line(&format!(
             "Run {} of job {} was already recorded by another runner; its result is dropped",
             r.run_id, r.job
         ));
         tx.rollback()?;
-        return Ok(None);
-    }
+        return Ok(Recorded::default());
+    };
     let mut notify_on_success = false;
+    let mut retry = None;
     if let Some(row) = store::job_for_update(&mut tx, r.job)? {
         notify_on_success = row.notify_on_success;
         if row.running_run == Some(r.run_id) {
-            let next = if r.disable {
-                None
+            // A job that cannot be started is disabled, never retried.
+            let after = if r.disable {
+                AfterRun {
+                    next_run: None,
+                    next_attempt: 1,
+                    retry: None,
+                }
             } else {
-                row.next_run_after(r.finished_at, false, tz)
+                row.after_run(attempt, r.state, r.finished_at, tz)
             };
+            retry = after.retry;
             store::finish_job(
                 &mut tx,
                 r.job,
                 Some((r.finished_at, r.state)),
                 None,
-                next,
+                after.next_run,
+                after.next_attempt,
                 r.disable,
             )?;
         }
@@ -622,7 +756,10 @@ pub fn record(
             ));
         }
     }
-    queue_notification(shared, &mut tx, r, notify_on_success)?;
+    // Only the series' final failure is mailed (§13).
+    if retry.is_none() {
+        queue_notification(shared, &mut tx, r, notify_on_success)?;
+    }
     store::notify_runners(&mut tx)?;
     let next = if claim {
         claim_next(shared, &mut tx, prepared)?
@@ -630,12 +767,46 @@ pub fn record(
         None
     };
     tx.commit()?;
-    Ok(next)
+    Ok(Recorded { next, retry })
+}
+
+/// What recording a run did: the worker's next claimed run, and the retry
+/// the recorded run's failure scheduled, if any.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub next: Option<Claimed>,
+    pub retry: Option<Retry>,
+}
+
+/// The log line of a finished run that did not succeed (§10, §13).
+pub fn failure_line(
+    shared: &Shared,
+    job: &str,
+    secs: f64,
+    state: RunState,
+    retry: Option<Retry>,
+) -> String {
+    let line = format!("Job {job} failed in {secs:.1} s ({state})");
+    match retry {
+        None => line,
+        Some(retry) => format!(
+            "{line}; retry {} of {} at {}",
+            retry.number,
+            retry.of,
+            crate::schedule::human_instant(retry.at, shared.config.timezone)
+        ),
+    }
 }
 
 /// The common case in one statement: nothing to trigger, no mail to queue,
-/// and the job's configuration as it was when claimed. None: take the
-/// general path (nothing was written).
+/// no retry to decide, and the job's configuration as it was when claimed.
+/// None: take the general path (nothing was written).
+///
+/// A failure of a job with retries always takes the general path: the retry
+/// rule, the one mail at the end of a series and the log line then live in
+/// one place, and failures are rare enough that the hot path loses nothing.
+/// The statement itself resets the attempt count (whatever it records ends a
+/// series) and checks the retries are still those decided by here.
 fn record_fast(
     shared: &Shared,
     client: &mut postgres::Client,
@@ -646,7 +817,11 @@ fn record_fast(
     let Some(job) = r.claimed_job else {
         return Ok(None);
     };
-    if r.disable || !r.trigger_next.is_empty() || mail_due(shared, r, job.notify_on_success) {
+    if r.disable
+        || !r.trigger_next.is_empty()
+        || mail_due(shared, r, job.notify_on_success)
+        || (r.state.is_failure() && job.retries() > 0)
+    {
         return Ok(None);
     }
     // run_requested is false as claimed; the statement itself honours a

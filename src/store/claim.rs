@@ -55,14 +55,14 @@ macro_rules! claim_ctes {
     ($limit:literal, $runner_id:literal, $host:literal, $defined:literal, $running:literal, $gate:literal) => {
         concat!(
             "due AS ( \
-                 SELECT name FROM manage.jobs \
+                 SELECT name, next_attempt FROM manage.jobs \
                  WHERE enabled AND NOT removed AND running_run IS NULL AND next_run <= clock_timestamp() \
                    AND ", defined_by_runner!($defined), " \
                    AND NOT (SELECT held FROM manage.hold) AND ", $gate, " \
                  ORDER BY next_run, name LIMIT ", $limit, " FOR UPDATE SKIP LOCKED \
              ), runs AS ( \
-                 INSERT INTO manage.runs (job, state, started_at, runner_id, host) \
-                 SELECT name, ", $running, ", clock_timestamp(), ", $runner_id, ", ", $host, " FROM due \
+                 INSERT INTO manage.runs (job, state, started_at, runner_id, host, attempt) \
+                 SELECT name, ", $running, ", clock_timestamp(), ", $runner_id, ", ", $host, ", next_attempt FROM due \
                  RETURNING id, job, started_at \
              ), claimed AS ( \
                  UPDATE manage.jobs j SET running_run = runs.id FROM runs WHERE j.name = runs.job \
@@ -115,7 +115,9 @@ pub fn claim_due(
 /// The next run was computed from the job as it was claimed, so the statement
 /// only applies while that configuration still holds (and the run is still
 /// this runner's): `Ok(None)` means nothing was written and the caller takes
-/// the general path.
+/// the general path. It ends any series of retries (§13): the caller sends
+/// a failure that needs a retry down the general path, and the statement
+/// checks that the job's retries are still what the caller decided by.
 pub struct FastRecord<'a> {
     pub run_id: i64,
     pub state: RunState,
@@ -139,9 +141,10 @@ pub fn record_fast(
              UPDATE manage.jobs SET running_run = NULL, run_requested = false, \
                  next_run = CASE WHEN run_requested THEN $3 ELSE $6 END, \
                  requested_run = CASE WHEN run_requested THEN $3 ELSE requested_run END, \
-                 last_run = $3, last_state = $2, last_skip = NULL \
+                 last_run = $3, last_state = $2, last_skip = NULL, next_attempt = 1 \
              WHERE name = $7 AND running_run = $1 AND enabled AND NOT removed \
                AND notify_on_success = $8 \
+               AND coalesce(override_retries, builtin_retries) = $23 \
                AND override_times IS NOT DISTINCT FROM $9 \
                AND override_interval_seconds IS NOT DISTINCT FROM $10 \
                AND builtin_times IS NOT DISTINCT FROM $11 \
@@ -167,6 +170,7 @@ pub fn record_fast(
         None => (false, 0, "", &[][..]),
     };
     let job = r.job;
+    let retries = i32::try_from(job.retries()).unwrap_or(i32::MAX);
     let row = prepared.query_one(
         client,
         "record_fast",
@@ -193,7 +197,8 @@ pub fn record_fast(
             &job.override_cron,
             &job.builtin_cron,
             &job.override_timezone,
-            &job.builtin_timezone
+            &job.builtin_timezone,
+            &retries
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;

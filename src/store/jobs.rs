@@ -40,6 +40,11 @@ impl Job {
             running_run: row.try_get("running_run")?,
             run_requested: row.try_get("run_requested")?,
             removed: row.try_get("removed")?,
+            builtin_retries: row.try_get("builtin_retries")?,
+            builtin_retry_delay_seconds: row.try_get("builtin_retry_delay_seconds")?,
+            override_retries: row.try_get("override_retries")?,
+            override_retry_delay_seconds: row.try_get("override_retry_delay_seconds")?,
+            next_attempt: row.try_get("next_attempt")?,
         })
     }
 }
@@ -112,15 +117,18 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
     let (times, interval, cron) = schedule_columns(def.schedule.as_ref());
     let timeout = i32::try_from(def.timeout_secs)?;
     let deadline = def.start_deadline.map(i32::try_from).transpose()?;
+    let retries = i32::try_from(def.retries)?;
+    let retry_delay = i32::try_from(def.retry_delay_secs)?;
     client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
-         builtin_start_deadline_seconds) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
-             builtin_start_deadline_seconds = $12",
+             builtin_start_deadline_seconds = $12, builtin_retries = $13, \
+             builtin_retry_delay_seconds = $14",
         typed![
             &def.name,
             &def.app,
@@ -134,6 +142,8 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &cron,
             &def.timezone,
             &deadline,
+            &retries,
+            &retry_delay,
         ],
     )?;
     Ok(())
@@ -147,13 +157,15 @@ pub fn mark_removed(client: &mut impl GenericClient, name: &str) -> Result<(), p
     Ok(())
 }
 
+/// Set a job's next run from its schedule; a pending retry is dropped with
+/// the time it had (§13: the next run starts a series again).
 pub fn set_next_run(
     client: &mut impl GenericClient,
     name: &str,
     next_run: Option<DateTime<Utc>>,
 ) -> Result<(), postgres::Error> {
     client.execute_typed(
-        "UPDATE manage.jobs SET next_run = $2 WHERE name = $1",
+        "UPDATE manage.jobs SET next_run = $2, next_attempt = 1 WHERE name = $1",
         typed![&name, &next_run],
     )?;
     Ok(())
@@ -209,10 +221,14 @@ pub struct ConfigChange {
     pub timezone: Option<Option<Tz>>,
     /// `Some(None)` clears the operator's start deadline.
     pub start_deadline: Option<Option<u32>>,
+    /// The operator's retries and retry delay (§13).
+    pub retries: Option<u32>,
+    pub retry_delay_secs: Option<u32>,
 }
 
-/// Apply a configuration change, reschedule, and wake the runners, in one
-/// transaction. Returns the job as it is afterwards.
+/// Apply a configuration change, reschedule (dropping a pending retry: the
+/// next run starts a series), and wake the runners, in one transaction.
+/// Returns the job as it is afterwards.
 pub fn configure(
     client: &mut postgres::Client,
     name: &str,
@@ -239,12 +255,20 @@ pub fn configure(
         row.override_start_deadline_seconds =
             deadline.map(|d| i32::try_from(d).unwrap_or(i32::MAX));
     }
+    if let Some(retries) = change.retries {
+        row.override_retries = Some(i32::try_from(retries)?);
+    }
+    if let Some(delay) = change.retry_delay_secs {
+        row.override_retry_delay_seconds = Some(i32::try_from(delay)?);
+    }
     let now = db_now(&mut tx)?;
     row.next_run = row.next_run(now, tz);
+    row.next_attempt = 1;
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
-         override_start_deadline_seconds = $9 WHERE name = $1",
+         override_start_deadline_seconds = $9, override_retries = $10, \
+         override_retry_delay_seconds = $11, next_attempt = 1 WHERE name = $1",
         typed![
             &name,
             &row.enabled,
@@ -255,6 +279,8 @@ pub fn configure(
             &row.override_cron,
             &row.override_timezone,
             &row.override_start_deadline_seconds,
+            &row.override_retries,
+            &row.override_retry_delay_seconds,
         ],
     )?;
     notify_runners(&mut tx)?;
@@ -298,12 +324,14 @@ pub struct Skip<'a> {
 /// After a run or a skip: the job is no longer running, and its next run is
 /// set; a run (`last`) also sets last run and state and clears last skipped,
 /// a skip (`skipped`) only sets last skipped, with its reason and claim.
+/// `next_attempt` is the attempt number the next run gets (§13).
 pub fn finish_job(
     client: &mut impl GenericClient,
     name: &str,
     last: Option<(DateTime<Utc>, RunState)>,
     skipped: Option<&Skip>,
     next_run: Option<DateTime<Utc>>,
+    next_attempt: i32,
     disable: bool,
 ) -> Result<(), postgres::Error> {
     let (last_run, last_state) = match last {
@@ -324,7 +352,7 @@ pub fn finish_job(
              last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
              last_skip_run = CASE WHEN $5::timestamptz IS NULL THEN last_skip_run ELSE $7::bigint END, \
              last_skip_reason = CASE WHEN $5::timestamptz IS NULL THEN last_skip_reason ELSE $8::text END, \
-             enabled = enabled AND NOT $6 \
+             enabled = enabled AND NOT $6, next_attempt = $9 \
          WHERE name = $1",
         typed![
             &name,
@@ -334,7 +362,8 @@ pub fn finish_job(
             &skipped_at,
             &disable,
             &skip_run,
-            &skip_reason
+            &skip_reason,
+            &next_attempt
         ],
     )?;
     Ok(())

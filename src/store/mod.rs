@@ -80,6 +80,7 @@ pub mod jobs;
 pub mod mail_queue;
 pub mod runners;
 pub mod runs;
+pub mod sql_job;
 
 pub use claim::*;
 pub use hold::*;
@@ -87,6 +88,7 @@ pub use jobs::*;
 pub use mail_queue::*;
 pub use runners::*;
 pub use runs::*;
+pub use sql_job::*;
 
 use chrono::{DateTime, NaiveTime, Utc};
 use postgres::types::{ToSql, Type};

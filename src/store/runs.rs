@@ -17,6 +17,8 @@ pub struct RunRow {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub runtime_seconds: Option<f64>,
+    /// Its place in a series of retries (§13): 1, 2, …
+    pub attempt: i32,
     /// The whole output, or only its first line in listings.
     pub output: String,
 }
@@ -30,6 +32,7 @@ impl RunRow {
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
             runtime_seconds: row.try_get("runtime_seconds")?,
+            attempt: row.try_get("attempt")?,
             output: row.try_get("output")?,
         })
     }
@@ -63,7 +66,7 @@ pub fn history_page(
         .map(|s| s.as_str().to_string())
         .collect();
     let rows = client.query_typed(
-        "SELECT id, job, state, started_at, finished_at, runtime_seconds, \
+        "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, \
                 split_part(left(output, 4096), E'\\n', 1) AS output \
          FROM manage.runs \
          WHERE ($1::text IS NULL OR job = $1) AND (NOT $2 OR state = ANY($3)) \
@@ -82,7 +85,7 @@ pub fn history_page(
 pub fn run(client: &mut impl GenericClient, id: i64) -> Result<Option<RunRow>, postgres::Error> {
     client
         .query_typed_opt(
-            "SELECT id, job, state, started_at, finished_at, runtime_seconds, output \
+            "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, output \
              FROM manage.runs WHERE id = $1",
             typed![&id],
         )?
@@ -112,7 +115,7 @@ pub fn first_run_after(
 ) -> Result<Option<RunRow>, postgres::Error> {
     client
         .query_typed_opt(
-            "SELECT id, job, state, started_at, finished_at, runtime_seconds, output \
+            "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, output \
              FROM manage.runs WHERE job = $1 AND id > $2 ORDER BY id LIMIT 1",
             typed![&job, &after_id],
         )?
@@ -176,8 +179,9 @@ pub fn set_run_group(
     Ok(())
 }
 
-/// End a history row that is still running; false when someone else (a
-/// runner recovering it as interrupted) recorded it first.
+/// End a history row that is still running, giving its attempt number
+/// (§13); None when someone else (a runner recovering it as interrupted)
+/// recorded it first.
 pub fn finish_run(
     client: &mut impl GenericClient,
     run_id: i64,
@@ -185,10 +189,11 @@ pub fn finish_run(
     finished_at: DateTime<Utc>,
     runtime_seconds: f64,
     output: &str,
-) -> Result<bool, postgres::Error> {
-    Ok(client.execute_typed(
+) -> Result<Option<i32>, postgres::Error> {
+    client
+        .query_typed_opt(
         "UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
-         WHERE id = $1 AND state = $6",
+         WHERE id = $1 AND state = $6 RETURNING attempt",
         typed![
             &run_id,
             &state,
@@ -197,7 +202,9 @@ pub fn finish_run(
             &output,
             &RunState::Running
         ],
-    )? > 0)
+        )?
+        .map(|row| row.try_get("attempt"))
+        .transpose()
 }
 
 /// A skip is not a run: the claimed row goes again.

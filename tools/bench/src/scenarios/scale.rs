@@ -46,6 +46,7 @@ fn probe_once(
             Some((run.started_at, succeeded)),
             None,
             run.job.next_run,
+            1,
             false,
         )?;
     }

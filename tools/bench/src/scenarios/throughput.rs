@@ -1,6 +1,7 @@
 //! Scenario 5: throughput — many jobs due at once. Internal no-op jobs with
 //! one and with two in-process runners (default max_parallel 4 each), and
-//! declared `sh -c true` child-process jobs with max_parallel 4. Runs per
+//! declared `sh -c true` child-process jobs with max_parallel 4, and declared
+//! `SELECT 1` SQL jobs (§12), 1,000 due at once. Runs per
 //! second from the first `started_at` to the last `finished_at` (database
 //! clock, as recorded); the benchmark polls a count every 100 ms meanwhile.
 
@@ -74,9 +75,33 @@ fn internal(
 }
 
 fn children(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Vec<f64>> {
-    let file = bench.work.join("children.toml");
+    declared(
+        bench,
+        "children",
+        "command = \"true\"",
+        "benchchild",
+        jobs,
+        reps,
+    )
+}
+
+/// Declared SQL jobs (`SELECT 1`, §12): no process, a connection each.
+fn sql_jobs(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Vec<f64>> {
+    declared(bench, "sql", "sql = \"SELECT 1\"", "benchsql", jobs, reps)
+}
+
+/// `jobs` declared jobs doing `what`, of app `app`, due at once `reps` times.
+fn declared(
+    bench: &mut Bench,
+    file: &str,
+    what: &str,
+    app: &str,
+    jobs: usize,
+    reps: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let file = bench.work.join(format!("{file}.toml"));
     let tables: Vec<String> = (0..jobs)
-        .map(|i| format!("[jobs.child_{i:04}]\ncommand = \"true\"\napp = \"benchchild\"\n"))
+        .map(|i| format!("[jobs.{app}_{i:04}]\n{what}\napp = \"{app}\"\n"))
         .collect();
     super::write_config(&file, 4, &tables)?;
     let config = bench
@@ -88,7 +113,7 @@ fn children(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Vec<f
     let result = (0..reps)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(300));
-            burst(&mut client, "benchchild", jobs as i64)
+            burst(&mut client, app, jobs as i64)
         })
         .collect::<anyhow::Result<Vec<f64>>>();
     started.stop()?;
@@ -130,6 +155,18 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
         .target(Target::at_least(1000.0, "median"))
         .note(format!(
             "declared jobs, max_parallel 4, in-process runner; median of {reps} bursts"
+        )),
+    );
+    let sql = sql_jobs(bench, jobs, reps)?;
+    bench.push(
+        Figure::distribution(
+            "throughput.sql",
+            &format!("{jobs} SQL-job runs (SELECT 1)"),
+            "runs/s",
+            &sql,
+        )
+        .note(format!(
+            "declared sql jobs, all due at once, max_parallel 4, in-process runner, a connection per run; median of {reps} bursts"
         )),
     );
     Ok(())
