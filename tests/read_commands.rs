@@ -220,7 +220,6 @@ fn assert_job_object(job: &Value) {
             "override_cron",
             "timezone",
             "start_deadline",
-            "kind",
             "next_run",
             "last_run",
             "last_state",
@@ -232,7 +231,7 @@ fn assert_job_object(job: &Value) {
         assert!(job[key].is_null() || job[key].is_string(), "{key}");
     }
     assert!(job["timezone"].is_string());
-    assert!(["internal", "process"].contains(&job["kind"].as_str().unwrap()));
+    assert!(["internal", "process", "sql"].contains(&job["kind"].as_str().unwrap()));
     assert!(job["name"].is_string() && job["app"].is_string() && job["description"].is_string());
     assert!(
         job["enabled"].is_boolean()
