@@ -414,6 +414,7 @@ const MANAGE_VARS: &[&str] = &[
     "JOURNAL_STREAM",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
+    "MANAGE_LOG_FORMAT",
 ];
 
 impl Manage {
