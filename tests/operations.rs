@@ -50,6 +50,66 @@ fn the_systemd_unit_is_valid_and_has_the_promised_settings() {
     );
 }
 
+#[test]
+fn the_debian_package_unit_runs_the_packaged_binary_as_manage() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tools/debian/manage-scheduled-jobs.service"
+    ))
+    .unwrap();
+    let template = std::fs::read_to_string(UNIT).unwrap();
+    for line in [
+        "ExecStart=/usr/bin/manage scheduled_jobs_runner",
+        "User=manage",
+        "Environment=MANAGE_CONFIG=/etc/manage/manage.toml",
+        "Environment=MANAGE_DATA_DIR=/var/lib/manage",
+        "ReadWritePaths=/var/lib/manage",
+    ] {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "the packaged unit lacks {line}"
+        );
+    }
+    // The template's settings, but for the paths and the hard dependency on a
+    // local PostgreSQL (a package cannot know where the database is).
+    let differs = [
+        "Requires=",
+        "WorkingDirectory=",
+        "ExecStart=",
+        "ReadWritePaths=",
+    ];
+    for line in template
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if !differs.iter().any(|d| line.starts_with(d)) {
+            assert!(
+                unit.lines().any(|l| l == line),
+                "the packaged unit lacks {line}"
+            );
+        }
+    }
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("skipped: systemd-analyze is not installed, so the unit was not verified");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("manage-scheduled-jobs.service");
+    std::fs::write(&copy, unit.replace("/usr/bin/manage", MANAGE)).unwrap();
+    // Its man page is the package's, not installed here.
+    let out = std::process::Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn which(program: &str) -> Result<std::path::PathBuf, ()> {
     let paths = std::env::var_os("PATH").ok_or(())?;
     std::env::split_paths(&paths)
