@@ -543,6 +543,14 @@ pub fn human_instant(instant: DateTime<Utc>, tz: Tz) -> String {
         .to_string()
 }
 
+/// An instant as programs read it (JSON everywhere, the runner's JSON log):
+/// RFC 3339 with milliseconds and `tz`'s offset at that instant.
+pub fn json_instant(instant: DateTime<Utc>, tz: Tz) -> String {
+    instant
+        .with_timezone(&tz)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -430,6 +430,7 @@ const MANAGE_VARS: &[&str] = &[
     "JOURNAL_STREAM",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
+    "MANAGE_LOG_FORMAT",
 ];
 
 impl Manage {

@@ -69,6 +69,25 @@ pub enum Shell {
     Fish,
 }
 
+/// How the runner writes its log (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event (timestamped unless the journal is the reader)
+    #[default]
+    Human,
+    /// One JSON object per line: ts, level, msg, and job, run_id, state, duration_seconds
+    Json,
+}
+
+impl From<LogFormat> for crate::runner::LogFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Human => crate::runner::LogFormat::Human,
+            LogFormat::Json => crate::runner::LogFormat::Json,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every job on its schedule (the daemon; run it under systemd)
@@ -80,6 +99,10 @@ pub enum Command {
         /// Do not apply migrations and sync the registry at start-up
         #[arg(long)]
         no_migrate: bool,
+        /// How the log on stderr is written: human lines, or one JSON object per line
+        #[arg(long, value_name = "FORMAT", env = "MANAGE_LOG_FORMAT", default_value = "human",
+              value_parser = one_of::<LogFormat>())]
+        log_format: LogFormat,
     },
     /// Apply database migrations and sync the job registry into the database
     Migrate,
@@ -156,6 +179,59 @@ where
     move |text: &str| match text.trim().parse::<T>() {
         Ok(n) if min <= n && n <= max => Ok(n),
         _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
+/// The value parser of a flag with a fixed set of values: like clap's own
+/// (the values in `--help`, the completions and the man page), but a refusal
+/// is one line naming the value and every choice (`error: invalid value 'xml'
+/// for '--log-format <FORMAT>': expected one of human, json`), exit 2.
+pub fn one_of<E: clap::ValueEnum + Clone + Send + Sync + 'static>() -> OneOf<E> {
+    OneOf(std::marker::PhantomData)
+}
+
+#[derive(Clone)]
+pub struct OneOf<E>(std::marker::PhantomData<E>);
+
+impl<E: clap::ValueEnum + Clone + Send + Sync + 'static> clap::builder::TypedValueParser
+    for OneOf<E>
+{
+    type Value = E;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<E, clap::Error> {
+        let text = value.to_string_lossy();
+        E::from_str(&text, false).map_err(|_| {
+            let names: Vec<String> = self
+                .possible_values()
+                .into_iter()
+                .flatten()
+                .map(|v| v.get_name().to_string())
+                .collect();
+            let arg = arg.map_or_else(String::new, |a| format!(" for '{a}'"));
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!(
+                    "invalid value '{text}'{arg}: expected one of {}\n",
+                    names.join(", ")
+                ),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            E::value_variants()
+                .iter()
+                .filter_map(clap::ValueEnum::to_possible_value),
+        ))
     }
 }
 
@@ -284,11 +360,19 @@ pub fn run() -> anyhow::Result<()> {
     apply_flags(&mut config, &matches);
     let ctx = Context { config, registry };
     match cli.command {
-        Command::ScheduledJobsRunner { once, no_migrate } => {
+        Command::ScheduledJobsRunner {
+            once,
+            no_migrate,
+            log_format,
+        } => {
             if crate::host::is_root() {
                 eprintln!("warning: running as root; run the runner as an unprivileged user");
             }
-            let options = crate::runner::Options { once, no_migrate };
+            let options = crate::runner::Options {
+                once,
+                no_migrate,
+                log_format: log_format.into(),
+            };
             let all_succeeded = crate::runner::run(ctx.config, ctx.registry, options)?;
             // Only --once reports the runs' result; the daemon exits 0 when told to stop.
             if once && !all_succeeded {

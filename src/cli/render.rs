@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::io::IsTerminal;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
@@ -24,9 +24,7 @@ pub fn human_time_opt(instant: Option<DateTime<Utc>>, tz: Tz, none: &str) -> Str
 
 /// RFC 3339 with milliseconds and the zone's offset at that instant.
 pub fn json_time(instant: DateTime<Utc>, tz: Tz) -> String {
-    instant
-        .with_timezone(&tz)
-        .to_rfc3339_opts(SecondsFormat::Millis, false)
+    crate::schedule::json_instant(instant, tz)
 }
 
 pub fn json_time_opt(instant: Option<DateTime<Utc>>, tz: Tz) -> serde_json::Value {

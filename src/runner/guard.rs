@@ -112,7 +112,7 @@ fn watch(shared: &Arc<Shared>) {
         if silent >= timings.cut_off {
             if !liveness.cut_off.swap(true, Ordering::SeqCst) && shared.running_children() > 0 {
                 let secs = timings.cut_off.as_secs_f64();
-                shared.log.line(&format!(
+                shared.log.error(format!(
                     "Cut off from the database for {secs} s: killing running jobs so that no job runs twice"
                 ));
                 shared.stop_all_children(&format!(
@@ -126,7 +126,7 @@ fn watch(shared: &Arc<Shared>) {
             .since_signal()
             .is_some_and(|since| since >= grace + STUCK_MARGIN)
         {
-            shared.log.line(&format!(
+            shared.log.error(format!(
                 "The database has not answered for {:.1} s and the shutdown grace is over: \
                  killing running jobs and stopping without it",
                 silent.as_secs_f64()

@@ -34,7 +34,7 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                 }
             };
             if let Some(e) = error {
-                shared.log.line(&format!(
+                shared.log.error(format!(
                     "The LISTEN connection failed: {}",
                     crate::db::describe_error(&e)
                 ));
@@ -53,14 +53,14 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                         Ok(()) => break c,
                         Err(e) => shared
                             .log
-                            .line(&format!("LISTEN failed: {}", crate::db::describe_error(&e))),
+                            .error(format!("LISTEN failed: {}", crate::db::describe_error(&e))),
                     },
                     Err(e) => shared
                         .log
-                        .line(&format!("{e:#} (LISTEN connection); retrying")),
+                        .error(format!("{e:#} (LISTEN connection); retrying")),
                 }
             };
-            shared.log.line("Listening for notifications again");
+            shared.log.info("Listening for notifications again");
             if events.send(Event::Changed).is_err() {
                 return;
             }

@@ -50,7 +50,7 @@ use crate::registry::Registry;
 use crate::store;
 use crate::timings::Timings;
 
-pub use log::Log;
+pub use log::{Entry, Format as LogFormat, Log};
 
 /// `application_name` of the runner's connections.
 pub const APPLICATION_NAME: &str = "manage scheduled_jobs_runner";
@@ -61,6 +61,8 @@ pub struct Options {
     pub once: bool,
     /// Skip migrations and sync at start-up.
     pub no_migrate: bool,
+    /// Human lines or one JSON object per line (§15).
+    pub log_format: LogFormat,
 }
 
 /// What wakes the loop.
@@ -147,32 +149,32 @@ impl Shared {
 }
 
 pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Result<bool> {
-    let log = Log::from_env(config.timezone);
+    let log = Log::from_env(config.timezone, options.log_format);
     // Signals first: SIGTERM while the database is still unreachable at
     // start-up must end the runner cleanly too.
     let (events_tx, events_rx) = std::sync::mpsc::channel();
     let liveness = Arc::new(guard::Liveness::default());
     listen::spawn_signals(events_tx.clone(), Arc::clone(&liveness))?;
     let Some((mut client, target)) = connect_with_retry(&config, &log, &events_rx)? else {
-        log.line("Stopping before the database was reached");
+        log.info("Stopping before the database was reached");
         return Ok(true);
     };
     if !options.no_migrate {
         let (applied, lines) = crate::db::migrate_and_sync(&mut client, &registry, &config)?;
         for name in applied {
-            log.line(&format!("Applied migration {name}"));
+            log.info(format!("Applied migration {name}"));
         }
         for line in lines {
-            log.line(&line);
+            log.info(line);
         }
     }
     let host = crate::host::short_host_name();
     let pid = std::process::id() as i32;
     let (runner_id, _) =
         store::register_runner(&mut client, &host, pid).context("registering the runner")?;
-    log.line(&format!("Runner {runner_id} started on {host} (pid {pid})"));
+    log.info(format!("Runner {runner_id} started on {host} (pid {pid})"));
     if config.notifications.email.is_none() {
-        log.line("notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
+        log.warn("notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
     }
 
     let shared = Arc::new(Shared {
@@ -214,7 +216,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
     let result = runner.run();
     runner.notifier.send("STOPPING=1");
     if let Err(e) = store::runner_stopped(&mut runner.client, runner.shared.runner_id) {
-        runner.shared.log.line(&format!(
+        runner.shared.log.error(format!(
             "could not record the runner's stop: {}",
             crate::db::describe_error(&e)
         ));
@@ -236,7 +238,7 @@ fn connect_with_retry(
         match crate::db::connect(config, APPLICATION_NAME) {
             Ok(connected) => {
                 if let Some(notice) = connected.1.notice() {
-                    log.line(&notice);
+                    log.info(notice);
                 }
                 return Ok(Some(connected));
             }
@@ -251,7 +253,7 @@ fn connect_with_retry(
             }
             Err(e) => {
                 let wait = config.runner.timings.backoff(attempt);
-                log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
+                log.error(format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
                 if let Ok(Event::Signal(_)) = events.recv_timeout(wait) {
                     return Ok(None);
                 }
@@ -322,7 +324,7 @@ impl Loop {
             };
             self.shared.liveness.contact();
             if self.shutdown.is_some() && self.in_flight == 0 {
-                log.line("All jobs finished; the runner stops");
+                log.info("All jobs finished; the runner stops");
                 return Ok(());
             }
             let mut wait = wait.min(next_heartbeat.saturating_duration_since(Instant::now()));
@@ -332,7 +334,7 @@ impl Loop {
             if let Some(deadline) = self.shutdown {
                 wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                 if wait.is_zero() {
-                    log.line(&format!(
+                    log.warn(format!(
                         "Shutdown grace expired; killing {} running job(s)",
                         self.in_flight
                     ));
@@ -393,7 +395,7 @@ impl Loop {
                     } else {
                         "SIGTERM"
                     };
-                    self.shared.log.line(&format!(
+                    self.shared.log.info(format!(
                         "Received {name}: starting no more jobs; {} running job(s) get up to {grace} s to finish",
                         self.in_flight
                     ));
@@ -448,7 +450,7 @@ impl Loop {
             }
             if self.options.once && self.in_flight == 0 && (!due_now || agenda.held) {
                 if agenda.held {
-                    self.shared.log.line("Jobs are held; nothing runs");
+                    self.shared.log.info("Jobs are held; nothing runs");
                 }
                 return Ok(None);
             }
@@ -483,17 +485,17 @@ impl Loop {
             String::new()
         };
         if agenda.held {
-            log.line("Jobs are held; waiting for the release");
+            log.info("Jobs are held; waiting for the release");
             self.notifier
                 .send(&format!("STATUS=Jobs are held{running}"));
         } else if let Some(next) = agenda.next_due {
             let secs = (next - agenda.db_now).num_milliseconds().max(0) as f64 / 1000.0;
             let when = crate::schedule::human_instant(next, self.shared.config.timezone);
-            log.line(&format!("Sleeping {secs:.1} s until {when}"));
+            log.info(format!("Sleeping {secs:.1} s until {when}"));
             self.notifier
                 .send(&format!("STATUS=Sleeping until {when}{running}"));
         } else if self.in_flight == 0 {
-            log.line("Nothing is scheduled; waiting for a notification");
+            log.info("Nothing is scheduled; waiting for a notification");
             self.notifier.send("STATUS=Nothing is scheduled");
         }
     }
@@ -547,7 +549,7 @@ impl Loop {
     /// two apart).
     fn reconnect(&mut self, error: postgres::Error) -> anyhow::Result<bool> {
         let log = self.shared.log.clone();
-        log.line(&format!(
+        log.error(format!(
             "Lost the database: {}",
             crate::db::describe_error(&error)
         ));
@@ -561,7 +563,7 @@ impl Loop {
                     self.shared.stop_all_children(
                         "Interrupted: the runner was shut down while its database was unreachable",
                     );
-                    log.line("Stopping without the database");
+                    log.warn("Stopping without the database");
                     return Ok(false);
                 }
             }
@@ -588,13 +590,13 @@ impl Loop {
                     self.prepared = store::Prepared::default();
                     self.shared.liveness.contact();
                     self.last_sleep_log = None;
-                    log.line("Reconnected to the database");
+                    log.info("Reconnected to the database");
                     return Ok(true);
                 }
                 Err(e) => {
                     let mut wait = timings.backoff(attempt);
                     attempt += 1;
-                    log.line(&format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
+                    log.error(format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
                     if let Some(deadline) = self.shutdown {
                         wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                     }

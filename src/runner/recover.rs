@@ -3,7 +3,7 @@
 //! line, the job's state and next run, and its notification.
 
 use super::worker::{failure_line, record, Record};
-use super::Shared;
+use super::{Entry, Shared};
 use crate::job::{Outcome, RunState};
 use crate::process;
 use crate::store::{self, OrphanRun};
@@ -45,7 +45,7 @@ pub fn interrupt_own_runs(
         Ok(())
     })();
     if let Err(e) = result {
-        shared.log.line(&format!(
+        shared.log.error(format!(
             "Could not record the interrupted runs: {}",
             crate::db::describe_error(&e)
         ));
@@ -75,15 +75,23 @@ fn interrupt(
         match group.still_the_same() {
             Ok(()) => {
                 process::kill_group(pgid, libc::SIGKILL);
-                shared.log.line(&format!(
-                    "Killed the leftover process group {pgid} of run {}",
-                    orphan.id
-                ));
+                shared.log.event(
+                    Entry::warn(format!(
+                        "Killed the leftover process group {pgid} of run {}",
+                        orphan.id
+                    ))
+                    .job(&orphan.job)
+                    .run_id(orphan.id),
+                );
             }
-            Err(why) => shared.log.line(&format!(
-                "Left the process group {pgid} of run {} alone, not provably the run's: {why}",
-                orphan.id
-            )),
+            Err(why) => shared.log.event(
+                Entry::warn(format!(
+                    "Left the process group {pgid} of run {} alone, not provably the run's: {why}",
+                    orphan.id
+                ))
+                .job(&orphan.job)
+                .run_id(orphan.id),
+            ),
         }
     }
     let now = store::db_now(&mut tx)?;
@@ -117,16 +125,22 @@ fn interrupt(
         },
         false,
     )?;
-    shared.log.line(&format!(
-        "{}: run {}",
-        failure_line(
-            shared,
-            &orphan.job,
-            runtime,
-            RunState::Interrupted,
-            recorded.retry
-        ),
-        orphan.id
-    ));
+    shared.log.event(
+        Entry::warn(format!(
+            "{}: run {}",
+            failure_line(
+                shared,
+                &orphan.job,
+                runtime,
+                RunState::Interrupted,
+                recorded.retry
+            ),
+            orphan.id
+        ))
+        .job(&orphan.job)
+        .run_id(orphan.id)
+        .state(RunState::Interrupted.as_str())
+        .duration(runtime),
+    );
     Ok(())
 }

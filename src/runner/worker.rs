@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::{Event, Shared, APPLICATION_NAME};
+use super::{Entry, Event, Shared, APPLICATION_NAME};
 use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
 use crate::job::{AfterRun, Ended, Finished, Outcome, Retry, RunState};
 use crate::mail;
@@ -45,7 +45,7 @@ impl Pool {
             if let Err(e) = spawned {
                 // Fewer workers only means less parallelism; the loop never
                 // dispatches more than max_parallel, and the rest queue.
-                log.line(&format!("warning: could not start worker {i}: {e}"));
+                log.warn(format!("warning: could not start worker {i}: {e}"));
             }
         }
         Pool { work }
@@ -181,9 +181,13 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         // The claim takes only the jobs this runner defines, so this is a
         // bug, not a deploy: the job is given back as it was — not run, not
         // failed, never disabled — for a runner that defines it (§17).
-        log.line(&format!(
-            "Job {name} is not defined in this runner's configuration; it is left for a runner that defines it"
-        ));
+        log.event(
+            Entry::warn(format!(
+                "Job {name} is not defined in this runner's configuration; it is left for a runner that defines it"
+            ))
+            .job(&name)
+            .run_id(claimed.run_id),
+        );
         retry(shared, slot, "giving back the claim", |conn| {
             store::release_claim(&mut conn.client, claimed.run_id, &name)
         });
@@ -198,20 +202,35 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
             "missed its start deadline by {}",
             schedule::format_duration(late)
         );
-        log.line(&format!("Skipping job {name}: {reason}"));
+        log.event(
+            Entry::info(format!("Skipping job {name}: {reason}"))
+                .job(&name)
+                .run_id(claimed.run_id)
+                .state("skipped"),
+        );
         let next = skip_with_retry(shared, slot, &claimed, started.elapsed(), &reason);
         return (true, next);
     }
     let heading = match should_run(shared, slot, def) {
         Check::Skip(reason) => {
-            log.line(&format!("Skipping job {name}: {reason}"));
+            log.event(
+                Entry::info(format!("Skipping job {name}: {reason}"))
+                    .job(&name)
+                    .run_id(claimed.run_id)
+                    .state("skipped"),
+            );
             let next = skip_with_retry(shared, slot, &claimed, started.elapsed(), &reason);
             return (true, next);
         }
         Check::Run => String::new(),
         Check::Failed(error) => format!("should_run failed: {error}\n\n"),
     };
-    log.line(&format!("Running job {name}"));
+    log.event(
+        Entry::info(format!("Running job {name}"))
+            .job(&name)
+            .run_id(claimed.run_id)
+            .state(RunState::Running.as_str()),
+    );
     let ended = match &def.kind {
         JobKind::Builtin(builtin) if builtin.internal => {
             run_internal(shared, slot, builtin, &heading)
@@ -223,22 +242,38 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
     };
     let runtime = started.elapsed();
     let secs = runtime.as_secs_f64();
-    if ended.disable {
-        log.line(&format!(
-            "Job {name} could not be started and has been disabled: {}",
-            ended.output.trim_end()
-        ));
-    } else if ended.finished == Finished::Succeeded {
-        log.line(&format!("Job {name} succeeded in {secs:.1} s"));
-    }
     let succeeded = ended.finished == Finished::Succeeded;
     let state = ended.state();
+    let finished_entry = |entry: Entry| {
+        entry
+            .job(&name)
+            .run_id(claimed.run_id)
+            .state(state.as_str())
+            .duration(secs)
+    };
+    if ended.disable {
+        log.event(finished_entry(Entry::error(format!(
+            "Job {name} could not be started and has been disabled: {}",
+            ended.output.trim_end()
+        ))));
+    } else if succeeded {
+        log.event(finished_entry(Entry::info(format!(
+            "Job {name} succeeded in {secs:.1} s"
+        ))));
+    }
     let failed = !succeeded && !ended.disable;
+    let run_id = claimed.run_id;
     let recorded = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
     // A failure is logged once recorded: the line says whether, and when,
     // it is retried (§13).
     if failed {
-        log.line(&failure_line(shared, &name, secs, state, recorded.retry));
+        log.event(
+            Entry::warn(failure_line(shared, &name, secs, state, recorded.retry))
+                .job(&name)
+                .run_id(run_id)
+                .state(state.as_str())
+                .duration(secs),
+        );
     }
     (succeeded, recorded.next)
 }
@@ -661,7 +696,7 @@ fn retry<T>(
         };
         let wait = shared.timings().backoff(attempt);
         attempt += 1;
-        shared.log.line(&format!(
+        shared.log.error(format!(
             "Error {what}: {error}; retrying in {:.1} s",
             wait.as_secs_f64()
         ));
@@ -714,10 +749,14 @@ pub fn record(
         r.output,
     )?
     else {
-        shared.log.line(&format!(
-            "Run {} of job {} was already recorded by another runner; its result is dropped",
-            r.run_id, r.job
-        ));
+        shared.log.event(
+            Entry::warn(format!(
+                "Run {} of job {} was already recorded by another runner; its result is dropped",
+                r.run_id, r.job
+            ))
+            .job(r.job)
+            .run_id(r.run_id),
+        );
         tx.rollback()?;
         return Ok(Recorded::default());
     };
@@ -750,10 +789,13 @@ pub fn record(
     }
     for target in r.trigger_next {
         if !store::schedule_now(&mut tx, target)? {
-            shared.log.line(&format!(
-                "Job {} triggers unknown job {target}; ignored",
-                r.job
-            ));
+            shared.log.event(
+                Entry::warn(format!(
+                    "Job {} triggers unknown job {target}; ignored",
+                    r.job
+                ))
+                .job(r.job),
+            );
         }
     }
     // Only the series' final failure is mailed (§13).

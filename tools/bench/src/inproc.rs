@@ -76,6 +76,7 @@ impl Runners {
                 once: false,
                 // The first runner migrated and synced; the schema is fresh anyway.
                 no_migrate: i > 0,
+                log_format: manage::runner::LogFormat::Human,
             };
             threads.push(
                 std::thread::Builder::new()
