@@ -1148,6 +1148,30 @@ mod tests {
         );
     }
 
+    /// The last second of 2025 in `tz`: the walks over 2026 start there.
+    fn just_before_2026(tz: Tz) -> DateTime<Utc> {
+        resolve_local(d(2026, 1, 1), NaiveTime::MIN, tz) - Duration::seconds(1)
+    }
+
+    /// Every run of `sched` in 2026 (local time in `tz`), computed the way
+    /// the runner does: each from the one before, as if it had just run.
+    fn runs_over_2026(sched: &Schedule, tz: Tz) -> Vec<DateTime<Utc>> {
+        let start = just_before_2026(tz);
+        let end = resolve_local(d(2027, 1, 1), NaiveTime::MIN, tz);
+        let mut runs = Vec::new();
+        let mut now = start;
+        loop {
+            let next = next_run(sched, runs.last().copied(), None, now, tz);
+            assert!(next > now, "{tz} {sched:?}: {next} not after {now}");
+            if next >= end {
+                return runs;
+            }
+            runs.push(next);
+            now = next;
+            assert!(runs.len() < 40_000, "runaway");
+        }
+    }
+
     /// Runs a daily job the way the runner does (now = previous run) over
     /// all of 2026 and checks every local day gets each slot exactly once.
     fn assert_daily_for_a_year(tz: Tz, list: &str) {
@@ -1155,20 +1179,8 @@ mod tests {
         let Schedule::Times(slots) = &sched else {
             unreachable!()
         };
-        let start = resolve_local(d(2026, 1, 1), NaiveTime::MIN, tz) - Duration::seconds(1);
-        let end = resolve_local(d(2027, 1, 1), NaiveTime::MIN, tz);
-        let mut runs = Vec::new();
-        let mut now = start;
-        loop {
-            let next = next_run(&sched, runs.last().copied(), None, now, tz);
-            assert!(next > now, "{tz}: {next} not after {now}");
-            if next >= end {
-                break;
-            }
-            runs.push(next);
-            now = next;
-            assert!(runs.len() < 5000, "runaway");
-        }
+        let runs = runs_over_2026(&sched, tz);
+        let start = just_before_2026(tz);
 
         let mut per_day: BTreeMap<NaiveDate, Vec<DateTime<Utc>>> = BTreeMap::new();
         for run in &runs {
@@ -1251,19 +1263,8 @@ mod tests {
         let Schedule::Cron(c) = &sched else {
             unreachable!()
         };
-        let start = resolve_local(d(2026, 1, 1), NaiveTime::MIN, tz) - Duration::seconds(1);
-        let end = resolve_local(d(2027, 1, 1), NaiveTime::MIN, tz);
-        let mut runs = Vec::new();
-        let mut now = start;
-        loop {
-            let next = next_run(&sched, runs.last().copied(), None, now, tz);
-            assert!(next > now, "{tz} {expr}: {next} not after {now}");
-            if next >= end {
-                break;
-            }
-            runs.push(next);
-            now = next;
-        }
+        let runs = runs_over_2026(&sched, tz);
+        let start = just_before_2026(tz);
         let mut want = Vec::new();
         for date in d(2026, 1, 1).iter_days().take_while(|x| *x < d(2027, 1, 1)) {
             if !c.matches_date(date) {
