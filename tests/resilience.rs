@@ -55,6 +55,20 @@ fn runner_on(url: &str, config: &str) -> Background {
         .spawn()
 }
 
+/// The job's `sleep {marker}` child is gone within the cut-off (and a margin)
+/// of `lost`, when the database went away or fell silent.
+fn assert_child_killed_within_the_cut_off(lost: Instant, sleep: &str, runner: &Background) {
+    wait_for(Duration::from_secs(30), "the child killed", || {
+        !process_running(&format!("sleep {sleep}"))
+    });
+    let killed_after = lost.elapsed();
+    assert!(
+        killed_after <= CUT_OFF + Duration::from_secs(2),
+        "killed {killed_after:?} after the database was lost: {}",
+        runner.log()
+    );
+}
+
 fn due_now(url: &str, job: &str) {
     let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
     client
@@ -484,15 +498,7 @@ fn a_database_gone_for_longer_than_the_cut_off_gets_the_child_killed_and_recorde
     });
     let stopped = Instant::now();
     cluster.stop();
-    wait_for(Duration::from_secs(30), "the child killed", || {
-        !process_running(&format!("sleep {sleep}"))
-    });
-    let killed_after = stopped.elapsed();
-    assert!(
-        killed_after <= CUT_OFF + Duration::from_secs(2),
-        "killed after {killed_after:?}: {}",
-        runner.log()
-    );
+    assert_child_killed_within_the_cut_off(stopped, &sleep, &runner);
     std::thread::sleep(Duration::from_secs(2));
     cluster.start();
     wait_for(Duration::from_secs(20), "the run recorded", || {
@@ -676,15 +682,7 @@ fn a_database_that_stops_answering_gets_the_child_killed_at_the_cut_off_and_sigt
     });
     let frozen = Instant::now();
     relay.freeze();
-    wait_for(Duration::from_secs(15), "the child killed", || {
-        !process_running(&format!("sleep {sleep}"))
-    });
-    let killed_after = frozen.elapsed();
-    assert!(
-        killed_after <= CUT_OFF + Duration::from_secs(2),
-        "killed {killed_after:?} after the database fell silent: {}",
-        runner.log()
-    );
+    assert_child_killed_within_the_cut_off(frozen, &sleep, &runner);
     assert!(
         runner.log().contains("Cut off from the database for 2 s"),
         "{}",

@@ -319,42 +319,36 @@ fn sync_updates_and_reschedules_a_changed_cron_or_zone_and_is_silent_otherwise()
     let again = manage(&db).arg("migrate").ok();
     assert!(!again.stdout.contains("report"), "{}", again.stdout);
 
+    // Sync with `config`: the job is updated; its JSON and its next run's
+    // wall-clock time in Tokyo.
+    let resync = |config: &str| {
+        let run = db.manage().config(config).arg("migrate").ok();
+        assert!(
+            run.stdout.contains("Updated scheduled job report"),
+            "{}",
+            run.stdout
+        );
+        let job = db
+            .manage()
+            .config(config)
+            .args(["jobs", "show", "report", "--json"])
+            .json();
+        let next = DateTime::parse_from_rfc3339(job["next_run"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono_tz::Asia::Tokyo);
+        (job, next.format("%H:%M:%S").to_string())
+    };
+
     let moved = JOBS.replace("America/New_York", "Asia/Tokyo");
-    let run = db.manage().config(&moved).arg("migrate").ok();
-    assert!(
-        run.stdout.contains("Updated scheduled job report"),
-        "{}",
-        run.stdout
-    );
-    let job = db
-        .manage()
-        .config(&moved)
-        .args(["jobs", "show", "report", "--json"])
-        .json();
+    let (job, next) = resync(&moved);
     assert_eq!(job["timezone"], "Asia/Tokyo");
-    let next = DateTime::parse_from_rfc3339(job["next_run"].as_str().unwrap())
-        .unwrap()
-        .with_timezone(&chrono_tz::Asia::Tokyo);
-    assert_eq!(next.format("%H:%M:%S").to_string(), "02:30:00");
+    assert_eq!(next, "02:30:00");
     assert_ne!(job["next_run"], before);
 
     let rewritten = moved.replace("30 2 * * *", "0 4 * * *");
-    let run = db.manage().config(&rewritten).arg("migrate").ok();
-    assert!(
-        run.stdout.contains("Updated scheduled job report"),
-        "{}",
-        run.stdout
-    );
-    let job = db
-        .manage()
-        .config(&rewritten)
-        .args(["jobs", "show", "report", "--json"])
-        .json();
+    let (job, next) = resync(&rewritten);
     assert_eq!(job["builtin_cron"], "0 4 * * *");
-    let next = DateTime::parse_from_rfc3339(job["next_run"].as_str().unwrap())
-        .unwrap()
-        .with_timezone(&chrono_tz::Asia::Tokyo);
-    assert_eq!(next.format("%H:%M:%S").to_string(), "04:00:00");
+    assert_eq!(next, "04:00:00");
 }
 
 #[test]
