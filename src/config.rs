@@ -41,6 +41,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "man",
     "scheduled_jobs_runner",
     "list_unscheduled_commands",
+    "web",
 ];
 
 /// Why a NUL byte is refused: PostgreSQL's text cannot hold one, nor can a
@@ -148,6 +149,15 @@ impl DeclaredJob {
     }
 }
 
+/// `[web]`: the page `manage web` serves (§16).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebConfig {
+    /// `listen`: the address and port; `--listen` beats it.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `token` (env `MANAGE_WEB_TOKEN`): with one, every request must carry it.
+    pub token: Option<String>,
+}
+
 /// Everything `manage` needs to know, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -159,6 +169,7 @@ pub struct Config {
     pub max_output_bytes: u64,
     pub runner: RunnerConfig,
     pub notifications: NotificationConfig,
+    pub web: WebConfig,
     pub jobs: BTreeMap<String, DeclaredJob>,
 }
 
@@ -374,6 +385,7 @@ impl Reader<'_> {
                 "max_output_bytes",
                 "runner",
                 "notifications",
+                "web",
                 "jobs",
             ],
         )?;
@@ -487,6 +499,27 @@ impl Reader<'_> {
             }
         })?;
 
+        let mut web = WebConfig::default();
+        if let Some(w) = self.table(table, "web", "web")? {
+            self.check_keys(w, "web", &["listen", "token"])?;
+            web.listen = self
+                .string(w, "listen", "web.listen")?
+                .map(|text| {
+                    text.trim().parse().map_err(|_| {
+                        self.err(
+                            "web.listen",
+                            format!("\"{text}\" is not an address and port: expected ADDR:PORT, e.g. 127.0.0.1:8000"),
+                        )
+                    })
+                })
+                .transpose()?;
+            web.token = self.string(w, "token", "web.token")?;
+        }
+        if let Some(token) = sources.var("MANAGE_WEB_TOKEN")? {
+            web.token = Some(token);
+        }
+        web.token = web.token.filter(|t| !t.trim().is_empty());
+
         let mut jobs = BTreeMap::new();
         if let Some(declared) = self.table(table, "jobs", "jobs")? {
             for (name, value) in declared {
@@ -526,6 +559,7 @@ impl Reader<'_> {
             max_output_bytes,
             runner,
             notifications,
+            web,
             jobs,
         })
     }

@@ -51,6 +51,20 @@ fn read_id(paths: &[&Path]) -> Option<String> {
     })
 }
 
+/// The name of the effective user, as the audit trail names a person at the
+/// command line (`cli:USER@HOST`); `$USER`, then the uid, when the user
+/// database does not know it (a container's arbitrary uid).
+pub fn user_name() -> String {
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| uid.to_string()),
+    }
+}
+
 /// Whether the effective user is root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

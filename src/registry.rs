@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use crate::config::Config;
 use crate::job::definition::{Builtin, JobDef};
 use crate::job::Job;
+use crate::ops::Actor;
 use crate::schedule;
 use crate::store;
 
@@ -67,10 +68,12 @@ impl Registry {
 /// create new jobs, update changed ones (operator configuration and history
 /// kept), mark vanished ones removed, revive returning ones. Returns the lines
 /// to print, one per change, in name order; unchanged jobs print nothing.
+/// Each line is also an audit row (§16) in `actor`'s name.
 pub fn sync(
     tx: &mut postgres::Transaction,
     registry: &Registry,
     tz: chrono_tz::Tz,
+    actor: &Actor,
 ) -> anyhow::Result<Vec<String>> {
     let existing: BTreeMap<String, Job> = store::all_jobs(tx)?
         .into_iter()
@@ -117,6 +120,9 @@ pub fn sync(
         }
     }
     changes.sort();
+    for (name, line) in &changes {
+        store::record_audit(tx, actor.as_str(), "sync", Some(name), line)?;
+    }
     Ok(changes.into_iter().map(|(_, line)| line).collect())
 }
 

@@ -7,35 +7,17 @@ use std::io::IsTerminal;
 use clap::{Args, ValueEnum};
 
 use crate::cli::common::{connect, existing_job, report_trigger};
+use crate::cli::parse::{
+    parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_times_arg, parse_zone_arg,
+    TimesList,
+};
 use crate::cli::render;
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::job::Job;
+use crate::ops::{self, Actor};
 use crate::schedule::{self, Schedule};
 use crate::store::{self, ConfigChange};
-
-/// A parsed `--override-times` value (a newtype: clap reads a bare `Vec` as
-/// "the option may repeat").
-#[derive(Debug, Clone)]
-pub struct TimesList(Vec<chrono::NaiveTime>);
-
-fn parse_times_arg(text: &str) -> Result<TimesList, String> {
-    schedule::parse_times(text)
-        .map(TimesList)
-        .map_err(|e| e.to_string())
-}
-
-fn parse_cron_arg(text: &str) -> Result<schedule::Cron, String> {
-    schedule::parse_cron(text).map_err(|e| e.to_string())
-}
-
-fn parse_zone_arg(text: &str) -> Result<chrono_tz::Tz, String> {
-    schedule::parse_zone(text).map_err(|e| e.to_string())
-}
-
-pub(crate) fn parse_duration_arg(text: &str) -> Result<u32, String> {
-    schedule::parse_duration(text).map_err(|e| e.to_string())
-}
 
 #[derive(Debug, Args)]
 pub struct ConfigureArgs {
@@ -81,17 +63,6 @@ pub struct ConfigureArgs {
     /// Wait before the first retry, doubling for each next one: MM:SS or HH:MM:SS
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     retry_delay: Option<u32>,
-}
-
-fn parse_retries_arg(text: &str) -> Result<u32, String> {
-    let max = crate::config::MAX_RETRIES;
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|n| *n <= max)
-        .ok_or_else(|| {
-            format!("\"{text}\" is not a number of retries: expected an integer from 0 to {max}")
-        })
 }
 
 #[derive(Debug, Args)]
@@ -205,7 +176,13 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     if interactive {
         change = ask(&row)?;
     }
-    let row = store::configure(&mut client, &args.name, &change, ctx.config.timezone)?;
+    let row = ops::configure(
+        &mut client,
+        &args.name,
+        &change,
+        ctx.config.timezone,
+        &Actor::cli(),
+    )?;
     let now = store::db_now(&mut client)?;
     println!("Configured job {}", row.name);
     println!("Enabled:            {}", yes_no(row.enabled));
@@ -336,12 +313,7 @@ pub fn run_now(ctx: &Context, args: RunNowArgs) -> anyhow::Result<()> {
     }
     let mut client = connect(ctx)?;
     let row = existing_job(&mut client, &args.name)?;
-    if !row.enabled {
-        return bad_input(format!(
-            "job \"{}\" is disabled: a disabled job never runs; enable it first with `manage jobs configure {} --enabled true`",
-            row.name, row.name
-        ));
-    }
+    ops::can_run_now(&row)?;
     if args.wait {
         return super::wait::run_now_and_wait(
             ctx,
@@ -351,21 +323,25 @@ pub fn run_now(ctx: &Context, args: RunNowArgs) -> anyhow::Result<()> {
             args.timeout,
         );
     }
-    store::trigger_job(&mut client, &row.name, args.delay.unwrap_or(0))?;
+    ops::run_now(
+        &mut client,
+        &row.name,
+        args.delay.unwrap_or(0),
+        &Actor::cli(),
+    )?;
     report_trigger(ctx, &mut client, &row.name)
 }
 
 pub fn reset_failure(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let mut client = connect(ctx)?;
-    let row = existing_job(&mut client, name)?;
-    store::reset_failure(&mut client, &row.name)?;
+    let row = ops::reset_failure(&mut client, name, &Actor::cli())?;
     println!("Cleared the last run and last state of job {}", row.name);
     Ok(())
 }
 
 pub fn hold(ctx: &Context) -> anyhow::Result<()> {
     let mut client = connect(ctx)?;
-    if store::set_hold(&mut client)? {
+    if ops::hold(&mut client, &Actor::cli())? {
         println!("All jobs are held: the runners start nothing until `manage jobs release`");
     } else {
         let since = store::hold(&mut client)?.since;
@@ -385,29 +361,24 @@ pub fn release(ctx: &Context, pending: Option<Pending>) -> anyhow::Result<()> {
         );
     };
     let mut client = connect(ctx)?;
-    let (was_held, moved) = store::release_hold(
-        &mut client,
-        pending == Pending::Reschedule,
-        ctx.config.timezone,
-    )?;
-    if !was_held {
+    let pending = match pending {
+        Pending::Run => ops::Pending::Run,
+        Pending::Reschedule => ops::Pending::Reschedule,
+    };
+    let released = ops::release(&mut client, pending, ctx.config.timezone, &Actor::cli())?;
+    if !released.was_held {
         println!("Jobs were not held");
     } else {
         println!("Released the hold");
     }
-    match pending {
-        Pending::Run => {
-            let due = store::due_jobs(&mut client)?;
-            if !due.is_empty() {
-                let names: Vec<&str> = due.iter().map(|r| r.name.as_str()).collect();
-                println!("Pending jobs run now: {}", names.join(", "));
-            }
-        }
-        Pending::Reschedule => {
-            if !moved.is_empty() {
-                println!("Rescheduled pending jobs: {}", moved.join(", "));
-            }
-        }
+    if !released.run_now.is_empty() {
+        println!("Pending jobs run now: {}", released.run_now.join(", "));
+    }
+    if !released.rescheduled.is_empty() {
+        println!(
+            "Rescheduled pending jobs: {}",
+            released.rescheduled.join(", ")
+        );
     }
     Ok(())
 }

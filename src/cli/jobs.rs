@@ -7,8 +7,9 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use crate::cli::common::{
-    connect, existing_job, job_json, overview, print_history_table, run_json, Overview,
+    connect, existing_job, job_json, overview, print_history_table, run_json,
 };
+use crate::cli::health::{banner, list_schedule};
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::bad_input;
@@ -18,8 +19,6 @@ use crate::store;
 
 /// Runs per page of `jobs show`.
 pub const SHOW_PAGE: u32 = 15;
-/// A last run longer ago than this is worth a warning above `jobs list`.
-const STALE_LAST_RUN_SECS: i64 = 6 * 3600;
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
@@ -85,6 +84,17 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The audit trail: every change from the command line or the web page, and every sync line, newest first, 50 per page
+    Audit {
+        /// Only this job's rows
+        name: Option<String>,
+        /// Page number: 1 or more, 50 rows per page (past the end: no rows)
+        #[arg(long, default_value_t = 1, value_parser = page_parser(), allow_negative_numbers = true)]
+        page: u32,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// The full output of one run
     Output {
         /// The run's id, 1 or more (see `jobs history`)
@@ -121,6 +131,9 @@ pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
             page,
             json,
         } => super::status::history(ctx, name.as_deref(), failed, page, json),
+        JobsCommand::Audit { name, page, json } => {
+            super::audit::audit(ctx, name.as_deref(), page, json)
+        }
         JobsCommand::Output { run_id, json } => super::status::output(ctx, run_id, json),
         JobsCommand::Status { json } => super::status::status(ctx, json),
         JobsCommand::List { json } => list(ctx, json),
@@ -136,58 +149,6 @@ pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
 
 fn describe_schedule(s: Option<&Schedule>) -> String {
     s.map_or_else(|| "none".to_string(), Schedule::describe)
-}
-
-/// The effective schedule for `jobs list`, with the job's zone when its
-/// wall-clock slots are read in another zone than the display's.
-fn list_schedule(row: &Job, tz: Tz) -> String {
-    let Some(effective) = row.effective_schedule() else {
-        return "-".into();
-    };
-    let zone = row.zone(tz);
-    match effective {
-        Schedule::Interval(_) => effective.describe(),
-        _ if zone != tz => format!("{} ({})", effective.describe(), zone.name()),
-        _ => effective.describe(),
-    }
-}
-
-fn banner(overview: &Overview, tz: Tz) -> Vec<String> {
-    let mut lines = Vec::new();
-    if overview.runners.is_empty() {
-        lines.push("Runner:   no runner is connected".to_string());
-    } else {
-        for runner in &overview.runners {
-            lines.push(format!(
-                "Runner:   connected on {} (pid {}) since {}",
-                runner.host,
-                runner.pid,
-                render::human_time(runner.started_at, tz)
-            ));
-        }
-    }
-    lines.push(match (overview.hold.held, overview.hold.since) {
-        (true, Some(since)) => format!(
-            "Hold:     jobs are held since {}",
-            render::human_time(since, tz)
-        ),
-        (true, None) => "Hold:     jobs are held".to_string(),
-        (false, _) => "Hold:     jobs are not held".to_string(),
-    });
-    match overview.last_run {
-        None => lines.push("Last run: no job has run yet".to_string()),
-        Some(last) => {
-            lines.push(format!(
-                "Last run: {} ({})",
-                render::human_time(last, tz),
-                render::relative(last, overview.now)
-            ));
-            if (overview.now - last).num_seconds() > STALE_LAST_RUN_SECS {
-                lines.push("warning: the last job ran over 6 hours ago".to_string());
-            }
-        }
-    }
-    lines
 }
 
 /// The job's zone and where it comes from.

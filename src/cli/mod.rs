@@ -6,15 +6,20 @@
 //! configuration must not hide `--help`: the help is printed with the built-in
 //! jobs only, after a warning.
 
+mod audit;
 mod common;
 mod control;
 mod db_cmd;
+pub mod health;
 mod jobs;
+pub mod json;
 mod mail_cmd;
-mod render;
+pub mod parse;
+pub mod render;
 mod run_job;
 mod status;
 mod wait;
+mod web_cmd;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -136,6 +141,8 @@ pub enum Command {
     },
     /// Print the man page (roff), job commands included
     Man,
+    /// Serve the web page: the jobs, their configuration, run now, hold and release (§16)
+    Web(web_cmd::WebArgs),
     /// The embedded default database cluster
     Db {
         #[command(subcommand)]
@@ -166,21 +173,7 @@ fn prescan_config_arg(args: &[OsString]) -> Option<PathBuf> {
     None
 }
 
-/// The value parser of a numeric flag: a whole number from `min` to `max`.
-/// Every refusal — too big, negative, not a number — states the range, and
-/// clap puts the flag and the value in front (`error: invalid value '0' for
-/// '--page <PAGE>': expected a whole number from 1 to …`), exit 2. The flags
-/// that take one also set `allow_negative_numbers`, so that `-1` is refused
-/// here rather than taken for an unknown flag.
-pub fn number_in<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync,
-{
-    move |text: &str| match text.trim().parse::<T>() {
-        Ok(n) if min <= n && n <= max => Ok(n),
-        _ => Err(format!("expected a whole number from {min} to {max}")),
-    }
-}
+pub use parse::number_in;
 
 /// The value parser of a flag with a fixed set of values: like clap's own
 /// (the values in `--help`, the completions and the man page), but a refusal
@@ -386,6 +379,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::ListUnscheduledCommands { json } => jobs::list_unscheduled(&ctx, json),
         Command::Check { send_test_mail } => status::check(&ctx, send_test_mail),
         Command::Mail { command } => mail_cmd::run(&ctx, command),
+        Command::Web(args) => web_cmd::run(ctx, args),
         Command::Db { .. } | Command::Completions { .. } | Command::Man => Ok(()),
     }
 }
@@ -430,7 +424,12 @@ fn apply_flags(config: &mut Config, matches: &ArgMatches) {
 
 fn migrate(ctx: &Context) -> anyhow::Result<()> {
     let (mut client, _) = connect_db(&ctx.config, crate::db::APPLICATION_NAME)?;
-    let (applied, lines) = crate::db::migrate_and_sync(&mut client, &ctx.registry, &ctx.config)?;
+    let (applied, lines) = crate::db::migrate_and_sync(
+        &mut client,
+        &ctx.registry,
+        &ctx.config,
+        &crate::ops::Actor::cli(),
+    )?;
     for name in applied {
         eprintln!("Applied migration {name}");
     }

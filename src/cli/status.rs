@@ -1,10 +1,10 @@
 //! Looking back and checking health: `jobs history`, `jobs output`,
 //! `jobs status` and `manage check`.
 
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::cli::common::{self, connect, print_history_table, run_json};
+use crate::cli::health::{health, status_json};
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
@@ -62,88 +62,13 @@ pub fn output(ctx: &Context, run_id: i64, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The facts of `jobs status`, and the banners of `jobs list`.
-pub struct Health {
-    pub overview: common::Overview,
-    pub running: Vec<String>,
-    pub overdue: Vec<(String, DateTime<Utc>)>,
-    pub failing: Vec<(String, String)>,
-    pub problems: Vec<String>,
-}
-
-pub fn health(ctx: &Context, client: &mut postgres::Client) -> anyhow::Result<Health> {
-    let tz = ctx.config.timezone;
-    let overview = common::overview(client)?;
-    let rows = store::listed_jobs(client)?;
-    let running: Vec<String> = rows
-        .iter()
-        .filter(|r| r.running())
-        .map(|r| r.name.clone())
-        .collect();
-    let overdue: Vec<(String, DateTime<Utc>)> = if overview.hold.held {
-        Vec::new()
-    } else {
-        rows.iter()
-            .filter(|r| r.is_overdue(overview.now, false))
-            .filter_map(|r| Some((r.name.clone(), r.next_run?)))
-            .collect()
-    };
-    let failing: Vec<(String, String)> = rows
-        .iter()
-        .filter(|r| r.is_failing())
-        .filter_map(|r| Some((r.name.clone(), r.last_state?.to_string())))
-        .collect();
-    let mut problems = Vec::new();
-    if overview.runners.is_empty() {
-        problems.push("No runner is connected.".to_string());
-    }
-    if overview.hold.held {
-        problems.push(match overview.hold.since {
-            Some(since) => format!("Jobs are held since {}.", render::human_time(since, tz)),
-            None => "Jobs are held.".to_string(),
-        });
-    }
-    for (name, next) in &overdue {
-        problems.push(format!(
-            "Job {name} is overdue: it was due at {}.",
-            render::human_time(*next, tz)
-        ));
-    }
-    for (name, state) in &failing {
-        problems.push(format!(
-            "Job {name} did not succeed: its last run ended {state}."
-        ));
-    }
-    Ok(Health {
-        overview,
-        running,
-        overdue,
-        failing,
-        problems,
-    })
-}
-
 pub fn status(ctx: &Context, json: bool) -> anyhow::Result<()> {
     let tz = ctx.config.timezone;
     let mut client = connect(ctx)?;
-    let health = health(ctx, &mut client)?;
+    let health = health(&mut client, tz)?;
     let healthy = health.problems.is_empty();
-    let names = |v: &[String]| Value::from(v.to_vec());
     if json {
-        print_json(&json!({
-            "healthy": healthy,
-            "held": health.overview.hold.held,
-            "runners": health.overview.runners.iter().map(|r| json!({
-                "host": r.host,
-                "pid": r.pid,
-                "started_at": render::json_time(r.started_at, tz),
-            })).collect::<Vec<_>>(),
-            "last_run": render::json_time_opt(health.overview.last_run, tz),
-            "running": names(&health.running),
-            "overdue": names(&health.overdue.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
-            "failing": names(&health.failing.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
-            "problems": health.problems,
-        }))?;
+        print_json(&status_json(&health, tz))?;
     } else {
         let list = |v: Vec<String>| {
             if v.is_empty() {

@@ -33,7 +33,7 @@ pub fn run_now_and_wait(
     }
     store::listen(client)?;
     let newest_before = store::newest_claim_id(client, &row.name)?;
-    store::trigger_job(client, &row.name, delay_secs)?;
+    crate::ops::run_now(client, &row.name, delay_secs, &crate::ops::Actor::cli())?;
     report_trigger(ctx, client, &row.name)?;
     let deadline = timeout_secs.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
     loop {

@@ -268,17 +268,19 @@ pub fn describe_error(error: &postgres::Error) -> String {
 }
 
 /// Apply migrations and sync the registry in one transaction under the
-/// migration lock; returns (migrations applied, sync lines).
+/// migration lock; returns (migrations applied, sync lines). The sync lines
+/// are audited in `actor`'s name.
 pub fn migrate_and_sync(
     client: &mut Client,
     registry: &crate::registry::Registry,
     config: &Config,
+    actor: &crate::ops::Actor,
 ) -> anyhow::Result<(Vec<&'static str>, Vec<String>)> {
     let mut tx = client
         .transaction()
         .context("starting the migration transaction")?;
     let applied = migrate::apply(&mut tx)?;
-    let lines = crate::registry::sync(&mut tx, registry, config.timezone)?;
+    let lines = crate::registry::sync(&mut tx, registry, config.timezone, actor)?;
     if !lines.is_empty() {
         crate::store::notify_runners(&mut tx)?;
     }

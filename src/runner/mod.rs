@@ -160,7 +160,12 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         return Ok(true);
     };
     if !options.no_migrate {
-        let (applied, lines) = crate::db::migrate_and_sync(&mut client, &registry, &config)?;
+        let (applied, lines) = crate::db::migrate_and_sync(
+            &mut client,
+            &registry,
+            &config,
+            &crate::ops::Actor::runner(),
+        )?;
         for name in applied {
             log.info(format!("Applied migration {name}"));
         }

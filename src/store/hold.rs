@@ -47,48 +47,48 @@ pub fn overview(client: &mut impl GenericClient) -> Result<Overview, postgres::E
     })
 }
 
-/// Hold every job; returns false when they already were held.
-pub fn set_hold(client: &mut postgres::Client) -> Result<bool, postgres::Error> {
-    let mut tx = client.transaction()?;
+/// Hold every job (in the caller's transaction); returns false when they
+/// already were held.
+pub fn set_hold(client: &mut impl GenericClient) -> Result<bool, postgres::Error> {
+    let tx = client;
     let changed = tx.execute_typed(
         "UPDATE manage.hold SET held = true, held_since = clock_timestamp() WHERE NOT held",
         &[],
     )? > 0;
-    notify_runners(&mut tx)?;
-    tx.commit()?;
+    notify_runners(tx)?;
     Ok(changed)
 }
 
 /// End the hold. With `reschedule`, every due job (run-now requests made
 /// during the hold included) moves to its next slot as if it had just run.
-/// Returns whether jobs were held, and the jobs rescheduled.
+/// Returns whether jobs were held, and the jobs rescheduled. In the caller's
+/// transaction.
 pub fn release_hold(
-    client: &mut postgres::Client,
+    client: &mut impl GenericClient,
     reschedule: bool,
     tz: Tz,
 ) -> anyhow::Result<(bool, Vec<String>)> {
-    let mut tx = client.transaction()?;
+    let tx = client;
     let was_held: bool = tx
         .query_typed_one("SELECT held FROM manage.hold FOR UPDATE", &[])?
         .try_get("held")?;
     let mut moved = Vec::new();
     if reschedule {
-        let now = db_now(&mut tx)?;
-        for row in due_jobs(&mut tx)? {
+        let now = db_now(tx)?;
+        for row in due_jobs(tx)? {
             // "As if it had just run": the interval counts from now, times
             // take the next slot after now.
             let next = row.next_run_after(now, false, tz);
-            set_next_run(&mut tx, &row.name, next)?;
+            set_next_run(tx, &row.name, next)?;
             moved.push(row.name);
         }
         // Run-now requests on jobs still running are pending too: dropped.
-        drop_run_requests(&mut tx)?;
+        drop_run_requests(tx)?;
     }
     tx.execute_typed(
         "UPDATE manage.hold SET held = false, held_since = NULL",
         &[],
     )?;
-    notify_runners(&mut tx)?;
-    tx.commit()?;
+    notify_runners(tx)?;
     Ok((was_held, moved))
 }

@@ -227,18 +227,20 @@ pub struct ConfigChange {
 }
 
 /// Apply a configuration change, reschedule (dropping a pending retry: the
-/// next run starts a series), and wake the runners, in one transaction.
-/// Returns the job as it is afterwards.
+/// next run starts a series), and wake the runners, in the caller's
+/// transaction (`crate::ops::configure` writes the audit row in it too).
+/// Returns the job as it was before and as it is afterwards.
 pub fn configure(
-    client: &mut postgres::Client,
+    client: &mut impl GenericClient,
     name: &str,
     change: &ConfigChange,
     tz: Tz,
-) -> anyhow::Result<Job> {
-    let mut tx = client.transaction()?;
-    let Some(mut row) = job_for_update(&mut tx, name)? else {
+) -> anyhow::Result<(Job, Job)> {
+    let tx = client;
+    let Some(before) = job_for_update(tx, name)? else {
         anyhow::bail!("job {name} vanished");
     };
+    let mut row = before.clone();
     if let Some(enabled) = change.enabled {
         row.enabled = enabled;
     }
@@ -261,7 +263,7 @@ pub fn configure(
     if let Some(delay) = change.retry_delay_secs {
         row.override_retry_delay_seconds = Some(i32::try_from(delay)?);
     }
-    let now = db_now(&mut tx)?;
+    let now = db_now(tx)?;
     row.next_run = row.next_run(now, tz);
     row.next_attempt = 1;
     tx.execute_typed(
@@ -283,9 +285,8 @@ pub fn configure(
             &row.override_retry_delay_seconds,
         ],
     )?;
-    notify_runners(&mut tx)?;
-    tx.commit()?;
-    Ok(row)
+    notify_runners(tx)?;
+    Ok((before, row))
 }
 
 /// Run-now: through the same SQL function applications call.

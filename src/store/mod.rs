@@ -1,5 +1,5 @@
 //! All SQL, one file per table: [`jobs`], [`runs`], [`runners`], [`hold`],
-//! [`mail_queue`], and [`claim`] for the runner's multi-table hot path (claim
+//! [`mail_queue`], [`audit`], and [`claim`] for the runner's multi-table hot path (claim
 //! due jobs, record a run and claim the next, the agenda). Nothing else in
 //! `manage` writes SQL (the migrations aside), so "which SQL touches the jobs
 //! table?" is answered by `jobs.rs` and `claim.rs`.
@@ -74,6 +74,7 @@ macro_rules! agenda_columns {
     };
 }
 
+pub mod audit;
 pub mod claim;
 pub mod hold;
 pub mod jobs;
@@ -82,6 +83,7 @@ pub mod runners;
 pub mod runs;
 pub mod sql_job;
 
+pub use audit::*;
 pub use claim::*;
 pub use hold::*;
 pub use jobs::*;

@@ -87,7 +87,7 @@ impl Server {
                 "DROP SCHEMA IF EXISTS manage CASCADE; DROP TABLE IF EXISTS public.bench_due;",
             )
             .context("dropping the manage schema")?;
-        manage::db::migrate_and_sync(&mut client, registry, config)
+        manage::db::migrate_and_sync(&mut client, registry, config, &manage::ops::Actor::cli())
             .context("migrating and syncing")?;
         Ok(client)
     }

@@ -1,0 +1,176 @@
+//! The health of the scheduler — runners, hold, last run, running, overdue
+//! and failing jobs — for `jobs status`, the banners above `jobs list`, and
+//! the web page's banners and `/healthz`. A leaf like `json.rs`: no command
+//! here, only the facts and their one wording.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::cli::render;
+use crate::job::Job;
+use crate::schedule::Schedule;
+use crate::store;
+
+/// A last run longer ago than this is worth a warning above `jobs list`.
+const STALE_LAST_RUN_SECS: i64 = 6 * 3600;
+
+/// The facts above `jobs list` and in `jobs status`.
+pub struct Overview {
+    pub now: DateTime<Utc>,
+    pub runners: Vec<store::RunnerRow>,
+    pub hold: store::Hold,
+    pub last_run: Option<DateTime<Utc>>,
+}
+
+pub fn overview(client: &mut postgres::Client) -> anyhow::Result<Overview> {
+    let store::Overview {
+        now,
+        hold,
+        last_run,
+    } = store::overview(client)?;
+    Ok(Overview {
+        now,
+        runners: store::connected_runners(client)?,
+        hold,
+        last_run,
+    })
+}
+
+/// The facts of `jobs status`, and the banners of `jobs list`.
+pub struct Health {
+    pub overview: Overview,
+    pub running: Vec<String>,
+    pub overdue: Vec<(String, DateTime<Utc>)>,
+    pub failing: Vec<(String, String)>,
+    pub problems: Vec<String>,
+}
+
+pub fn health(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Health> {
+    let overview = overview(client)?;
+    let rows = store::listed_jobs(client)?;
+    let running: Vec<String> = rows
+        .iter()
+        .filter(|r| r.running())
+        .map(|r| r.name.clone())
+        .collect();
+    let overdue: Vec<(String, DateTime<Utc>)> = if overview.hold.held {
+        Vec::new()
+    } else {
+        rows.iter()
+            .filter(|r| r.is_overdue(overview.now, false))
+            .filter_map(|r| Some((r.name.clone(), r.next_run?)))
+            .collect()
+    };
+    let failing: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| r.is_failing())
+        .filter_map(|r| Some((r.name.clone(), r.last_state?.to_string())))
+        .collect();
+    let mut problems = Vec::new();
+    if overview.runners.is_empty() {
+        problems.push("No runner is connected.".to_string());
+    }
+    if overview.hold.held {
+        problems.push(match overview.hold.since {
+            Some(since) => format!("Jobs are held since {}.", render::human_time(since, tz)),
+            None => "Jobs are held.".to_string(),
+        });
+    }
+    for (name, next) in &overdue {
+        problems.push(format!(
+            "Job {name} is overdue: it was due at {}.",
+            render::human_time(*next, tz)
+        ));
+    }
+    for (name, state) in &failing {
+        problems.push(format!(
+            "Job {name} did not succeed: its last run ended {state}."
+        ));
+    }
+    Ok(Health {
+        overview,
+        running,
+        overdue,
+        failing,
+        problems,
+    })
+}
+
+impl Health {
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The status object of `jobs status --json` and `/healthz`.
+pub fn status_json(health: &Health, tz: Tz) -> Value {
+    let names = |v: &[String]| Value::from(v.to_vec());
+    json!({
+        "healthy": health.healthy(),
+        "held": health.overview.hold.held,
+        "runners": health.overview.runners.iter().map(|r| json!({
+            "host": r.host,
+            "pid": r.pid,
+            "started_at": render::json_time(r.started_at, tz),
+        })).collect::<Vec<_>>(),
+        "last_run": render::json_time_opt(health.overview.last_run, tz),
+        "running": names(&health.running),
+        "overdue": names(&health.overdue.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
+        "failing": names(&health.failing.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
+        "problems": health.problems,
+    })
+}
+
+/// The banner lines above `jobs list` and on the web page's frontpage.
+pub fn banner(overview: &Overview, tz: Tz) -> Vec<String> {
+    let mut lines = Vec::new();
+    if overview.runners.is_empty() {
+        lines.push("Runner:   no runner is connected".to_string());
+    } else {
+        for runner in &overview.runners {
+            lines.push(format!(
+                "Runner:   connected on {} (pid {}) since {}",
+                runner.host,
+                runner.pid,
+                render::human_time(runner.started_at, tz)
+            ));
+        }
+    }
+    lines.push(match (overview.hold.held, overview.hold.since) {
+        (true, Some(since)) => format!(
+            "Hold:     jobs are held since {}",
+            render::human_time(since, tz)
+        ),
+        (true, None) => "Hold:     jobs are held".to_string(),
+        (false, _) => "Hold:     jobs are not held".to_string(),
+    });
+    match overview.last_run {
+        None => lines.push("Last run: no job has run yet".to_string()),
+        Some(last) => {
+            lines.push(format!(
+                "Last run: {} ({})",
+                render::human_time(last, tz),
+                render::relative(last, overview.now)
+            ));
+            if (overview.now - last).num_seconds() > STALE_LAST_RUN_SECS {
+                lines.push("warning: the last job ran over 6 hours ago".to_string());
+            }
+        }
+    }
+    lines
+}
+
+/// The effective schedule for `jobs list`, with the job's zone when its
+/// wall-clock slots are read in another zone than the display's.
+pub fn list_schedule(row: &Job, tz: Tz) -> String {
+    let Some(effective) = row.effective_schedule() else {
+        return "-".into();
+    };
+    let zone = row.zone(tz);
+    match effective {
+        Schedule::Interval(_) => effective.describe(),
+        _ if zone != tz => format!("{} ({})", effective.describe(), zone.name()),
+        _ => effective.describe(),
+    }
+}

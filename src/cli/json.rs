@@ -1,0 +1,115 @@
+//! The job and run objects of §7's JSON, for `jobs list/show/history/output
+//! --json` and the web page's `/api/` (which must print the same objects).
+//! A leaf: it uses no command, so the web page can use it without reaching
+//! back into the command line.
+
+use chrono::Utc;
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::cli::render;
+use crate::job::{Job, RunState};
+use crate::schedule;
+use crate::store::RunRow;
+
+/// The job object of §7. `jobs list --json` serialises these straight from
+/// the rows (at 10,000 jobs, a `serde_json::Value` per job first doubled its
+/// time); only `jobs show` makes one into a `Value`, to add its history.
+#[derive(serde::Serialize)]
+pub struct JobJson<'a> {
+    name: &'a str,
+    app: &'a str,
+    description: &'a str,
+    enabled: bool,
+    notify_on_success: bool,
+    internal: bool,
+    /// "internal", "process" or "sql".
+    kind: &'static str,
+    timeout_seconds: i32,
+    retries: u32,
+    retry_delay: String,
+    builtin_times: Option<Vec<String>>,
+    builtin_interval: Option<String>,
+    override_times: Option<Vec<String>>,
+    override_interval: Option<String>,
+    builtin_cron: Option<&'a str>,
+    override_cron: Option<&'a str>,
+    timezone: &'static str,
+    start_deadline: Option<String>,
+    next_run: Option<String>,
+    last_run: Option<String>,
+    last_state: Option<RunState>,
+    last_skip: Option<String>,
+    running: bool,
+}
+
+fn times_strings(times: &Option<Vec<chrono::NaiveTime>>) -> Option<Vec<String>> {
+    match times {
+        Some(t) if !t.is_empty() => Some(
+            schedule::normalize_times(t.clone())
+                .into_iter()
+                .map(schedule::format_time)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn interval_string(secs: Option<i32>) -> Option<String> {
+    secs.filter(|s| *s > 0)
+        .map(|s| schedule::format_duration(s as u32))
+}
+
+impl<'a> JobJson<'a> {
+    pub fn new(row: &'a Job, tz: Tz) -> Self {
+        let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| render::json_time(t, tz));
+        JobJson {
+            name: &row.name,
+            app: &row.app,
+            description: &row.description,
+            enabled: row.enabled,
+            notify_on_success: row.notify_on_success,
+            internal: row.internal,
+            kind: row.kind().as_str(),
+            timeout_seconds: row.timeout_seconds,
+            retries: row.retries(),
+            retry_delay: schedule::format_duration(row.retry_delay_seconds()),
+            builtin_times: times_strings(&row.builtin_times),
+            builtin_interval: interval_string(row.builtin_interval_seconds),
+            override_times: times_strings(&row.override_times),
+            override_interval: interval_string(row.override_interval_seconds),
+            builtin_cron: row.builtin_cron.as_deref(),
+            override_cron: row.override_cron.as_deref(),
+            timezone: row.zone(tz).name(),
+            start_deadline: row.start_deadline().map(schedule::format_duration),
+            next_run: time(row.next_run),
+            last_run: time(row.last_run),
+            last_state: row.last_state,
+            last_skip: time(row.last_skip),
+            running: row.running(),
+        }
+    }
+}
+
+/// The job object of §7 as a value (for `jobs show`, which adds `history`).
+pub fn job_json(row: &Job, tz: Tz) -> Value {
+    serde_json::to_value(JobJson::new(row, tz)).unwrap_or(Value::Null)
+}
+
+/// The run object of §7; `with_output` adds the whole output.
+pub fn run_json(run: &RunRow, tz: Tz, with_output: bool) -> Value {
+    let mut value = json!({
+        "id": run.id,
+        "job": run.job,
+        "state": run.state,
+        "started_at": render::json_time(run.started_at, tz),
+        "finished_at": render::json_time_opt(run.finished_at, tz),
+        "runtime_seconds": run.runtime_seconds,
+        "attempt": run.attempt,
+        "output_first_line": run.output_first_line(),
+    });
+    if with_output {
+        value["output"] = Value::from(run.output.clone());
+    }
+    value
+}

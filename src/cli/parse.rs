@@ -1,0 +1,61 @@
+//! The value parsers of `jobs configure` and `run-now`, as clap calls them
+//! and as the web page calls them for the same fields: one parser per kind of
+//! value, so a bad value gets the same error text wherever it is typed.
+
+use crate::schedule;
+
+/// A parsed `--override-times` value (a newtype: clap reads a bare `Vec` as
+/// "the option may repeat").
+#[derive(Debug, Clone)]
+pub struct TimesList(pub Vec<chrono::NaiveTime>);
+
+pub fn parse_times_arg(text: &str) -> Result<TimesList, String> {
+    schedule::parse_times(text)
+        .map(TimesList)
+        .map_err(|e| e.to_string())
+}
+
+pub fn parse_cron_arg(text: &str) -> Result<schedule::Cron, String> {
+    schedule::parse_cron(text).map_err(|e| e.to_string())
+}
+
+pub fn parse_zone_arg(text: &str) -> Result<chrono_tz::Tz, String> {
+    schedule::parse_zone(text).map_err(|e| e.to_string())
+}
+
+pub fn parse_duration_arg(text: &str) -> Result<u32, String> {
+    schedule::parse_duration(text).map_err(|e| e.to_string())
+}
+
+pub fn parse_retries_arg(text: &str) -> Result<u32, String> {
+    let max = crate::config::MAX_RETRIES;
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| {
+            format!("\"{text}\" is not a number of retries: expected an integer from 0 to {max}")
+        })
+}
+
+/// The value parser of a numeric flag: a whole number from `min` to `max`.
+/// Every refusal — too big, negative, not a number — states the range, and
+/// clap puts the flag and the value in front (`error: invalid value '0' for
+/// '--page <PAGE>': expected a whole number from 1 to …`), exit 2. The flags
+/// that take one also set `allow_negative_numbers`, so that `-1` is refused
+/// here rather than taken for an unknown flag.
+pub fn number_in<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync,
+{
+    move |text: &str| match text.trim().parse::<T>() {
+        Ok(n) if min <= n && n <= max => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
+/// `--page` (and the web page's `?page=`): 1 or more (a page past the end is
+/// an empty list, not an error).
+pub fn parse_page(text: &str) -> Result<u32, String> {
+    number_in(1, u32::MAX)(text)
+}

@@ -1,0 +1,202 @@
+//! The forms of the web page, and how a sent form becomes the typed input of
+//! an operation: through the command line's own parsers (`cli::parse`), so
+//! that a bad value is refused with the text `jobs configure` prints.
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::cli::parse;
+use crate::error::BadInput;
+use crate::job::Job;
+use crate::ops::Pending;
+use crate::schedule::{self, Schedule};
+use crate::store::ConfigChange;
+
+/// A form that carries nothing but its CSRF token (hold, run now, reset failure).
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// The release form: the CSRF token and what to do with the pending jobs.
+#[derive(Debug, Deserialize)]
+pub struct ReleaseForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub pending: String,
+}
+
+impl ReleaseForm {
+    pub fn pending(&self) -> anyhow::Result<Pending> {
+        match self.pending.as_str() {
+            "run" => Ok(Pending::Run),
+            "reschedule" => Ok(Pending::Reschedule),
+            // The refusal of `jobs release` without --pending.
+            _ => Err(BadInput::new(
+                "release needs --pending: expected --pending run (the jobs that became due \
+                 during the hold run now) or --pending reschedule (they move to their next slot)",
+            )
+            .into()),
+        }
+    }
+}
+
+/// The configuration form of a job page: every field as text, as shown and
+/// as sent back. A checkbox that is not ticked is not sent at all.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConfigForm {
+    #[serde(default)]
+    pub csrf: String,
+    pub enabled: Option<String>,
+    pub notify_on_success: Option<String>,
+    #[serde(default)]
+    pub override_times: String,
+    #[serde(default)]
+    pub override_interval: String,
+    #[serde(default)]
+    pub override_cron: String,
+    pub clear_override: Option<String>,
+    #[serde(default)]
+    pub timezone: String,
+    #[serde(default)]
+    pub start_deadline: String,
+    #[serde(default)]
+    pub retries: String,
+    #[serde(default)]
+    pub retry_delay: String,
+}
+
+/// `invalid value 'X' for FIELD: PROBLEM`, as clap words a refused flag value.
+fn refused(field: &str, text: &str, problem: String) -> anyhow::Error {
+    BadInput::new(format!("invalid value '{text}' for {field}: {problem}")).into()
+}
+
+impl ConfigForm {
+    /// The form as a job's configuration fills it.
+    pub fn from_job(job: &Job) -> Self {
+        let times = job
+            .override_times
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                schedule::normalize_times(t.clone())
+                    .into_iter()
+                    .map(schedule::format_time)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let tick = |on: bool| on.then(|| "on".to_string());
+        ConfigForm {
+            csrf: String::new(),
+            enabled: tick(job.enabled),
+            notify_on_success: tick(job.notify_on_success),
+            override_times: times,
+            override_interval: job
+                .override_interval_seconds
+                .and_then(|s| u32::try_from(s).ok())
+                .filter(|s| *s > 0)
+                .map(schedule::format_duration)
+                .unwrap_or_default(),
+            override_cron: job.override_cron.clone().unwrap_or_default(),
+            clear_override: None,
+            timezone: job.override_timezone.clone().unwrap_or_default(),
+            start_deadline: job
+                .override_start_deadline_seconds
+                .and_then(|s| u32::try_from(s).ok())
+                .filter(|s| *s > 0)
+                .map(schedule::format_duration)
+                .unwrap_or_default(),
+            retries: job.retries().to_string(),
+            retry_delay: schedule::format_duration(job.retry_delay_seconds()),
+        }
+    }
+
+    /// The change this form asks of `job`: only the fields that differ from
+    /// what the page showed, each parsed as its `jobs configure` flag is.
+    pub fn change(&self, job: &Job, _tz: Tz) -> anyhow::Result<ConfigChange> {
+        let shown = ConfigForm::from_job(job);
+        let mut change = ConfigChange::default();
+        if self.enabled.is_some() != job.enabled {
+            change.enabled = Some(self.enabled.is_some());
+        }
+        if self.notify_on_success.is_some() != job.notify_on_success {
+            change.notify_on_success = Some(self.notify_on_success.is_some());
+        }
+        let times = self.override_times.trim();
+        let interval = self.override_interval.trim();
+        let cron = self.override_cron.trim();
+        if self.clear_override.is_some() {
+            if job.override_schedule().is_some() {
+                change.override_schedule = Some(None);
+            }
+        } else if times != shown.override_times
+            || interval != shown.override_interval
+            || cron != shown.override_cron
+        {
+            let given = [times, interval, cron]
+                .iter()
+                .filter(|t| !t.is_empty())
+                .count();
+            if given > 1 {
+                return Err(BadInput::new(
+                    "override times, override interval and override cron: expected at most one \
+                     of them (a schedule is one of times, interval or cron)",
+                )
+                .into());
+            }
+            change.override_schedule = Some(if !times.is_empty() {
+                Some(Schedule::Times(
+                    parse::parse_times_arg(times)
+                        .map_err(|p| refused("override times", times, p))?
+                        .0,
+                ))
+            } else if !interval.is_empty() {
+                Some(Schedule::Interval(
+                    parse::parse_duration_arg(interval)
+                        .map_err(|p| refused("override interval", interval, p))?,
+                ))
+            } else if !cron.is_empty() {
+                Some(Schedule::Cron(
+                    parse::parse_cron_arg(cron).map_err(|p| refused("override cron", cron, p))?,
+                ))
+            } else {
+                None
+            });
+        }
+        let zone = self.timezone.trim();
+        if zone != shown.timezone {
+            change.timezone = Some(if zone.is_empty() {
+                None
+            } else {
+                Some(parse::parse_zone_arg(zone).map_err(|p| refused("time zone", zone, p))?)
+            });
+        }
+        let deadline = self.start_deadline.trim();
+        if deadline != shown.start_deadline {
+            change.start_deadline = Some(if deadline.is_empty() {
+                None
+            } else {
+                Some(
+                    parse::parse_duration_arg(deadline)
+                        .map_err(|p| refused("start deadline", deadline, p))?,
+                )
+            });
+        }
+        let retries = self.retries.trim();
+        if retries != shown.retries {
+            change.retries = Some(
+                parse::parse_retries_arg(retries).map_err(|p| refused("retries", retries, p))?,
+            );
+        }
+        let delay = self.retry_delay.trim();
+        if delay != shown.retry_delay {
+            change.retry_delay_secs = Some(
+                parse::parse_duration_arg(delay).map_err(|p| refused("retry delay", delay, p))?,
+            );
+        }
+        Ok(change)
+    }
+}

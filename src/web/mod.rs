@@ -1,0 +1,795 @@
+//! `manage web` (§16): the frontpage, a page per job and per run, `/healthz`,
+//! `/metrics` and `/api/`, served with axum on a small tokio runtime.
+//!
+//! The database work of a request runs on tokio's blocking pool with the same
+//! synchronous `postgres` client the command line uses, one connection per
+//! request taken from a small pool, so the page calls exactly the functions
+//! the commands call: [`crate::ops`] for every change (with the command
+//! line's parsers for every value, `cli::parse`), `cli::json` and
+//! `cli::health` for what it shows. No SQL and no rule lives here.
+//!
+//! Safe by default: without a token only loopback may listen (checked before
+//! we get here); with one, every request must carry it (Bearer, or Basic with
+//! the token as the password so that a browser can sign in). Every form
+//! carries a per-process CSRF token and every POST must come from our own
+//! origin; a GET never changes anything; `--read-only` shows no form and
+//! refuses every POST. Every response has a strict Content-Security-Policy
+//! (no inline script or style: the one stylesheet is `/static/style.css`).
+//! maud escapes everything it interpolates.
+
+mod forms;
+mod pages;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::Config;
+use crate::error::BadInput;
+use crate::ops::{self, Actor};
+use crate::store;
+
+use forms::{ConfigForm, CsrfForm, ReleaseForm};
+
+/// How `manage web` connects to the database (`pg_stat_activity` shows it).
+pub const APPLICATION_NAME: &str = "manage web";
+
+/// Idle connections kept for the next requests.
+const POOL_SIZE: usize = 4;
+
+/// Runs per page of a job's history, as `jobs show`.
+const HISTORY_PAGE: u32 = 15;
+
+/// Audit rows on a job's page.
+const AUDIT_ROWS: u32 = 10;
+
+/// The stylesheet, the page's only other resource.
+const STYLE: &str = include_str!("style.css");
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What `manage web` was told on its command line.
+pub struct Options {
+    pub listen: SocketAddr,
+    pub read_only: bool,
+    pub token: Option<String>,
+}
+
+/// What every request shares.
+struct Web {
+    config: Config,
+    read_only: bool,
+    token: Option<String>,
+    /// The CSRF token of this process: random, embedded in every form.
+    csrf: String,
+    pool: Mutex<Vec<postgres::Client>>,
+}
+
+type Shared = Arc<Web>;
+
+impl Web {
+    fn take_client(&self) -> anyhow::Result<postgres::Client> {
+        let idle = self
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => Ok(crate::db::connect(&self.config, APPLICATION_NAME)?.0),
+        }
+    }
+
+    fn give_back(&self, client: postgres::Client) {
+        if client.is_closed() {
+            return;
+        }
+        let mut pool = self
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pool.len() < POOL_SIZE {
+            pool.push(client);
+        }
+    }
+
+    /// Run `work` with a connection on the blocking pool.
+    async fn db<T, F>(self: &Arc<Self>, work: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut postgres::Client, &Config) -> anyhow::Result<T> + Send + 'static,
+    {
+        let web = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut client = web.take_client()?;
+            let result = work(&mut client, &web.config);
+            web.give_back(client);
+            result
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the request's worker stopped: {e}"))?
+    }
+
+    fn page(&self) -> pages::Page<'_> {
+        pages::Page {
+            tz: self.config.timezone,
+            csrf: &self.csrf,
+            read_only: self.read_only,
+        }
+    }
+}
+
+/// Serve until SIGTERM or SIGINT.
+pub fn serve(config: Config, options: Options) -> anyhow::Result<()> {
+    // Reach the database once before listening: a wrong URL is an error at
+    // start, not a page of errors later.
+    let (client, target) = crate::db::connect(&config, APPLICATION_NAME)?;
+    if let Some(notice) = target.notice() {
+        eprintln!("{notice}");
+    }
+    let web = Arc::new(Web {
+        config,
+        read_only: options.read_only,
+        token: options.token,
+        csrf: random_token()?,
+        pool: Mutex::new(vec![client]),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
+        let address = listener.local_addr()?;
+        let mode = if web.read_only { " (read-only)" } else { "" };
+        eprintln!("web: listening on http://{address}/{mode}");
+        axum::serve(
+            listener,
+            app(web).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_signal())
+        .await?;
+        eprintln!("web: stopped");
+        Ok(())
+    })
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no random bytes for the CSRF token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn app(web: Shared) -> Router {
+    Router::new()
+        .route("/", get(frontpage))
+        .route("/hold", post(hold))
+        .route("/release", post(release))
+        .route("/jobs/{name}", get(job_page))
+        .route("/jobs/{name}/configure", post(configure))
+        .route("/jobs/{name}/run-now", post(run_now))
+        .route("/jobs/{name}/reset-failure", post(reset_failure))
+        .route("/runs/{id}", get(run_page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/jobs", get(api_jobs))
+        .route("/api/jobs/{name}", get(api_job))
+        .route("/static/style.css", get(stylesheet))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&web), guard))
+        .layer(middleware::map_response(security_headers))
+        .with_state(web)
+}
+
+// ---------------------------------------------------------------------------
+// Safety: headers, the token, the origin of a POST.
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        CONTENT_SECURITY_POLICY,
+    );
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::REFERRER_POLICY, "same-origin");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        set(headers, header::CACHE_CONTROL, "no-store");
+    }
+    response
+}
+
+/// The token (when set), then for a POST: not read-only, and from our origin.
+async fn guard(State(web): State<Shared>, request: Request, next: Next) -> Response {
+    if let Some(token) = &web.token {
+        if !authorized(request.headers(), token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"manage\"")],
+                "a token is required: Authorization: Bearer TOKEN, or Basic with the token as the password\n",
+            )
+                .into_response();
+        }
+    }
+    if request.method() == Method::POST {
+        if web.read_only {
+            return forbidden(
+                &web,
+                "this page is read-only (manage web --read-only): nothing can be changed here",
+            );
+        }
+        if !same_origin(request.headers()) {
+            return forbidden(
+                &web,
+                "the form was sent from another site (its Origin or Referer is not this page's)",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// Compare without an early exit, so that timing says nothing of the token.
+fn same_secret(given: &[u8], wanted: &[u8]) -> bool {
+    given.len() == wanted.len()
+        && given
+            .iter()
+            .zip(wanted)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return same_secret(credentials.as_bytes(), token.as_bytes());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credentials) else {
+            return false;
+        };
+        let Ok(text) = String::from_utf8(decoded) else {
+            return false;
+        };
+        // Any user name: the token is the password.
+        let password = text.split_once(':').map_or("", |(_, p)| p);
+        return same_secret(password.as_bytes(), token.as_bytes());
+    }
+    false
+}
+
+/// A POST's `Origin` (else `Referer`) must name the host it was sent to. A
+/// request with neither (a script, not a browser) passes: the CSRF token
+/// still has to be right.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    match (source, host) {
+        (None, _) => true,
+        (Some(source), Some(host)) => url::Url::parse(source).ok().is_some_and(|url| {
+            let authority = match (url.host_str(), url.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_string(),
+                _ => return false,
+            };
+            authority.eq_ignore_ascii_case(host)
+        }),
+        (Some(_), None) => false,
+    }
+}
+
+fn forbidden(web: &Web, message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        pages::error_page(&web.page(), StatusCode::FORBIDDEN, message),
+    )
+        .into_response()
+}
+
+/// The refusal of a form without this process's CSRF token; None when it has it.
+fn csrf_refusal(web: &Web, given: &str) -> Option<Response> {
+    if same_secret(given.as_bytes(), web.csrf.as_bytes()) {
+        None
+    } else {
+        Some(forbidden(
+            web,
+            "the form's security token is missing or out of date: reload the page and try again",
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+fn client_ip(address: SocketAddr) -> IpAddr {
+    address.ip().to_canonical()
+}
+
+fn log_action(address: SocketAddr, action: &str, job: Option<&str>) {
+    match job {
+        Some(job) => eprintln!("web: {} {action} {job}", client_ip(address)),
+        None => eprintln!("web: {} {action}", client_ip(address)),
+    }
+}
+
+fn error_response(web: &Web, error: &anyhow::Error) -> Response {
+    let (status, message) = match error.downcast_ref::<BadInput>() {
+        Some(bad) => (StatusCode::BAD_REQUEST, bad.0.clone()),
+        None => {
+            let message = crate::error::describe(error);
+            eprintln!("web: error: {message}");
+            (StatusCode::INTERNAL_SERVER_ERROR, message)
+        }
+    };
+    (status, pages::error_page(&web.page(), status, &message)).into_response()
+}
+
+fn not_found_page(web: &Web, what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        pages::error_page(&web.page(), StatusCode::NOT_FOUND, what),
+    )
+        .into_response()
+}
+
+async fn not_found(State(web): State<Shared>) -> Response {
+    not_found_page(&web, "there is no such page")
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_string_pretty(value) {
+        Ok(mut text) => {
+            text.push('\n');
+            (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    json_response(status, &serde_json::json!({ "error": message }))
+}
+
+// ---------------------------------------------------------------------------
+// Pages.
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+async fn frontpage(State(web): State<Shared>) -> Response {
+    let view = web
+        .db(|client, config| pages::FrontView::load(client, config.timezone))
+        .await;
+    match view {
+        Ok(view) => pages::frontpage(&web.page(), &view).into_response(),
+        Err(e) => error_response(&web, &e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    page: Option<String>,
+}
+
+/// `?page=N`: as `--page`, 1 or more.
+fn page_number(query: &PageQuery) -> Result<u32, String> {
+    match query.page.as_deref() {
+        None | Some("") => Ok(1),
+        Some(text) => crate::cli::parse::parse_page(text),
+    }
+}
+
+/// The job page, with an error and the form as it was sent when a change
+/// was refused (HTTP 400).
+async fn show_job(
+    web: &Shared,
+    name: String,
+    page: u32,
+    refused: Option<(String, ConfigForm)>,
+) -> Response {
+    let status = if refused.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let view = web
+        .db(move |client, config| {
+            pages::JobView::load(
+                client,
+                config.timezone,
+                &name,
+                page,
+                HISTORY_PAGE,
+                AUDIT_ROWS,
+            )
+        })
+        .await;
+    match view {
+        Ok(Some(mut view)) => {
+            if let Some((error, form)) = refused {
+                view.error = Some(error);
+                view.form = form;
+            }
+            (status, pages::job_page(&web.page(), &view)).into_response()
+        }
+        Ok(None) => not_found_page(web, "there is no such job (or it has been removed)"),
+        Err(e) => error_response(web, &e),
+    }
+}
+
+async fn job_page(
+    State(web): State<Shared>,
+    Path(name): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    match page_number(&query) {
+        Ok(page) => show_job(&web, name, page, None).await,
+        Err(problem) => error_response(
+            &web,
+            &BadInput::new(format!(
+                "page \"{}\": {problem}",
+                query.page.unwrap_or_default()
+            ))
+            .into(),
+        ),
+    }
+}
+
+async fn run_page(State(web): State<Shared>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return not_found_page(&web, "there is no such run");
+    };
+    match web.db(move |client, _| Ok(store::run(client, id)?)).await {
+        Ok(Some(run)) => pages::run_page(&web.page(), &run).into_response(),
+        Ok(None) => not_found_page(&web, "there is no such run"),
+        Err(e) => error_response(&web, &e),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Changes: each one the function its `jobs` command calls.
+
+async fn hold(
+    State(web): State<Shared>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = csrf_refusal(&web, &form.csrf) {
+        return refusal;
+    }
+    let actor = Actor::web(client_ip(address));
+    match web.db(move |client, _| ops::hold(client, &actor)).await {
+        Ok(_) => {
+            log_action(address, "hold", None);
+            Redirect::to("/").into_response()
+        }
+        Err(e) => error_response(&web, &e),
+    }
+}
+
+async fn release(
+    State(web): State<Shared>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    Form(form): Form<ReleaseForm>,
+) -> Response {
+    if let Some(refusal) = csrf_refusal(&web, &form.csrf) {
+        return refusal;
+    }
+    let pending = match form.pending() {
+        Ok(pending) => pending,
+        Err(e) => return error_response(&web, &e),
+    };
+    let actor = Actor::web(client_ip(address));
+    let result = web
+        .db(move |client, config| ops::release(client, pending, config.timezone, &actor))
+        .await;
+    match result {
+        Ok(_) => {
+            log_action(address, "release", None);
+            Redirect::to("/").into_response()
+        }
+        Err(e) => error_response(&web, &e),
+    }
+}
+
+/// Whether the job exists and is not removed (a change to any other is a 404).
+async fn job_exists(web: &Shared, name: &str) -> anyhow::Result<bool> {
+    let name = name.to_string();
+    web.db(move |client, _| Ok(store::job(client, &name)?.is_some_and(|row| !row.removed)))
+        .await
+}
+
+fn job_location(name: &str) -> String {
+    format!(
+        "/jobs/{}",
+        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+/// A change to one job: the CSRF token, the job, then `change`; refused
+/// input shows the job page again with the error (400).
+async fn job_change<F>(
+    web: Shared,
+    address: SocketAddr,
+    name: String,
+    csrf: &str,
+    action: &'static str,
+    form: Option<ConfigForm>,
+    change: F,
+) -> Response
+where
+    F: FnOnce(&mut postgres::Client, &Config, &Actor) -> anyhow::Result<()> + Send + 'static,
+{
+    if let Some(refusal) = csrf_refusal(&web, csrf) {
+        return refusal;
+    }
+    match job_exists(&web, &name).await {
+        Ok(true) => {}
+        Ok(false) => return not_found_page(&web, "there is no such job (or it has been removed)"),
+        Err(e) => return error_response(&web, &e),
+    }
+    let actor = Actor::web(client_ip(address));
+    match web
+        .db(move |client, config| change(client, config, &actor))
+        .await
+    {
+        Ok(()) => {
+            log_action(address, action, Some(&name));
+            Redirect::to(&job_location(&name)).into_response()
+        }
+        Err(e) => match e.downcast_ref::<BadInput>() {
+            Some(bad) => {
+                let form = form.unwrap_or_default();
+                show_job(&web, name, 1, Some((bad.0.clone(), form))).await
+            }
+            None => error_response(&web, &e),
+        },
+    }
+}
+
+async fn configure(
+    State(web): State<Shared>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    Form(form): Form<ConfigForm>,
+) -> Response {
+    let csrf = form.csrf.clone();
+    let sent = form.clone();
+    let job = name.clone();
+    job_change(
+        web,
+        address,
+        name,
+        &csrf,
+        "configure",
+        Some(sent),
+        move |client, config, actor| {
+            let row = ops::existing_job(client, &job)?;
+            let change = form.change(&row, config.timezone)?;
+            if change != store::ConfigChange::default() {
+                ops::configure(client, &job, &change, config.timezone, actor)?;
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+async fn run_now(
+    State(web): State<Shared>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let job = name.clone();
+    job_change(
+        web,
+        address,
+        name,
+        &form.csrf,
+        "run-now",
+        None,
+        move |client, _, actor| ops::run_now(client, &job, 0, actor).map(|_| ()),
+    )
+    .await
+}
+
+async fn reset_failure(
+    State(web): State<Shared>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let job = name.clone();
+    job_change(
+        web,
+        address,
+        name,
+        &form.csrf,
+        "reset-failure",
+        None,
+        move |client, _, actor| ops::reset_failure(client, &job, actor).map(|_| ()),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// For programs: health, metrics, JSON.
+
+async fn healthz(State(web): State<Shared>) -> Response {
+    let result = web
+        .db(|client, config| {
+            let health = crate::cli::health::health(client, config.timezone)?;
+            Ok((
+                health.healthy(),
+                crate::cli::health::status_json(&health, config.timezone),
+            ))
+        })
+        .await;
+    match result {
+        Ok((true, value)) => json_response(StatusCode::OK, &value),
+        Ok((false, value)) => json_response(StatusCode::SERVICE_UNAVAILABLE, &value),
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, &crate::error::describe(&e)),
+    }
+}
+
+async fn metrics(State(web): State<Shared>) -> Response {
+    let _ = &web;
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "the metrics (§15) are not in this build yet\n",
+    )
+        .into_response()
+}
+
+async fn api_jobs(State(web): State<Shared>) -> Response {
+    let result = web
+        .db(|client, config| {
+            let rows = store::listed_jobs(client)?;
+            Ok(serde_json::Value::from(
+                rows.iter()
+                    .map(|row| crate::cli::json::job_json(row, config.timezone))
+                    .collect::<Vec<_>>(),
+            ))
+        })
+        .await;
+    match result {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &crate::error::describe(&e),
+        ),
+    }
+}
+
+async fn api_job(State(web): State<Shared>, Path(name): Path<String>) -> Response {
+    let result = web
+        .db(move |client, config| {
+            let tz = config.timezone;
+            let Some(row) = store::job(client, &name)?.filter(|row| !row.removed) else {
+                return Ok(None);
+            };
+            let history = store::history_page(
+                client,
+                &store::HistoryFilter {
+                    job: Some(&name),
+                    failed: false,
+                },
+                1,
+                HISTORY_PAGE,
+            )?;
+            let mut value = crate::cli::json::job_json(&row, tz);
+            value["history"] = serde_json::Value::from(
+                history
+                    .iter()
+                    .map(|run| crate::cli::json::run_json(run, tz, false))
+                    .collect::<Vec<_>>(),
+            );
+            Ok(Some(value))
+        })
+        .await;
+    match result {
+        Ok(Some(value)) => json_response(StatusCode::OK, &value),
+        Ok(None) => json_error(StatusCode::NOT_FOUND, "there is no such job"),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &crate::error::describe(&e),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_accepted_as_bearer_or_as_a_basic_password_only() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        assert!(authorized(&with("Bearer s3cret"), "s3cret"));
+        assert!(authorized(&with("bearer s3cret"), "s3cret"));
+        // "anyone:s3cret"
+        assert!(authorized(&with("Basic YW55b25lOnMzY3JldA=="), "s3cret"));
+        assert!(!authorized(&with("Bearer s3cre"), "s3cret"));
+        assert!(!authorized(&with("Basic czNjcmV0"), "s3cret"));
+        assert!(!authorized(&HeaderMap::new(), "s3cret"));
+    }
+
+    #[test]
+    fn a_post_from_another_origin_is_told_apart() {
+        let with = |pairs: &[(header::HeaderName, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+            }
+            headers
+        };
+        let host = (header::HOST, "127.0.0.1:8000");
+        assert!(same_origin(&with(std::slice::from_ref(&host))));
+        assert!(same_origin(&with(&[
+            host.clone(),
+            (header::ORIGIN, "http://127.0.0.1:8000")
+        ])));
+        assert!(same_origin(&with(&[
+            host.clone(),
+            (header::REFERER, "http://127.0.0.1:8000/jobs/x")
+        ])));
+        assert!(!same_origin(&with(&[
+            host.clone(),
+            (header::ORIGIN, "http://evil.example")
+        ])));
+        assert!(!same_origin(&with(&[host, (header::ORIGIN, "null")])));
+    }
+}

@@ -1,0 +1,524 @@
+//! The HTML of the web page, as maud templates: compile-checked, and every
+//! value interpolated is escaped. Plain server-rendered HTML that works
+//! without JavaScript; the stylesheet (`style.css`) makes it readable on a
+//! phone. The words are those of the command line (`jobs list`, `jobs show`).
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use maud::{html, Markup, DOCTYPE};
+
+use crate::cli::health::{banner, list_schedule, overview};
+use crate::cli::render;
+use crate::job::{Job, Kind, RunState};
+use crate::schedule::{self, Schedule};
+use crate::store::{self, AuditRow, RunRow};
+
+use super::forms::ConfigForm;
+use super::job_location;
+
+/// What every page needs to know about the server.
+pub struct Page<'a> {
+    pub tz: Tz,
+    pub csrf: &'a str,
+    pub read_only: bool,
+}
+
+fn layout(page: &Page, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · manage" }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header.top {
+                    a href="/" { "manage" }
+                    span.zone { "Times in " (page.tz.name()) }
+                    @if page.read_only {
+                        span.readonly { "read-only" }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+fn csrf_field(page: &Page) -> Markup {
+    html! { input type="hidden" name="csrf" value=(page.csrf); }
+}
+
+fn time_opt(instant: Option<DateTime<Utc>>, tz: Tz, none: &str) -> String {
+    render::human_time_opt(instant, tz, none)
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+pub fn error_page(page: &Page, status: axum::http::StatusCode, message: &str) -> Markup {
+    let title = status.canonical_reason().unwrap_or("Error");
+    layout(
+        page,
+        title,
+        html! {
+            h1 { (status.as_u16()) " " (title) }
+            p.error role="alert" { (message) }
+            p { a href="/" { "Back to the jobs" } }
+        },
+    )
+}
+
+/// The frontpage's facts.
+pub struct FrontView {
+    pub banner: Vec<String>,
+    pub held: bool,
+    pub no_runner: bool,
+    pub jobs: Vec<Job>,
+}
+
+impl FrontView {
+    pub fn load(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Self> {
+        let jobs = store::listed_jobs(client)?;
+        let overview = overview(client)?;
+        Ok(FrontView {
+            banner: banner(&overview, tz),
+            held: overview.hold.held,
+            no_runner: overview.runners.is_empty(),
+            jobs,
+        })
+    }
+}
+
+pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
+    let tz = page.tz;
+    layout(
+        page,
+        "Scheduled jobs",
+        html! {
+            h1 { "Scheduled jobs" }
+            section.banners aria-label="Runners and hold" {
+                @for line in &view.banner {
+                    @let warn = line.starts_with("warning")
+                        || (line.starts_with("Runner:") && view.no_runner)
+                        || (line.starts_with("Hold:") && view.held);
+                    p class=(if warn { "banner warn" } else { "banner" }) { (line) }
+                }
+            }
+            @if !page.read_only {
+                @if view.held {
+                    form.release method="post" action="/release" {
+                        (csrf_field(page))
+                        fieldset {
+                            legend { "Release the hold: the jobs that became due during it…" }
+                            label {
+                                input type="radio" name="pending" value="run" required;
+                                " run now"
+                            }
+                            label {
+                                input type="radio" name="pending" value="reschedule";
+                                " move to their next slot"
+                            }
+                            button type="submit" { "Release" }
+                        }
+                    }
+                } @else {
+                    form.hold method="post" action="/hold" {
+                        (csrf_field(page))
+                        button type="submit" { "Hold all jobs" }
+                    }
+                }
+            }
+            h2 { "Jobs" }
+            div.scroll {
+                table.jobs {
+                    thead {
+                        tr {
+                            th scope="col" { "Name" }
+                            th scope="col" { "Description" }
+                            th scope="col" { "App" }
+                            th scope="col" { "Enabled" }
+                            th scope="col" { "Schedule" }
+                            th scope="col" { "Next run" }
+                            th scope="col" { "Last run" }
+                            th scope="col" { "Last status" }
+                            th scope="col" { "Last skipped" }
+                        }
+                    }
+                    tbody {
+                        @for job in &view.jobs {
+                            @let failed = job.last_state.is_some_and(RunState::is_failure);
+                            @let status = if job.running() {
+                                RunState::Running.to_string()
+                            } else {
+                                job.last_state.map_or_else(|| "-".into(), |s| s.to_string())
+                            };
+                            tr class=[failed.then_some("failed")] {
+                                th scope="row" {
+                                    a href=(job_location(&job.name)) { (job.name) }
+                                }
+                                td { (job.description) }
+                                td { (job.app) }
+                                td { (yes_no(job.enabled)) }
+                                td { (list_schedule(job, tz)) }
+                                td { (time_opt(job.next_run, tz, "-")) }
+                                td { (time_opt(job.last_run, tz, "never")) }
+                                td {
+                                    @if failed { strong.failed { "! " (status) } } @else { (status) }
+                                }
+                                td { (time_opt(job.last_skip, tz, "-")) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if view.jobs.is_empty() {
+                p { "No jobs yet: run " code { "manage migrate" } "." }
+            }
+        },
+    )
+}
+
+/// A job page's facts.
+pub struct JobView {
+    pub job: Job,
+    pub now: DateTime<Utc>,
+    pub upcoming: Vec<DateTime<Utc>>,
+    pub history: Vec<RunRow>,
+    pub page: u32,
+    pub per_page: u32,
+    pub audit: Vec<AuditRow>,
+    pub form: ConfigForm,
+    pub error: Option<String>,
+}
+
+impl JobView {
+    /// None when there is no such job, or it is removed.
+    pub fn load(
+        client: &mut postgres::Client,
+        tz: Tz,
+        name: &str,
+        page: u32,
+        per_page: u32,
+        audit_rows: u32,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(job) = store::job(client, name)?.filter(|row| !row.removed) else {
+            return Ok(None);
+        };
+        let now = store::db_now(client)?;
+        let upcoming = if job.effective_schedule().is_some() {
+            job.upcoming_runs(None, now, 5, tz)
+        } else {
+            Vec::new()
+        };
+        let history = store::history_page(
+            client,
+            &store::HistoryFilter {
+                job: Some(name),
+                failed: false,
+            },
+            page,
+            per_page,
+        )?;
+        let audit = store::audit_page(client, Some(name), 1, audit_rows)?;
+        let form = ConfigForm::from_job(&job);
+        Ok(Some(JobView {
+            job,
+            now,
+            upcoming,
+            history,
+            page,
+            per_page,
+            audit,
+            form,
+            error: None,
+        }))
+    }
+}
+
+fn describe(s: Option<Schedule>) -> String {
+    s.map_or_else(|| "none".to_string(), |s| s.describe())
+}
+
+fn text_field(id: &str, label: &str, value: &str, hint: &str, disabled: bool) -> Markup {
+    let hint_id = format!("{id}-hint");
+    html! {
+        div.field {
+            label for=(id) { (label) }
+            input type="text" id=(id) name=(id) value=(value) aria-describedby=(hint_id)
+                disabled[disabled] autocomplete="off" spellcheck="false";
+            small id=(hint_id) { (hint) }
+        }
+    }
+}
+
+fn check_field(id: &str, label: &str, checked: bool, disabled: bool) -> Markup {
+    html! {
+        div.field.check {
+            input type="checkbox" id=(id) name=(id) checked[checked] disabled[disabled];
+            label for=(id) { (label) }
+        }
+    }
+}
+
+fn config_form(page: &Page, view: &JobView) -> Markup {
+    let job = &view.job;
+    let form = &view.form;
+    let ro = page.read_only;
+    let zone_hint = format!(
+        "An IANA zone, e.g. America/New_York; empty for the {} ({})",
+        if job.builtin_timezone.is_some() {
+            "declared zone"
+        } else {
+            "configured zone"
+        },
+        job.builtin_timezone
+            .clone()
+            .unwrap_or_else(|| page.tz.name().to_string())
+    );
+    let deadline_hint = match job.builtin_start_deadline_seconds {
+        Some(s) if s > 0 => format!(
+            "MM:SS or HH:MM:SS; empty for the declared deadline ({})",
+            schedule::format_duration(s.unsigned_abs())
+        ),
+        _ => "MM:SS or HH:MM:SS; empty for none".to_string(),
+    };
+    html! {
+        form.config method="post" action=(format!("{}/configure", job_location(&job.name))) {
+            (csrf_field(page))
+            fieldset {
+                legend { "Configuration" }
+                (check_field("enabled", "Enabled", form.enabled.is_some(), ro))
+                (check_field("notify_on_success", "Notify on success (when the run printed output)", form.notify_on_success.is_some(), ro))
+            }
+            fieldset {
+                legend { "Override schedule (one of the three; all empty for the built-in: " (describe(job.builtin_schedule())) ")" }
+                (text_field("override_times", "Override times", &form.override_times, "HH:MM[:SS], comma-separated", ro))
+                (text_field("override_interval", "Override interval", &form.override_interval, "MM:SS or HH:MM:SS", ro))
+                (text_field("override_cron", "Override cron expression", &form.override_cron, "e.g. 0 9 * * MON-FRI, or @daily", ro))
+                (check_field("clear_override", "Clear the override (back to the built-in schedule)", form.clear_override.is_some(), ro))
+            }
+            fieldset {
+                legend { "Time zone, deadline, retries" }
+                (text_field("timezone", "Time zone", &form.timezone, &zone_hint, ro))
+                (text_field("start_deadline", "Start deadline", &form.start_deadline, &deadline_hint, ro))
+                (text_field("retries", "Retries", &form.retries, "0 to 100", ro))
+                (text_field("retry_delay", "Retry delay", &form.retry_delay, "MM:SS or HH:MM:SS, doubling for each next retry", ro))
+            }
+            @if !ro {
+                button type="submit" { "Save" }
+            }
+        }
+    }
+}
+
+pub fn job_page(page: &Page, view: &JobView) -> Markup {
+    let tz = page.tz;
+    let job = &view.job;
+    let timeout = schedule::format_duration(job.timeout_seconds.max(1).unsigned_abs());
+    let kind = match job.kind() {
+        Kind::Internal => "internal (runs in the runner's process)".to_string(),
+        Kind::Process => format!("child process, timeout {timeout}"),
+        Kind::Sql => {
+            format!("sql (runs in the runner, on a connection of its own), timeout {timeout}")
+        }
+    };
+    let next = match job.next_run {
+        Some(next) => format!(
+            "{} ({})",
+            render::human_time(next, tz),
+            render::relative(next, view.now)
+        ),
+        None if !job.enabled => "none (disabled)".into(),
+        None => "none (no schedule)".into(),
+    };
+    let origin = if job.override_schedule().is_some() {
+        " (override)"
+    } else {
+        ""
+    };
+    let facts: Vec<(&str, String)> = vec![
+        ("Description", job.description.clone()),
+        ("App", job.app.clone()),
+        ("Kind", kind),
+        ("Enabled", yes_no(job.enabled).into()),
+        (
+            "Effective schedule",
+            format!("{}{origin}", describe(job.effective_schedule())),
+        ),
+        ("Built-in schedule", describe(job.builtin_schedule())),
+        ("Time zone", job.zone(tz).name().to_string()),
+        ("Next run", next),
+        ("Last run", time_opt(job.last_run, tz, "never")),
+        (
+            "Last status",
+            job.last_state.map_or_else(|| "-".into(), |s| s.to_string()),
+        ),
+        ("Last skipped", time_opt(job.last_skip, tz, "never")),
+        ("Running", yes_no(job.running()).into()),
+        ("Retries", render::retries(job)),
+    ];
+    let location = job_location(&job.name);
+    let more = view.history.len() as u32 == view.per_page;
+    layout(
+        page,
+        &format!("Job {}", job.name),
+        html! {
+            nav.crumbs aria-label="Breadcrumb" { a href="/" { "Jobs" } " › " (job.name) }
+            h1 { "Job " (job.name) }
+            @if let Some(error) = &view.error {
+                p.error role="alert" id="error" { (error) }
+            }
+            dl.facts {
+                @for (label, value) in &facts {
+                    dt { (label) }
+                    dd { (value) }
+                }
+            }
+            @if !page.read_only {
+                div.actions {
+                    form method="post" action=(format!("{location}/run-now")) {
+                        (csrf_field(page))
+                        button type="submit" { "Run now" }
+                    }
+                    form method="post" action=(format!("{location}/reset-failure")) {
+                        (csrf_field(page))
+                        button.secondary type="submit" { "Reset failure" }
+                    }
+                }
+            }
+            (config_form(page, view))
+            h2 { "Next runs" }
+            @if view.upcoming.is_empty() {
+                p { "None: the job has no schedule; it runs only when started by hand." }
+            } @else {
+                @if !job.enabled {
+                    p { "The job is disabled; if it were enabled it would run at:" }
+                }
+                ol.upcoming {
+                    @for at in &view.upcoming {
+                        li { (render::human_time(*at, tz)) }
+                    }
+                }
+            }
+            h2 { "History" }
+            (history_table(&view.history, tz))
+            nav.pages aria-label="History pages" {
+                @if view.page > 1 {
+                    a href=(format!("{location}?page={}", view.page - 1)) rel="prev" { "‹ Newer" }
+                }
+                span { "Page " (view.page) }
+                @if more {
+                    a href=(format!("{location}?page={}", view.page + 1)) rel="next" { "Older ›" }
+                }
+            }
+            h2 { "Recent changes" }
+            (audit_table(&view.audit, tz))
+        },
+    )
+}
+
+fn history_table(runs: &[RunRow], tz: Tz) -> Markup {
+    html! {
+        @if runs.is_empty() {
+            p { "(no runs)" }
+        } @else {
+            div.scroll {
+                table.history {
+                    thead {
+                        tr {
+                            th scope="col" { "Run" }
+                            th scope="col" { "Started" }
+                            th scope="col" { "State" }
+                            th scope="col" { "Attempt" }
+                            th scope="col" { "Runtime" }
+                            th scope="col" { "Output" }
+                        }
+                    }
+                    tbody {
+                        @for run in runs {
+                            @let failed = run.state.is_failure();
+                            tr class=[failed.then_some("failed")] {
+                                td { a href=(format!("/runs/{}", run.id)) { (run.id) } }
+                                td { (render::human_time(run.started_at, tz)) }
+                                td { @if failed { strong.failed { "! " (run.state) } } @else { (run.state) } }
+                                td { (run.attempt) }
+                                td { (run.runtime_seconds.map_or_else(|| "-".into(), render::seconds)) }
+                                td.output { (run.output_first_line()) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn audit_table(rows: &[AuditRow], tz: Tz) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p { "(no changes)" }
+        } @else {
+            div.scroll {
+                table.audit {
+                    thead {
+                        tr {
+                            th scope="col" { "Time" }
+                            th scope="col" { "Actor" }
+                            th scope="col" { "Action" }
+                            th scope="col" { "Details" }
+                        }
+                    }
+                    tbody {
+                        @for row in rows {
+                            tr {
+                                td { (render::human_time(row.at, tz)) }
+                                td { (row.actor) }
+                                td { (row.action) }
+                                td { (row.details) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn run_page(page: &Page, run: &RunRow) -> Markup {
+    let tz = page.tz;
+    let failed = run.state.is_failure();
+    layout(
+        page,
+        &format!("Run {}", run.id),
+        html! {
+            nav.crumbs aria-label="Breadcrumb" {
+                a href="/" { "Jobs" } " › "
+                a href=(job_location(&run.job)) { (run.job) } " › "
+                "run " (run.id)
+            }
+            h1 { "Run " (run.id) " of " (run.job) }
+            dl.facts {
+                dt { "State" }
+                dd { @if failed { strong.failed { "! " (run.state) } } @else { (run.state) } }
+                dt { "Attempt" } dd { (run.attempt) }
+                dt { "Started" } dd { (render::human_time(run.started_at, tz)) }
+                dt { "Finished" } dd { (time_opt(run.finished_at, tz, "-")) }
+                dt { "Runtime" } dd { (run.runtime_seconds.map_or_else(|| "-".into(), render::seconds)) }
+            }
+            h2 { "Output" }
+            @if run.output.is_empty() {
+                p { "(no output)" }
+            } @else {
+                pre.output { (run.output) }
+            }
+        },
+    )
+}
