@@ -146,7 +146,10 @@ pub fn serve(config: Config, options: Options) -> anyhow::Result<()> {
         .max_blocking_threads(16)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    // The pooled clients must be dropped outside the runtime: the
+    // synchronous client blocks on its own runtime when it closes.
+    let pool_owner = Arc::clone(&web);
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
@@ -161,7 +164,14 @@ pub fn serve(config: Config, options: Options) -> anyhow::Result<()> {
         .await?;
         eprintln!("web: stopped");
         Ok(())
-    })
+    });
+    drop(runtime);
+    pool_owner
+        .pool
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+    served
 }
 
 async fn stop_signal() {
@@ -547,10 +557,17 @@ async fn job_exists(web: &Shared, name: &str) -> anyhow::Result<bool> {
         .await
 }
 
+/// What a path segment must encode: a job name is `[a-z][a-z0-9_]*`, so
+/// none of it in practice, but a name comes from the database all the same.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'-')
+    .remove(b'.');
+
 fn job_location(name: &str) -> String {
     format!(
         "/jobs/{}",
-        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+        percent_encoding::utf8_percent_encode(name, SEGMENT)
     )
 }
 
