@@ -431,6 +431,7 @@ const MANAGE_VARS: &[&str] = &[
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "MANAGE_LOG_FORMAT",
+    "MANAGE_WEB_TOKEN",
 ];
 
 impl Manage {

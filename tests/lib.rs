@@ -23,3 +23,4 @@ mod runner;
 mod schedules;
 mod sql_jobs;
 mod sync;
+mod web;

@@ -247,22 +247,22 @@ fn describe(s: Option<Schedule>) -> String {
     s.map_or_else(|| "none".to_string(), |s| s.describe())
 }
 
-fn text_field(id: &str, label: &str, value: &str, hint: &str, disabled: bool) -> Markup {
+fn text_field(id: &str, label: &str, value: &str, hint: &str) -> Markup {
     let hint_id = format!("{id}-hint");
     html! {
         div.field {
             label for=(id) { (label) }
             input type="text" id=(id) name=(id) value=(value) aria-describedby=(hint_id)
-                disabled[disabled] autocomplete="off" spellcheck="false";
+                autocomplete="off" spellcheck="false";
             small id=(hint_id) { (hint) }
         }
     }
 }
 
-fn check_field(id: &str, label: &str, checked: bool, disabled: bool) -> Markup {
+fn check_field(id: &str, label: &str, checked: bool) -> Markup {
     html! {
         div.field.check {
-            input type="checkbox" id=(id) name=(id) checked[checked] disabled[disabled];
+            input type="checkbox" id=(id) name=(id) checked[checked];
             label for=(id) { (label) }
         }
     }
@@ -271,7 +271,6 @@ fn check_field(id: &str, label: &str, checked: bool, disabled: bool) -> Markup {
 fn config_form(page: &Page, view: &JobView) -> Markup {
     let job = &view.job;
     let form = &view.form;
-    let ro = page.read_only;
     let zone_hint = format!(
         "An IANA zone, e.g. America/New_York; empty for the {} ({})",
         if job.builtin_timezone.is_some() {
@@ -295,26 +294,24 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
             (csrf_field(page))
             fieldset {
                 legend { "Configuration" }
-                (check_field("enabled", "Enabled", form.enabled.is_some(), ro))
-                (check_field("notify_on_success", "Notify on success (when the run printed output)", form.notify_on_success.is_some(), ro))
+                (check_field("enabled", "Enabled", form.enabled.is_some()))
+                (check_field("notify_on_success", "Notify on success (when the run printed output)", form.notify_on_success.is_some()))
             }
             fieldset {
                 legend { "Override schedule (one of the three; all empty for the built-in: " (describe(job.builtin_schedule())) ")" }
-                (text_field("override_times", "Override times", &form.override_times, "HH:MM[:SS], comma-separated", ro))
-                (text_field("override_interval", "Override interval", &form.override_interval, "MM:SS or HH:MM:SS", ro))
-                (text_field("override_cron", "Override cron expression", &form.override_cron, "e.g. 0 9 * * MON-FRI, or @daily", ro))
-                (check_field("clear_override", "Clear the override (back to the built-in schedule)", form.clear_override.is_some(), ro))
+                (text_field("override_times", "Override times", &form.override_times, "HH:MM[:SS], comma-separated"))
+                (text_field("override_interval", "Override interval", &form.override_interval, "MM:SS or HH:MM:SS"))
+                (text_field("override_cron", "Override cron expression", &form.override_cron, "e.g. 0 9 * * MON-FRI, or @daily"))
+                (check_field("clear_override", "Clear the override (back to the built-in schedule)", form.clear_override.is_some()))
             }
             fieldset {
                 legend { "Time zone, deadline, retries" }
-                (text_field("timezone", "Time zone", &form.timezone, &zone_hint, ro))
-                (text_field("start_deadline", "Start deadline", &form.start_deadline, &deadline_hint, ro))
-                (text_field("retries", "Retries", &form.retries, "0 to 100", ro))
-                (text_field("retry_delay", "Retry delay", &form.retry_delay, "MM:SS or HH:MM:SS, doubling for each next retry", ro))
+                (text_field("timezone", "Time zone", &form.timezone, &zone_hint))
+                (text_field("start_deadline", "Start deadline", &form.start_deadline, &deadline_hint))
+                (text_field("retries", "Retries", &form.retries, "0 to 100"))
+                (text_field("retry_delay", "Retry delay", &form.retry_delay, "MM:SS or HH:MM:SS, doubling for each next retry"))
             }
-            @if !ro {
-                button type="submit" { "Save" }
-            }
+            button type="submit" { "Save" }
         }
     }
 }
@@ -354,7 +351,13 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
             format!("{}{origin}", describe(job.effective_schedule())),
         ),
         ("Built-in schedule", describe(job.builtin_schedule())),
+        ("Override", describe(job.override_schedule())),
         ("Time zone", job.zone(tz).name().to_string()),
+        (
+            "Start deadline",
+            job.start_deadline()
+                .map_or_else(|| "none".into(), schedule::format_duration),
+        ),
         ("Next run", next),
         ("Last run", time_opt(job.last_run, tz, "never")),
         (
@@ -394,7 +397,9 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
                     }
                 }
             }
-            (config_form(page, view))
+            @if !page.read_only {
+                (config_form(page, view))
+            }
             h2 { "Next runs" }
             @if view.upcoming.is_empty() {
                 p { "None: the job has no schedule; it runs only when started by hand." }
