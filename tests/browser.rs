@@ -270,7 +270,7 @@ fn the_page_works_in_a_real_browser() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         // Tall enough for the whole page: form, next runs, history, changes.
-        client.set_window_size(1280, 2300).await.unwrap();
+        client.set_window_size(1280, 1500).await.unwrap();
         client.goto(&web.url("/jobs/greet")).await.unwrap();
         wait_page(&client, "the job page", |page| {
             page.contains("Recent changes")

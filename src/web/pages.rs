@@ -248,11 +248,17 @@ fn describe(s: Option<Schedule>) -> String {
 }
 
 fn text_field(id: &str, label: &str, value: &str, hint: &str) -> Markup {
+    placeholder_field(id, label, value, hint, "")
+}
+
+/// A text field; `placeholder` shows what applies while it is empty.
+fn placeholder_field(id: &str, label: &str, value: &str, hint: &str, placeholder: &str) -> Markup {
     let hint_id = format!("{id}-hint");
     html! {
         div.field {
             label for=(id) { (label) }
             input type="text" id=(id) name=(id) value=(value) aria-describedby=(hint_id)
+                placeholder=[(!placeholder.is_empty()).then_some(placeholder)]
                 autocomplete="off" spellcheck="false";
             small id=(hint_id) { (hint) }
         }
@@ -306,7 +312,7 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
             }
             fieldset {
                 legend { "Time zone, deadline, retries" }
-                (text_field("timezone", "Time zone", &form.timezone, &zone_hint))
+                (placeholder_field("timezone", "Time zone", &form.timezone, &zone_hint, job.zone(page.tz).name()))
                 (text_field("start_deadline", "Start deadline", &form.start_deadline, &deadline_hint))
                 (text_field("retries", "Retries", &form.retries, "0 to 100"))
                 (text_field("retry_delay", "Retry delay", &form.retry_delay, "MM:SS or HH:MM:SS, doubling for each next retry"))
@@ -379,26 +385,30 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
             @if let Some(error) = &view.error {
                 p.error role="alert" id="error" { (error) }
             }
-            dl.facts {
-                @for (label, value) in &facts {
-                    dt { (label) }
-                    dd { (value) }
-                }
-            }
-            @if !page.read_only {
-                div.actions {
-                    form method="post" action=(format!("{location}/run-now")) {
-                        (csrf_field(page))
-                        button type="submit" { "Run now" }
+            div.job-top {
+                div.summary {
+                    dl.facts {
+                        @for (label, value) in &facts {
+                            dt { (label) }
+                            dd { (value) }
+                        }
                     }
-                    form method="post" action=(format!("{location}/reset-failure")) {
-                        (csrf_field(page))
-                        button.secondary type="submit" { "Reset failure" }
+                    @if !page.read_only {
+                        div.actions {
+                            form method="post" action=(format!("{location}/run-now")) {
+                                (csrf_field(page))
+                                button type="submit" { "Run now" }
+                            }
+                            form method="post" action=(format!("{location}/reset-failure")) {
+                                (csrf_field(page))
+                                button.secondary type="submit" { "Reset failure" }
+                            }
+                        }
                     }
                 }
-            }
-            @if !page.read_only {
-                (config_form(page, view))
+                @if !page.read_only {
+                    div.settings { (config_form(page, view)) }
+                }
             }
             h2 { "Next runs" }
             @if view.upcoming.is_empty() {
