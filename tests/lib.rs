@@ -7,6 +7,7 @@ mod harness;
 mod smtp;
 mod store;
 
+mod alerts;
 mod configuration;
 mod controls;
 mod database_tls;

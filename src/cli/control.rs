@@ -81,6 +81,23 @@ pub struct ConfigureArgs {
     /// Wait before the first retry, doubling for each next one: MM:SS or HH:MM:SS
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     retry_delay: Option<u32>,
+    /// Mail failures only from the N-th consecutive failure on (1-1000), overriding the file
+    #[arg(long, value_name = "N", value_parser = parse_alert_after_arg)]
+    alert_after: Option<u32>,
+}
+
+pub(crate) fn parse_alert_after_arg(text: &str) -> Result<u32, String> {
+    let (min, max) = (crate::job::MIN_ALERT_AFTER, crate::job::MAX_ALERT_AFTER);
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .map(i32::unsigned_abs)
+        .ok_or_else(|| {
+            format!(
+                "\"{text}\" is not a number of failures: expected an integer from {min} to {max}"
+            )
+        })
 }
 
 fn parse_retries_arg(text: &str) -> Result<u32, String> {
@@ -166,6 +183,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         start_deadline: None,
         retries: args.retries,
         retry_delay_secs: args.retry_delay,
+        alert_after: args.alert_after,
     };
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
@@ -196,7 +214,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         return bad_input(format!(
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
-             --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay",
+             --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
+             --alert-after",
             args.name
         ));
     }
@@ -211,6 +230,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Enabled:            {}", yes_no(row.enabled));
     println!("Notify on success:  {}", yes_no(row.notify_on_success));
     println!("Retries:            {}", render::retries(&row));
+    println!("Alert after:        {}", render::alert_after(&row));
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -327,6 +347,7 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         start_deadline: None,
         retries: None,
         retry_delay_secs: None,
+        alert_after: None,
     })
 }
 
