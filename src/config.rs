@@ -115,6 +115,8 @@ pub const DEFAULT_RETRIES: u32 = 0;
 pub const DEFAULT_RETRY_DELAY_SECS: u32 = 30;
 /// The most retries a job may have.
 pub const MAX_RETRIES: u32 = 100;
+/// The default `alert_after` (§14): every failure mails.
+pub const DEFAULT_ALERT_AFTER: u32 = 1;
 
 /// A job declared in the configuration file's `[jobs.NAME]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,8 @@ pub struct DeclaredJob {
     /// Runs again after a failure, up to this many times (§13).
     pub retries: u32,
     pub retry_delay_secs: u32,
+    /// Failure mails start at this many consecutive failures (§14).
+    pub alert_after: u32,
     pub description: String,
     pub app: String,
     pub schedule: Option<Schedule>,
@@ -630,6 +634,7 @@ impl Reader<'_> {
                 "sql",
                 "retries",
                 "retry_delay",
+                "alert_after",
                 "description",
                 "times",
                 "interval",
@@ -675,6 +680,17 @@ impl Reader<'_> {
         let retry_delay_secs = self
             .duration(table, "retry_delay", &k("retry_delay"))?
             .unwrap_or(DEFAULT_RETRY_DELAY_SECS);
+        let alert_after = self
+            .integer(
+                table,
+                "alert_after",
+                &k("alert_after"),
+                i64::from(crate::job::MIN_ALERT_AFTER),
+                i64::from(crate::job::MAX_ALERT_AFTER),
+            )?
+            .map_or(DEFAULT_ALERT_AFTER, |n| {
+                u32::try_from(n).unwrap_or(DEFAULT_ALERT_AFTER)
+            });
         let times = match table.get("times") {
             None => None,
             Some(toml::Value::Array(items)) => {
@@ -800,6 +816,7 @@ impl Reader<'_> {
             action,
             retries,
             retry_delay_secs,
+            alert_after,
             description,
             app,
             schedule,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod host;
 pub mod job;
 pub mod mail;
+pub mod metrics;
 pub mod ops;
 pub mod process;
 pub mod registry;

@@ -98,12 +98,35 @@ pub fn compose(outcome: Outcome, facts: &RunFacts, tz: Tz) -> Mail {
         Outcome::Interrupted => format!("Scheduled job '{description}' was interrupted"),
         Outcome::InternalError => "Exception running scheduled job".to_string(),
     };
+    Mail {
+        subject,
+        body: run_body(facts, tz),
+        headers: auto_headers(),
+    }
+}
+
+/// The mail of a success that ends a failure streak during which a failure
+/// mail went out (§14).
+pub fn compose_recovery(failed_runs: u32, facts: &RunFacts, tz: Tz) -> Mail {
+    let description = header_safe(facts.description);
+    Mail {
+        subject: format!("Scheduled job '{description}' recovered"),
+        body: format!(
+            "Succeeded after {failed_runs} failed runs.\n\n{}",
+            run_body(facts, tz)
+        ),
+        headers: auto_headers(),
+    }
+}
+
+/// The usual fields (§6): the output, then job, host, start, runtime, state.
+fn run_body(facts: &RunFacts, tz: Tz) -> String {
     let output = if facts.output.is_empty() {
         "(no output)"
     } else {
         facts.output.trim_end_matches('\n')
     };
-    let body = format!(
+    format!(
         "{output}\n\nJob: {} ({})\nHost: {}\nStarted: {}\nRuntime: {:.1} s\nState: {}\n",
         facts.job,
         facts.description,
@@ -111,12 +134,7 @@ pub fn compose(outcome: Outcome, facts: &RunFacts, tz: Tz) -> Mail {
         crate::schedule::human_instant(facts.started_at, tz),
         facts.runtime_seconds,
         facts.state,
-    );
-    Mail {
-        subject,
-        body,
-        headers: auto_headers(),
-    }
+    )
 }
 
 // ---- the transport ----

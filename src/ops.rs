@@ -128,6 +128,7 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
             "retry_delay",
             schedule::format_duration(job.retry_delay_seconds()),
         ),
+        ("alert_after", job.alert_after().to_string()),
     ]
 }
 

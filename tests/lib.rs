@@ -7,6 +7,7 @@ mod harness;
 mod smtp;
 mod store;
 
+mod alerts;
 mod browser;
 mod configuration;
 mod controls;

@@ -212,6 +212,8 @@ fn assert_job_object(job: &Value) {
             "timeout_seconds",
             "retries",
             "retry_delay",
+            "alert_after",
+            "consecutive_failures",
             "builtin_times",
             "builtin_interval",
             "override_times",

@@ -133,11 +133,11 @@ fn show_and_list_show_the_cron_schedule_zone_and_deadline() {
     assert_eq!(tick["builtin_cron"], Value::Null);
     let human = manage(&db).args(["jobs", "show", "report"]).ok().stdout;
     for line in [
-        "Built-in schedule:  cron 30 2 * * *",
-        "Override:           none",
-        "Effective schedule: cron 30 2 * * *",
-        "Time zone:          America/New_York (declared)",
-        "Start deadline:     none",
+        "Built-in schedule:    cron 30 2 * * *",
+        "Override:             none",
+        "Effective schedule:   cron 30 2 * * *",
+        "Time zone:            America/New_York (declared)",
+        "Start deadline:       none",
     ] {
         assert!(human.contains(line), "{line:?} not in:\n{human}");
     }

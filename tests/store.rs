@@ -114,6 +114,7 @@ fn the_one_statement_record_ends_the_run_and_reschedules_while_the_configuration
                 output: "done\n",
                 next_run: Some(next_run),
                 job: &run.job,
+                streak: run.job.alert_after_run(RunState::Succeeded, false, false),
                 claim: None,
             },
         )
@@ -123,6 +124,13 @@ fn the_one_statement_record_ends_the_run_and_reschedules_while_the_configuration
     let a = job(&mut client, "a");
     assert_eq!(a.last_state, Some(RunState::Succeeded));
     assert_eq!(a.running_run, None);
+    assert_eq!(
+        a.last_success.map(|t| t.timestamp_millis()),
+        Some(finished_at.timestamp_millis()),
+        "the success is kept with the job"
+    );
+    assert_eq!(a.last_runtime_seconds, Some(0.5));
+    assert_eq!(a.consecutive_failures, 0);
     assert_eq!(
         a.next_run.map(|t| t.timestamp_millis()),
         Some(next_run.timestamp_millis())

@@ -295,13 +295,27 @@ fn healthz_is_jobs_status_json_with_503_when_unhealthy_and_200_when_healthy() {
 }
 
 #[test]
-fn metrics_answers_in_plain_text() {
+fn metrics_is_what_manage_metrics_prints_in_the_prometheus_text_format() {
     let db = setup();
     let web = start(&db);
     let reply = get(&web.url("/metrics"));
-    assert!(reply
-        .header("content-type")
-        .is_some_and(|t| t.starts_with("text/plain")));
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        reply.header("content-type")
+    );
+    let cli = manage(&db).arg("metrics").ok().stdout;
+    let families = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(families(&reply.body), families(&cli));
+    assert!(reply.body.contains("manage_jobs_held 0"), "{}", reply.body);
 }
 
 #[test]
@@ -445,6 +459,7 @@ fn the_form_changes_the_configuration_as_jobs_configure_does_and_the_next_runs_f
             ("start_deadline", "10:00"),
             ("retries", "2"),
             ("retry_delay", "01:00"),
+            ("alert_after", "3"),
         ],
     );
     assert_eq!(reply.status, 303, "{}", reply.body);
@@ -457,6 +472,7 @@ fn the_form_changes_the_configuration_as_jobs_configure_does_and_the_next_runs_f
     assert_eq!(job["timezone"], "America/New_York");
     assert_eq!(job["start_deadline"], "00:10:00");
     assert_eq!(job["retries"], 2);
+    assert_eq!(job["alert_after"], 3);
     assert_eq!(job["notify_on_success"], false);
     // The page's next runs are the command's.
     let next: Vec<String> = manage(&db)
@@ -484,7 +500,8 @@ fn the_form_changes_the_configuration_as_jobs_configure_does_and_the_next_runs_f
     assert_eq!(
         rows[0]["details"],
         "override_times: none → 09:00:00,17:30:00, timezone: UTC → America/New_York, \
-         start_deadline: none → 00:10:00, retries: 0 → 2, retry_delay: 00:00:30 → 00:01:00"
+         start_deadline: none → 00:10:00, retries: 0 → 2, retry_delay: 00:00:30 → 00:01:00, \
+         alert_after: 1 → 3"
     );
     assert!(web
         .process
@@ -503,6 +520,7 @@ fn the_form_changes_the_configuration_as_jobs_configure_does_and_the_next_runs_f
             ("start_deadline", "00:10:00"),
             ("retries", "2"),
             ("retry_delay", "00:01:00"),
+            ("alert_after", "3"),
         ],
     );
     assert_eq!(reply.status, 303, "{}", reply.body);
@@ -539,6 +557,7 @@ fn a_bad_value_is_refused_with_the_commands_text_and_nothing_changes() {
         ("override_cron", "0 0 30 2 *", "--override-cron"),
         ("timezone", "Mars/Olympus", "--timezone"),
         ("retries", "101", "--retries"),
+        ("alert_after", "0", "--alert-after"),
     ] {
         let mut form = vec![
             ("csrf", token.as_str()),

@@ -8,8 +8,8 @@ use clap::{Args, ValueEnum};
 
 use crate::cli::common::{connect, existing_job, report_trigger};
 use crate::cli::parse::{
-    parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_times_arg, parse_zone_arg,
-    TimesList,
+    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_times_arg,
+    parse_zone_arg, TimesList,
 };
 use crate::cli::render;
 use crate::cli::Context;
@@ -63,6 +63,9 @@ pub struct ConfigureArgs {
     /// Wait before the first retry, doubling for each next one: MM:SS or HH:MM:SS
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     retry_delay: Option<u32>,
+    /// Mail failures only from the N-th consecutive failure on (1-1000), overriding the file
+    #[arg(long, value_name = "N", value_parser = parse_alert_after_arg)]
+    alert_after: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +140,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         start_deadline: None,
         retries: args.retries,
         retry_delay_secs: args.retry_delay,
+        alert_after: args.alert_after,
     };
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
@@ -167,7 +171,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         return bad_input(format!(
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
-             --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay",
+             --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
+             --alert-after",
             args.name
         ));
     }
@@ -188,6 +193,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Enabled:            {}", yes_no(row.enabled));
     println!("Notify on success:  {}", yes_no(row.notify_on_success));
     println!("Retries:            {}", render::retries(&row));
+    println!("Alert after:        {}", render::alert_after(&row));
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -304,6 +310,7 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         start_deadline: None,
         retries: None,
         retry_delay_secs: None,
+        alert_after: None,
     })
 }
 

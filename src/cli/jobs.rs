@@ -263,6 +263,8 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Enabled", yes_no(row.enabled).into()),
         ("Notify on success", yes_no(row.notify_on_success).into()),
         ("Retries", render::retries(&row)),
+        ("Alert after", render::alert_after(&row)),
+        ("Consecutive failures", row.consecutive_failures.to_string()),
         (
             "Built-in schedule",
             describe_schedule(row.builtin_schedule().as_ref()),
@@ -296,8 +298,13 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ),
         ("Running", yes_no(row.running()).into()),
     ];
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.len() + 1)
+        .max()
+        .unwrap_or(0);
     for (label, value) in fields {
-        println!("{:<19} {value}", format!("{label}:"));
+        println!("{:<width$} {value}", format!("{label}:"));
     }
     println!();
     println!("History (page {page}, {SHOW_PAGE} per page):");

@@ -129,6 +129,8 @@ pub enum Command {
         #[arg(long)]
         send_test_mail: bool,
     },
+    /// Print the scheduler's metrics in the Prometheus text format
+    Metrics,
     /// The mail queue of the notifications
     Mail {
         #[command(subcommand)]
@@ -380,6 +382,12 @@ pub fn run() -> anyhow::Result<()> {
         Command::Check { send_test_mail } => status::check(&ctx, send_test_mail),
         Command::Mail { command } => mail_cmd::run(&ctx, command),
         Command::Web(args) => web_cmd::run(ctx, args),
+        Command::Metrics => {
+            let mut client = common::connect(&ctx)?;
+            let text = crate::metrics::render(&mut client)?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
         Command::Db { .. } | Command::Completions { .. } | Command::Man => Ok(()),
     }
 }

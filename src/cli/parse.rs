@@ -27,6 +27,20 @@ pub fn parse_duration_arg(text: &str) -> Result<u32, String> {
     schedule::parse_duration(text).map_err(|e| e.to_string())
 }
 
+pub fn parse_alert_after_arg(text: &str) -> Result<u32, String> {
+    let (min, max) = (crate::job::MIN_ALERT_AFTER, crate::job::MAX_ALERT_AFTER);
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .map(i32::unsigned_abs)
+        .ok_or_else(|| {
+            format!(
+                "\"{text}\" is not a number of failures: expected an integer from {min} to {max}"
+            )
+        })
+}
+
 pub fn parse_retries_arg(text: &str) -> Result<u32, String> {
     let max = crate::config::MAX_RETRIES;
     text.trim()

@@ -31,6 +31,35 @@ pub fn json_time_opt(instant: Option<DateTime<Utc>>, tz: Tz) -> serde_json::Valu
     instant.map_or(serde_json::Value::Null, |i| json_time(i, tz).into())
 }
 
+/// A job's `alert_after` as people read it, with `(override)` when the
+/// operator set it.
+pub fn alert_after(job: &crate::job::Job) -> String {
+    let n = job.alert_after();
+    let what = if n == 1 {
+        "every failure is mailed".to_string()
+    } else {
+        format!("failures are mailed from the {} in a row on", ordinal(n))
+    };
+    let origin = if job.override_alert_after.is_some() {
+        " (override)"
+    } else {
+        ""
+    };
+    format!("{n}{origin}: {what}")
+}
+
+/// 1st, 2nd, 3rd, 4th, 11th, 21st…
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 /// A job's retries as people read them: `none`, or `3, first after 00:30
 /// (doubling)`, with `(override)` when the operator set them.
 pub fn retries(job: &crate::job::Job) -> String {

@@ -137,6 +137,8 @@ pub struct JobDef {
     /// have none.
     pub retries: u32,
     pub retry_delay_secs: u32,
+    /// Failure mails start at this many consecutive failures (§14).
+    pub alert_after: u32,
     pub kind: JobKind,
 }
 
@@ -174,6 +176,7 @@ impl JobDef {
             delivers_mail: builtin.delivers_mail,
             retries: crate::config::DEFAULT_RETRIES,
             retry_delay_secs: crate::config::DEFAULT_RETRY_DELAY_SECS,
+            alert_after: crate::config::DEFAULT_ALERT_AFTER,
             kind: JobKind::Builtin(builtin),
         }
     }
@@ -193,6 +196,7 @@ impl JobDef {
             delivers_mail: false,
             retries: job.retries,
             retry_delay_secs: job.retry_delay_secs,
+            alert_after: job.alert_after,
             kind: JobKind::Declared(Box::new(job.clone())),
         }
     }
@@ -247,6 +251,7 @@ impl JobDef {
             || stored.definition != self.definition_json()
             || i64::from(stored.builtin_retries) != i64::from(self.retries)
             || i64::from(stored.builtin_retry_delay_seconds) != i64::from(self.retry_delay_secs)
+            || i64::from(stored.builtin_alert_after) != i64::from(self.alert_after)
     }
 
     /// The declared SQL, for an SQL job (§12).

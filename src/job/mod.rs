@@ -236,6 +236,44 @@ pub struct Job {
     /// The attempt number of the job's next claimed run: 1, or K+1 while a
     /// retry after attempt K is pending.
     pub next_attempt: i32,
+    /// Alerts (§14): failure mails start at the N-th consecutive failure,
+    /// as declared and as the operator overrides it.
+    pub builtin_alert_after: i32,
+    pub override_alert_after: Option<i32>,
+    /// Failed runs (a retry series counts once) since the last success.
+    pub consecutive_failures: i32,
+    /// A failure mail was queued during the current streak: the success that
+    /// ends it queues a recovery mail.
+    pub alert_mailed: bool,
+    /// When the last successful run finished, and how long the last run took
+    /// (kept with the job, so that purging the history loses neither).
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_runtime_seconds: Option<f64>,
+}
+
+/// The range of `alert_after` (§14).
+pub const MIN_ALERT_AFTER: i32 = 1;
+pub const MAX_ALERT_AFTER: i32 = 1000;
+
+/// The failure streak after a recorded result, and the mail it calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alert {
+    pub consecutive_failures: i32,
+    pub alert_mailed: bool,
+    pub mail: AlertMail,
+}
+
+/// Which mail a result calls for under the alert rule (§14). A success mail
+/// (notify-on-success) is decided apart, and a recovery mail replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertMail {
+    None,
+    /// The run (or series) failed and the streak has reached `alert_after`.
+    Failure,
+    /// The run succeeded after this many failed runs, one of them mailed.
+    Recovery {
+        failed_runs: u32,
+    },
 }
 
 /// The longest wait before a retry (§13): 24 hours.
@@ -363,6 +401,58 @@ impl Job {
             .unwrap_or(self.builtin_retry_delay_seconds)
             .max(1)
             .unsigned_abs()
+    }
+
+    /// The effective `alert_after` (§14): failure mails are queued from this
+    /// many consecutive failures on.
+    pub fn alert_after(&self) -> u32 {
+        self.override_alert_after
+            .unwrap_or(self.builtin_alert_after)
+            .clamp(MIN_ALERT_AFTER, MAX_ALERT_AFTER)
+            .unsigned_abs()
+    }
+
+    /// What a recorded result does to the failure streak and its mails (§14).
+    /// `state` ends a run; `retrying` says a retry of its series is to come,
+    /// so the series has not ended and nothing is counted yet. `mail_possible`
+    /// is false when nothing would be mailed anyway (no recipient, or the
+    /// mail deliverer's own runs): the streak is still counted, but no mail is
+    /// marked as queued.
+    pub fn alert_after_run(&self, state: RunState, retrying: bool, mail_possible: bool) -> Alert {
+        let streak = self.consecutive_failures.max(0);
+        if retrying {
+            return Alert {
+                consecutive_failures: streak,
+                alert_mailed: self.alert_mailed,
+                mail: AlertMail::None,
+            };
+        }
+        if state.is_failure() {
+            let failures = streak.saturating_add(1);
+            let due = mail_possible && failures.unsigned_abs() >= self.alert_after();
+            Alert {
+                consecutive_failures: failures,
+                alert_mailed: self.alert_mailed || due,
+                mail: if due {
+                    AlertMail::Failure
+                } else {
+                    AlertMail::None
+                },
+            }
+        } else {
+            let recovered = mail_possible && self.alert_mailed && streak > 0;
+            Alert {
+                consecutive_failures: 0,
+                alert_mailed: false,
+                mail: if recovered {
+                    AlertMail::Recovery {
+                        failed_runs: streak.unsigned_abs(),
+                    }
+                } else {
+                    AlertMail::None
+                },
+            }
+        }
     }
 
     /// Internal, process or SQL (the JSON `kind`).
@@ -606,6 +696,12 @@ mod tests {
             override_retries: None,
             override_retry_delay_seconds: None,
             next_attempt: 1,
+            builtin_alert_after: 1,
+            override_alert_after: None,
+            consecutive_failures: 0,
+            alert_mailed: false,
+            last_success: None,
+            last_runtime_seconds: None,
         }
     }
 
@@ -844,6 +940,68 @@ mod tests {
             j.after_run(1, RunState::Failed, at(10, 0), Tz::UTC)
                 .next_run,
             None
+        );
+    }
+
+    #[test]
+    fn failures_mail_from_the_alert_after_th_in_a_row_and_a_success_recovers() {
+        let mut j = job();
+        j.builtin_alert_after = 3;
+        let mut mails = Vec::new();
+        for _ in 0..4 {
+            let a = j.alert_after_run(RunState::Failed, false, true);
+            mails.push(a.mail);
+            (j.consecutive_failures, j.alert_mailed) = (a.consecutive_failures, a.alert_mailed);
+        }
+        assert_eq!(
+            mails,
+            [
+                AlertMail::None,
+                AlertMail::None,
+                AlertMail::Failure,
+                AlertMail::Failure
+            ]
+        );
+        assert_eq!(j.consecutive_failures, 4);
+        let back = j.alert_after_run(RunState::Succeeded, false, true);
+        assert_eq!(back.mail, AlertMail::Recovery { failed_runs: 4 });
+        assert_eq!((back.consecutive_failures, back.alert_mailed), (0, false));
+    }
+
+    #[test]
+    fn a_streak_below_alert_after_ends_without_a_recovery_mail() {
+        let mut j = job();
+        j.override_alert_after = Some(5);
+        j.builtin_alert_after = 1;
+        assert_eq!(j.alert_after(), 5, "the operator's value wins");
+        j.consecutive_failures = 2;
+        let back = j.alert_after_run(RunState::Succeeded, false, true);
+        assert_eq!(back.mail, AlertMail::None);
+        assert_eq!(back.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn a_retry_to_come_counts_nothing_yet_and_timeouts_count_as_failures() {
+        let mut j = job();
+        j.consecutive_failures = 1;
+        let pending = j.alert_after_run(RunState::Failed, true, true);
+        assert_eq!(
+            (pending.consecutive_failures, pending.mail),
+            (1, AlertMail::None)
+        );
+        for state in [RunState::TimedOut, RunState::Interrupted] {
+            let a = j.alert_after_run(state, false, true);
+            assert_eq!((a.consecutive_failures, a.mail), (2, AlertMail::Failure));
+        }
+    }
+
+    #[test]
+    fn with_no_one_to_mail_the_streak_is_counted_but_no_mail_is_marked() {
+        let j = job();
+        let a = j.alert_after_run(RunState::Failed, false, false);
+        assert_eq!(
+            (a.consecutive_failures, a.alert_mailed, a.mail),
+            (1, false, AlertMail::None)
         );
     }
 }

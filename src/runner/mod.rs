@@ -28,6 +28,7 @@
 //! The core never prints: everything the runner says goes through its
 //! [`Log`].
 
+mod alerts;
 mod guard;
 mod listen;
 mod log;

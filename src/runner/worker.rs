@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::{Entry, Event, Shared, APPLICATION_NAME};
+use super::{alerts, Entry, Event, Shared, APPLICATION_NAME};
 use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
 use crate::job::{AfterRun, Ended, Finished, Outcome, Retry, RunState};
-use crate::mail;
 use crate::process::{self, ChildSpec, Ending, StopHandle};
 use crate::schedule;
 use crate::store::{self, Claimed};
@@ -760,26 +759,32 @@ pub fn record(
         tx.rollback()?;
         return Ok(Recorded::default());
     };
-    let mut notify_on_success = false;
     let mut retry = None;
+    let mut notice = alerts::decide(shared, r, None, false);
     if let Some(row) = store::job_for_update(&mut tx, r.job)? {
-        notify_on_success = row.notify_on_success;
-        if row.running_run == Some(r.run_id) {
-            // A job that cannot be started is disabled, never retried.
-            let after = if r.disable {
-                AfterRun {
-                    next_run: None,
-                    next_attempt: 1,
-                    retry: None,
-                }
-            } else {
-                row.after_run(attempt, r.state, r.finished_at, tz)
-            };
-            retry = after.retry;
+        let ours = row.running_run == Some(r.run_id);
+        // A job that cannot be started is disabled, never retried.
+        let after = if r.disable || !ours {
+            AfterRun {
+                next_run: None,
+                next_attempt: 1,
+                retry: None,
+            }
+        } else {
+            row.after_run(attempt, r.state, r.finished_at, tz)
+        };
+        retry = after.retry;
+        notice = alerts::decide(shared, r, Some(&row), retry.is_some());
+        if ours {
             store::finish_job(
                 &mut tx,
                 r.job,
-                Some((r.finished_at, r.state)),
+                Some(&store::Finish {
+                    at: r.finished_at,
+                    state: r.state,
+                    runtime_seconds: r.runtime_seconds,
+                    streak: notice.streak,
+                }),
                 None,
                 after.next_run,
                 after.next_attempt,
@@ -798,10 +803,9 @@ pub fn record(
             );
         }
     }
-    // Only the series' final failure is mailed (§13).
-    if retry.is_none() {
-        queue_notification(shared, &mut tx, r, notify_on_success)?;
-    }
+    // Only the series' final failure is mailed (§13), and failures only
+    // from the alert_after-th in a row (§14).
+    alerts::queue(shared, &mut tx, r, notice.mail)?;
     store::notify_runners(&mut tx)?;
     let next = if claim {
         claim_next(shared, &mut tx, prepared)?
@@ -859,13 +863,13 @@ fn record_fast(
     let Some(job) = r.claimed_job else {
         return Ok(None);
     };
-    if r.disable
-        || !r.trigger_next.is_empty()
-        || mail_due(shared, r, job.notify_on_success)
-        || (r.state.is_failure() && job.retries() > 0)
-    {
+    if r.disable || !r.trigger_next.is_empty() || (r.state.is_failure() && job.retries() > 0) {
         return Ok(None);
     }
+    let notice = alerts::decide(shared, r, Some(job), false);
+    let (Some(streak), alerts::Mail::None) = (notice.streak, notice.mail) else {
+        return Ok(None);
+    };
     // run_requested is false as claimed; the statement itself honours a
     // request made since.
     let next_run = job.next_run_after(r.finished_at, false, shared.config.timezone);
@@ -882,57 +886,10 @@ fn record_fast(
             output: r.output,
             next_run,
             job,
+            streak,
             claim,
         },
     )
-}
-
-/// Whether this run's result is mailed. The mail deliverer's own runs never
-/// are (a mail about failing to send mail would loop).
-fn mail_due(shared: &Shared, r: &Record, notify_on_success: bool) -> bool {
-    shared.config.notifications.email.is_some()
-        && !shared.registry.get(r.job).is_some_and(|d| d.delivers_mail)
-        && mail::wanted(r.outcome, notify_on_success, r.output)
-}
-
-/// The mail for a run, when one is due: failures always, successes with
-/// notify-on-success and output; the mail deliverer is triggered to send it.
-fn queue_notification(
-    shared: &Shared,
-    tx: &mut postgres::Transaction,
-    r: &Record,
-    notify_on_success: bool,
-) -> Result<(), postgres::Error> {
-    let Some(recipient) = &shared.config.notifications.email else {
-        return Ok(());
-    };
-    if !mail_due(shared, r, notify_on_success) {
-        return Ok(());
-    }
-    let composed = mail::compose(
-        r.outcome,
-        &mail::RunFacts {
-            job: r.job,
-            description: r.description,
-            host: &shared.host,
-            started_at: r.started_at,
-            runtime_seconds: r.runtime_seconds,
-            state: r.state,
-            output: r.output,
-        },
-        shared.config.timezone,
-    );
-    let sender = shared
-        .config
-        .notifications
-        .sender
-        .clone()
-        .unwrap_or_else(|| format!("manage@{}", shared.host));
-    store::queue_mail(tx, recipient, &sender, &composed, Some(r.run_id))?;
-    if let Some(mailer) = shared.registry.mailer() {
-        store::schedule_now(tx, &mailer.name)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

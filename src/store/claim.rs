@@ -127,6 +127,10 @@ pub struct FastRecord<'a> {
     pub next_run: Option<DateTime<Utc>>,
     /// The job as claimed: its configuration is the guard.
     pub job: &'a Job,
+    /// The failure streak after this run (§14), decided from the job as
+    /// claimed: the statement writes it only if the streak and alert_after
+    /// are still what they were then.
+    pub streak: crate::job::Alert,
     /// Who claims the next run, if anyone.
     pub claim: Option<Claimant<'a>>,
 }
@@ -141,8 +145,13 @@ pub fn record_fast(
              UPDATE manage.jobs SET running_run = NULL, run_requested = false, \
                  next_run = CASE WHEN run_requested THEN $3 ELSE $6 END, \
                  requested_run = CASE WHEN run_requested THEN $3 ELSE requested_run END, \
-                 last_run = $3, last_state = $2, last_skip = NULL, next_attempt = 1 \
+                 last_run = $3, last_state = $2, last_skip = NULL, next_attempt = 1, \
+                 last_runtime_seconds = $4, \
+                 last_success = CASE WHEN $2 = $29 THEN $3 ELSE last_success END, \
+                 consecutive_failures = $27, alert_mailed = $28 \
              WHERE name = $7 AND running_run = $1 AND enabled AND NOT removed \
+               AND consecutive_failures = $24 AND alert_mailed = $25 \
+               AND coalesce(override_alert_after, builtin_alert_after) = $26 \
                AND notify_on_success = $8 \
                AND coalesce(override_retries, builtin_retries) = $23 \
                AND override_times IS NOT DISTINCT FROM $9 \
@@ -171,6 +180,7 @@ pub fn record_fast(
     };
     let job = r.job;
     let retries = i32::try_from(job.retries()).unwrap_or(i32::MAX);
+    let alert_after = i32::try_from(job.alert_after()).unwrap_or(i32::MAX);
     let row = prepared.query_one(
         client,
         "record_fast",
@@ -198,7 +208,13 @@ pub fn record_fast(
             &job.builtin_cron,
             &job.override_timezone,
             &job.builtin_timezone,
-            &retries
+            &retries,
+            &job.consecutive_failures,
+            &job.alert_mailed,
+            &alert_after,
+            &r.streak.consecutive_failures,
+            &r.streak.alert_mailed,
+            &RunState::Succeeded
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;

@@ -45,6 +45,12 @@ impl Job {
             override_retries: row.try_get("override_retries")?,
             override_retry_delay_seconds: row.try_get("override_retry_delay_seconds")?,
             next_attempt: row.try_get("next_attempt")?,
+            builtin_alert_after: row.try_get("builtin_alert_after")?,
+            override_alert_after: row.try_get("override_alert_after")?,
+            consecutive_failures: row.try_get("consecutive_failures")?,
+            alert_mailed: row.try_get("alert_mailed")?,
+            last_success: row.try_get("last_success")?,
+            last_runtime_seconds: row.try_get("last_runtime_seconds")?,
         })
     }
 }
@@ -119,16 +125,18 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
     let deadline = def.start_deadline.map(i32::try_from).transpose()?;
     let retries = i32::try_from(def.retries)?;
     let retry_delay = i32::try_from(def.retry_delay_secs)?;
+    let alert_after = i32::try_from(def.alert_after)?;
     client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
-         builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds, \
+         builtin_alert_after) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
              builtin_start_deadline_seconds = $12, builtin_retries = $13, \
-             builtin_retry_delay_seconds = $14",
+             builtin_retry_delay_seconds = $14, builtin_alert_after = $15",
         typed![
             &def.name,
             &def.app,
@@ -144,6 +152,7 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &deadline,
             &retries,
             &retry_delay,
+            &alert_after,
         ],
     )?;
     Ok(())
@@ -224,6 +233,8 @@ pub struct ConfigChange {
     /// The operator's retries and retry delay (§13).
     pub retries: Option<u32>,
     pub retry_delay_secs: Option<u32>,
+    /// The operator's `alert_after` (§14).
+    pub alert_after: Option<u32>,
 }
 
 /// Apply a configuration change, reschedule (dropping a pending retry: the
@@ -263,6 +274,9 @@ pub fn configure(
     if let Some(delay) = change.retry_delay_secs {
         row.override_retry_delay_seconds = Some(i32::try_from(delay)?);
     }
+    if let Some(alert_after) = change.alert_after {
+        row.override_alert_after = Some(i32::try_from(alert_after)?);
+    }
     let now = db_now(tx)?;
     row.next_run = row.next_run(now, tz);
     row.next_attempt = 1;
@@ -270,7 +284,8 @@ pub fn configure(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
-         override_retry_delay_seconds = $11, next_attempt = 1 WHERE name = $1",
+         override_retry_delay_seconds = $11, override_alert_after = $12, next_attempt = 1 \
+         WHERE name = $1",
         typed![
             &name,
             &row.enabled,
@@ -283,6 +298,7 @@ pub fn configure(
             &row.override_start_deadline_seconds,
             &row.override_retries,
             &row.override_retry_delay_seconds,
+            &row.override_alert_after,
         ],
     )?;
     notify_runners(tx)?;
@@ -306,7 +322,8 @@ pub fn trigger_job(
 /// Forget the last run's failure: last run and last state become null.
 pub fn reset_failure(client: &mut impl GenericClient, name: &str) -> Result<(), postgres::Error> {
     client.execute_typed(
-        "UPDATE manage.jobs SET last_run = NULL, last_state = NULL WHERE name = $1",
+        "UPDATE manage.jobs SET last_run = NULL, last_state = NULL, consecutive_failures = 0, \
+         alert_mailed = false WHERE name = $1",
         typed![&name],
     )?;
     Ok(())
@@ -322,23 +339,36 @@ pub struct Skip<'a> {
     pub reason: &'a str,
 }
 
+/// A finished run, as its job records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish {
+    pub at: DateTime<Utc>,
+    pub state: RunState,
+    pub runtime_seconds: f64,
+    /// The failure streak after it (§14); `None` leaves the streak alone.
+    pub streak: Option<crate::job::Alert>,
+}
+
 /// After a run or a skip: the job is no longer running, and its next run is
-/// set; a run (`last`) also sets last run and state and clears last skipped,
-/// a skip (`skipped`) only sets last skipped, with its reason and claim.
-/// `next_attempt` is the attempt number the next run gets (§13).
+/// set; a run (`last`) also sets last run and state, its runtime, its
+/// success and the failure streak, and clears last skipped; a skip
+/// (`skipped`) only sets last skipped, with its reason and claim.
 pub fn finish_job(
     client: &mut impl GenericClient,
     name: &str,
-    last: Option<(DateTime<Utc>, RunState)>,
+    last: Option<&Finish>,
     skipped: Option<&Skip>,
     next_run: Option<DateTime<Utc>>,
     next_attempt: i32,
     disable: bool,
 ) -> Result<(), postgres::Error> {
-    let (last_run, last_state) = match last {
-        Some((at, state)) => (Some(at), Some(state)),
-        None => (None, None),
-    };
+    let last_run = last.map(|l| l.at);
+    let last_state = last.map(|l| l.state);
+    let runtime = last.map(|l| l.runtime_seconds);
+    let succeeded = last.is_some_and(|l| l.state == RunState::Succeeded);
+    let streak = last.and_then(|l| l.streak);
+    let failures = streak.map(|s| s.consecutive_failures);
+    let mailed = streak.map(|s| s.alert_mailed);
     let (skipped_at, skip_run, skip_reason) = match skipped {
         Some(skip) => (Some(skip.at), Some(skip.run_id), Some(skip.reason)),
         None => (None, None, None),
@@ -353,7 +383,11 @@ pub fn finish_job(
              last_skip = CASE WHEN $3::timestamptz IS NULL THEN $5::timestamptz ELSE NULL END, \
              last_skip_run = CASE WHEN $5::timestamptz IS NULL THEN last_skip_run ELSE $7::bigint END, \
              last_skip_reason = CASE WHEN $5::timestamptz IS NULL THEN last_skip_reason ELSE $8::text END, \
-             enabled = enabled AND NOT $6, next_attempt = $9 \
+             enabled = enabled AND NOT $6, next_attempt = $9, \
+             last_runtime_seconds = coalesce($10, last_runtime_seconds), \
+             last_success = CASE WHEN $11 THEN $3 ELSE last_success END, \
+             consecutive_failures = coalesce($12, consecutive_failures), \
+             alert_mailed = coalesce($13, alert_mailed) \
          WHERE name = $1",
         typed![
             &name,
@@ -364,7 +398,11 @@ pub fn finish_job(
             &disable,
             &skip_run,
             &skip_reason,
-            &next_attempt
+            &next_attempt,
+            &runtime,
+            &succeeded,
+            &failures,
+            &mailed
         ],
     )?;
     Ok(())

@@ -146,13 +146,25 @@ pub fn purge_history_batch(
     batch: i64,
 ) -> anyhow::Result<u64> {
     let days = i32::try_from(days)?;
-    Ok(client.execute_typed(
-        "DELETE FROM manage.runs WHERE id IN (\
-             SELECT id FROM manage.runs WHERE state <> $3 \
-             AND finished_at < clock_timestamp() - make_interval(days => $1) \
-             ORDER BY finished_at LIMIT $2)",
+    // The runs deleted are added to `purged_runs` by the same statement, so
+    // that manage_job_runs_total never goes down (§15).
+    let row = client.query_typed_one(
+        "WITH gone AS ( \
+             DELETE FROM manage.runs WHERE id IN (\
+                 SELECT id FROM manage.runs WHERE state <> $3 \
+                 AND finished_at < clock_timestamp() - make_interval(days => $1) \
+                 ORDER BY finished_at LIMIT $2) \
+             RETURNING job, state \
+         ), counted AS ( \
+             INSERT INTO manage.purged_runs AS p (job, state, runs) \
+             SELECT job, state, count(*) FROM gone GROUP BY job, state \
+             ON CONFLICT (job, state) DO UPDATE SET runs = p.runs + EXCLUDED.runs \
+         ) \
+         SELECT count(*) AS deleted FROM gone",
         typed![&days, &batch, &RunState::Running],
-    )?)
+    )?;
+    let deleted: i64 = row.try_get("deleted")?;
+    Ok(u64::try_from(deleted)?)
 }
 
 /// Record the process group of a running child-process run, with what will

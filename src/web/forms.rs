@@ -44,28 +44,23 @@ impl ReleaseForm {
 }
 
 /// The configuration form of a job page: every field as text, as shown and
-/// as sent back. A checkbox that is not ticked is not sent at all.
+/// as sent back. A checkbox that is not ticked is not sent at all; a text
+/// field that is not sent (a script's partial form) leaves its setting alone.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConfigForm {
     #[serde(default)]
     pub csrf: String,
     pub enabled: Option<String>,
     pub notify_on_success: Option<String>,
-    #[serde(default)]
-    pub override_times: String,
-    #[serde(default)]
-    pub override_interval: String,
-    #[serde(default)]
-    pub override_cron: String,
+    pub override_times: Option<String>,
+    pub override_interval: Option<String>,
+    pub override_cron: Option<String>,
     pub clear_override: Option<String>,
-    #[serde(default)]
-    pub timezone: String,
-    #[serde(default)]
-    pub start_deadline: String,
-    #[serde(default)]
-    pub retries: String,
-    #[serde(default)]
-    pub retry_delay: String,
+    pub timezone: Option<String>,
+    pub start_deadline: Option<String>,
+    pub retries: Option<String>,
+    pub retry_delay: Option<String>,
+    pub alert_after: Option<String>,
 }
 
 /// `invalid value 'X' for FIELD: PROBLEM`, as clap words a refused flag value.
@@ -93,24 +88,27 @@ impl ConfigForm {
             csrf: String::new(),
             enabled: tick(job.enabled),
             notify_on_success: tick(job.notify_on_success),
-            override_times: times,
-            override_interval: job
-                .override_interval_seconds
-                .and_then(|s| u32::try_from(s).ok())
-                .filter(|s| *s > 0)
-                .map(schedule::format_duration)
-                .unwrap_or_default(),
-            override_cron: job.override_cron.clone().unwrap_or_default(),
+            override_times: Some(times),
+            override_interval: Some(
+                job.override_interval_seconds
+                    .and_then(|s| u32::try_from(s).ok())
+                    .filter(|s| *s > 0)
+                    .map(schedule::format_duration)
+                    .unwrap_or_default(),
+            ),
+            override_cron: Some(job.override_cron.clone().unwrap_or_default()),
             clear_override: None,
-            timezone: job.override_timezone.clone().unwrap_or_default(),
-            start_deadline: job
-                .override_start_deadline_seconds
-                .and_then(|s| u32::try_from(s).ok())
-                .filter(|s| *s > 0)
-                .map(schedule::format_duration)
-                .unwrap_or_default(),
-            retries: job.retries().to_string(),
-            retry_delay: schedule::format_duration(job.retry_delay_seconds()),
+            timezone: Some(job.override_timezone.clone().unwrap_or_default()),
+            start_deadline: Some(
+                job.override_start_deadline_seconds
+                    .and_then(|s| u32::try_from(s).ok())
+                    .filter(|s| *s > 0)
+                    .map(schedule::format_duration)
+                    .unwrap_or_default(),
+            ),
+            retries: Some(job.retries().to_string()),
+            retry_delay: Some(schedule::format_duration(job.retry_delay_seconds())),
+            alert_after: Some(job.alert_after().to_string()),
         }
     }
 
@@ -125,16 +123,26 @@ impl ConfigForm {
         if self.notify_on_success.is_some() != job.notify_on_success {
             change.notify_on_success = Some(self.notify_on_success.is_some());
         }
-        let times = self.override_times.trim();
-        let interval = self.override_interval.trim();
-        let cron = self.override_cron.trim();
+        // A field not sent counts as shown: unchanged.
+        let sent = |field: &Option<String>, shown: &Option<String>| -> String {
+            field
+                .as_deref()
+                .or(shown.as_deref())
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        let shown_text = |field: &Option<String>| field.clone().unwrap_or_default();
+        let times = &sent(&self.override_times, &shown.override_times);
+        let interval = &sent(&self.override_interval, &shown.override_interval);
+        let cron = &sent(&self.override_cron, &shown.override_cron);
         if self.clear_override.is_some() {
             if job.override_schedule().is_some() {
                 change.override_schedule = Some(None);
             }
-        } else if times != shown.override_times
-            || interval != shown.override_interval
-            || cron != shown.override_cron
+        } else if *times != shown_text(&shown.override_times)
+            || *interval != shown_text(&shown.override_interval)
+            || *cron != shown_text(&shown.override_cron)
         {
             let given = [times, interval, cron]
                 .iter()
@@ -166,16 +174,16 @@ impl ConfigForm {
                 None
             });
         }
-        let zone = self.timezone.trim();
-        if zone != shown.timezone {
+        let zone = &sent(&self.timezone, &shown.timezone);
+        if *zone != shown_text(&shown.timezone) {
             change.timezone = Some(if zone.is_empty() {
                 None
             } else {
                 Some(parse::parse_zone_arg(zone).map_err(|p| refused("time zone", zone, p))?)
             });
         }
-        let deadline = self.start_deadline.trim();
-        if deadline != shown.start_deadline {
+        let deadline = &sent(&self.start_deadline, &shown.start_deadline);
+        if *deadline != shown_text(&shown.start_deadline) {
             change.start_deadline = Some(if deadline.is_empty() {
                 None
             } else {
@@ -185,16 +193,23 @@ impl ConfigForm {
                 )
             });
         }
-        let retries = self.retries.trim();
-        if retries != shown.retries {
+        let retries = &sent(&self.retries, &shown.retries);
+        if *retries != shown_text(&shown.retries) {
             change.retries = Some(
                 parse::parse_retries_arg(retries).map_err(|p| refused("retries", retries, p))?,
             );
         }
-        let delay = self.retry_delay.trim();
-        if delay != shown.retry_delay {
+        let delay = &sent(&self.retry_delay, &shown.retry_delay);
+        if *delay != shown_text(&shown.retry_delay) {
             change.retry_delay_secs = Some(
                 parse::parse_duration_arg(delay).map_err(|p| refused("retry delay", delay, p))?,
+            );
+        }
+        let alert_after = &sent(&self.alert_after, &shown.alert_after);
+        if *alert_after != shown_text(&shown.alert_after) {
+            change.alert_after = Some(
+                parse::parse_alert_after_arg(alert_after)
+                    .map_err(|p| refused("alert after", alert_after, p))?,
             );
         }
         Ok(change)

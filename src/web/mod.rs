@@ -698,14 +698,24 @@ async fn healthz(State(web): State<Shared>) -> Response {
     }
 }
 
+/// §15's Prometheus text, as `manage metrics` prints it.
 async fn metrics(State(web): State<Shared>) -> Response {
-    let _ = &web;
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "the metrics (§15) are not in this build yet\n",
-    )
-        .into_response()
+    match web.db(|client, _| crate::metrics::render(client)).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("# error: {}\n", crate::error::describe(&e)),
+        )
+            .into_response(),
+    }
 }
 
 async fn api_jobs(State(web): State<Shared>) -> Response {

@@ -305,17 +305,18 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
             }
             fieldset {
                 legend { "Override schedule (one of the three; all empty for the built-in: " (describe(job.builtin_schedule())) ")" }
-                (text_field("override_times", "Override times", &form.override_times, "HH:MM[:SS], comma-separated"))
-                (text_field("override_interval", "Override interval", &form.override_interval, "MM:SS or HH:MM:SS"))
-                (text_field("override_cron", "Override cron expression", &form.override_cron, "e.g. 0 9 * * MON-FRI, or @daily"))
+                (text_field("override_times", "Override times", form.override_times.as_deref().unwrap_or(""), "HH:MM[:SS], comma-separated"))
+                (text_field("override_interval", "Override interval", form.override_interval.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS"))
+                (text_field("override_cron", "Override cron expression", form.override_cron.as_deref().unwrap_or(""), "e.g. 0 9 * * MON-FRI, or @daily"))
                 (check_field("clear_override", "Clear the override (back to the built-in schedule)", form.clear_override.is_some()))
             }
             fieldset {
-                legend { "Time zone, deadline, retries" }
-                (placeholder_field("timezone", "Time zone", &form.timezone, &zone_hint, job.zone(page.tz).name()))
-                (text_field("start_deadline", "Start deadline", &form.start_deadline, &deadline_hint))
-                (text_field("retries", "Retries", &form.retries, "0 to 100"))
-                (text_field("retry_delay", "Retry delay", &form.retry_delay, "MM:SS or HH:MM:SS, doubling for each next retry"))
+                legend { "Time zone, deadline, retries, alerts" }
+                (placeholder_field("timezone", "Time zone", form.timezone.as_deref().unwrap_or(""), &zone_hint, job.zone(page.tz).name()))
+                (text_field("start_deadline", "Start deadline", form.start_deadline.as_deref().unwrap_or(""), &deadline_hint))
+                (text_field("retries", "Retries", form.retries.as_deref().unwrap_or(""), "0 to 100"))
+                (text_field("retry_delay", "Retry delay", form.retry_delay.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS, doubling for each next retry"))
+                (text_field("alert_after", "Alert after", form.alert_after.as_deref().unwrap_or(""), "Mail failures from the N-th in a row on: 1 to 1000"))
             }
             button type="submit" { "Save" }
         }
@@ -373,6 +374,8 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
         ("Last skipped", time_opt(job.last_skip, tz, "never")),
         ("Running", yes_no(job.running()).into()),
         ("Retries", render::retries(job)),
+        ("Alert after", render::alert_after(job)),
+        ("Consecutive failures", job.consecutive_failures.to_string()),
     ];
     let location = job_location(&job.name);
     let more = view.history.len() as u32 == view.per_page;
