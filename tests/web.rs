@@ -652,6 +652,14 @@ fn run_now_and_reset_failure_on_the_page_are_the_commands() {
         "{}",
         reply.body
     );
+    // The form beside the refusal shows the job as it is.
+    assert!(
+        reply
+            .body
+            .contains("name=\"retry_delay\" value=\"00:00:30\""),
+        "{}",
+        reply.body
+    );
 
     db.client()
         .batch_execute(

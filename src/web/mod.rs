@@ -437,13 +437,13 @@ fn page_number(query: &PageQuery) -> Result<u32, String> {
     }
 }
 
-/// The job page, with an error and the form as it was sent when a change
-/// was refused (HTTP 400).
+/// The job page, with an error (HTTP 400) and the configuration form as it
+/// was sent, when a change was refused.
 async fn show_job(
     web: &Shared,
     name: String,
     page: u32,
-    refused: Option<(String, ConfigForm)>,
+    refused: Option<(String, Option<ConfigForm>)>,
 ) -> Response {
     let status = if refused.is_some() {
         StatusCode::BAD_REQUEST
@@ -466,7 +466,9 @@ async fn show_job(
         Ok(Some(mut view)) => {
             if let Some((error, form)) = refused {
                 view.error = Some(error);
-                view.form = form;
+                if let Some(form) = form {
+                    view.form = form;
+                }
             }
             (status, pages::job_page(&web.page(), &view)).into_response()
         }
@@ -603,10 +605,7 @@ where
             Redirect::to(&job_location(&name)).into_response()
         }
         Err(e) => match e.downcast_ref::<BadInput>() {
-            Some(bad) => {
-                let form = form.unwrap_or_default();
-                show_job(&web, name, 1, Some((bad.0.clone(), form))).await
-            }
+            Some(bad) => show_job(&web, name, 1, Some((bad.0.clone(), form))).await,
             None => error_response(&web, &e),
         },
     }
