@@ -775,6 +775,35 @@ fn without_a_token_only_a_loopback_address_may_be_listened_on() {
 }
 
 #[test]
+fn without_a_token_a_request_for_another_host_name_is_refused() {
+    // DNS rebinding: a foreign name resolved to 127.0.0.1.
+    let db = setup();
+    let web = start(&db);
+    let reply = get_with(&web.url("/"), &[("Host", "evil.example:8000")]);
+    assert_eq!(reply.status, 403);
+    let port = web.base.rsplit(':').next().unwrap().to_string();
+    let reply = get_with(&web.url("/"), &[("Host", &format!("localhost:{port}"))]);
+    assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn the_web_keys_are_checked_like_every_key() {
+    let db = setup();
+    let run = db
+        .manage()
+        .config("[web]\nport = 8000\n")
+        .args(["jobs", "list"])
+        .run();
+    run.assert_bad_input(&["web.port"]);
+    let run = db
+        .manage()
+        .config("[web]\nlisten = \"localhost\"\n")
+        .args(["jobs", "list"])
+        .run();
+    run.assert_bad_input(&["web.listen", "ADDR:PORT"]);
+}
+
+#[test]
 fn read_only_shows_no_form_and_refuses_every_post() {
     let db = setup();
     let web = WebServer::start(&db, JOBS, &["--read-only"], &[]);

@@ -239,8 +239,18 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// The token (when set), then for a POST: not read-only, and from our origin.
+/// The token (when set; without one, the request must name a loopback host),
+/// then for a POST: not read-only, and from our origin.
 async fn guard(State(web): State<Shared>, request: Request, next: Next) -> Response {
+    if web.token.is_none() && !loopback_host(request.headers()) {
+        // A page on another site whose name was made to resolve to 127.0.0.1
+        // (DNS rebinding) would be "same origin" with us: without a token,
+        // only the loopback names are ours.
+        return forbidden(
+            &web,
+            "without a token this page answers only to a loopback address (127.0.0.1, [::1] or localhost)",
+        );
+    }
     if let Some(token) = &web.token {
         if !authorized(request.headers(), token) {
             return (
@@ -303,6 +313,26 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
         return same_secret(password.as_bytes(), token.as_bytes());
     }
     false
+}
+
+/// The `Host` a request names is this machine's loopback: `localhost`, or a
+/// loopback address, with any port. A request without one (HTTP/1.0) passes.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    match url::Url::parse(&format!("http://{host}/")) {
+        Ok(url) => match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        Err(_) => false,
+    }
 }
 
 /// A POST's `Origin` (else `Referer`) must name the host it was sent to. A
@@ -791,6 +821,33 @@ mod tests {
         assert!(!authorized(&with("Bearer s3cre"), "s3cret"));
         assert!(!authorized(&with("Basic czNjcmV0"), "s3cret"));
         assert!(!authorized(&HeaderMap::new(), "s3cret"));
+    }
+
+    #[test]
+    fn only_loopback_hosts_are_ours_without_a_token() {
+        let host = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        for ours in [
+            "127.0.0.1:8000",
+            "localhost:8000",
+            "LOCALHOST",
+            "[::1]:8000",
+            "127.1.2.3",
+        ] {
+            assert!(loopback_host(&host(ours)), "{ours}");
+        }
+        for theirs in [
+            "evil.example:8000",
+            "10.0.0.1:8000",
+            "localhost.evil.example",
+            "[::2]:80",
+        ] {
+            assert!(!loopback_host(&host(theirs)), "{theirs}");
+        }
+        assert!(loopback_host(&HeaderMap::new()));
     }
 
     #[test]
