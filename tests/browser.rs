@@ -221,11 +221,18 @@ fn the_page_works_in_a_real_browser() {
             .click()
             .await
             .unwrap();
-        assert_eq!(text_of(&client, "h1").await, "Job poll");
+        wait_page(&client, "the job page", |page| {
+            page.contains("Job poll") && page.contains("Recent changes")
+        })
+        .await;
         let before = next_runs(&client).await;
         assert_eq!(before.len(), 5);
         set_field(&client, "override_interval", "00:10:00").await;
         click(&client, "form.config button[type=submit]").await;
+        wait_page(&client, "the saved override", |page| {
+            page.contains("every 00:10:00 (override)") && page.contains("Recent changes")
+        })
+        .await;
         assert_eq!(client.current_url().await.unwrap().path(), "/jobs/poll");
         let after = next_runs(&client).await;
         assert_eq!(after.len(), 5);
@@ -284,14 +291,20 @@ fn the_page_works_in_a_real_browser() {
             .click()
             .await
             .unwrap();
-        wait_page(&client, "the run page", |page| page.contains("Output")).await;
+        wait_page(&client, "the run page", |page| {
+            page.contains("Run 1 of greet")
+        })
+        .await;
         let output = text_of(&client, "pre.output").await;
         assert_eq!(output, "hello from greet\n<b>not bold</b>".trim_end());
 
         // On a phone.
         client.set_window_size(390, 844).await.unwrap();
         client.goto(&web.url("/")).await.unwrap();
-        wait_page(&client, "the frontpage", |page| page.contains("Jobs")).await;
+        wait_page(&client, "the frontpage", |page| {
+            page.contains("Scheduled jobs")
+        })
+        .await;
         save_screenshot(&client, "frontpage-phone.png").await;
 
         client.close().await.unwrap();
