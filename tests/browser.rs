@@ -135,8 +135,13 @@ async fn save_screenshot(client: &Client, name: &str) {
 #[test]
 fn the_page_works_in_a_real_browser() {
     let Some(driver_path) = chromedriver() else {
-        eprintln!(
-            "skipped: chromedriver is not installed (apt-get install chromium chromium-driver)"
+        // Straight to stderr, past the test harness's capture, so that the
+        // skip is seen in a plain `cargo test`.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "browser::the_page_works_in_a_real_browser: SKIPPED: chromedriver is not installed \
+             (apt-get install chromium chromium-driver)"
         );
         return;
     };
