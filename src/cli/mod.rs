@@ -143,7 +143,14 @@ pub enum Command {
     },
     /// Print the man page (roff), job commands included
     Man,
-    /// Serve the web page: the jobs, their configuration, run now, hold and release (§16)
+    /// Serve the web page: the jobs, their configuration, run now, hold and release
+    #[command(
+        long_about = "Serve the web page: the jobs, their configuration, run now, hold and \
+        release, /healthz, /metrics and /api/jobs.\n\n\
+        Without a token it listens only on a loopback address. With a token ([web] token in \
+        the file, or the environment variable MANAGE_WEB_TOKEN) every request must carry it: \
+        `Authorization: Bearer TOKEN`, or HTTP Basic with the token as the password."
+    )]
     Web(web_cmd::WebArgs),
     /// The embedded default database cluster
     Db {

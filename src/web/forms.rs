@@ -195,22 +195,22 @@ impl ConfigForm {
         }
         let retries = &sent(&self.retries, &shown.retries);
         if *retries != shown_text(&shown.retries) {
-            change.retries = Some(
-                parse::parse_retries_arg(retries).map_err(|p| refused("retries", retries, p))?,
-            );
+            let wanted =
+                parse::parse_retries_arg(retries).map_err(|p| refused("retries", retries, p))?;
+            change.retries = (wanted != job.retries()).then_some(wanted);
         }
         let delay = &sent(&self.retry_delay, &shown.retry_delay);
         if *delay != shown_text(&shown.retry_delay) {
-            change.retry_delay_secs = Some(
-                parse::parse_duration_arg(delay).map_err(|p| refused("retry delay", delay, p))?,
-            );
+            let wanted =
+                parse::parse_duration_arg(delay).map_err(|p| refused("retry delay", delay, p))?;
+            // "00:30" for "00:00:30" is no change.
+            change.retry_delay_secs = (wanted != job.retry_delay_seconds()).then_some(wanted);
         }
         let alert_after = &sent(&self.alert_after, &shown.alert_after);
         if *alert_after != shown_text(&shown.alert_after) {
-            change.alert_after = Some(
-                parse::parse_alert_after_arg(alert_after)
-                    .map_err(|p| refused("alert after", alert_after, p))?,
-            );
+            let wanted = parse::parse_alert_after_arg(alert_after)
+                .map_err(|p| refused("alert after", alert_after, p))?;
+            change.alert_after = (wanted != job.alert_after()).then_some(wanted);
         }
         Ok(change)
     }
