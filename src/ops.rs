@@ -218,6 +218,11 @@ pub fn hold(client: &mut postgres::Client, actor: &Actor) -> anyhow::Result<bool
     Ok(changed)
 }
 
+/// The refusal of a release that does not say what to do with the pending jobs.
+pub const RELEASE_NEEDS_PENDING: &str =
+    "release needs --pending: expected --pending run (the jobs that became due during the \
+     hold run now) or --pending reschedule (they move to their next slot)";
+
 /// What to do with the jobs that became due during a hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pending {

@@ -362,10 +362,7 @@ pub fn hold(ctx: &Context) -> anyhow::Result<()> {
 
 pub fn release(ctx: &Context, pending: Option<Pending>) -> anyhow::Result<()> {
     let Some(pending) = pending else {
-        return bad_input(
-            "release needs --pending: expected --pending run (the jobs that became due \
-             during the hold run now) or --pending reschedule (they move to their next slot)",
-        );
+        return bad_input(ops::RELEASE_NEEDS_PENDING);
     };
     let mut client = connect(ctx)?;
     let pending = match pending {

@@ -34,11 +34,7 @@ impl ReleaseForm {
             "run" => Ok(Pending::Run),
             "reschedule" => Ok(Pending::Reschedule),
             // The refusal of `jobs release` without --pending.
-            _ => Err(BadInput::new(
-                "release needs --pending: expected --pending run (the jobs that became due \
-                 during the hold run now) or --pending reschedule (they move to their next slot)",
-            )
-            .into()),
+            _ => Err(BadInput::new(crate::ops::RELEASE_NEEDS_PENDING).into()),
         }
     }
 }
