@@ -892,6 +892,65 @@ fn jobs_audit_lists_cli_and_page_changes_newest_first() {
     );
 }
 
+#[test]
+fn every_change_from_the_command_line_is_audited_with_its_actor() {
+    let db = setup();
+    for args in [
+        &["jobs", "hold"][..],
+        &["jobs", "release", "--pending", "reschedule"],
+        &["jobs", "run-now", "poll"],
+        &["jobs", "reset-failure", "poll"],
+        &["jobs", "configure", "poll", "--enabled", "false"],
+    ] {
+        manage(&db).args(args).ok();
+    }
+    // Refused input is not a change: no row.
+    manage(&db)
+        .args(["jobs", "run-now", "poll"])
+        .run()
+        .assert_bad_input(&["disabled"]);
+    let rows = audit(&db);
+    let actor = format!("cli:{}@{}", nix_user(), short_host());
+    let recent: Vec<(String, String, Value)> = rows.as_array().unwrap()[..5]
+        .iter()
+        .map(|r| {
+            assert_eq!(r["actor"], actor.as_str());
+            (
+                r["action"].as_str().unwrap().to_string(),
+                r["details"].as_str().unwrap().to_string(),
+                r["job"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recent,
+        vec![
+            (
+                "configure".into(),
+                "enabled: true → false".into(),
+                Value::from("poll")
+            ),
+            (
+                "reset-failure".into(),
+                "last_state: none → none".into(),
+                Value::from("poll")
+            ),
+            (
+                "run-now".into(),
+                "run requested now".into(),
+                Value::from("poll")
+            ),
+            (
+                "release".into(),
+                "held: true → false, pending: reschedule".into(),
+                Value::Null
+            ),
+            ("hold".into(), "held: false → true".into(), Value::Null),
+        ]
+    );
+    assert_eq!(rows[5]["action"], "sync");
+}
+
 fn nix_user() -> String {
     let out = std::process::Command::new("id")
         .arg("-un")
