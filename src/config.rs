@@ -162,6 +162,25 @@ pub struct WebConfig {
     pub token: Option<String>,
 }
 
+/// Where `manage web` listens: `ADDR:PORT` (`127.0.0.1:8000`, `[::1]:8000`),
+/// or `HOST:PORT` for a name the system resolves (`localhost:8000`).
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    let expected = "expected ADDR:PORT, e.g. 127.0.0.1:8000, [::1]:8000 or localhost:8000";
+    let text = text.trim();
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    // Only a name with a port is worth asking the resolver about.
+    if !text.contains(':') {
+        return Err(expected.to_string());
+    }
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| expected.to_string())
+}
+
 /// Everything `manage` needs to know, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -509,12 +528,8 @@ impl Reader<'_> {
             web.listen = self
                 .string(w, "listen", "web.listen")?
                 .map(|text| {
-                    text.trim().parse().map_err(|_| {
-                        self.err(
-                            "web.listen",
-                            format!("\"{text}\" is not an address and port: expected ADDR:PORT, e.g. 127.0.0.1:8000"),
-                        )
-                    })
+                    parse_listen(&text)
+                        .map_err(|problem| self.err("web.listen", format!("\"{text}\": {problem}")))
                 })
                 .transpose()?;
             web.token = self.string(w, "token", "web.token")?;

@@ -787,6 +787,21 @@ fn without_a_token_a_request_for_another_host_name_is_refused() {
 }
 
 #[test]
+fn listen_takes_localhost_by_name() {
+    let db = setup();
+    let port = free_port();
+    let listen = format!("localhost:{port}");
+    let _web = manage(&db).args(["web", "--listen", &listen]).spawn();
+    let url = format!("http://{listen}/healthz");
+    wait_for(Duration::from_secs(20), "manage web on localhost", || {
+        matches!(
+            agent().get(&url).call(),
+            Ok(_) | Err(ureq::Error::Status(..))
+        )
+    });
+}
+
+#[test]
 fn the_web_keys_are_checked_like_every_key() {
     let db = setup();
     let run = db

@@ -14,17 +14,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 #[derive(Debug, Args)]
 pub struct WebArgs {
     /// The address and port to listen on [default: [web] listen, else 127.0.0.1:8000]
-    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::config::parse_listen)]
     listen: Option<SocketAddr>,
     /// Show the pages without any button or form, and refuse every change (403)
     #[arg(long)]
     read_only: bool,
-}
-
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| "expected ADDR:PORT, e.g. 127.0.0.1:8000 or [::1]:8000".to_string())
 }
 
 pub fn run(ctx: Context, args: WebArgs) -> anyhow::Result<()> {
