@@ -281,8 +281,16 @@ fn the_page_works_in_a_real_browser() {
             assert!(Instant::now() < deadline, "no run appeared:\n{page}");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        // Tall enough for the whole page: form, next runs, history, changes.
-        client.set_window_size(1280, 1500).await.unwrap();
+        // The whole page in one picture: the window as tall as the page
+        // (plus the browser's own chrome), form, next runs, history, changes.
+        let height = client
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(1500);
+        let height = u32::try_from(height).unwrap_or(1500) + 150;
+        client.set_window_size(1280, height).await.unwrap();
         client.goto(&web.url("/jobs/greet")).await.unwrap();
         wait_page(&client, "the job page", |page| {
             page.contains("Recent changes")

@@ -634,6 +634,35 @@ fn run_now_and_reset_failure_on_the_page_are_the_commands() {
         "t"
     );
     assert_eq!(audit(&db)[0]["action"], "run-now");
+    // With a delay, as `run-now --in`; a bad one is the command's refusal.
+    let reply = post(
+        &web.url("/jobs/nightly/run-now"),
+        &[("csrf", &token), ("delay", "10:00")],
+    );
+    assert_eq!(reply.status, 303);
+    assert_eq!(audit(&db)[0]["details"], "run requested in 00:10:00");
+    let reply = post(
+        &web.url("/jobs/nightly/run-now"),
+        &[("csrf", &token), ("delay", "00:00")],
+    );
+    assert_eq!(reply.status, 400);
+    let cli = manage(&db)
+        .args(["jobs", "run-now", "nightly", "--in", "00:00"])
+        .run();
+    let problem = cli
+        .stderr
+        .lines()
+        .next()
+        .unwrap()
+        .split_once("': ")
+        .unwrap()
+        .1
+        .to_string();
+    assert!(
+        reply.body.contains(&problem.replace('"', "&quot;")),
+        "{problem}\n{}",
+        reply.body
+    );
     assert!(web
         .process
         .log()

@@ -19,6 +19,24 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
+/// The run-now form: the CSRF token and an optional delay, as `run-now --in`.
+#[derive(Debug, Deserialize)]
+pub struct RunNowForm {
+    #[serde(default)]
+    pub csrf: String,
+    pub delay: Option<String>,
+}
+
+impl RunNowForm {
+    /// Seconds from now; 0 when no delay was given.
+    pub fn delay_secs(&self) -> anyhow::Result<u32> {
+        match self.delay.as_deref().map(str::trim) {
+            None | Some("") => Ok(0),
+            Some(text) => parse::parse_duration_arg(text).map_err(|p| refused("run in", text, p)),
+        }
+    }
+}
+
 /// The release form: the CSRF token and what to do with the pending jobs.
 #[derive(Debug, Deserialize)]
 pub struct ReleaseForm {

@@ -37,7 +37,7 @@ use crate::error::BadInput;
 use crate::ops::{self, Actor};
 use crate::store;
 
-use forms::{ConfigForm, CsrfForm, ReleaseForm};
+use forms::{ConfigForm, CsrfForm, ReleaseForm, RunNowForm};
 
 /// How `manage web` connects to the database (`pg_stat_activity` shows it).
 pub const APPLICATION_NAME: &str = "manage web";
@@ -507,17 +507,21 @@ async fn run_now(
     State(web): State<Shared>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<RunNowForm>,
 ) -> Response {
     let job = name.clone();
+    let csrf = form.csrf.clone();
     job_change(
         web,
         address,
         name,
-        &form.csrf,
+        &csrf,
         "run-now",
         None,
-        move |client, _, actor| ops::run_now(client, &job, 0, actor).map(|_| ()),
+        move |client, _, actor| {
+            let delay = form.delay_secs()?;
+            ops::run_now(client, &job, delay, actor).map(|_| ())
+        },
     )
     .await
 }

@@ -398,9 +398,12 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
                     }
                     @if !page.read_only {
                         div.actions {
-                            form method="post" action=(format!("{location}/run-now")) {
+                            form.run-now method="post" action=(format!("{location}/run-now")) {
                                 (csrf_field(page))
                                 button type="submit" { "Run now" }
+                                label for="delay" { "or in" }
+                                input type="text" id="delay" name="delay" size="8" placeholder="MM:SS"
+                                    autocomplete="off" spellcheck="false";
                             }
                             form method="post" action=(format!("{location}/reset-failure")) {
                                 (csrf_field(page))
@@ -408,22 +411,22 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
                             }
                         }
                     }
+                    h2 { "Next runs" }
+                    @if view.upcoming.is_empty() {
+                        p { "None: the job has no schedule; it runs only when started by hand." }
+                    } @else {
+                        @if !job.enabled {
+                            p { "The job is disabled; if it were enabled it would run at:" }
+                        }
+                        ol.upcoming {
+                            @for at in &view.upcoming {
+                                li { (render::human_time(*at, tz)) }
+                            }
+                        }
+                    }
                 }
                 @if !page.read_only {
                     div.settings { (config_form(page, view)) }
-                }
-            }
-            h2 { "Next runs" }
-            @if view.upcoming.is_empty() {
-                p { "None: the job has no schedule; it runs only when started by hand." }
-            } @else {
-                @if !job.enabled {
-                    p { "The job is disabled; if it were enabled it would run at:" }
-                }
-                ol.upcoming {
-                    @for at in &view.upcoming {
-                        li { (render::human_time(*at, tz)) }
-                    }
                 }
             }
             h2 { "History" }
