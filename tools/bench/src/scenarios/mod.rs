@@ -102,6 +102,7 @@ pub fn run_all(bench: &mut Bench, only: &[u32]) -> anyhow::Result<()> {
     if wanted(4) {
         crate::say("4. start - due");
         latency::due(bench).context("scenario 4 (start - due)")?;
+        latency::due_children(bench).context("scenario 4 (start - due, child jobs)")?;
     }
     if wanted(5) {
         crate::say("5. throughput");
