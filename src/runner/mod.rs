@@ -139,11 +139,16 @@ impl Shared {
         }
     }
 
-    /// Close the worker connections unused for `idle_close`.
+    /// Close, at a heartbeat, the worker connections that would otherwise
+    /// reach `idle_close` unused before the next one: closed after between
+    /// `idle_close - heartbeat` and `idle_close`, never later, so that a
+    /// runner with nothing running for `idle_close` holds only its main and
+    /// LISTEN connections (§17), and no wake-up but the heartbeat's is needed.
     fn close_idle_connections(&self) {
-        let idle_close = self.timings().idle_close;
+        let timings = self.timings();
+        let keep_below = timings.idle_close.saturating_sub(timings.heartbeat);
         if let Ok(mut idle) = self.idle_connections.lock() {
-            idle.retain(|(_, since)| since.elapsed() < idle_close);
+            idle.retain(|(_, since)| since.elapsed() < keep_below);
         }
     }
 }

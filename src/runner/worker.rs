@@ -883,6 +883,9 @@ fn record_fast(
             next_run,
             job,
             claim,
+            wake_before: r.finished_at
+                + chrono::Duration::from_std(shared.timings().heartbeat)
+                    .unwrap_or_else(|_| chrono::Duration::zero()),
         },
     )
 }

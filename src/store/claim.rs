@@ -110,7 +110,12 @@ pub fn claim_due(
 /// The common case of recording a run, in ONE statement and so without a
 /// transaction of its own: the job is finished and rescheduled (to `next_run`,
 /// or at once when a run was requested meanwhile), the history row ended, the
-/// runners woken, and — with `claim` — the worker's next run claimed.
+/// runners woken when someone must learn of it promptly (§17: a requested
+/// run, which a `run-now --wait` may wait on, or a next run before
+/// `wake_before`), and — with `claim` — the worker's next run claimed.
+///
+/// No NOTIFY otherwise: PostgreSQL serialises the commits of notifying
+/// transactions on one lock, which capped a burst of runs.
 ///
 /// The next run was computed from the job as it was claimed, so the statement
 /// only applies while that configuration still holds (and the run is still
@@ -129,6 +134,11 @@ pub struct FastRecord<'a> {
     pub job: &'a Job,
     /// Who claims the next run, if anyone.
     pub claim: Option<Claimant<'a>>,
+    /// A next run before this instant NOTIFYs the runners (§17): one that
+    /// other runners, which look at the agenda at least every heartbeat,
+    /// would otherwise sleep past. Anything later, or no next run, is
+    /// recorded without a NOTIFY.
+    pub wake_before: DateTime<Utc>,
 }
 
 pub fn record_fast(
@@ -153,13 +163,14 @@ pub fn record_fast(
                AND builtin_cron IS NOT DISTINCT FROM $20 \
                AND override_timezone IS NOT DISTINCT FROM $21 \
                AND builtin_timezone IS NOT DISTINCT FROM $22 \
-             RETURNING name \
+             RETURNING name, next_run \
          ), recorded AS ( \
              UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
              WHERE id = $1 AND state = $17 AND EXISTS (SELECT 1 FROM finished) \
              RETURNING id \
          ), woken AS ( \
-             SELECT pg_notify($16, '') FROM recorded \
+             SELECT pg_notify($16, '') FROM finished \
+             WHERE EXISTS (SELECT 1 FROM recorded) AND ($24 OR finished.next_run < $25) \
          ), ",
         claim_ctes!("1", "$14", "$15", "$18", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
         " SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM woken) AS woken, c.* \
@@ -171,6 +182,9 @@ pub fn record_fast(
     };
     let job = r.job;
     let retries = i32::try_from(job.retries()).unwrap_or(i32::MAX);
+    // A requested run (run-now, a trigger_next) may have a `run-now --wait`
+    // waiting on it: its record always NOTIFYs (§17).
+    let requested = job.next_run.is_some() && job.requested_run == job.next_run;
     let row = prepared.query_one(
         client,
         "record_fast",
@@ -198,7 +212,9 @@ pub fn record_fast(
             &job.builtin_cron,
             &job.override_timezone,
             &job.builtin_timezone,
-            &retries
+            &retries,
+            &requested,
+            &r.wake_before
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;

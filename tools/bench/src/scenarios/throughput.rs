@@ -93,7 +93,15 @@ fn children(
 
 /// Declared SQL jobs (`SELECT 1`, §12): no process, a connection each.
 fn sql_jobs(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Declared> {
-    declared(bench, "sql", "sql = \"SELECT 1\"", "benchsql", jobs, reps, 4)
+    declared(
+        bench,
+        "sql",
+        "sql = \"SELECT 1\"",
+        "benchsql",
+        jobs,
+        reps,
+        4,
+    )
 }
 
 /// The runs/s of each burst, and the runner's database connections: the
