@@ -107,8 +107,8 @@ fn sql_jobs(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Decla
 /// The runs/s of each burst, and the runner's database connections: the
 /// most seen right after a burst, and after `idle_close` + 1 s with nothing
 /// running (§17: an idle runner holds at most two).
-struct Declared {
-    rates: Vec<f64>,
+pub(super) struct Declared {
+    pub rates: Vec<f64>,
     busy_connections: i64,
     idle_connections: i64,
 }
@@ -124,7 +124,7 @@ fn runner_connections(client: &mut postgres::Client) -> anyhow::Result<i64> {
 }
 
 /// `jobs` declared jobs doing `what`, of app `app`, due at once `reps` times.
-fn declared(
+pub(super) fn declared(
     bench: &mut Bench,
     file: &str,
     what: &str,
