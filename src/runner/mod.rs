@@ -96,6 +96,8 @@ pub struct Shared {
     /// once unused for `idle_close`, so that an idle runner holds only its
     /// main and LISTEN connections (§17).
     idle_connections: Mutex<Vec<(worker::Conn, Instant)>>,
+    /// SQL jobs' connections between runs, likewise.
+    idle_sql_connections: Mutex<Vec<(worker::SqlConn, Instant)>>,
 }
 
 impl Shared {
@@ -139,6 +141,21 @@ impl Shared {
         }
     }
 
+    /// An SQL job's connection to reuse, the most recently used first.
+    fn take_sql_connection(&self) -> Option<worker::SqlConn> {
+        self.idle_sql_connections
+            .lock()
+            .ok()?
+            .pop()
+            .map(|(conn, _)| conn)
+    }
+
+    fn put_back_sql_connection(&self, conn: worker::SqlConn) {
+        if let Ok(mut idle) = self.idle_sql_connections.lock() {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
     /// Close, at a heartbeat, the worker connections that would otherwise
     /// reach `idle_close` unused before the next one: closed after between
     /// `idle_close - heartbeat` and `idle_close`, never later, so that a
@@ -148,6 +165,9 @@ impl Shared {
         let timings = self.timings();
         let keep_below = timings.idle_close.saturating_sub(timings.heartbeat);
         if let Ok(mut idle) = self.idle_connections.lock() {
+            idle.retain(|(_, since)| since.elapsed() < keep_below);
+        }
+        if let Ok(mut idle) = self.idle_sql_connections.lock() {
             idle.retain(|(_, since)| since.elapsed() < keep_below);
         }
     }
@@ -194,6 +214,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         stopping: std::sync::atomic::AtomicBool::new(false),
         liveness,
         idle_connections: Mutex::new(Vec::new()),
+        idle_sql_connections: Mutex::new(Vec::new()),
     });
     shared.liveness.contact();
     guard::spawn(Arc::clone(&shared))?;
@@ -225,6 +246,14 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
             "could not record the runner's stop: {}",
             crate::db::describe_error(&e)
         ));
+    }
+    // The idle connections go with the runner, not with the last thread
+    // that still holds `shared` (the guard sleeps up to a cut-off).
+    if let Ok(mut idle) = runner.shared.idle_connections.lock() {
+        idle.clear();
+    }
+    if let Ok(mut idle) = runner.shared.idle_sql_connections.lock() {
+        idle.clear();
     }
     result?;
     Ok(runner.all_succeeded)
