@@ -35,6 +35,10 @@ pub struct Liveness {
     signal_ms: AtomicU64,
     /// Set while the guard holds the runner cut off: workers start no child.
     cut_off: AtomicBool,
+    /// Set when the runner's loop has ended: the guard has nothing left to
+    /// guard (an in-process runner, as the benchmark's, must not end its
+    /// process a grace after it stopped).
+    stopped: AtomicBool,
     /// The guard's thread, woken by a signal (it otherwise sleeps until the
     /// cut-off could next be reached).
     guard: std::sync::OnceLock<std::thread::Thread>,
@@ -47,6 +51,7 @@ impl Default for Liveness {
             contact_ms: AtomicU64::new(0),
             signal_ms: AtomicU64::new(0),
             cut_off: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             guard: std::sync::OnceLock::new(),
         }
     }
@@ -85,6 +90,14 @@ impl Liveness {
         match self.signal_ms.load(Ordering::SeqCst) {
             0 => None,
             at => Some(Duration::from_millis(self.now_ms().saturating_sub(at - 1))),
+        }
+    }
+
+    /// The runner's loop has ended: the guard ends too.
+    pub fn runner_stopped(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(guard) = self.guard.get() {
+            guard.unpark();
         }
     }
 
@@ -127,7 +140,8 @@ fn watch(shared: &Arc<Shared>) {
         // The runner and its workers are gone (a runner in a longer-lived
         // process, as the benchmark's): nothing is left to guard, and a
         // guard left behind would end that process a grace after the stop.
-        if Arc::strong_count(shared) == 1 {
+        // (The listener thread holds `shared` until its next notification.)
+        if Arc::strong_count(shared) == 1 || liveness.stopped.load(Ordering::SeqCst) {
             return;
         }
         let silent = liveness.since_contact();

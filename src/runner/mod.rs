@@ -218,6 +218,8 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
     });
     shared.liveness.contact();
     guard::spawn(Arc::clone(&shared))?;
+    // However this function ends from here on, the guard ends with it.
+    let _guard_ends = GuardEnds(Arc::clone(&shared.liveness));
     listen::spawn_listener(Arc::clone(&shared), events_tx.clone())?;
     let pool = worker::Pool::start(Arc::clone(&shared), events_tx.clone());
     let notifier = notify::Notifier::from_env();
@@ -257,6 +259,15 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
     }
     result?;
     Ok(runner.all_succeeded)
+}
+
+/// Tells the guard the runner has stopped, when dropped.
+struct GuardEnds(Arc<guard::Liveness>);
+
+impl Drop for GuardEnds {
+    fn drop(&mut self) {
+        self.0.runner_stopped();
+    }
 }
 
 /// Connect, retrying with backoff while the database is unreachable; a bad
