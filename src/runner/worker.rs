@@ -332,13 +332,18 @@ fn run_sql(shared: &Shared, claimed: &Claimed, def: &JobDef, sql: &str, heading:
         children.insert(claimed.run_id, stop.clone());
     }
     // Registered first, checked second, as for a child (`run_child`).
-    let ending = if shared.liveness.is_cut_off() {
-        SqlEnding::NotStarted
+    let (ending, kept) = if shared.liveness.is_cut_off() {
+        (SqlEnding::NotStarted, None)
     } else {
         run_sql_transaction(shared, def, sql, &stop)
     };
     if let Ok(mut children) = shared.children.lock() {
         children.remove(&claimed.run_id);
+    }
+    // Back to the pool only now: no stop can reach this run any more, so no
+    // cancel meant for it can land on the next run of that connection.
+    if let Some(conn) = kept.filter(|_| !stop.stopped()) {
+        shared.put_back_sql_connection(conn);
     }
     let (notices, ending) = match ending {
         SqlEnding::NotStarted => {
@@ -434,12 +439,18 @@ impl SqlConn {
     }
 }
 
-fn run_sql_transaction(shared: &Shared, def: &JobDef, sql: &str, stop: &StopHandle) -> SqlEnding {
+/// The run's ending, and its connection when it can serve the next run.
+fn run_sql_transaction(
+    shared: &Shared,
+    def: &JobDef,
+    sql: &str,
+    stop: &StopHandle,
+) -> (SqlEnding, Option<SqlConn>) {
     let mut conn = match shared.take_sql_connection() {
         Some(conn) => conn,
         None => match SqlConn::open(shared) {
             Ok(conn) => conn,
-            Err(e) => return SqlEnding::NoConnection(format!("{e:#}")),
+            Err(e) => return (SqlEnding::NoConnection(format!("{e:#}")), None),
         },
     };
     if let Ok(mut lines) = conn.notices.lock() {
@@ -470,14 +481,12 @@ fn run_sql_transaction(shared: &Shared, def: &JobDef, sql: &str, stop: &StopHand
     // Kept for the next run only as it came: the session's settings, temp
     // tables, prepared statements, LISTENs and advisory locks of this run
     // gone (DISCARD ALL), and never once a stop may have sent a cancel that
-    // could land on the next run.
-    if !stop.stopped()
+    // could land on the next run (the caller checks again once the run can
+    // no longer be stopped).
+    let keep = !stop.stopped()
         && !conn.client.is_closed()
-        && conn.client.batch_execute("DISCARD ALL").is_ok()
-    {
-        shared.put_back_sql_connection(conn);
-    }
-    SqlEnding::Ran(lines, ending)
+        && conn.client.batch_execute("DISCARD ALL").is_ok();
+    (SqlEnding::Ran(lines, ending), keep.then_some(conn))
 }
 
 /// Captured bytes as stored text: invalid UTF-8 replaced, NUL bytes removed,
