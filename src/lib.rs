@@ -19,6 +19,5 @@ pub mod process;
 pub mod registry;
 pub mod runner;
 pub mod schedule;
-mod spawn;
 pub mod store;
 pub mod timings;

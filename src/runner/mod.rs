@@ -33,6 +33,7 @@ mod guard;
 mod listen;
 mod log;
 mod notify;
+mod record;
 mod recover;
 mod worker;
 

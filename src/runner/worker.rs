@@ -7,11 +7,10 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
+pub use super::record::Record;
 use super::{alerts, Entry, Event, Shared, APPLICATION_NAME};
 use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
-use crate::job::{AfterRun, Ended, Finished, Outcome, Retry, RunState};
+use crate::job::{AfterRun, Ended, Finished, Retry, RunState};
 use crate::process::{self, ChildSpec, Ending, StopHandle};
 use crate::schedule;
 use crate::store::{self, Claimed};
@@ -755,24 +754,6 @@ fn retry<T>(
         ));
         std::thread::sleep(wait);
     }
-}
-
-/// Everything the record transaction writes.
-pub struct Record<'a> {
-    pub run_id: i64,
-    pub job: &'a str,
-    pub description: &'a str,
-    pub state: RunState,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-    pub runtime_seconds: f64,
-    pub output: &'a str,
-    pub disable: bool,
-    pub outcome: Outcome,
-    pub trigger_next: &'a [String],
-    /// The job as this worker claimed it, when it did: enables the one-
-    /// statement record (`store::record_fast`).
-    pub claimed_job: Option<&'a crate::job::Job>,
 }
 
 /// The record transaction (§4 step 4): the history row ends; the job's last

@@ -1,4 +1,5 @@
-//! Child processes and signals: the one place `manage` uses `unsafe`.
+//! Child processes and signals: the one place `manage` uses `unsafe` (here
+//! and in [`spawn`], which starts the children).
 //!
 //! A child-process job runs in a process group of its own (so that a timeout
 //! or a shutdown reaches its grandchildren too), with stdin from /dev/null and
@@ -19,11 +20,12 @@
 //! init) they are left alone, and logged; under the systemd unit its
 //! `KillMode=control-group` has killed them with the runner anyway.
 
+mod spawn;
+
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -311,7 +313,7 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
 
 /// Wait until the child exits or `timeout` passes; Ok(Some(status)) on exit.
 fn wait_until(
-    child: &mut crate::spawn::Spawned,
+    child: &mut spawn::Spawned,
     pidfd: Option<&OwnedFd>,
     timeout: Duration,
 ) -> std::io::Result<Option<std::process::ExitStatus>> {
@@ -352,10 +354,10 @@ pub fn run_child(
     started: impl FnOnce(&GroupIdentity),
 ) -> std::io::Result<Finished> {
     let (read_end, write_end) = pipe()?;
-    let mut child = crate::spawn::spawn(&crate::spawn::Spawn {
+    let mut child = spawn::spawn(&spawn::Spawn {
         program: &spec.program,
         args: &spec.args,
-        env: crate::spawn::child_env(&spec.env_remove, &spec.env),
+        env: spawn::child_env(&spec.env_remove, &spec.env),
         working_dir: spec.working_dir.as_deref(),
         output: write_end.as_raw_fd(),
     })?;
