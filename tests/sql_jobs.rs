@@ -281,3 +281,30 @@ fn shutdown_cancels_an_sql_job_past_the_grace_and_records_it_interrupted() {
     );
     assert_eq!(db.value("SELECT to_regclass('public.long') IS NULL"), "t");
 }
+
+#[test]
+fn an_sql_job_on_a_kept_connection_sees_nothing_the_previous_run_left_in_the_session() {
+    let db = TestDb::new();
+    // One worker: `clean` runs after `dirty` (its trigger_next), on the SQL
+    // connection `dirty` used, which is kept between runs.
+    // (run_once puts these lines under its own [runner] table.)
+    let jobs = "max_parallel = 1\n\
+        [jobs.dirty]\nsql = \"\"\"\nSET work_mem = '7MB';\nCREATE TEMP TABLE left_behind (x int);\n\
+        PREPARE left_plan AS SELECT 1;\nSELECT pg_advisory_lock(4242);\n\"\"\"\n\
+        interval = \"01:00:00\"\ntrigger_next = [\"clean\"]\n\
+        [jobs.clean]\nsql = \"\"\"\nDO $$ BEGIN \
+        RAISE NOTICE 'work_mem %', current_setting('work_mem'); \
+        RAISE NOTICE 'temp %', (SELECT count(*) FROM pg_class WHERE relname = 'left_behind'); \
+        RAISE NOTICE 'prepared %', (SELECT count(*) FROM pg_prepared_statements); \
+        RAISE NOTICE 'locks %', (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242); \
+        RAISE NOTICE 'app %', current_setting('application_name'); END $$;\n\"\"\"\n";
+    let run = run_once(&db, jobs, &["dirty"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(runs(&db, "dirty")[0].state, "succeeded");
+    let clean = runs(&db, "clean");
+    assert_eq!(clean.len(), 1, "{}", run.stderr);
+    assert_eq!(
+        clean[0].output,
+        "NOTICE: work_mem 4MB\nNOTICE: temp 0\nNOTICE: prepared 0\nNOTICE: locks 0\nNOTICE: app manage job clean\n"
+    );
+}

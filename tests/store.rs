@@ -116,6 +116,7 @@ fn the_one_statement_record_ends_the_run_and_reschedules_while_the_configuration
                 job: &run.job,
                 streak: run.job.alert_after_run(RunState::Succeeded, false, false),
                 claim: None,
+                wake_before: finished_at,
             },
         )
         .unwrap()
@@ -154,6 +155,116 @@ fn the_one_statement_record_ends_the_run_and_reschedules_while_the_configuration
     assert!(record(&second[0], &mut client, &mut prepared).is_none());
     let run = store::run(&mut client, second[0].run_id).unwrap().unwrap();
     assert_eq!(run.state, RunState::Running, "nothing was written");
+}
+
+/// The payloads of the notifications `listener` received before `marker`,
+/// which another session sends now: notifications arrive in commit order, so
+/// whatever was committed before is in the list, with no waiting on a clock.
+fn notifications_before_marker(listener: &mut Client, other: &mut Client) -> Vec<String> {
+    use postgres::fallible_iterator::FallibleIterator;
+    other
+        .batch_execute("SELECT pg_notify('manage_scheduled_jobs', 'marker')")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut notifications = listener.notifications();
+    let mut iter = notifications.blocking_iter();
+    while let Some(n) = iter.next().unwrap() {
+        if n.payload() == "marker" {
+            return seen;
+        }
+        seen.push(n.payload().to_string());
+    }
+    panic!("the listener's connection closed");
+}
+
+#[test]
+fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
+    let (db, mut client) = setup();
+    let mut listener = db.client();
+    store::listen(&mut listener).unwrap();
+    let mut other = db.client();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let defined = names(&["a"]);
+    let claimant = Claimant {
+        runner_id,
+        host: "testhost",
+        defined: &defined,
+    };
+    let mut prepared = Prepared::default();
+    let record = |run: &store::Claimed, client: &mut Client, prepared: &mut Prepared, hours| {
+        let finished_at = Utc::now();
+        store::record_fast(
+            client,
+            prepared,
+            &store::FastRecord {
+                run_id: run.run_id,
+                state: RunState::Succeeded,
+                finished_at,
+                runtime_seconds: 0.5,
+                output: "",
+                next_run: Some(finished_at + chrono::Duration::hours(hours)),
+                job: &run.job,
+                streak: run.job.alert_after_run(RunState::Succeeded, false, false),
+                claim: None,
+                wake_before: finished_at + chrono::Duration::seconds(10),
+            },
+        )
+        .unwrap()
+        .expect("recorded")
+    };
+    // A scheduled run whose next run is an hour away: no one needs to know.
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
+    assert!(notifications_before_marker(&mut listener, &mut other).is_empty());
+    record(&claimed[0], &mut client, &mut prepared, 1);
+    assert_eq!(
+        notifications_before_marker(&mut listener, &mut other),
+        Vec::<String>::new(),
+        "no NOTIFY for a run no one waits on"
+    );
+
+    // A requested run (run-now, trigger_next): a `run-now --wait` may be waiting.
+    store::trigger_job(&mut other, "a", 0).unwrap();
+    assert_eq!(
+        notifications_before_marker(&mut listener, &mut other),
+        ["a"]
+    );
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
+    assert_eq!(claimed.len(), 1);
+    record(&claimed[0], &mut client, &mut prepared, 1);
+    assert_eq!(
+        notifications_before_marker(&mut listener, &mut other),
+        [""],
+        "the record of a requested run NOTIFYs"
+    );
+
+    // A run-now that arrived during the run: the next run is at once.
+    store::set_next_run(
+        &mut client,
+        "a",
+        Some(Utc::now() - chrono::Duration::seconds(1)),
+    )
+    .unwrap();
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
+    store::trigger_job(&mut other, "a", 0).unwrap();
+    assert_eq!(
+        notifications_before_marker(&mut listener, &mut other),
+        ["a"]
+    );
+    record(&claimed[0], &mut client, &mut prepared, 1);
+    assert_eq!(notifications_before_marker(&mut listener, &mut other), [""]);
+
+    // A scheduled run whose next run is sooner than a heartbeat: other
+    // runners would sleep past it.
+    store::set_next_run(
+        &mut client,
+        "a",
+        Some(Utc::now() - chrono::Duration::seconds(1)),
+    )
+    .unwrap();
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
+    assert_eq!(claimed.len(), 1);
+    record(&claimed[0], &mut client, &mut prepared, 0);
+    assert_eq!(notifications_before_marker(&mut listener, &mut other), [""]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! runner's facts meet it: is there anyone to mail, is the job the mail
 //! deliverer, is a retry to come, was the job disabled.
 
-use super::worker::Record;
+use super::record::Record;
 use super::Shared;
 use crate::job::{Alert, AlertMail, Job, Outcome, RunState};
 use crate::mail;

@@ -35,6 +35,13 @@ pub struct Liveness {
     signal_ms: AtomicU64,
     /// Set while the guard holds the runner cut off: workers start no child.
     cut_off: AtomicBool,
+    /// Set when the runner's loop has ended: the guard has nothing left to
+    /// guard (an in-process runner, as the benchmark's, must not end its
+    /// process a grace after it stopped).
+    stopped: AtomicBool,
+    /// The guard's thread, woken by a signal (it otherwise sleeps until the
+    /// cut-off could next be reached).
+    guard: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Default for Liveness {
@@ -44,6 +51,8 @@ impl Default for Liveness {
             contact_ms: AtomicU64::new(0),
             signal_ms: AtomicU64::new(0),
             cut_off: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            guard: std::sync::OnceLock::new(),
         }
     }
 }
@@ -72,12 +81,23 @@ impl Liveness {
             Ordering::SeqCst,
             Ordering::SeqCst,
         );
+        if let Some(guard) = self.guard.get() {
+            guard.unpark();
+        }
     }
 
     fn since_signal(&self) -> Option<Duration> {
         match self.signal_ms.load(Ordering::SeqCst) {
             0 => None,
             at => Some(Duration::from_millis(self.now_ms().saturating_sub(at - 1))),
+        }
+    }
+
+    /// The runner's loop has ended: the guard ends too.
+    pub fn runner_stopped(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(guard) = self.guard.get() {
+            guard.unpark();
         }
     }
 
@@ -95,17 +115,33 @@ pub fn spawn(shared: Arc<Shared>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The guard sleeps until the cut-off could first be reached (the last
+/// contact plus `cut_off`) or the shutdown grace ends, whichever is sooner,
+/// and is woken by a signal: on a healthy runner it wakes about once a
+/// heartbeat, not twice a second. While cut off it looks every `tick` for
+/// the contact to come back.
 fn watch(shared: &Arc<Shared>) {
     let timings = *shared.timings();
     let grace = Duration::from_secs(u64::from(shared.config.runner.shutdown_grace_secs));
     let tick = (timings.heartbeat / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
     let liveness = &shared.liveness;
+    let _ = liveness.guard.set(std::thread::current());
     loop {
-        std::thread::sleep(tick);
+        let mut wait = if liveness.is_cut_off() {
+            tick
+        } else {
+            timings.cut_off.saturating_sub(liveness.since_contact())
+        };
+        if let Some(since) = liveness.since_signal() {
+            wait = wait.min((grace + STUCK_MARGIN).saturating_sub(since));
+        }
+        // The clocks count in whole milliseconds: never spin on a zero.
+        std::thread::park_timeout(wait.max(Duration::from_millis(5)));
         // The runner and its workers are gone (a runner in a longer-lived
         // process, as the benchmark's): nothing is left to guard, and a
         // guard left behind would end that process a grace after the stop.
-        if Arc::strong_count(shared) == 1 {
+        // (The listener thread holds `shared` until its next notification.)
+        if Arc::strong_count(shared) == 1 || liveness.stopped.load(Ordering::SeqCst) {
             return;
         }
         let silent = liveness.since_contact();

@@ -33,6 +33,7 @@ mod guard;
 mod listen;
 mod log;
 mod notify;
+mod record;
 mod recover;
 mod worker;
 
@@ -97,6 +98,8 @@ pub struct Shared {
     /// once unused for `idle_close`, so that an idle runner holds only its
     /// main and LISTEN connections (§17).
     idle_connections: Mutex<Vec<(worker::Conn, Instant)>>,
+    /// SQL jobs' connections between runs, likewise.
+    idle_sql_connections: Mutex<Vec<(worker::SqlConn, Instant)>>,
 }
 
 impl Shared {
@@ -140,11 +143,34 @@ impl Shared {
         }
     }
 
-    /// Close the worker connections unused for `idle_close`.
+    /// An SQL job's connection to reuse, the most recently used first.
+    fn take_sql_connection(&self) -> Option<worker::SqlConn> {
+        self.idle_sql_connections
+            .lock()
+            .ok()?
+            .pop()
+            .map(|(conn, _)| conn)
+    }
+
+    fn put_back_sql_connection(&self, conn: worker::SqlConn) {
+        if let Ok(mut idle) = self.idle_sql_connections.lock() {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// Close, at a heartbeat, the worker connections that would otherwise
+    /// reach `idle_close` unused before the next one: closed after between
+    /// `idle_close - heartbeat` and `idle_close`, never later, so that a
+    /// runner with nothing running for `idle_close` holds only its main and
+    /// LISTEN connections (§17), and no wake-up but the heartbeat's is needed.
     fn close_idle_connections(&self) {
-        let idle_close = self.timings().idle_close;
+        let timings = self.timings();
+        let keep_below = timings.idle_close.saturating_sub(timings.heartbeat);
         if let Ok(mut idle) = self.idle_connections.lock() {
-            idle.retain(|(_, since)| since.elapsed() < idle_close);
+            idle.retain(|(_, since)| since.elapsed() < keep_below);
+        }
+        if let Ok(mut idle) = self.idle_sql_connections.lock() {
+            idle.retain(|(_, since)| since.elapsed() < keep_below);
         }
     }
 }
@@ -195,9 +221,12 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         stopping: std::sync::atomic::AtomicBool::new(false),
         liveness,
         idle_connections: Mutex::new(Vec::new()),
+        idle_sql_connections: Mutex::new(Vec::new()),
     });
     shared.liveness.contact();
     guard::spawn(Arc::clone(&shared))?;
+    // However this function ends from here on, the guard ends with it.
+    let _guard_ends = GuardEnds(Arc::clone(&shared.liveness));
     listen::spawn_listener(Arc::clone(&shared), events_tx.clone())?;
     let pool = worker::Pool::start(Arc::clone(&shared), events_tx.clone());
     let notifier = notify::Notifier::from_env();
@@ -227,8 +256,25 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
             crate::db::describe_error(&e)
         ));
     }
+    // The idle connections go with the runner, not with the last thread
+    // that still holds `shared` (the guard sleeps up to a cut-off).
+    if let Ok(mut idle) = runner.shared.idle_connections.lock() {
+        idle.clear();
+    }
+    if let Ok(mut idle) = runner.shared.idle_sql_connections.lock() {
+        idle.clear();
+    }
     result?;
     Ok(runner.all_succeeded)
+}
+
+/// Tells the guard the runner has stopped, when dropped.
+struct GuardEnds(Arc<guard::Liveness>);
+
+impl Drop for GuardEnds {
+    fn drop(&mut self) {
+        self.0.runner_stopped();
+    }
 }
 
 /// Connect, retrying with backoff while the database is unreachable; a bad

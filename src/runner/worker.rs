@@ -7,11 +7,10 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
+pub use super::record::Record;
 use super::{alerts, Entry, Event, Shared, APPLICATION_NAME};
 use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
-use crate::job::{AfterRun, Ended, Finished, Outcome, Retry, RunState};
+use crate::job::{AfterRun, Ended, Finished, Retry, RunState};
 use crate::process::{self, ChildSpec, Ending, StopHandle};
 use crate::schedule;
 use crate::store::{self, Claimed};
@@ -331,13 +330,18 @@ fn run_sql(shared: &Shared, claimed: &Claimed, def: &JobDef, sql: &str, heading:
         children.insert(claimed.run_id, stop.clone());
     }
     // Registered first, checked second, as for a child (`run_child`).
-    let ending = if shared.liveness.is_cut_off() {
-        SqlEnding::NotStarted
+    let (ending, kept) = if shared.liveness.is_cut_off() {
+        (SqlEnding::NotStarted, None)
     } else {
         run_sql_transaction(shared, def, sql, &stop)
     };
     if let Ok(mut children) = shared.children.lock() {
         children.remove(&claimed.run_id);
+    }
+    // Back to the pool only now: no stop can reach this run any more, so no
+    // cancel meant for it can land on the next run of that connection.
+    if let Some(conn) = kept.filter(|_| !stop.stopped()) {
+        shared.put_back_sql_connection(conn);
     }
     let (notices, ending) = match ending {
         SqlEnding::NotStarted => {
@@ -400,38 +404,87 @@ enum SqlEnding {
     Ran(Vec<String>, Result<(), postgres::Error>),
 }
 
-fn run_sql_transaction(shared: &Shared, def: &JobDef, sql: &str, stop: &StopHandle) -> SqlEnding {
-    let notices: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = Arc::clone(&notices);
-    let on_notice: crate::db::NoticeSink = Arc::new(move |line: String| {
-        if let Ok(mut lines) = sink.lock() {
-            lines.push(line);
-        }
-    });
-    let connected = shared
-        .target
-        .connect_with_notices(&format!("manage job {}", def.name), on_notice);
-    let ending = match connected {
-        Err(e) => return SqlEnding::NoConnection(format!("{e:#}")),
-        Ok(mut client) => {
-            if let Ok(canceller) = crate::db::Canceller::new(&shared.target, &client) {
-                // On a thread of its own: the guard that stops runs when
-                // the database is gone must never wait on it.
-                let canceller = Arc::new(canceller);
-                stop.on_stop(move || {
-                    let canceller = Arc::clone(&canceller);
-                    let _ = std::thread::Builder::new()
-                        .name("cancel".into())
-                        .spawn(move || canceller.cancel());
-                });
+/// A connection for SQL jobs, kept between runs (a connection per run cost
+/// a backend's start-up, 2–6 ms, for a `SELECT 1` of 0.1 ms): the notices
+/// of the run in progress go to `notices`. Closed with the worker
+/// connections once unused for `idle_close`.
+pub struct SqlConn {
+    client: postgres::Client,
+    notices: Arc<Mutex<Vec<String>>>,
+    canceller: Option<Arc<crate::db::Canceller>>,
+}
+
+impl SqlConn {
+    fn open(shared: &Shared) -> anyhow::Result<SqlConn> {
+        let notices: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = Arc::clone(&notices);
+        let on_notice: crate::db::NoticeSink = Arc::new(move |line: String| {
+            if let Ok(mut lines) = sink.lock() {
+                lines.push(line);
             }
-            let ending = store::run_sql_job(&mut client, sql, Some(def.timeout_secs));
-            let _ = client.close();
-            ending
-        }
+        });
+        let client = shared
+            .target
+            .connect_with_notices(APPLICATION_NAME, on_notice)?;
+        let canceller = crate::db::Canceller::new(&shared.target, &client)
+            .ok()
+            .map(Arc::new);
+        Ok(SqlConn {
+            client,
+            notices,
+            canceller,
+        })
+    }
+}
+
+/// The run's ending, and its connection when it can serve the next run.
+fn run_sql_transaction(
+    shared: &Shared,
+    def: &JobDef,
+    sql: &str,
+    stop: &StopHandle,
+) -> (SqlEnding, Option<SqlConn>) {
+    let mut conn = match shared.take_sql_connection() {
+        Some(conn) => conn,
+        None => match SqlConn::open(shared) {
+            Ok(conn) => conn,
+            Err(e) => return (SqlEnding::NoConnection(format!("{e:#}")), None),
+        },
     };
-    let lines = notices.lock().map(|l| l.clone()).unwrap_or_default();
-    SqlEnding::Ran(lines, ending)
+    if let Ok(mut lines) = conn.notices.lock() {
+        lines.clear();
+    }
+    if let Some(canceller) = &conn.canceller {
+        // On a thread of its own: the guard that stops runs when the
+        // database is gone must never wait on it.
+        let canceller = Arc::clone(canceller);
+        stop.on_stop(move || {
+            let canceller = Arc::clone(&canceller);
+            let _ = std::thread::Builder::new()
+                .name("cancel".into())
+                .spawn(move || canceller.cancel());
+        });
+    }
+    let ending = store::run_sql_job_as(
+        &mut conn.client,
+        sql,
+        Some(def.timeout_secs),
+        Some(&format!("manage job {}", def.name)),
+    );
+    let lines = conn
+        .notices
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    // Kept for the next run only as it came: the session's settings, temp
+    // tables, prepared statements, LISTENs and advisory locks of this run
+    // gone (DISCARD ALL), and never once a stop may have sent a cancel that
+    // could land on the next run (the caller checks again once the run can
+    // no longer be stopped).
+    let keep = !stop.stopped()
+        && !conn.client.is_closed()
+        && conn.client.batch_execute("DISCARD ALL").is_ok();
+    (SqlEnding::Ran(lines, ending), keep.then_some(conn))
 }
 
 /// Captured bytes as stored text: invalid UTF-8 replaced, NUL bytes removed,
@@ -703,24 +756,6 @@ fn retry<T>(
     }
 }
 
-/// Everything the record transaction writes.
-pub struct Record<'a> {
-    pub run_id: i64,
-    pub job: &'a str,
-    pub description: &'a str,
-    pub state: RunState,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-    pub runtime_seconds: f64,
-    pub output: &'a str,
-    pub disable: bool,
-    pub outcome: Outcome,
-    pub trigger_next: &'a [String],
-    /// The job as this worker claimed it, when it did: enables the one-
-    /// statement record (`store::record_fast`).
-    pub claimed_job: Option<&'a crate::job::Job>,
-}
-
 /// The record transaction (§4 step 4): the history row ends; the job's last
 /// run and state are set and it is rescheduled (at once when a run was
 /// requested meanwhile); its trigger_next jobs are scheduled; its notification
@@ -888,6 +923,9 @@ fn record_fast(
             job,
             streak,
             claim,
+            wake_before: r.finished_at
+                + chrono::Duration::from_std(shared.timings().heartbeat)
+                    .unwrap_or_else(|_| chrono::Duration::zero()),
         },
     )
 }

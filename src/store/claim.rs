@@ -110,7 +110,12 @@ pub fn claim_due(
 /// The common case of recording a run, in ONE statement and so without a
 /// transaction of its own: the job is finished and rescheduled (to `next_run`,
 /// or at once when a run was requested meanwhile), the history row ended, the
-/// runners woken, and — with `claim` — the worker's next run claimed.
+/// runners woken when someone must learn of it promptly (§17: a requested
+/// run, which a `run-now --wait` may wait on, or a next run before
+/// `wake_before`), and — with `claim` — the worker's next run claimed.
+///
+/// No NOTIFY otherwise: PostgreSQL serialises the commits of notifying
+/// transactions on one lock, which capped a burst of runs.
 ///
 /// The next run was computed from the job as it was claimed, so the statement
 /// only applies while that configuration still holds (and the run is still
@@ -133,6 +138,11 @@ pub struct FastRecord<'a> {
     pub streak: crate::job::Alert,
     /// Who claims the next run, if anyone.
     pub claim: Option<Claimant<'a>>,
+    /// A next run before this instant NOTIFYs the runners (§17): one that
+    /// other runners, which look at the agenda at least every heartbeat,
+    /// would otherwise sleep past. Anything later, or no next run, is
+    /// recorded without a NOTIFY.
+    pub wake_before: DateTime<Utc>,
 }
 
 pub fn record_fast(
@@ -147,11 +157,11 @@ pub fn record_fast(
                  requested_run = CASE WHEN run_requested THEN $3 ELSE requested_run END, \
                  last_run = $3, last_state = $2, last_skip = NULL, next_attempt = 1, \
                  last_runtime_seconds = $4, \
-                 last_success = CASE WHEN $2 = $29 THEN $3 ELSE last_success END, \
-                 consecutive_failures = $27, alert_mailed = $28 \
+                 last_success = CASE WHEN $2 = $31 THEN $3 ELSE last_success END, \
+                 consecutive_failures = $29, alert_mailed = $30 \
              WHERE name = $7 AND running_run = $1 AND enabled AND NOT removed \
-               AND consecutive_failures = $24 AND alert_mailed = $25 \
-               AND coalesce(override_alert_after, builtin_alert_after) = $26 \
+               AND consecutive_failures = $26 AND alert_mailed = $27 \
+               AND coalesce(override_alert_after, builtin_alert_after) = $28 \
                AND notify_on_success = $8 \
                AND coalesce(override_retries, builtin_retries) = $23 \
                AND override_times IS NOT DISTINCT FROM $9 \
@@ -162,13 +172,14 @@ pub fn record_fast(
                AND builtin_cron IS NOT DISTINCT FROM $20 \
                AND override_timezone IS NOT DISTINCT FROM $21 \
                AND builtin_timezone IS NOT DISTINCT FROM $22 \
-             RETURNING name \
+             RETURNING name, next_run \
          ), recorded AS ( \
              UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
              WHERE id = $1 AND state = $17 AND EXISTS (SELECT 1 FROM finished) \
              RETURNING id \
          ), woken AS ( \
-             SELECT pg_notify($16, '') FROM recorded \
+             SELECT pg_notify($16, '') FROM finished \
+             WHERE EXISTS (SELECT 1 FROM recorded) AND ($24 OR finished.next_run < $25) \
          ), ",
         claim_ctes!("1", "$14", "$15", "$18", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
         " SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM woken) AS woken, c.* \
@@ -181,6 +192,9 @@ pub fn record_fast(
     let job = r.job;
     let retries = i32::try_from(job.retries()).unwrap_or(i32::MAX);
     let alert_after = i32::try_from(job.alert_after()).unwrap_or(i32::MAX);
+    // A requested run (run-now, a trigger_next) may have a `run-now --wait`
+    // waiting on it: its record always NOTIFYs (§17).
+    let requested = job.next_run.is_some() && job.requested_run == job.next_run;
     let row = prepared.query_one(
         client,
         "record_fast",
@@ -209,6 +223,8 @@ pub fn record_fast(
             &job.override_timezone,
             &job.builtin_timezone,
             &retries,
+            &requested,
+            &r.wake_before,
             &job.consecutive_failures,
             &job.alert_mailed,
             &alert_after,

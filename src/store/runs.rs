@@ -169,26 +169,48 @@ pub fn purge_history_batch(
 
 /// Record the process group of a running child-process run, with what will
 /// prove it is the run's group later (`GroupIdentity`).
+///
+/// One round trip, committed without waiting for the WAL flush
+/// (`synchronous_commit = off` for this transaction only): the worker waits
+/// on this write before it reaps the child, and a flush per run was a third
+/// of a short run's latency. What that risks is narrow: the write is lost
+/// only if the server crashes within its WAL writer's delay (a few hundred
+/// ms) *and* the runner dies before it records the run — a live runner
+/// records the run, and the group with it no longer matters.
 pub fn set_run_group(
-    client: &mut impl GenericClient,
+    client: &mut postgres::Client,
     run_id: i64,
     group: &GroupIdentity,
 ) -> Result<(), postgres::Error> {
     // Ticks since boot fit an i64 for some three billion years at 100 Hz;
     // were one not to, NULL proves nothing and the group is left alone.
-    let leader_start = group.leader_start.and_then(|t| i64::try_from(t).ok());
-    client.execute_typed(
-        "UPDATE manage.runs SET pgid = $2, machine_id = $3, boot_id = $4, leader_start = $5 \
-         WHERE id = $1",
-        typed![
-            &run_id,
-            &group.pgid,
-            &group.machine_id,
-            &group.boot_id,
-            &leader_start
-        ],
-    )?;
-    Ok(())
+    let leader_start = group
+        .leader_start
+        .and_then(|t| i64::try_from(t).ok())
+        .map_or_else(|| "NULL".to_string(), |t| t.to_string());
+    // The simple protocol takes no parameters: the two identities are hex
+    // digits and dashes (anything else is stored as unknown, which proves
+    // nothing), the numbers are numbers.
+    let id = |value: &Option<String>| match value {
+        Some(v) if !v.is_empty() && v.chars().all(|c| c.is_ascii_hexdigit() || c == '-') => {
+            format!("'{v}'")
+        }
+        _ => "NULL".to_string(),
+    };
+    let written = client.batch_execute(&format!(
+        "BEGIN; SET LOCAL synchronous_commit = off; \
+         UPDATE manage.runs SET pgid = {}, machine_id = {}, boot_id = {}, leader_start = {leader_start} \
+         WHERE id = {run_id}; COMMIT",
+        group.pgid,
+        id(&group.machine_id),
+        id(&group.boot_id),
+    ));
+    if written.is_err() && !client.is_closed() {
+        // An error inside the explicit transaction leaves it open and
+        // aborted: end it, so that the record on this connection goes through.
+        let _ = client.batch_execute("ROLLBACK");
+    }
+    written
 }
 
 /// End a history row that is still running, giving its attempt number

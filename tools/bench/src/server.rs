@@ -41,14 +41,30 @@ impl Server {
                 let url = with_dbname(&admin_url, &dbname)?;
                 (Kind::External { admin_url, dbname }, url)
             }
-            None => {
-                let data_dir = work.join("data");
-                let cluster = manage::db::embedded::start(&data_dir)
-                    .context("creating the embedded cluster")?;
-                let url = manage::db::Target::Embedded(cluster).url_for_children();
-                (Kind::Embedded { data_dir }, url)
-            }
+            None => return Server::embedded(work.join("data"), keep),
         };
+        Server::finish(kind, url, keep)
+    }
+
+    /// An embedded cluster of our own in `data_dir` (stopped at cleanup).
+    pub fn embedded(data_dir: PathBuf, keep: bool) -> anyhow::Result<Server> {
+        let cluster =
+            manage::db::embedded::start(&data_dir).context("creating the embedded cluster")?;
+        let url = manage::db::Target::Embedded(cluster).url_for_children();
+        Server::finish(Kind::Embedded { data_dir }, url, keep)
+    }
+
+    /// Stop and start an embedded cluster again (for settings that need it).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if let Kind::Embedded { data_dir } = &self.kind {
+            manage::db::embedded::stop(data_dir).context("stopping the cluster")?;
+            let cluster = manage::db::embedded::start(data_dir).context("starting the cluster")?;
+            self.url = manage::db::Target::Embedded(cluster).url_for_children();
+        }
+        Ok(())
+    }
+
+    fn finish(kind: Kind, url: String, keep: bool) -> anyhow::Result<Server> {
         let mut server = Server {
             kind,
             url,

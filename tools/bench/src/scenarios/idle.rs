@@ -76,6 +76,15 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let after = procs::counters(pid)?;
     let elapsed = start.elapsed().as_secs_f64();
     let (_, hwm) = procs::memory_kib(pid)?;
+    // After the window: the probe's own connection and query do not count.
+    let connections: i64 = bench
+        .server
+        .connect()?
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+            &[&manage::runner::APPLICATION_NAME],
+        )?
+        .try_get(0)?;
 
     // SAFETY: kill with the pid of our own child and a valid signal.
     #[allow(unsafe_code)]
@@ -99,6 +108,16 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
                 hwm as f64 / 1024.0,
                 after.threads
             )),
+    );
+    bench.push(
+        Figure::value(
+            "idle.connections",
+            "idle runner database connections",
+            "connections",
+            connections as f64,
+        )
+        .target(Target::at_most(2.0, "value"))
+        .note("pg_stat_activity rows with the runner's application_name at the end of the window (§17)"),
     );
     bench.push(
         Figure::value("idle.cpu", "idle runner CPU", "%", cpu_pct)

@@ -179,3 +179,70 @@ pub fn due(bench: &mut Bench) -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+/// Scenario 4, second part: ten declared child-process jobs (`sh -c true`)
+/// sharing one `times` list with a slot every second, so that ten are due on
+/// the same second, each second; max_parallel 32 so that none waits for a slot.
+pub fn due_children(bench: &mut Bench) -> anyhow::Result<()> {
+    let window = bench.pick(30, 8) as i64;
+    let mut probe = bench.server.connect()?;
+    let now: chrono::DateTime<chrono::Utc> = probe
+        .query_one("SELECT clock_timestamp()", &[])?
+        .try_get(0)?;
+    drop(probe);
+    let times: Vec<String> = (0..window)
+        .map(|s| {
+            format!(
+                "\"{}\"",
+                (now + chrono::Duration::seconds(4 + s)).format("%H:%M:%S")
+            )
+        })
+        .collect();
+    let tables: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                "[jobs.benchdue_{i:02}]\ncommand = \"true\"\napp = \"benchdue\"\ntimes = [{}]\n",
+                times.join(", ")
+            )
+        })
+        .collect();
+    let file = bench.work.join("due-children.toml");
+    super::write_config(&file, 32, &tables)?;
+    let config = bench.server.config(
+        Some(&file),
+        &bench.work,
+        &manage::registry::Registry::builtin_jobs(),
+    )?;
+    let registry = manage::registry::Registry::new(Some(&config));
+    let mut probe = bench.server.reset(&config, &registry)?;
+    probe
+        .batch_execute(CAPTURE)
+        .context("installing the capture trigger")?;
+    let runners = Runners::start(1, &config, &[], &mut probe)?;
+    let result = (|| -> anyhow::Result<()> {
+        let end = Instant::now() + Duration::from_secs(window as u64 + 5);
+        while Instant::now() < end {
+            crate::check_abort()?;
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok(())
+    })();
+    runners.stop()?;
+    result?;
+    let samples = lateness(&mut probe, "benchdue_%", 0)?;
+    let early = samples.iter().filter(|v| **v < 0.0).count();
+    bench.push(
+        Figure::distribution(
+            "latency.due_children",
+            "start − due, 10 child jobs due on the same second",
+            "ms",
+            &samples,
+        )
+        .target(Target::at_most(10.0, "p99"))
+        .target(Target::at_least(0.0, "min"))
+        .note(format!(
+            "declared jobs (sh -c true), one times list with a slot every second for {window} s, max_parallel 32, in-process runner; due = next_run at claim; {early} early"
+        )),
+    );
+    Ok(())
+}

@@ -1,8 +1,9 @@
-//! The six scenarios of the brief, one module each, run in order against the
+//! The scenarios of the brief (and 7, the peers), one module each, run in order against the
 //! benchmark's database. Each starts from an empty schema (`Server::reset`).
 
 mod idle;
 mod latency;
+mod peers;
 mod scale;
 mod startup;
 mod throughput;
@@ -102,6 +103,7 @@ pub fn run_all(bench: &mut Bench, only: &[u32]) -> anyhow::Result<()> {
     if wanted(4) {
         crate::say("4. start - due");
         latency::due(bench).context("scenario 4 (start - due)")?;
+        latency::due_children(bench).context("scenario 4 (start - due, child jobs)")?;
     }
     if wanted(5) {
         crate::say("5. throughput");
@@ -110,6 +112,10 @@ pub fn run_all(bench: &mut Bench, only: &[u32]) -> anyhow::Result<()> {
     if wanted(6) {
         crate::say("6. scale");
         scale::run(bench).context("scenario 6 (scale)")?;
+    }
+    if wanted(7) {
+        crate::say("7. peers: manage beside pg_cron");
+        peers::run(bench).context("scenario 7 (peers)")?;
     }
     Ok(())
 }

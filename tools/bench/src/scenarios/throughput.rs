@@ -74,48 +74,102 @@ fn internal(
     result
 }
 
-fn children(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Vec<f64>> {
+fn children(
+    bench: &mut Bench,
+    jobs: usize,
+    reps: usize,
+    max_parallel: u32,
+) -> anyhow::Result<Declared> {
     declared(
         bench,
-        "children",
+        &format!("children{max_parallel}"),
         "command = \"true\"",
         "benchchild",
         jobs,
         reps,
+        max_parallel,
     )
 }
 
 /// Declared SQL jobs (`SELECT 1`, §12): no process, a connection each.
-fn sql_jobs(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Vec<f64>> {
-    declared(bench, "sql", "sql = \"SELECT 1\"", "benchsql", jobs, reps)
+fn sql_jobs(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Declared> {
+    declared(
+        bench,
+        "sql",
+        "sql = \"SELECT 1\"",
+        "benchsql",
+        jobs,
+        reps,
+        4,
+    )
+}
+
+/// The runs/s of each burst, and the runner's database connections: the
+/// most seen right after a burst, and after `idle_close` + 1 s with nothing
+/// running (§17: an idle runner holds at most two).
+pub(super) struct Declared {
+    pub rates: Vec<f64>,
+    busy_connections: i64,
+    idle_connections: i64,
+}
+
+/// The database connections of in-process runners (their application name).
+fn runner_connections(client: &mut postgres::Client) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+            &[&manage::runner::APPLICATION_NAME],
+        )?
+        .try_get(0)?)
 }
 
 /// `jobs` declared jobs doing `what`, of app `app`, due at once `reps` times.
-fn declared(
+pub(super) fn declared(
     bench: &mut Bench,
     file: &str,
     what: &str,
     app: &str,
     jobs: usize,
     reps: usize,
-) -> anyhow::Result<Vec<f64>> {
+    max_parallel: u32,
+) -> anyhow::Result<Declared> {
     let file = bench.work.join(format!("{file}.toml"));
     let tables: Vec<String> = (0..jobs)
         .map(|i| format!("[jobs.{app}_{i:04}]\n{what}\napp = \"{app}\"\n"))
         .collect();
-    super::write_config(&file, 4, &tables)?;
+    super::write_config(&file, max_parallel, &tables)?;
     let config = bench
         .server
         .config(Some(&file), &bench.work, &Registry::builtin_jobs())?;
     let registry = Registry::new(Some(&config));
     let mut client = bench.server.reset(&config, &registry)?;
+    let idle_close = config.runner.timings.idle_close;
     let started = Runners::start(1, &config, &[], &mut client)?;
-    let result = (0..reps)
-        .map(|_| {
+    let result = (|| -> anyhow::Result<Declared> {
+        let mut rates = Vec::new();
+        let mut busy_connections = 0;
+        for _ in 0..reps {
             std::thread::sleep(Duration::from_millis(300));
-            burst(&mut client, app, jobs as i64)
+            rates.push(burst(&mut client, app, jobs as i64)?);
+            busy_connections = busy_connections.max(runner_connections(&mut client)?);
+        }
+        // Only for the child-process runs at the largest max_parallel: the
+        // wait is a minute.
+        let mut idle_connections = -1;
+        if max_parallel > 4 {
+            let until = std::time::Instant::now() + idle_close + Duration::from_secs(1);
+            while std::time::Instant::now() < until {
+                crate::check_abort()?;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            idle_connections = runner_connections(&mut client)?;
+        }
+        Ok(Declared {
+            rates,
+            busy_connections,
+            idle_connections,
         })
-        .collect::<anyhow::Result<Vec<f64>>>();
+    })();
     started.stop()?;
     result
 }
@@ -144,29 +198,46 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
             .note(format!("two in-process runners on one database, max_parallel 4 each; target: more than one runner ({} runs/s) and ≥ 3000", crate::stats::number(one_median))),
     );
     let child_jobs = bench.pick(200, 50);
-    let child = children(bench, child_jobs, reps)?;
-    bench.push(
-        Figure::distribution(
-            "throughput.children",
-            &format!("{child_jobs} child-process runs (sh -c true)"),
-            "runs/s",
-            &child,
-        )
-        .target(Target::at_least(1000.0, "median"))
-        .note(format!(
-            "declared jobs, max_parallel 4, in-process runner; median of {reps} bursts"
-        )),
-    );
+    for max_parallel in [4u32, 32] {
+        let child = children(bench, child_jobs, reps, max_parallel)?;
+        bench.push(
+            Figure::distribution(
+                &format!("throughput.children_{max_parallel}"),
+                &format!("{child_jobs} child-process runs (sh -c true), max_parallel {max_parallel}"),
+                "runs/s",
+                &child.rates,
+            )
+            .target(Target::at_least(1000.0, "median"))
+            .note(format!(
+                "declared jobs, max_parallel {max_parallel}, in-process runner; median of {reps} bursts; \
+                 at most {} runner connections seen right after a burst",
+                child.busy_connections
+            )),
+        );
+        if child.idle_connections >= 0 {
+            bench.push(
+                Figure::value(
+                    "idle.connections_after_burst",
+                    &format!("runner connections, idle 61 s after bursts at max_parallel {max_parallel}"),
+                    "connections",
+                    child.idle_connections as f64,
+                )
+                .target(Target::at_most(2.0, "value"))
+                .note("pg_stat_activity rows with the runner's application_name, idle_close (60 s) + 1 s after the last run ended (§17)"),
+            );
+        }
+    }
     let sql = sql_jobs(bench, jobs, reps)?;
     bench.push(
         Figure::distribution(
             "throughput.sql",
             &format!("{jobs} SQL-job runs (SELECT 1)"),
             "runs/s",
-            &sql,
+            &sql.rates,
         )
+        .target(Target::at_least(3000.0, "median"))
         .note(format!(
-            "declared sql jobs, all due at once, max_parallel 4, in-process runner, a connection per run; median of {reps} bursts"
+            "declared sql jobs, all due at once, max_parallel 4, in-process runner; median of {reps} bursts"
         )),
     );
     Ok(())

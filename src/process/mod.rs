@@ -1,4 +1,5 @@
-//! Child processes and signals: the one place `manage` uses `unsafe`.
+//! Child processes and signals: the one place `manage` uses `unsafe` (here
+//! and in [`spawn`], which starts the children).
 //!
 //! A child-process job runs in a process group of its own (so that a timeout
 //! or a shutdown reaches its grandchildren too), with stdin from /dev/null and
@@ -19,11 +20,12 @@
 //! init) they are left alone, and logged; under the systemd unit its
 //! `KillMode=control-group` has killed them with the runner anyway.
 
+mod spawn;
+
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -311,7 +313,7 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
 
 /// Wait until the child exits or `timeout` passes; Ok(Some(status)) on exit.
 fn wait_until(
-    child: &mut Child,
+    child: &mut spawn::Spawned,
     pidfd: Option<&OwnedFd>,
     timeout: Duration,
 ) -> std::io::Result<Option<std::process::ExitStatus>> {
@@ -352,36 +354,15 @@ pub fn run_child(
     started: impl FnOnce(&GroupIdentity),
 ) -> std::io::Result<Finished> {
     let (read_end, write_end) = pipe()?;
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(write_end.try_clone()?))
-        .stderr(Stdio::from(write_end))
-        .process_group(0);
-    for var in &spec.env_remove {
-        command.env_remove(var);
-    }
-    command.envs(spec.env.iter().map(|(k, v)| (k, v)));
-    if let Some(dir) = &spec.working_dir {
-        command.current_dir(dir);
-    }
-    // SAFETY: prctl and getppid are async-signal-safe. If the runner died
-    // between fork and prctl, the parent is already gone: exit at once.
-    #[allow(unsafe_code)]
-    unsafe {
-        let parent = libc::getpid();
-        command.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn()?;
-    // The Command holds the write end's copies; drop them so EOF can arrive.
-    drop(command);
+    let mut child = spawn::spawn(&spawn::Spawn {
+        program: &spec.program,
+        args: &spec.args,
+        env: spawn::child_env(&spec.env_remove, &spec.env),
+        working_dir: spec.working_dir.as_deref(),
+        output: write_end.as_raw_fd(),
+    })?;
+    // The child has its copies; ours goes, so that EOF can arrive.
+    drop(write_end);
     let pgid = child.id() as i32;
     if let Ok(mut guard) = stop.pgid.lock() {
         *guard = Some(pgid);
@@ -673,5 +654,46 @@ mod tests {
         let f = run_child(&spec, &StopHandle::default(), |_| {}).unwrap();
         assert_eq!(f.output.len(), 1000);
         assert_eq!(f.dropped, 4000);
+    }
+
+    #[test]
+    fn the_child_leads_its_own_group_with_no_signal_blocked_and_sigpipe_not_ignored() {
+        // The test process ignores SIGPIPE (as every Rust program does): the
+        // child must not inherit that, nor any blocked signal. `exec`: the
+        // shell blocks every signal while it waits for a child of its own.
+        let f = sh(
+            "read -r _ _ _ _ pgrp _ < /proc/$$/stat; echo \"pgrp=$((pgrp == $$))\"; \
+             exec grep -E '^Sig(Blk|Ign)' /proc/self/status",
+            Duration::from_secs(10),
+        );
+        let out = String::from_utf8_lossy(&f.output);
+        assert_eq!(f.ending, Ending::Exited(0), "{out}");
+        assert!(out.contains("pgrp=1"), "{out}");
+        assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
+        let ignored = out
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:\t"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap();
+        assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "{out}");
+    }
+
+    #[test]
+    fn a_program_that_does_not_exist_or_a_missing_directory_cannot_be_started() {
+        let mut spec = ChildSpec {
+            program: "no-such-program-anywhere".into(),
+            args: vec![],
+            env: vec![],
+            env_remove: vec![],
+            working_dir: None,
+            timeout: Duration::from_secs(10),
+            max_output: 1000,
+        };
+        let e = run_child(&spec, &StopHandle::default(), |_| {}).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        spec.program = "sh".into();
+        spec.working_dir = Some("/no/such/directory".into());
+        let e = run_child(&spec, &StopHandle::default(), |_| {}).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     }
 }
