@@ -43,7 +43,12 @@ fn probe_once(
         manage::store::finish_job(
             &mut tx,
             &run.job.name,
-            Some((run.started_at, succeeded)),
+            Some(&manage::store::Finish {
+                at: run.started_at,
+                state: succeeded,
+                runtime_seconds: 0.0,
+                streak: Some(run.job.alert_after_run(succeeded, false, false)),
+            }),
             None,
             run.job.next_run,
             1,
