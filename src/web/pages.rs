@@ -304,7 +304,8 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
                 (check_field("notify_on_success", "Notify on success (when the run printed output)", form.notify_on_success.is_some()))
             }
             fieldset {
-                legend { "Override schedule (one of the three; all empty for the built-in: " (describe(job.builtin_schedule())) ")" }
+                legend { "Override schedule" }
+                p.note { "One of the three; all empty for the built-in schedule: " (describe(job.builtin_schedule())) "." }
                 (text_field("override_times", "Override times", form.override_times.as_deref().unwrap_or(""), "HH:MM[:SS], comma-separated"))
                 (text_field("override_interval", "Override interval", form.override_interval.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS"))
                 (text_field("override_cron", "Override cron expression", form.override_cron.as_deref().unwrap_or(""), "e.g. 0 9 * * MON-FRI, or @daily"))
