@@ -29,26 +29,22 @@ pub fn parse_duration_arg(text: &str) -> Result<u32, String> {
 
 pub fn parse_alert_after_arg(text: &str) -> Result<u32, String> {
     let (min, max) = (crate::job::MIN_ALERT_AFTER, crate::job::MAX_ALERT_AFTER);
-    text.trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .map(i32::unsigned_abs)
-        .ok_or_else(|| {
-            format!(
-                "\"{text}\" is not a number of failures: expected an integer from {min} to {max}"
-            )
-        })
+    count_in(text, "failures", min.unsigned_abs(), max.unsigned_abs())
 }
 
 pub fn parse_retries_arg(text: &str) -> Result<u32, String> {
-    let max = crate::config::MAX_RETRIES;
+    count_in(text, "retries", 0, crate::config::MAX_RETRIES)
+}
+
+/// A count from `min` to `max`; refused as `"TEXT" is not a number of WHAT:
+/// expected an integer from MIN to MAX`.
+fn count_in(text: &str, what: &str, min: u32, max: u32) -> Result<u32, String> {
     text.trim()
         .parse::<u32>()
         .ok()
-        .filter(|n| *n <= max)
+        .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| {
-            format!("\"{text}\" is not a number of retries: expected an integer from 0 to {max}")
+            format!("\"{text}\" is not a number of {what}: expected an integer from {min} to {max}")
         })
 }
 

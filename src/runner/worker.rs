@@ -794,38 +794,37 @@ pub fn record(
         tx.rollback()?;
         return Ok(Recorded::default());
     };
-    let mut retry = None;
-    let mut notice = alerts::decide(shared, r, None, false);
-    if let Some(row) = store::job_for_update(&mut tx, r.job)? {
-        let ours = row.running_run == Some(r.run_id);
+    let row = store::job_for_update(&mut tx, r.job)?;
+    // Only a run that is still its job's own moves the job on.
+    let ours = row
+        .as_ref()
+        .is_some_and(|j| j.running_run == Some(r.run_id));
+    let after = match &row {
         // A job that cannot be started is disabled, never retried.
-        let after = if r.disable || !ours {
-            AfterRun {
-                next_run: None,
-                next_attempt: 1,
-                retry: None,
-            }
-        } else {
-            row.after_run(attempt, r.state, r.finished_at, tz)
-        };
-        retry = after.retry;
-        notice = alerts::decide(shared, r, Some(&row), retry.is_some());
-        if ours {
-            store::finish_job(
-                &mut tx,
-                r.job,
-                Some(&store::Finish {
-                    at: r.finished_at,
-                    state: r.state,
-                    runtime_seconds: r.runtime_seconds,
-                    streak: notice.streak,
-                }),
-                None,
-                after.next_run,
-                after.next_attempt,
-                r.disable,
-            )?;
-        }
+        Some(row) if ours && !r.disable => row.after_run(attempt, r.state, r.finished_at, tz),
+        _ => AfterRun {
+            next_run: None,
+            next_attempt: 1,
+            retry: None,
+        },
+    };
+    let retry = after.retry;
+    let notice = alerts::decide(shared, r, row.as_ref(), retry.is_some());
+    if ours {
+        store::finish_job(
+            &mut tx,
+            r.job,
+            Some(&store::Finish {
+                at: r.finished_at,
+                state: r.state,
+                runtime_seconds: r.runtime_seconds,
+                streak: notice.streak,
+            }),
+            None,
+            after.next_run,
+            after.next_attempt,
+            r.disable,
+        )?;
     }
     for target in r.trigger_next {
         if !store::schedule_now(&mut tx, target)? {
