@@ -130,7 +130,10 @@ fn a_runner_killed_mid_run_is_recorded_interrupted_by_the_next_runner() {
         !process_running(&format!("sleep {sleep}")),
         "the leftover process group is gone"
     );
-    assert!(log.contains("Killed the leftover process group"), "{log}");
+    assert!(
+        log.contains("leftover process") && log.contains("found by the run's mark"),
+        "{log}"
+    );
     let mails = db.query_strings("SELECT subject FROM manage.mail_queue WHERE run_id IS NOT NULL");
     assert_eq!(
         mails,
@@ -140,6 +143,158 @@ fn a_runner_killed_mid_run_is_recorded_interrupted_by_the_next_runner() {
         db.value("SELECT count(*) FROM manage.runs WHERE state = 'running'"),
         "0"
     );
+}
+
+/// A process of the test's own that looks like a run's as much as it can
+/// without its token: the same command line pattern, `MANAGE_RUN_ID` of the
+/// run, a token that differs by one character. It must never be touched.
+fn decoy(sleep: &str, run_id: i64, token_like: &str) -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg(sleep)
+        .env("MANAGE_RUN_ID", run_id.to_string())
+        .env("MANAGE_RUN_TOKEN", format!("{token_like}0"))
+        .process_group(0)
+        .spawn()
+        .expect("starting the decoy")
+}
+
+fn run_token(url: &str, run_id: i64) -> String {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .query_one("SELECT token FROM manage.runs WHERE id = $1", &[&run_id])
+        .unwrap()
+        .get(0)
+}
+
+/// The environment of the live process whose command line is `sleep NEEDLE`.
+fn environment_of(needle: &str) -> Option<String> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let line = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (line.trim_end() == format!("sleep {needle}")).then(|| {
+                String::from_utf8_lossy(
+                    &std::fs::read(entry.path().join("environ")).unwrap_or_default(),
+                )
+                .replace('\0', "\n")
+            })
+        })
+}
+
+#[test]
+fn a_killed_runners_grandchildren_are_killed_by_the_runs_mark_even_after_setsid_and_a_decoy_lives()
+{
+    let (in_group, escaped, stranger) = (marker(61), marker(62), marker(63));
+    let config = format!(
+        "{FAST_LIVENESS}[jobs.long]\ncommand = \"setsid sleep {escaped} & sleep {in_group} & wait\"\n\
+         interval = \"01:00:00\"\n"
+    );
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    due_now(&db.url, "long");
+    let first = runner_on(&db.url, &config);
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        running_with_pgid(&db.url, "long").is_some()
+    });
+    wait_for(Duration::from_secs(5), "both grandchildren to run", || {
+        process_running(&format!("sleep {in_group}"))
+            && process_running(&format!("sleep {escaped}"))
+    });
+    let run = running_with_pgid(&db.url, "long").unwrap();
+    let token = run_token(&db.url, run.id);
+    // Every process of the run carries the mark; the token is random per run.
+    let environment = environment_of(&escaped).expect("the escaped grandchild's environment");
+    assert!(
+        environment.contains(&format!("\nMANAGE_RUN_ID={}\n", run.id)),
+        "{environment}"
+    );
+    assert!(
+        environment.contains(&format!("\nMANAGE_RUN_TOKEN={token}\n")),
+        "{environment}"
+    );
+    assert!(token.len() >= 32, "{token}");
+    let mut decoy = decoy(&stranger, run.id, &token);
+
+    kill9(first.pid());
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        process_running(&format!("sleep {in_group}"))
+            && process_running(&format!("sleep {escaped}")),
+        "the grandchildren outlive the runner (its child, their group's leader, died with it)"
+    );
+
+    let second = runner_on(&db.url, &config);
+    wait_for(
+        Duration::from_secs(50),
+        "the run recorded interrupted",
+        || {
+            finished(&db.url, "long")
+                .iter()
+                .any(|r| r.state == "interrupted")
+        },
+    );
+    // Killed before the run was recorded.
+    assert!(
+        !process_running(&format!("sleep {in_group}")),
+        "the grandchild in the group lives"
+    );
+    assert!(
+        !process_running(&format!("sleep {escaped}")),
+        "the grandchild that left with setsid lives"
+    );
+    let log = second.stop();
+    assert!(
+        log.contains(&format!("Killed 2 leftover processes of run {}", run.id))
+            && log.contains("found by the run's mark"),
+        "{log}"
+    );
+    assert!(!log.contains("alone, not provably"), "{log}");
+    assert!(
+        decoy.try_wait().unwrap().is_none(),
+        "the decoy without the token was killed:\n{log}"
+    );
+    let _ = decoy.kill();
+    let _ = decoy.wait();
+}
+
+#[test]
+fn no_process_of_a_child_run_outlives_its_normal_end_or_its_timeout() {
+    let (after_success, after_timeout, stranger) = (marker(64), marker(65), marker(66));
+    let config = format!(
+        "[jobs.quick]\ncommand = \"setsid sleep {after_success} & echo started\"\ninterval = \"01:00:00\"\n\
+         [jobs.slow]\ncommand = \"setsid sleep {after_timeout} & sleep 600\"\ninterval = \"01:00:00\"\ntimeout = \"00:01\"\n"
+    );
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    let mut decoy = decoy(&stranger, 1, "");
+    due_now(&db.url, "quick");
+    due_now(&db.url, "slow");
+    let started = Instant::now();
+    let runner = runner_on(&db.url, &config);
+    wait_for(Duration::from_secs(30), "both runs recorded", || {
+        finished(&db.url, "quick").len() == 1 && finished(&db.url, "slow").len() == 1
+    });
+    let log = runner.stop();
+    assert_eq!(finished(&db.url, "quick")[0].state, "succeeded", "{log}");
+    assert_eq!(finished(&db.url, "slow")[0].state, "timed_out", "{log}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{log}");
+    assert!(
+        !process_running(&format!("sleep {after_success}")),
+        "left after a success:\n{log}"
+    );
+    assert!(
+        !process_running(&format!("sleep {after_timeout}")),
+        "left after a timeout:\n{log}"
+    );
+    assert!(
+        decoy.try_wait().unwrap().is_none(),
+        "the decoy was killed:\n{log}"
+    );
+    let _ = decoy.kill();
+    let _ = decoy.wait();
 }
 
 /// A process group of the test's own, unrelated to any run: a `sleep` that

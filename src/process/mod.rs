@@ -21,6 +21,9 @@
 //! `KillMode=control-group` has killed them with the runner anyway.
 
 mod spawn;
+mod sweep;
+
+pub use sweep::{kill_marked, marked_processes, RunMark, RUN_ID_VAR, RUN_TOKEN_VAR};
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -55,6 +58,9 @@ pub struct ChildSpec {
     pub timeout: Duration,
     /// Keep at most this many bytes of output.
     pub max_output: usize,
+    /// The run's mark, put into the child's environment; every process
+    /// left carrying it is killed when the run ends.
+    pub mark: Option<RunMark>,
 }
 
 /// How the direct child ended.
@@ -354,10 +360,14 @@ pub fn run_child(
     started: impl FnOnce(&GroupIdentity),
 ) -> std::io::Result<Finished> {
     let (read_end, write_end) = pipe()?;
+    let mut env = spec.env.clone();
+    if let Some(mark) = &spec.mark {
+        env.extend(mark.env());
+    }
     let mut child = spawn::spawn(&spawn::Spawn {
         program: &spec.program,
         args: &spec.args,
-        env: spawn::child_env(&spec.env_remove, &spec.env),
+        env: spawn::child_env(&spec.env_remove, &env),
         working_dir: spec.working_dir.as_deref(),
         output: write_end.as_raw_fd(),
     })?;
@@ -416,8 +426,12 @@ pub fn run_child(
             }
         }
     };
-    // The run ends with the direct child; what is left of its group goes now.
+    // The run ends with the direct child; what is left of its group goes now,
+    // and then whatever left the group but still carries the run's mark.
     kill_group(pgid, libc::SIGKILL);
+    if let Some(mark) = &spec.mark {
+        kill_marked(&mark.token);
+    }
     if let Ok(mut guard) = stop.pgid.lock() {
         *guard = None;
     }
@@ -457,6 +471,7 @@ mod tests {
             working_dir: None,
             timeout,
             max_output: 1 << 20,
+            mark: None,
         };
         run_child(&spec, &StopHandle::default(), |_| {}).unwrap()
     }
@@ -575,6 +590,7 @@ mod tests {
             working_dir: None,
             timeout: Duration::from_secs(10),
             max_output: 1000,
+            mark: None,
         };
         let mut seen = None;
         run_child(&spec, &StopHandle::default(), |group| {
@@ -641,6 +657,43 @@ mod tests {
     }
 
     #[test]
+    fn a_grandchild_that_left_the_group_dies_with_the_run_by_its_mark() {
+        let token = format!("unit-{}", std::process::id());
+        let spec = ChildSpec {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                "setsid sleep 1000 & echo $!; echo \"id=$MANAGE_RUN_ID\"".into(),
+            ],
+            env: vec![],
+            env_remove: vec![],
+            working_dir: None,
+            timeout: Duration::from_secs(10),
+            max_output: 1000,
+            mark: Some(RunMark {
+                run_id: 42,
+                token: token.clone(),
+            }),
+        };
+        let start = Instant::now();
+        let f = run_child(&spec, &StopHandle::default(), |_| {}).unwrap();
+        assert_eq!(f.ending, Ending::Exited(0));
+        let out = String::from_utf8_lossy(&f.output).into_owned();
+        assert!(out.contains("id=42\n"), "{out}");
+        assert!(marked_processes(&token).is_empty(), "{out}");
+        // The escaped grandchild held the pipe: killed, it let the reader end
+        // at once rather than after its two seconds' grace.
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        let grandchild: i32 = out.lines().next().unwrap().trim().parse().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z"), "{stat}");
+    }
+
+    #[test]
     fn output_past_the_cap_is_counted_not_kept() {
         let spec = ChildSpec {
             program: "sh".into(),
@@ -650,6 +703,7 @@ mod tests {
             working_dir: None,
             timeout: Duration::from_secs(10),
             max_output: 1000,
+            mark: None,
         };
         let f = run_child(&spec, &StopHandle::default(), |_| {}).unwrap();
         assert_eq!(f.output.len(), 1000);
@@ -688,6 +742,7 @@ mod tests {
             working_dir: None,
             timeout: Duration::from_secs(10),
             max_output: 1000,
+            mark: None,
         };
         let e = run_child(&spec, &StopHandle::default(), |_| {}).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);

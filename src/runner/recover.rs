@@ -8,9 +8,10 @@ use crate::job::{Outcome, RunState};
 use crate::process;
 use crate::store::{self, OrphanRun};
 
-/// Find the `running` rows of dead runners and record them interrupted. A
-/// leftover process group is killed first when it is provably the run's: on
-/// this machine, in this boot, led by the process the run started (§17).
+/// Find the `running` rows of dead runners and record them interrupted. The
+/// run's leftover processes are killed first: every one carrying the run's
+/// mark (§18), then a group that is provably the run's: on this machine, in
+/// this boot, led by the process the run started (§17).
 pub fn recover_orphans(
     shared: &Shared,
     client: &mut postgres::Client,
@@ -64,6 +65,29 @@ fn interrupt(
     if !store::lock_running_run(&mut tx, orphan.id)? {
         return tx.rollback();
     }
+    // First every process that carries the run's mark (§18): the group's
+    // leader may be gone and a grandchild may have left the group, but the
+    // token is random per run, so what carries it is the run's and nothing
+    // else is touched.
+    if let Some(token) = orphan.token.as_deref() {
+        let killed = process::kill_marked(token);
+        if !killed.is_empty() {
+            let pids: Vec<String> = killed.iter().map(i32::to_string).collect();
+            shared.log.event(
+                Entry::warn(format!(
+                    "Killed {} leftover process{} of run {} (pid {}), found by the run's mark",
+                    killed.len(),
+                    if killed.len() == 1 { "" } else { "es" },
+                    orphan.id,
+                    pids.join(", ")
+                ))
+                .job(&orphan.job)
+                .run_id(orphan.id),
+            );
+        }
+    }
+    // Then the group, for what is left of it: a process that dropped the
+    // mark from its environment, or a run recorded before runs had one.
     if let Some(group) = orphan
         .group
         .as_ref()

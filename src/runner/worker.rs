@@ -11,7 +11,7 @@ pub use super::record::Record;
 use super::{alerts, Entry, Event, Shared, APPLICATION_NAME};
 use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
 use crate::job::{AfterRun, Ended, Finished, Retry, RunState};
-use crate::process::{self, ChildSpec, Ending, StopHandle};
+use crate::process::{self, ChildSpec, Ending, RunMark, StopHandle};
 use crate::schedule;
 use crate::store::{self, Claimed};
 
@@ -500,9 +500,15 @@ pub fn output_text(bytes: &[u8], dropped: u64) -> String {
     text
 }
 
-fn child_spec(shared: &Shared, def: &JobDef) -> ChildSpec {
+fn child_spec(shared: &Shared, def: &JobDef, claimed: &Claimed) -> ChildSpec {
     let timeout = Duration::from_secs(u64::from(def.timeout_secs.max(1)));
     let max_output = shared.config.max_output_bytes as usize;
+    // Every process of the run carries its mark (§18), so that none
+    // outlives it, wherever it went.
+    let mark = claimed.token.clone().map(|token| RunMark {
+        run_id: claimed.run_id,
+        token,
+    });
     match &def.kind {
         JobKind::Declared(declared) => ChildSpec {
             program: "sh".into(),
@@ -520,6 +526,7 @@ fn child_spec(shared: &Shared, def: &JobDef) -> ChildSpec {
             working_dir: Some(declared.working_dir.clone()),
             timeout,
             max_output,
+            mark,
         },
         JobKind::Builtin(builtin) => {
             // The child gets the runner's database and configuration
@@ -548,6 +555,7 @@ fn child_spec(shared: &Shared, def: &JobDef) -> ChildSpec {
                 working_dir: shared.config.base_dir().map(|d| d.to_path_buf()),
                 timeout,
                 max_output,
+                mark,
             }
         }
     }
@@ -560,7 +568,7 @@ fn run_child(
     def: &JobDef,
     heading: &str,
 ) -> Ended {
-    let spec = child_spec(shared, def);
+    let spec = child_spec(shared, def, claimed);
     let stop = StopHandle::default();
     if let Ok(mut children) = shared.children.lock() {
         children.insert(claimed.run_id, stop.clone());

@@ -22,6 +22,9 @@ pub struct Claimed {
     pub run_id: i64,
     pub started_at: DateTime<Utc>,
     pub job: Job,
+    /// The run's mark for its processes (§18); None only for a run claimed
+    /// before the token existed.
+    pub token: Option<String>,
 }
 
 impl Claimed {
@@ -31,6 +34,7 @@ impl Claimed {
             job: Job::from_row(row)?,
             run_id: row.try_get("run_id")?,
             started_at: row.try_get("run_started_at")?,
+            token: row.try_get("run_token")?,
         })
     }
 }
@@ -63,10 +67,10 @@ macro_rules! claim_ctes {
              ), runs AS ( \
                  INSERT INTO manage.runs (job, state, started_at, runner_id, host, attempt) \
                  SELECT name, ", $running, ", clock_timestamp(), ", $runner_id, ", ", $host, ", next_attempt FROM due \
-                 RETURNING id, job, started_at \
+                 RETURNING id, job, started_at, token \
              ), claimed AS ( \
                  UPDATE manage.jobs j SET running_run = runs.id FROM runs WHERE j.name = runs.job \
-                 RETURNING j.*, runs.id AS run_id, runs.started_at AS run_started_at \
+                 RETURNING j.*, runs.id AS run_id, runs.started_at AS run_started_at, runs.token AS run_token \
              )"
         )
     };

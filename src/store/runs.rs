@@ -259,6 +259,8 @@ pub struct OrphanRun {
     pub output: String,
     /// The child's process group, when the run had one.
     pub group: Option<GroupIdentity>,
+    /// The mark its processes carry (§18), when the run has one.
+    pub token: Option<String>,
 }
 
 impl OrphanRun {
@@ -281,6 +283,7 @@ impl OrphanRun {
             started_at: row.try_get("started_at")?,
             output: row.try_get("output")?,
             group,
+            token: row.try_get("token")?,
         })
     }
 }
@@ -293,7 +296,7 @@ pub fn orphan_runs(
 ) -> Result<Vec<OrphanRun>, postgres::Error> {
     let sql = concat!(
         "SELECT r.id, r.job, r.started_at, r.output, r.pgid, r.machine_id, r.boot_id, \
-                r.leader_start FROM manage.runs r \
+                r.leader_start, r.token FROM manage.runs r \
          LEFT JOIN manage.runners w ON w.id = r.runner_id WHERE ",
         orphaned!(),
         " ORDER BY r.id"
@@ -315,7 +318,7 @@ pub fn own_running_runs(
 ) -> Result<Vec<OrphanRun>, postgres::Error> {
     client
         .query_typed(
-            "SELECT id, job, started_at, output, pgid, machine_id, boot_id, leader_start \
+            "SELECT id, job, started_at, output, pgid, machine_id, boot_id, leader_start, token \
              FROM manage.runs \
              WHERE runner_id = $1 AND state = $2 ORDER BY id",
             typed![&runner_id, &RunState::Running],
