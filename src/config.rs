@@ -141,6 +141,9 @@ pub struct DeclaredJob {
     pub notify_on_success: bool,
     pub working_dir: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// An SQL job's statements run as sent, outside a transaction block
+    /// (§18), so that they may COMMIT in steps.
+    pub sql_autocommit: bool,
 }
 
 impl DeclaredJob {
@@ -647,6 +650,7 @@ impl Reader<'_> {
             &[
                 "command",
                 "sql",
+                "sql_autocommit",
                 "retries",
                 "retry_delay",
                 "alert_after",
@@ -687,6 +691,32 @@ impl Reader<'_> {
             (Some(c), None) => DeclaredAction::Command(c),
             (None, Some(q)) => DeclaredAction::Sql(q),
         };
+        let sql_autocommit = self
+            .boolean(table, "sql_autocommit", &k("sql_autocommit"))?
+            .unwrap_or(false);
+        match &action {
+            DeclaredAction::Command(_) if table.contains_key("sql_autocommit") => {
+                return Err(self.err(
+                    &k("sql_autocommit"),
+                    "applies to a job with sql only; this one has a command",
+                ))
+            }
+            // One transaction (§18): a statement that ends it would commit
+            // the first half of a run that then fails.
+            DeclaredAction::Sql(q) if !sql_autocommit => {
+                if let Some(statement) = crate::sql_text::first_transaction_control(q) {
+                    return Err(self.err(
+                        &k("sql"),
+                        format!(
+                            "{statement} is a transaction-control statement, and an SQL job runs in one \
+                             transaction (nothing of a failed run is committed); remove it, or set \
+                             sql_autocommit = true for a job that must commit in steps"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
         let retries = self
             .integer(table, "retries", &k("retries"), 0, i64::from(MAX_RETRIES))?
             .map_or(DEFAULT_RETRIES, |n| {
@@ -847,6 +877,7 @@ impl Reader<'_> {
                 .unwrap_or(false),
             working_dir,
             env,
+            sql_autocommit,
         })
     }
 }

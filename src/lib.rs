@@ -20,6 +20,7 @@ pub mod process;
 pub mod registry;
 pub mod runner;
 pub mod schedule;
+pub mod sql_text;
 pub mod store;
 pub mod timings;
 pub mod web;

@@ -308,3 +308,160 @@ fn an_sql_job_on_a_kept_connection_sees_nothing_the_previous_run_left_in_the_ses
         "NOTICE: work_mem 4MB\nNOTICE: temp 0\nNOTICE: prepared 0\nNOTICE: locks 0\nNOTICE: app manage job clean\n"
     );
 }
+
+#[test]
+fn a_job_that_switches_its_statement_timeout_off_is_still_timed_out_by_the_runner() {
+    let db = TestDb::new();
+    let jobs = "[jobs.sneaky]\nsql = \"SET statement_timeout = 0; SELECT pg_sleep(20)\"\n\
+        timeout = \"00:02\"\ninterval = \"01:00:00\"\n";
+    let started = std::time::Instant::now();
+    let run = run_once(&db, jobs, &["sneaky"]);
+    let done = runs(&db, "sneaky");
+    assert_eq!(done.len(), 1, "{}", run.stderr);
+    assert_eq!(done[0].state, "timed_out", "{}", run.stderr);
+    assert_eq!(done[0].output, "Timeout of 2 seconds expired.");
+    let took = (done[0].finished_at.unwrap() - done[0].started_at)
+        .to_std()
+        .unwrap();
+    assert!(
+        took < Duration::from_secs(2 + 6),
+        "recorded {took:?} after it started"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_statement_that_ignores_its_cancel_has_its_connection_closed_5_s_later() {
+    let db = TestDb::new();
+    // PL/pgSQL may catch the cancel (query_canceled) and go on: only
+    // closing the connection ends it.
+    let jobs = "[jobs.stubborn]\nsql = \"\"\"\n\
+        DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(30); \
+        EXCEPTION WHEN query_canceled THEN RAISE NOTICE 'ignored the cancel'; END; END LOOP; END $$\n\
+        \"\"\"\ntimeout = \"00:01\"\ninterval = \"01:00:00\"\n";
+    let run = run_once(&db, jobs, &["stubborn"]);
+    let done = runs(&db, "stubborn");
+    assert_eq!(done.len(), 1, "{}", run.stderr);
+    assert_eq!(done[0].state, "timed_out", "{}", run.stderr);
+    // Cancelled more than once (the server's statement_timeout too), the
+    // statement went on each time; what it wrote so far is the output.
+    let output = &done[0].output;
+    let (notices, end) = output
+        .split_once("The statement")
+        .unwrap_or_else(|| panic!("{output}"));
+    assert!(
+        notices.starts_with("NOTICE: ignored the cancel\n"),
+        "{output}"
+    );
+    assert!(
+        notices.lines().all(|l| l == "NOTICE: ignored the cancel"),
+        "{output}"
+    );
+    assert_eq!(
+        end,
+        " had not ended 5s after its cancel; its connection was closed.\n\
+         Timeout of 1 seconds expired."
+    );
+    let took = (done[0].finished_at.unwrap() - done[0].started_at)
+        .to_std()
+        .unwrap();
+    assert!(
+        took < Duration::from_secs(1 + 6),
+        "recorded {took:?} after it started"
+    );
+    wait_for(Duration::from_secs(10), "its backend gone", || {
+        db.value(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'manage job stubborn'",
+        ) == "0"
+    });
+}
+
+#[test]
+fn a_transaction_control_statement_in_an_sql_job_is_a_configuration_error() {
+    for (sql, statement) in [
+        (
+            "INSERT INTO t VALUES (10); COMMIT; INSERT INTO t VALUES (11)",
+            "COMMIT",
+        ),
+        ("begin; SELECT 1", "BEGIN"),
+        ("SELECT 1; Start Transaction", "START TRANSACTION"),
+        ("SELECT 1; savepoint a", "SAVEPOINT"),
+        ("SELECT 1; ROLLBACK", "ROLLBACK"),
+        ("SELECT 1; end", "END"),
+        ("SELECT 1; prepare transaction 'x'", "PREPARE TRANSACTION"),
+    ] {
+        let db = TestDb::new();
+        let toml = format!("[jobs.steps]\nsql = \"{sql}\"\ninterval = \"01:00:00\"\n");
+        let run = db.manage().config(&toml).arg("migrate").run();
+        run.assert_bad_input(&[
+            ".toml",
+            "jobs.steps.sql",
+            &format!("{statement} is a transaction-control statement"),
+            "sql_autocommit = true",
+        ]);
+        assert_eq!(db.value("SELECT count(*) FROM manage.jobs"), "0");
+    }
+    // Inside quotes, dollar quotes and comments it is text, not a statement.
+    let db = TestDb::new();
+    let toml = "[jobs.fine]\nsql = \"\"\"\nSELECT 'COMMIT'; -- COMMIT\n\
+        DO $$ BEGIN RAISE NOTICE 'x'; END $$; /* ROLLBACK; */ SELECT \\\"end\\\" FROM (SELECT 1 AS \\\"end\\\") e\n\
+        \"\"\"\ninterval = \"01:00:00\"\n";
+    let run = db.manage().config(toml).arg("migrate").run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // sql_autocommit is an SQL job's key.
+    let db = TestDb::new();
+    db.manage()
+        .config("[jobs.sh]\ncommand = \"true\"\nsql_autocommit = true\n")
+        .arg("migrate")
+        .run()
+        .assert_bad_input(&["jobs.sh.sql_autocommit", "sql only"]);
+}
+
+#[test]
+fn a_failed_run_commits_nothing_and_with_sql_autocommit_its_committed_steps_stay() {
+    let db = TestDb::new();
+    db.client()
+        .batch_execute(
+            "CREATE TABLE public.steps (x int); \
+             CREATE PROCEDURE public.in_batches() LANGUAGE plpgsql AS $$ \
+             BEGIN INSERT INTO public.steps VALUES (1); COMMIT; INSERT INTO public.steps VALUES (2); COMMIT; END $$",
+        )
+        .unwrap();
+    let jobs = "[jobs.batches]\nsql = \"CALL public.in_batches()\"\nsql_autocommit = true\ninterval = \"01:00:00\"\n\
+        [jobs.steps]\nsql = \"INSERT INTO public.steps VALUES (10); COMMIT; INSERT INTO public.steps VALUES (11); SELECT 1/0\"\n\
+        sql_autocommit = true\ninterval = \"01:00:00\"\n\
+        [jobs.plain]\nsql = \"SELECT 1\"\n";
+    let run = run_once(&db, jobs, &["batches", "steps"]);
+    assert_eq!(runs(&db, "batches")[0].state, "succeeded", "{}", run.stderr);
+    let steps = runs(&db, "steps");
+    assert_eq!(steps[0].state, "failed", "{}", run.stderr);
+    assert_eq!(
+        steps[0].output,
+        "WARNING: there is no transaction in progress\nERROR: division by zero"
+    );
+    assert_eq!(
+        db.value("SELECT string_agg(x::text, ',' ORDER BY x) FROM public.steps"),
+        "1,2,10,11",
+        "each statement of an sql_autocommit job commits as it ends"
+    );
+    let show = db.manage().args(["jobs", "show", "steps"]).ok();
+    assert!(show.stdout.contains("Transaction:"), "{}", show.stdout);
+    assert!(
+        show.stdout
+            .lines()
+            .any(|l| l.starts_with("Transaction") && l.ends_with("none (sql_autocommit)")),
+        "{}",
+        show.stdout
+    );
+    let show = db.manage().args(["jobs", "show", "plain"]).ok();
+    assert!(
+        show.stdout.lines().any(|l| l.starts_with("Transaction")
+            && l.ends_with("one per run (nothing of a failed run is committed)")),
+        "{}",
+        show.stdout
+    );
+}

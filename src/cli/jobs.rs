@@ -257,7 +257,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         None if !row.enabled => "none (disabled)".into(),
         None => "none (no schedule)".into(),
     };
-    let fields: Vec<(&str, String)> = vec![
+    let mut fields: Vec<(&str, String)> = vec![
         ("Job", row.name.clone()),
         ("Description", row.description.clone()),
         ("App", row.app.clone()),
@@ -300,6 +300,9 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ),
         ("Running", yes_no(row.running()).into()),
     ];
+    if let Some(transaction) = render::transaction(&row) {
+        fields.insert(4, ("Transaction", transaction.into()));
+    }
     let width = fields
         .iter()
         .map(|(label, _)| label.len() + 1)

@@ -60,6 +60,15 @@ fn ordinal(n: u32) -> String {
     format!("{n}{suffix}")
 }
 
+/// What an SQL job's run commits (§18); None for other jobs.
+pub fn transaction(job: &crate::job::Job) -> Option<&'static str> {
+    match job.kind() {
+        crate::job::Kind::Sql if job.sql_autocommit() => Some("none (sql_autocommit)"),
+        crate::job::Kind::Sql => Some("one per run (nothing of a failed run is committed)"),
+        _ => None,
+    }
+}
+
 /// A job's retries as people read them: `none`, or `3, first after 00:30
 /// (doubling)`, with `(override)` when the operator set them.
 pub fn retries(job: &crate::job::Job) -> String {

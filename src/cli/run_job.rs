@@ -44,12 +44,13 @@ pub fn run(ctx: &Context, name: &str, matches: &ArgMatches) -> anyhow::Result<()
                 std::sync::Arc::new(|line: String| println!("{line}"));
             let mut client = target.connect_with_notices(&app, print)?;
             let sql = job.sql().unwrap_or_default();
-            match crate::store::run_sql_job(&mut client, sql, None) {
+            match crate::store::run_sql_job(&mut client, sql, job.sql_autocommit()) {
                 Ok(()) => Ok(()),
-                Err(e) => {
+                Err(crate::store::SqlFailure::Db(e)) => {
                     eprintln!("{}", crate::db::error_lines(&e));
                     Err(Exit(1).into())
                 }
+                Err(e) => Err(e.into()),
             }
         }
         JobKind::Declared(declared) => {

@@ -158,6 +158,10 @@ struct Definition {
     working_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     env: BTreeMap<String, String>,
+    /// Absent unless set, so that the definitions stored before the key
+    /// existed do not all read as changed.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    sql_autocommit: bool,
 }
 
 impl JobDef {
@@ -221,6 +225,7 @@ impl JobDef {
                 trigger_next: job.trigger_next.clone(),
                 working_dir: Some(job.working_dir.clone()),
                 env: job.env.clone(),
+                sql_autocommit: job.sql_autocommit,
             },
         };
         serde_json::to_value(definition).unwrap_or(serde_json::Value::Null)
@@ -252,6 +257,11 @@ impl JobDef {
             || i64::from(stored.builtin_retries) != i64::from(self.retries)
             || i64::from(stored.builtin_retry_delay_seconds) != i64::from(self.retry_delay_secs)
             || i64::from(stored.builtin_alert_after) != i64::from(self.alert_after)
+    }
+
+    /// Whether an SQL job's statements run outside a transaction block (§18).
+    pub fn sql_autocommit(&self) -> bool {
+        matches!(&self.kind, JobKind::Declared(job) if job.sql_autocommit)
     }
 
     /// The declared SQL, for an SQL job (§12).

@@ -455,6 +455,14 @@ impl Job {
         }
     }
 
+    /// An SQL job whose statements run outside a transaction block (§18).
+    pub fn sql_autocommit(&self) -> bool {
+        self.definition
+            .get("sql_autocommit")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// Internal, process or SQL (the JSON `kind`).
     pub fn kind(&self) -> Kind {
         if self.internal {

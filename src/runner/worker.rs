@@ -3,6 +3,7 @@
 //! transaction on its own connection (opened lazily, reopened when lost).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, Shou
 use crate::job::{AfterRun, Ended, Finished, Retry, RunState};
 use crate::process::{self, ChildSpec, Ending, RunMark, StopHandle};
 use crate::schedule;
-use crate::store::{self, Claimed};
+use crate::store::{self, Claimed, SqlFailure};
 
 /// What a worker tells the loop when a claimed run is over.
 pub struct Report {
@@ -343,7 +344,7 @@ fn run_sql(shared: &Shared, claimed: &Claimed, def: &JobDef, sql: &str, heading:
     if let Some(conn) = kept.filter(|_| !stop.stopped()) {
         shared.put_back_sql_connection(conn);
     }
-    let (notices, ending) = match ending {
+    let (notices, ending, closed) = match ending {
         SqlEnding::NotStarted => {
             return Ended::new(
                 Finished::Interrupted,
@@ -353,7 +354,7 @@ fn run_sql(shared: &Shared, claimed: &Claimed, def: &JobDef, sql: &str, heading:
         SqlEnding::NoConnection(why) => {
             return Ended::new(Finished::Failed, format!("{heading}ERROR: {why}"))
         }
-        SqlEnding::Ran(notices, ending) => (notices, ending),
+        SqlEnding::Ran(ran) => (ran.notices, ran.ending, ran.closed),
     };
     let mut text = String::new();
     for line in &notices {
@@ -365,26 +366,41 @@ fn run_sql(shared: &Shared, claimed: &Claimed, def: &JobDef, sql: &str, heading:
     let mut cut = text.into_bytes();
     cut.truncate(max);
     let text = output_text(&cut, dropped);
-    match ending {
-        Ok(()) => Ended::new(Finished::Succeeded, format!("{heading}{text}")),
-        Err(e) if crate::db::is_query_canceled(&e) && stop.stopped() => Ended::new(
+    let closed_line = if closed {
+        format!("The statement had not ended {CLOSE_AFTER_CANCEL:?} after its cancel; its connection was closed.\n")
+    } else {
+        String::new()
+    };
+    let interrupted = || {
+        Ended::new(
             Finished::Interrupted,
             format!(
-                "{heading}{}{}",
+                "{heading}{}{closed_line}{}",
                 with_newline(&text),
                 stop.reason()
                     .unwrap_or_else(|| "Interrupted: the runner stopped the job".into())
             ),
-        ),
-        Err(e) if crate::db::is_query_canceled(&e) => Ended::new(
+        )
+    };
+    let timed_out = || {
+        Ended::new(
             Finished::TimedOut,
             format!(
-                "{heading}{}Timeout of {} seconds expired.",
+                "{heading}{}{closed_line}Timeout of {} seconds expired.",
                 with_newline(&text),
                 def.timeout_secs.max(1)
             ),
-        ),
-        Err(e) => Ended::new(
+        )
+    };
+    match ending {
+        Ok(()) => Ended::new(Finished::Succeeded, format!("{heading}{text}")),
+        // Stopped (shutdown, cut-off): whatever the error its cancel caused.
+        Err(_) if stop.stopped() => interrupted(),
+        // The runner's own timeout (§18), or the server's statement_timeout.
+        Err(SqlFailure::Expired(_)) => timed_out(),
+        Err(_) if closed => timed_out(),
+        Err(SqlFailure::Db(e)) if crate::db::is_query_canceled(&e) => timed_out(),
+        Err(SqlFailure::Db(e)) => Ended::new(
             Finished::Failed,
             format!(
                 "{heading}{}{}",
@@ -395,13 +411,27 @@ fn run_sql(shared: &Shared, claimed: &Claimed, def: &JobDef, sql: &str, heading:
     }
 }
 
+/// How long a cancelled statement (at the timeout, or a stop) has to end
+/// before the runner closes its connection and records the run (§18).
+pub const CLOSE_AFTER_CANCEL: Duration = Duration::from_secs(5);
+
 enum SqlEnding {
     /// Cut off from the database: not started.
     NotStarted,
     /// No connection for the job: a failure that says why.
     NoConnection(String),
-    /// The notices, and how the transaction ended.
-    Ran(Vec<String>, Result<(), postgres::Error>),
+    Ran(SqlRan),
+}
+
+/// A run that was sent to the database.
+struct SqlRan {
+    notices: Vec<String>,
+    /// How it ended; when its timeout expired, the error says how (an
+    /// `Expired`, a cancelled statement, or a closed connection).
+    ending: Result<(), SqlFailure>,
+    /// The statement outlived its cancel by `CLOSE_AFTER_CANCEL`, and its
+    /// connection was closed (from the server's side) and given up.
+    closed: bool,
 }
 
 /// A connection for SQL jobs, kept between runs (a connection per run cost
@@ -412,6 +442,8 @@ pub struct SqlConn {
     client: postgres::Client,
     notices: Arc<Mutex<Vec<String>>>,
     canceller: Option<Arc<crate::db::Canceller>>,
+    /// Its backend, to terminate when a cancel is not enough.
+    backend_pid: Option<i32>,
 }
 
 impl SqlConn {
@@ -423,28 +455,51 @@ impl SqlConn {
                 lines.push(line);
             }
         });
-        let client = shared
+        let mut client = shared
             .target
             .connect_with_notices(APPLICATION_NAME, on_notice)?;
         let canceller = crate::db::Canceller::new(&shared.target, &client)
             .ok()
             .map(Arc::new);
+        let backend_pid = store::backend_pid(&mut client).ok();
         Ok(SqlConn {
             client,
             notices,
             canceller,
+            backend_pid,
         })
+    }
+
+    /// Ask the server to cancel the statement in flight, on a thread of its
+    /// own: a cancel opens a connection, and whoever stops a run (the
+    /// guard, when the database is gone) must never wait on it.
+    fn cancel_later(canceller: &Option<Arc<crate::db::Canceller>>) {
+        if let Some(canceller) = canceller {
+            let canceller = Arc::clone(canceller);
+            let _ = std::thread::Builder::new()
+                .name("cancel".into())
+                .spawn(move || canceller.cancel());
+        }
     }
 }
 
 /// The run's ending, and its connection when it can serve the next run.
+///
+/// The statements run on a thread of their own while this one keeps the
+/// time: the job's timeout is the runner's (§18), whatever the job sets.
+/// At the timeout the statement is cancelled (the protocol's cancel
+/// request); if it has not ended `CLOSE_AFTER_CANCEL` later — a cancel lost
+/// on the way, a backend that does not look at it — its backend is
+/// terminated, the connection given up to its thread, and the run recorded
+/// `timed_out` without waiting any longer. A stop (shutdown, cut-off) is
+/// given the same 5 s.
 fn run_sql_transaction(
     shared: &Shared,
     def: &JobDef,
     sql: &str,
     stop: &StopHandle,
 ) -> (SqlEnding, Option<SqlConn>) {
-    let mut conn = match shared.take_sql_connection() {
+    let conn = match shared.take_sql_connection() {
         Some(conn) => conn,
         None => match SqlConn::open(shared) {
             Ok(conn) => conn,
@@ -454,37 +509,135 @@ fn run_sql_transaction(
     if let Ok(mut lines) = conn.notices.lock() {
         lines.clear();
     }
-    if let Some(canceller) = &conn.canceller {
-        // On a thread of its own: the guard that stops runs when the
-        // database is gone must never wait on it.
-        let canceller = Arc::clone(canceller);
-        stop.on_stop(move || {
-            let canceller = Arc::clone(&canceller);
-            let _ = std::thread::Builder::new()
-                .name("cancel".into())
-                .spawn(move || canceller.cancel());
-        });
+    let canceller = conn.canceller.clone();
+    {
+        let canceller = canceller.clone();
+        stop.on_stop(move || SqlConn::cancel_later(&canceller));
     }
-    let ending = store::run_sql_job_as(
-        &mut conn.client,
-        sql,
-        Some(def.timeout_secs),
-        Some(&format!("manage job {}", def.name)),
-    );
-    let lines = conn
-        .notices
-        .lock()
-        .map(|mut l| std::mem::take(&mut *l))
-        .unwrap_or_default();
-    // Kept for the next run only as it came: the session's settings, temp
-    // tables, prepared statements, LISTENs and advisory locks of this run
-    // gone (DISCARD ALL), and never once a stop may have sent a cancel that
-    // could land on the next run (the caller checks again once the run can
-    // no longer be stopped).
-    let keep = !stop.stopped()
-        && !conn.client.is_closed()
-        && conn.client.batch_execute("DISCARD ALL").is_ok();
-    (SqlEnding::Ran(lines, ending), keep.then_some(conn))
+    let backend_pid = conn.backend_pid;
+    let notices_so_far = Arc::clone(&conn.notices);
+    let expired = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let job = {
+        let expired = Arc::clone(&expired);
+        let sql = sql.to_string();
+        let name = def.name.clone();
+        let timeout_secs = def.timeout_secs;
+        let autocommit = def.sql_autocommit();
+        move || {
+            let mut conn = conn;
+            let ending = store::run_sql(
+                &mut conn.client,
+                &store::SqlRun {
+                    sql: &sql,
+                    timeout_secs: Some(timeout_secs),
+                    application_name: Some(&format!("manage job {name}")),
+                    autocommit,
+                    expired: &expired,
+                },
+            );
+            let notices = conn
+                .notices
+                .lock()
+                .map(|mut l| std::mem::take(&mut *l))
+                .unwrap_or_default();
+            // Kept for the next run only as it came: the session's settings,
+            // temp tables, prepared statements, LISTENs and advisory locks of
+            // this run gone (DISCARD ALL), and never once a cancel may have
+            // been sent that could land on the next run (the caller checks
+            // again once the run can no longer be stopped).
+            let keep = !expired.load(Ordering::SeqCst)
+                && !conn.client.is_closed()
+                && conn.client.batch_execute("DISCARD ALL").is_ok();
+            let _ = done_tx.send((ending, notices, keep.then_some(conn)));
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("sql job".into())
+        .spawn(job)
+    {
+        return (
+            SqlEnding::NoConnection(format!("cannot start the job's thread: {e}")),
+            None,
+        );
+    }
+    let timeout = Duration::from_secs(u64::from(def.timeout_secs.max(1)));
+    let deadline = Instant::now() + timeout;
+    let mut cancelled_at: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let wake = match cancelled_at {
+            Some(at) => at + CLOSE_AFTER_CANCEL,
+            None => deadline,
+        };
+        // Short slices: a stop is seen within one.
+        let slice = wake
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
+        match done_rx.recv_timeout(slice) {
+            Ok((ending, notices, kept)) => {
+                let kept = kept.filter(|_| cancelled_at.is_none());
+                let ran = SqlRan {
+                    notices,
+                    ending,
+                    closed: false,
+                };
+                return (SqlEnding::Ran(ran), kept);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let ran = SqlRan {
+                    notices: Vec::new(),
+                    ending: Err(store::Expired.into()),
+                    closed: true,
+                };
+                return (SqlEnding::Ran(ran), None);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        if cancelled_at.is_none() && (now >= deadline || stop.stopped()) {
+            if now >= deadline {
+                expired.store(true, Ordering::SeqCst);
+                SqlConn::cancel_later(&canceller);
+            }
+            cancelled_at = Some(now);
+        } else if cancelled_at.is_some_and(|at| now >= at + CLOSE_AFTER_CANCEL) {
+            expired.store(true, Ordering::SeqCst);
+            terminate_later(shared, backend_pid);
+            shared.log.event(
+                Entry::warn(format!(
+                    "Job {}: the statement had not ended {CLOSE_AFTER_CANCEL:?} after its cancel; closing its connection",
+                    def.name
+                ))
+                .job(&def.name),
+            );
+            // The connection stays with its thread until the server has
+            // closed it; what the run wrote so far is the output.
+            let ran = SqlRan {
+                notices: notices_so_far
+                    .lock()
+                    .map(|mut l| std::mem::take(&mut *l))
+                    .unwrap_or_default(),
+                ending: Err(store::Expired.into()),
+                closed: true,
+            };
+            return (SqlEnding::Ran(ran), None);
+        }
+    }
+}
+
+/// Close an SQL job's connection from the server's side (its backend
+/// terminated over a connection of its own), on a thread of its own.
+fn terminate_later(shared: &Shared, backend_pid: Option<i32>) {
+    let Some(pid) = backend_pid else { return };
+    let target = shared.target.clone();
+    let _ = std::thread::Builder::new()
+        .name("terminate".into())
+        .spawn(move || {
+            if let Ok(mut client) = target.connect(APPLICATION_NAME) {
+                let _ = store::terminate_backend(&mut client, pid);
+            }
+        });
 }
 
 /// Captured bytes as stored text: invalid UTF-8 replaced, NUL bytes removed,

@@ -349,7 +349,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
     } else {
         ""
     };
-    let facts: Vec<(&str, String)> = vec![
+    let mut facts: Vec<(&str, String)> = vec![
         ("Description", job.description.clone()),
         ("App", job.app.clone()),
         ("Kind", kind),
@@ -378,6 +378,9 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
         ("Alert after", render::alert_after(job)),
         ("Consecutive failures", job.consecutive_failures.to_string()),
     ];
+    if let Some(transaction) = render::transaction(job) {
+        facts.insert(3, ("Transaction", transaction.into()));
+    }
     let location = job_location(&job.name);
     let more = view.history.len() as u32 == view.per_page;
     layout(
