@@ -611,6 +611,48 @@ fn the_runner_rides_through_database_restarts_while_a_job_runs_and_while_it_slee
 }
 
 #[test]
+fn a_run_that_ends_while_the_database_is_away_is_logged_as_finished_then_as_recorded() {
+    let cluster = PrivateCluster::new();
+    let config = "[jobs.late]\ncommand = \"sleep 1; echo done\"\ninterval = \"01:00:00\"\n";
+    manage_on(&cluster.url).config(config).arg("migrate").ok();
+    due_now(&cluster.url, "late");
+    let runner = runner_on(&cluster.url, config);
+    wait_for(Duration::from_secs(10), "the run to start", || {
+        running_with_pgid(&cluster.url, "late").is_some()
+    });
+    cluster.stop();
+    wait_for(Duration::from_secs(10), "the run to end unrecorded", || {
+        runner
+            .log()
+            .contains("recording it once the database is back")
+    });
+    assert!(
+        !runner.log().contains("Job late succeeded"),
+        "a success is logged only once recorded:\n{}",
+        runner.log()
+    );
+    cluster.start();
+    wait_for(Duration::from_secs(30), "the run recorded", || {
+        runner.log().contains("Job late succeeded in ")
+    });
+    let log = runner.stop();
+    let waiting = log
+        .lines()
+        .position(|l| {
+            l.contains("Job late finished in ")
+                && l.ends_with(" s (succeeded); recording it once the database is back")
+        })
+        .unwrap_or_else(|| panic!("{log}"));
+    let recorded = log
+        .lines()
+        .position(|l| l.contains("Job late succeeded in "))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(waiting < recorded, "{log}");
+    assert_eq!(log.matches("Job late succeeded in ").count(), 1, "{log}");
+    assert_eq!(finished(&cluster.url, "late")[0].state, "succeeded");
+}
+
+#[test]
 fn an_unreachable_database_at_start_up_is_retried() {
     let cluster = PrivateCluster::new();
     let config = "[jobs.first]\ncommand = \"echo first\"\n";

@@ -250,21 +250,22 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
             .state(state.as_str())
             .duration(secs)
     };
-    if ended.disable {
+    let disabled = ended.disable.then(|| ended.output.trim_end().to_string());
+    let failed = !succeeded && !ended.disable;
+    let run_id = claimed.run_id;
+    let recorded = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
+    // What is logged is what was recorded (§18): the outcome lines come
+    // once the run is written; a failure's says whether, and when, it is
+    // retried (§13).
+    if let Some(why) = disabled {
         log.event(finished_entry(Entry::error(format!(
-            "Job {name} could not be started and has been disabled: {}",
-            ended.output.trim_end()
+            "Job {name} could not be started and has been disabled: {why}"
         ))));
     } else if succeeded {
         log.event(finished_entry(Entry::info(format!(
             "Job {name} succeeded in {secs:.1} s"
         ))));
     }
-    let failed = !succeeded && !ended.disable;
-    let run_id = claimed.run_id;
-    let recorded = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
-    // A failure is logged once recorded: the line says whether, and when,
-    // it is retried (§13).
     if failed {
         log.event(
             Entry::warn(failure_line(shared, &name, secs, state, recorded.retry))
@@ -824,7 +825,23 @@ fn record_with_retry(
         trigger_next: &trigger_next,
         claimed_job: Some(&claimed.job),
     };
-    retry(shared, slot, "recording the run", |conn| {
+    // While the database is away the result waits here; say so once, and
+    // say what happened only when it is written (§18).
+    let waiting = || {
+        shared.log.event(
+            Entry::warn(format!(
+                "Job {} finished in {:.1} s ({}); recording it once the database is back",
+                result.job,
+                result.runtime_seconds,
+                result.state.as_str()
+            ))
+            .job(result.job)
+            .run_id(result.run_id)
+            .state(result.state.as_str())
+            .duration(result.runtime_seconds),
+        );
+    };
+    retry_noting(shared, slot, "recording the run", waiting, |conn| {
         record(shared, &mut conn.client, &mut conn.prepared, &result, true)
     })
 }
@@ -888,9 +905,21 @@ fn retry<T>(
     shared: &Shared,
     slot: &mut Option<Conn>,
     what: &str,
+    write: impl FnMut(&mut Conn) -> Result<T, postgres::Error>,
+) -> T {
+    retry_noting(shared, slot, what, || {}, write)
+}
+
+/// `retry`, calling `first_failure` once, when the first attempt fails.
+fn retry_noting<T>(
+    shared: &Shared,
+    slot: &mut Option<Conn>,
+    what: &str,
+    first_failure: impl FnOnce(),
     mut write: impl FnMut(&mut Conn) -> Result<T, postgres::Error>,
 ) -> T {
     let mut attempt = 0;
+    let mut first_failure = Some(first_failure);
     loop {
         let error = match connection(shared, slot) {
             Ok(conn) => match write(conn) {
@@ -907,6 +936,9 @@ fn retry<T>(
                 format!("{e:#}")
             }
         };
+        if let Some(note) = first_failure.take() {
+            note();
+        }
         let wait = shared.timings().backoff(attempt);
         attempt += 1;
         shared.log.error(format!(
