@@ -903,6 +903,81 @@ fn a_database_that_stops_answering_gets_the_child_killed_at_the_cut_off_and_sigt
 }
 
 #[test]
+fn a_silent_connection_is_noticed_at_the_cut_off_and_the_runner_is_back_within_5_s_of_the_database_answering(
+) {
+    let config = format!("{FAST_LIVENESS}[jobs.later]\ncommand = \"echo later\"\n");
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    let relay = Relay::to(&db.url);
+    let url = format!(
+        "host=127.0.0.1 port={} user=postgres dbname={}",
+        relay.port, db.name
+    );
+    let runner = runner_on(&url, &config);
+    wait_for(Duration::from_secs(10), "the runner to start", || {
+        runner.log().contains("Runner ") && runner.log().contains(" started on ")
+    });
+    // Past a heartbeat, so that the silence begins after a contact.
+    std::thread::sleep(HEARTBEAT + Duration::from_millis(200));
+    let frozen = Instant::now();
+    relay.freeze();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !runner.log().contains("Lost the database connection: ") {
+        assert!(
+            Instant::now() < until,
+            "the loss not noticed:\n{}",
+            runner.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let noticed = frozen.elapsed();
+    // The cut-off (2 s here, 20 s by default) counts from the last contact.
+    assert!(
+        noticed <= CUT_OFF + Duration::from_secs(1),
+        "noticed {noticed:?} after the database fell silent:\n{}",
+        runner.log()
+    );
+    assert!(
+        runner.log().contains("The database has not answered for "),
+        "{}",
+        runner.log()
+    );
+    // Silent for a while longer: the reconnection attempts wait on it too.
+    std::thread::sleep(Duration::from_secs(4));
+    let listening_before = runner
+        .log()
+        .matches("Listening for notifications again")
+        .count();
+    let thawed = Instant::now();
+    relay.thaw();
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = runner.log();
+        if log.contains("Reconnected to the database")
+            && log.matches("Listening for notifications again").count() > listening_before
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "not back and listening:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let back = thawed.elapsed();
+    assert!(
+        back <= Duration::from_secs(5),
+        "back {back:?} after the database answered again:\n{}",
+        runner.log()
+    );
+    // LISTEN works again: a trigger wakes it.
+    db.client()
+        .execute("SELECT manage.trigger_job('later')", &[])
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the triggered run", || {
+        !finished(&db.url, "later").is_empty()
+    });
+    drop(runner.stop());
+}
+
+#[test]
 fn an_idle_runner_closes_its_worker_connections_and_keeps_two() {
     let mut config = format!("{FAST_LIVENESS}idle_close = \"00:02\"\nmax_parallel = 3\n");
     for i in 0..3 {

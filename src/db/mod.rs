@@ -4,6 +4,7 @@
 
 pub mod embedded;
 pub mod migrate;
+pub mod socket;
 pub mod tls;
 
 use anyhow::Context;

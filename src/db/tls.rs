@@ -279,6 +279,11 @@ fn split_key_values(conninfo: &str) -> Result<(String, Vec<(Setting, String)>), 
 
 /// Connect with the TLS the settings ask for. The error is one line.
 pub fn connect(config: &postgres::Config, tls: &Tls) -> Result<Client, String> {
+    // Its socket noted, so that a silent connection can be closed (§18).
+    super::socket::connecting(|| connect_noted(config, tls))
+}
+
+fn connect_noted(config: &postgres::Config, tls: &Tls) -> Result<Client, String> {
     let all_sockets = config.get_hostaddrs().is_empty()
         && config
             .get_hosts()

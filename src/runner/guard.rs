@@ -146,7 +146,17 @@ fn watch(shared: &Arc<Shared>) {
         }
         let silent = liveness.since_contact();
         if silent >= timings.cut_off {
-            if !liveness.cut_off.swap(true, Ordering::SeqCst) && shared.running_children() > 0 {
+            let newly = !liveness.cut_off.swap(true, Ordering::SeqCst);
+            // A query that never returns holds the loop (or the listener)
+            // until its socket is closed: close it, so that the loss is
+            // noticed now and the connection replaced (§18).
+            if newly && shared.close_silent_connections() {
+                shared.log.error(format!(
+                    "The database has not answered for {:.1} s: closing the connection",
+                    silent.as_secs_f64()
+                ));
+            }
+            if newly && shared.running_children() > 0 {
                 let secs = timings.cut_off.as_secs_f64();
                 shared.log.error(format!(
                     "Cut off from the database for {secs} s: killing running jobs so that no job runs twice"

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use postgres::fallible_iterator::FallibleIterator;
 
 use super::{Event, Shared, APPLICATION_NAME};
+use crate::db::socket::SocketHandle;
 
 /// A thread that holds its own connection, LISTENs, and turns every
 /// notification into `Event::Changed`. When the connection breaks it
@@ -14,6 +15,7 @@ use super::{Event, Shared, APPLICATION_NAME};
 /// reconnection is itself reported as a change (the loop rescans).
 pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Result<()> {
     let mut client = shared.target.connect(APPLICATION_NAME)?;
+    shared.set_listen_socket(SocketHandle::last_connected());
     crate::store::listen(&mut client)?;
     std::thread::Builder::new()
         .name("listener".into())
@@ -33,6 +35,7 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                     }
                 }
             };
+            shared.set_listen_socket(None);
             if let Some(e) = error {
                 shared.log.error(format!(
                     "The LISTEN connection failed: {}",
@@ -46,10 +49,18 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
             }
             let mut attempt = 0;
             client = loop {
-                std::thread::sleep(shared.timings().backoff(attempt));
+                std::thread::sleep(
+                    shared
+                        .timings()
+                        .backoff(attempt)
+                        .min(super::RECONNECT_WAIT_MAX),
+                );
                 attempt += 1;
                 match shared.target.connect(APPLICATION_NAME) {
-                    Ok(mut c) => match crate::store::listen(&mut c) {
+                    Ok(mut c) => match {
+                        shared.set_listen_socket(SocketHandle::last_connected());
+                        crate::store::listen(&mut c)
+                    } {
                         Ok(()) => break c,
                         Err(e) => shared
                             .log

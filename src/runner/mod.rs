@@ -46,6 +46,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::db::socket::SocketHandle;
 use crate::db::Target;
 use crate::process::StopHandle;
 use crate::registry::Registry;
@@ -100,6 +101,10 @@ pub struct Shared {
     idle_connections: Mutex<Vec<(worker::Conn, Instant)>>,
     /// SQL jobs' connections between runs, likewise.
     idle_sql_connections: Mutex<Vec<(worker::SqlConn, Instant)>>,
+    /// The sockets of the main and LISTEN connections, for the guard to
+    /// close when the database falls silent (§18).
+    main_socket: Mutex<Option<SocketHandle>>,
+    listen_socket: Mutex<Option<SocketHandle>>,
 }
 
 impl Shared {
@@ -113,6 +118,33 @@ impl Shared {
             runner_id: self.runner_id,
             host: &self.host,
             defined: &self.defined,
+        }
+    }
+
+    /// Close the main and LISTEN connections from under whatever waits on
+    /// them: the database has not answered for the cut-off. Both then fail,
+    /// and reconnect as after any lost connection. True when one was closed.
+    fn close_silent_connections(&self) -> bool {
+        let mut closed = false;
+        for socket in [&self.main_socket, &self.listen_socket] {
+            if let Ok(mut socket) = socket.lock() {
+                if let Some(handle) = socket.take() {
+                    closed |= handle.shut_down();
+                }
+            }
+        }
+        closed
+    }
+
+    fn set_main_socket(&self, handle: Option<SocketHandle>) {
+        if let Ok(mut socket) = self.main_socket.lock() {
+            *socket = handle;
+        }
+    }
+
+    fn set_listen_socket(&self, handle: Option<SocketHandle>) {
+        if let Ok(mut socket) = self.listen_socket.lock() {
+            *socket = handle;
         }
     }
 
@@ -186,6 +218,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         log.info("Stopping before the database was reached");
         return Ok(true);
     };
+    let main_socket = SocketHandle::last_connected();
     if !options.no_migrate {
         let (applied, lines) = crate::db::migrate_and_sync(
             &mut client,
@@ -222,6 +255,8 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         liveness,
         idle_connections: Mutex::new(Vec::new()),
         idle_sql_connections: Mutex::new(Vec::new()),
+        main_socket: Mutex::new(main_socket),
+        listen_socket: Mutex::new(None),
     });
     shared.liveness.contact();
     guard::spawn(Arc::clone(&shared))?;
@@ -314,6 +349,11 @@ fn connect_with_retry(
         }
     }
 }
+
+/// The longest wait between two attempts to reconnect, whatever the
+/// backoff: a runner is back within this of its database answering again
+/// (§18 asks 5 s), and a failed attempt costs a refused connection.
+pub const RECONNECT_WAIT_MAX: Duration = Duration::from_secs(2);
 
 struct Loop {
     shared: Arc<Shared>,
@@ -601,8 +641,10 @@ impl Loop {
     /// two apart).
     fn reconnect(&mut self, error: postgres::Error) -> anyhow::Result<bool> {
         let log = self.shared.log.clone();
+        // Lost already: nothing for the guard to close until the next one.
+        self.shared.set_main_socket(None);
         log.error(format!(
-            "Lost the database: {}",
+            "Lost the database connection: {}",
             crate::db::describe_error(&error)
         ));
         let timings = *self.shared.timings();
@@ -638,6 +680,7 @@ impl Loop {
             match rejoined {
                 Ok(client) => {
                     self.client = client;
+                    self.shared.set_main_socket(SocketHandle::last_connected());
                     // Prepared statements belong to the old connection.
                     self.prepared = store::Prepared::default();
                     self.shared.liveness.contact();
@@ -646,7 +689,7 @@ impl Loop {
                     return Ok(true);
                 }
                 Err(e) => {
-                    let mut wait = timings.backoff(attempt);
+                    let mut wait = timings.backoff(attempt).min(RECONNECT_WAIT_MAX);
                     attempt += 1;
                     log.error(format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
                     if let Some(deadline) = self.shutdown {

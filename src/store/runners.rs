@@ -120,6 +120,16 @@ pub fn rejoin(
     host: &str,
     pid: i32,
 ) -> Result<(), postgres::Error> {
+    // The lock may still be held by this runner's own previous session: a
+    // connection closed on our side because the database fell silent (§18)
+    // lives on in the server until it notices, which can take hours behind
+    // a proxy. Whoever holds this runner's lock is that session (the id is
+    // this runner's alone), so it goes, and what it had open rolls back.
+    let object = runner_id as i32;
+    client.execute_typed(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l          WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()            AND l.classid = $1::int::oid AND l.objid = $2::int::oid AND l.objsubid = 2            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        typed![&RUNNER_LOCK_CLASS, &object],
+    )?;
     take_runner_lock(client, runner_id)?;
     client.execute_typed(
         "INSERT INTO manage.runners (id, host, pid, backend_pid) VALUES ($1, $2, $3, pg_backend_pid()) \
