@@ -152,6 +152,157 @@ fn a_retry_series_counts_as_one_failure() {
     assert_eq!(subjects(&server), ["Scheduled job 'Flaky job' failed"]);
 }
 
+/// What an operator may do while a retry waits (§18): none of it ends the
+/// failure streak, which only a success or `reset-failure` does.
+#[derive(Debug, Clone, Copy)]
+enum Interruption {
+    /// A new schedule (`jobs configure --override-interval`, then back).
+    Reschedule,
+    /// Any other setting (`jobs configure --retry-delay`).
+    Configure,
+    /// A hold during which the retry comes due, released with `--pending reschedule`.
+    HoldAndRelease,
+}
+
+impl Interruption {
+    /// Do it to `flaky`, whose retry is pending; `turn` alternates the value set.
+    fn apply(self, db: &TestDb, config: &str, turn: usize) {
+        let jobs = |args: &[&str]| db.manage().config(config).arg("jobs").args(args).ok();
+        match self {
+            Interruption::Reschedule if turn.is_multiple_of(2) => {
+                jobs(&["configure", "flaky", "--override-interval", "02:00:00"]);
+            }
+            Interruption::Reschedule => {
+                jobs(&["configure", "flaky", "--clear-override"]);
+            }
+            Interruption::Configure => {
+                let delay = if turn.is_multiple_of(2) {
+                    "00:20:00"
+                } else {
+                    "00:10:00"
+                };
+                jobs(&["configure", "flaky", "--retry-delay", delay]);
+            }
+            Interruption::HoldAndRelease => {
+                jobs(&["hold"]);
+                db.client()
+                    .batch_execute("UPDATE manage.jobs SET next_run = now() WHERE name = 'flaky'")
+                    .unwrap();
+                let released = jobs(&["release", "--pending", "reschedule"]);
+                assert!(
+                    released.stdout.contains("flaky"),
+                    "the pending retry is rescheduled: {}",
+                    released.stdout
+                );
+            }
+        }
+    }
+}
+
+/// `consecutive_failures` of `job` as `jobs list --json` shows it.
+fn listed_streak(db: &TestDb, config: &str, job: &str) -> serde_json::Value {
+    let list = db
+        .manage()
+        .config(config)
+        .args(["jobs", "list", "--json"])
+        .json();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == job)
+        .unwrap_or_else(|| panic!("{job} in {list:#}"))["consecutive_failures"]
+        .clone()
+}
+
+#[test]
+fn what_the_operator_does_during_a_retry_delay_never_ends_the_failure_streak() {
+    for interruption in [
+        Interruption::Reschedule,
+        Interruption::Configure,
+        Interruption::HoldAndRelease,
+    ] {
+        let server = SmtpServer::plain();
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("ok");
+        let config = config(
+            server.port,
+            &flaky(
+                &flag,
+                "retries = 1\nretry_delay = \"00:10:00\"\nalert_after = 2\n",
+            ),
+        );
+        let db = TestDb::new();
+        db.manage().config(&config).arg("migrate").ok();
+        let pending_retry =
+            || db.value("SELECT next_attempt FROM manage.jobs WHERE name = 'flaky'") == "2";
+        let mut turn = 0;
+        // Each failed series: attempt 1, the operator during its retry
+        // delay, attempt 2. (streak after it, mails by then)
+        for (streak, mails) in [(1, 0), (2, 1)] {
+            run_due(&db, &config, "flaky");
+            assert!(pending_retry(), "{interruption:?}: a retry waits");
+            assert_eq!(
+                listed_streak(&db, &config, "flaky"),
+                streak - 1,
+                "{interruption:?}: during the retry delay of series {streak}"
+            );
+            interruption.apply(&db, &config, turn);
+            turn += 1;
+            assert_eq!(
+                listed_streak(&db, &config, "flaky"),
+                streak - 1,
+                "{interruption:?}: right after the operator, in series {streak}"
+            );
+            run_due(&db, &config, "flaky");
+            assert_eq!(
+                listed_streak(&db, &config, "flaky"),
+                streak,
+                "{interruption:?}: after series {streak}"
+            );
+            assert_eq!(
+                subjects(&server),
+                vec!["Scheduled job 'Flaky job' failed".to_string(); mails],
+                "{interruption:?}: mails after series {streak}"
+            );
+        }
+        // A failure mail went out: a retried, then interrupted, run keeps
+        // that alert, and the success ending the streak mails the recovery.
+        run_due(&db, &config, "flaky");
+        assert!(pending_retry(), "{interruption:?}: a third series waits");
+        interruption.apply(&db, &config, turn);
+        assert_eq!(
+            db.value("SELECT alert_mailed FROM manage.jobs WHERE name = 'flaky'"),
+            "t",
+            "{interruption:?}: the streak's alert is kept"
+        );
+        assert_eq!(listed_streak(&db, &config, "flaky"), 2, "{interruption:?}");
+        std::fs::write(&flag, "").unwrap();
+        run_due(&db, &config, "flaky");
+        assert_eq!(listed_streak(&db, &config, "flaky"), 0, "{interruption:?}");
+        let mails = server.wait_for(2);
+        assert_eq!(mails.len(), 2, "{interruption:?}: {mails:#?}");
+        assert_eq!(
+            mails[1].header("Subject").as_deref(),
+            Some("Scheduled job 'Flaky job' recovered"),
+            "{interruption:?}"
+        );
+        assert!(
+            mails[1]
+                .body()
+                .starts_with("Succeeded after 2 failed runs.\n"),
+            "{interruption:?}: {}",
+            mails[1].body()
+        );
+        // The run after the operator was still its series' next attempt.
+        let attempts: Vec<String> = db
+            .query_strings("SELECT attempt FROM manage.runs WHERE job = 'flaky' ORDER BY id")
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect();
+        assert_eq!(attempts, ["1", "2", "1", "2", "1", "2"], "{interruption:?}");
+    }
+}
+
 #[test]
 fn configure_sets_alert_after_and_refuses_numbers_out_of_range() {
     let db = TestDb::new();

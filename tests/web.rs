@@ -136,6 +136,16 @@ fn post_with(url: &str, headers: &[(&str, &str)], form: &[(&str, &str)]) -> Repl
     reply(request.send_form(form))
 }
 
+/// A POST with exactly this body and these headers (a `Content-Type` only
+/// when given): what a script or another site may send, not what a form sends.
+fn post_raw(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut request = agent().post(url);
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    reply(request.send_string(body))
+}
+
 /// The CSRF token of the forms on a page.
 pub fn csrf(page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
@@ -397,6 +407,104 @@ fn a_post_without_the_csrf_token_or_from_another_origin_is_403_and_changes_nothi
         &[("csrf", &token)],
     );
     assert_eq!(own.status, 303);
+    assert!(held(&db));
+}
+
+/// Every form the page posts to.
+const POST_PATHS: [&str; 5] = [
+    "/hold",
+    "/release",
+    "/jobs/poll/run-now",
+    "/jobs/poll/configure",
+    "/jobs/poll/reset-failure",
+];
+
+#[test]
+fn a_post_without_the_csrf_token_is_403_whatever_its_content_type_or_body() {
+    let db = setup();
+    let web = start(&db);
+    let token = csrf(&get(&web.url("/")).body);
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let json = ("Content-Type", "application/json");
+    let wrong = "csrf=0123";
+    for path in POST_PATHS {
+        let url = web.url(path);
+        let refusals = [
+            ("an empty body without a type", post_raw(&url, &[], "")),
+            ("an empty form", post_raw(&url, &[form], "")),
+            ("a JSON body", post_raw(&url, &[json], "{}")),
+            ("a body without a type", post_raw(&url, &[], "pending=run")),
+            ("a wrong token", post_raw(&url, &[form], wrong)),
+            ("a wrong token as JSON", post_raw(&url, &[json], wrong)),
+            (
+                "the token in JSON",
+                post_raw(&url, &[json], &format!("{{\"csrf\":\"{token}\"}}")),
+            ),
+        ];
+        for (what, reply) in refusals {
+            assert_eq!(reply.status, 403, "{path} with {what}: {}", reply.body);
+            assert!(
+                reply
+                    .body
+                    .contains("security token is missing or out of date"),
+                "{path} with {what}: {}",
+                reply.body
+            );
+        }
+    }
+    assert!(!held(&db));
+    assert_eq!(
+        db.value("SELECT count(*) FROM manage.audit WHERE actor LIKE 'web:%'"),
+        "0"
+    );
+    // The right token passes, whatever the type; the form proper is read
+    // only then, and keeps its own refusal (415: not a form).
+    let not_a_form = post_raw(&web.url("/hold"), &[json], &format!("csrf={token}"));
+    assert_eq!(not_a_form.status, 415, "{}", not_a_form.body);
+    assert!(!held(&db));
+    // A form with the token still works.
+    let hold = post_raw(&web.url("/hold"), &[form], &format!("csrf={token}"));
+    assert_eq!(hold.status, 303, "{}", hold.body);
+    assert!(held(&db));
+}
+
+#[test]
+fn with_a_token_a_post_without_credentials_is_401_before_its_body_is_looked_at() {
+    let db = setup();
+    let web = WebServer::start(&db, JOBS, &[], &[("MANAGE_WEB_TOKEN", "s3cret")]);
+    let bearer = ("Authorization", "Bearer s3cret");
+    let token = csrf(&get_with(&web.url("/"), &[bearer]).body);
+    let json = ("Content-Type", "application/json");
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    for path in POST_PATHS {
+        let url = web.url(path);
+        for (what, reply) in [
+            ("an empty body", post_raw(&url, &[], "")),
+            ("a JSON body", post_raw(&url, &[json], "{}")),
+            ("a wrong token", post_raw(&url, &[form], "csrf=0123")),
+            (
+                "the token",
+                post_raw(&url, &[form], &format!("csrf={token}")),
+            ),
+            (
+                "a wrong password",
+                post_raw(&url, &[form, ("Authorization", "Bearer nope")], ""),
+            ),
+        ] {
+            assert_eq!(reply.status, 401, "{path} with {what}: {}", reply.body);
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some("Basic realm=\"manage\""),
+                "{path} with {what}"
+            );
+        }
+        // Signed in, the CSRF token comes next.
+        let reply = post_raw(&url, &[bearer, json], "{}");
+        assert_eq!(reply.status, 403, "{path} signed in: {}", reply.body);
+    }
+    assert!(!held(&db));
+    let hold = post_raw(&web.url("/hold"), &[bearer, form], &format!("csrf={token}"));
+    assert_eq!(hold.status, 303, "{}", hold.body);
     assert!(held(&db));
 }
 

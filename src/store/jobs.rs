@@ -166,15 +166,20 @@ pub fn mark_removed(client: &mut impl GenericClient, name: &str) -> Result<(), p
     Ok(())
 }
 
-/// Set a job's next run from its schedule; a pending retry is dropped with
-/// the time it had (§13: the next run starts a series again).
+/// Set a job's next run from its schedule. A pending retry loses the time
+/// it had but not its place: the run at the new time is still the series'
+/// next attempt (§13, as at a regular slot that comes before the retry), so
+/// the series ends, and is counted in the failure streak, only with a
+/// success or its last attempt. Starting a new series here instead would
+/// drop the failed one uncounted, and with it the streak's growth and its
+/// alert (§18: rescheduling never ends a streak).
 pub fn set_next_run(
     client: &mut impl GenericClient,
     name: &str,
     next_run: Option<DateTime<Utc>>,
 ) -> Result<(), postgres::Error> {
     client.execute_typed(
-        "UPDATE manage.jobs SET next_run = $2, next_attempt = 1 WHERE name = $1",
+        "UPDATE manage.jobs SET next_run = $2 WHERE name = $1",
         typed![&name, &next_run],
     )?;
     Ok(())
@@ -237,9 +242,9 @@ pub struct ConfigChange {
     pub alert_after: Option<u32>,
 }
 
-/// Apply a configuration change, reschedule (dropping a pending retry: the
-/// next run starts a series), and wake the runners, in the caller's
-/// transaction (`crate::ops::configure` writes the audit row in it too).
+/// Apply a configuration change, reschedule (a pending retry keeps its
+/// place in the series, as in `set_next_run`), and wake the runners, in the
+/// caller's transaction (`crate::ops::configure` writes the audit row in it too).
 /// Returns the job as it was before and as it is afterwards.
 pub fn configure(
     client: &mut impl GenericClient,
@@ -279,12 +284,11 @@ pub fn configure(
     }
     let now = db_now(tx)?;
     row.next_run = row.next_run(now, tz);
-    row.next_attempt = 1;
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
-         override_retry_delay_seconds = $11, override_alert_after = $12, next_attempt = 1 \
+         override_retry_delay_seconds = $11, override_alert_after = $12 \
          WHERE name = $1",
         typed![
             &name,

@@ -12,18 +12,17 @@ use crate::ops::Pending;
 use crate::schedule::{self, Schedule};
 use crate::store::ConfigChange;
 
-/// A form that carries nothing but its CSRF token (hold, run now, reset failure).
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
-}
+// Every form also carries the CSRF token, which `security::CheckedForm`
+// checks before any of these is parsed (the fields it ignores): none of
+// them has a `csrf` field.
 
-/// The run-now form: the CSRF token and an optional delay, as `run-now --in`.
+/// A form that is a button and nothing more (hold, reset failure).
+#[derive(Debug, Deserialize)]
+pub struct ButtonForm {}
+
+/// The run-now form: an optional delay, as `run-now --in`.
 #[derive(Debug, Deserialize)]
 pub struct RunNowForm {
-    #[serde(default)]
-    pub csrf: String,
     pub delay: Option<String>,
 }
 
@@ -37,11 +36,9 @@ impl RunNowForm {
     }
 }
 
-/// The release form: the CSRF token and what to do with the pending jobs.
+/// The release form: what to do with the pending jobs.
 #[derive(Debug, Deserialize)]
 pub struct ReleaseForm {
-    #[serde(default)]
-    pub csrf: String,
     #[serde(default)]
     pub pending: String,
 }
@@ -62,8 +59,6 @@ impl ReleaseForm {
 /// field that is not sent (a script's partial form) leaves its setting alone.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConfigForm {
-    #[serde(default)]
-    pub csrf: String,
     pub enabled: Option<String>,
     pub notify_on_success: Option<String>,
     pub override_times: Option<String>,
@@ -99,7 +94,6 @@ impl ConfigForm {
             .unwrap_or_default();
         let tick = |on: bool| on.then(|| "on".to_string());
         ConfigForm {
-            csrf: String::new(),
             enabled: tick(job.enabled),
             notify_on_success: tick(job.notify_on_success),
             override_times: Some(times),

@@ -12,7 +12,8 @@
 //! (checked before we get here) and only loopback host names are answered;
 //! with one, every request must carry it (Bearer, or Basic with the token as
 //! the password so that a browser can sign in). Every form carries a
-//! per-process CSRF token and every POST must come from our own origin; a GET
+//! per-process CSRF token, checked before the form is parsed
+//! (`security::CheckedForm`), and every POST must come from our own origin; a GET
 //! never changes anything; `--read-only` shows no form and refuses every
 //! POST. Every response has a strict Content-Security-Policy (no inline
 //! script or style: the one stylesheet is `/static/style.css`). maud escapes
@@ -25,7 +26,7 @@ mod security;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -37,7 +38,8 @@ use crate::error::BadInput;
 use crate::ops::{self, Actor};
 use crate::store;
 
-use forms::{ConfigForm, CsrfForm, ReleaseForm, RunNowForm};
+use forms::{ButtonForm, ConfigForm, ReleaseForm, RunNowForm};
+use security::CheckedForm;
 
 /// How `manage web` connects to the database (`pg_stat_activity` shows it).
 pub const APPLICATION_NAME: &str = "manage web";
@@ -376,11 +378,8 @@ async fn run_page(State(web): State<Shared>, Path(id): Path<String>) -> Response
 async fn hold(
     State(web): State<Shared>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
-    Form(form): Form<CsrfForm>,
+    CheckedForm(ButtonForm {}): CheckedForm<ButtonForm>,
 ) -> Response {
-    if let Some(refusal) = security::csrf_refusal(&web, &form.csrf) {
-        return refusal;
-    }
     let actor = Actor::web(client_ip(address));
     match web.db(move |client, _| ops::hold(client, &actor)).await {
         Ok(_) => {
@@ -394,11 +393,8 @@ async fn hold(
 async fn release(
     State(web): State<Shared>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
-    Form(form): Form<ReleaseForm>,
+    CheckedForm(form): CheckedForm<ReleaseForm>,
 ) -> Response {
-    if let Some(refusal) = security::csrf_refusal(&web, &form.csrf) {
-        return refusal;
-    }
     let pending = match form.pending() {
         Ok(pending) => pending,
         Err(e) => return error_response(&web, &e),
@@ -437,13 +433,12 @@ fn job_location(name: &str) -> String {
     )
 }
 
-/// A change to one job: the CSRF token, the job, then `change`; refused
-/// input shows the job page again with the error (400).
+/// A change to one job (its form's CSRF token already checked): the job,
+/// then `change`; refused input shows the job page again with the error (400).
 async fn job_change<F>(
     web: Shared,
     address: SocketAddr,
     name: String,
-    csrf: &str,
     action: &'static str,
     form: Option<ConfigForm>,
     change: F,
@@ -451,9 +446,6 @@ async fn job_change<F>(
 where
     F: FnOnce(&mut postgres::Client, &Config, &Actor) -> anyhow::Result<()> + Send + 'static,
 {
-    if let Some(refusal) = security::csrf_refusal(&web, csrf) {
-        return refusal;
-    }
     match job_exists(&web, &name).await {
         Ok(true) => {}
         Ok(false) => return not_found_page(&web, "there is no such job (or it has been removed)"),
@@ -479,16 +471,14 @@ async fn configure(
     State(web): State<Shared>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    Form(form): Form<ConfigForm>,
+    CheckedForm(form): CheckedForm<ConfigForm>,
 ) -> Response {
-    let csrf = form.csrf.clone();
     let sent = form.clone();
     let job = name.clone();
     job_change(
         web,
         address,
         name,
-        &csrf,
         "configure",
         Some(sent),
         move |client, config, actor| {
@@ -507,15 +497,13 @@ async fn run_now(
     State(web): State<Shared>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    Form(form): Form<RunNowForm>,
+    CheckedForm(form): CheckedForm<RunNowForm>,
 ) -> Response {
     let job = name.clone();
-    let csrf = form.csrf.clone();
     job_change(
         web,
         address,
         name,
-        &csrf,
         "run-now",
         None,
         move |client, _, actor| {
@@ -530,14 +518,13 @@ async fn reset_failure(
     State(web): State<Shared>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CheckedForm(ButtonForm {}): CheckedForm<ButtonForm>,
 ) -> Response {
     let job = name.clone();
     job_change(
         web,
         address,
         name,
-        &form.csrf,
         "reset-failure",
         None,
         move |client, _, actor| ops::reset_failure(client, &job, actor).map(|_| ()),

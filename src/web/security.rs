@@ -1,10 +1,19 @@
 //! Safe by default (§16): the response headers, the token, the host a
 //! request names, the origin of a POST and the CSRF token of a form.
+//!
+//! The page checks before it reads (§18): `guard` answers 401 without the
+//! token and 403 for a read-only page or another origin before any handler
+//! runs, and [`CheckedForm`], the one way a POST handler gets its form,
+//! looks for the CSRF token in the raw body before the form proper is
+//! parsed, so that a POST without the token is 403 whatever its content
+//! type or body, never the form parser's 415 or 422.
 
-use axum::extract::{Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Form, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 
 use super::{pages, Shared, Web};
 
@@ -33,7 +42,9 @@ pub(super) async fn security_headers(mut response: Response) -> Response {
 }
 
 /// The token (when set; without one, the request must name a loopback host),
-/// then for a POST: not read-only, and from our origin.
+/// then for a POST: not read-only, and from our origin. All of it before any
+/// handler, and so before any body is read; the CSRF token in the body is
+/// [`CheckedForm`]'s.
 pub(super) async fn guard(State(web): State<Shared>, request: Request, next: Next) -> Response {
     if web.token.is_none() && !loopback_host(request.headers()) {
         // A page on another site whose name was made to resolve to 127.0.0.1
@@ -160,14 +171,52 @@ pub(super) fn forbidden(web: &Web, message: &str) -> Response {
 }
 
 /// The refusal of a form without this process's CSRF token; None when it has it.
-pub(super) fn csrf_refusal(web: &Web, given: &str) -> Option<Response> {
-    if same_secret(given.as_bytes(), web.csrf.as_bytes()) {
+fn csrf_refusal(web: &Web, given: Option<&str>) -> Option<Response> {
+    if given.is_some_and(|given| same_secret(given.as_bytes(), web.csrf.as_bytes())) {
         None
     } else {
         Some(forbidden(
             web,
             "the form's security token is missing or out of date: reload the page and try again",
         ))
+    }
+}
+
+/// The `csrf` field of a body read as `application/x-www-form-urlencoded`
+/// whatever its declared type: anything else (JSON, nothing at all) simply
+/// has no such field.
+fn sent_csrf(body: &[u8]) -> Option<String> {
+    url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == "csrf")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// A POST's form, handed over only once its CSRF token is right. The body
+/// is read raw (within axum's usual limit), the token looked for in it, and
+/// only then is it parsed as the form `T`, whose refusals (415 for a body
+/// that is not a form, 422 for one that does not fit) are axum's as before.
+/// A body that cannot be read at all carries no token we could check: 403.
+pub(super) struct CheckedForm<T>(pub T);
+
+impl<T> FromRequest<Shared> for CheckedForm<T>
+where
+    T: DeserializeOwned,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, web: &Shared) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), web)
+            .await
+            .unwrap_or_default();
+        if let Some(refusal) = csrf_refusal(web, sent_csrf(&body).as_deref()) {
+            return Err(refusal);
+        }
+        let request = Request::from_parts(parts, Body::from(body));
+        match Form::<T>::from_request(request, web).await {
+            Ok(Form(form)) => Ok(CheckedForm(form)),
+            Err(rejection) => Err(rejection.into_response()),
+        }
     }
 }
 
