@@ -57,15 +57,15 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                 );
                 attempt += 1;
                 match shared.target.connect(APPLICATION_NAME) {
-                    Ok(mut c) => match {
+                    Ok(mut c) => {
                         shared.set_listen_socket(SocketHandle::last_connected());
-                        crate::store::listen(&mut c)
-                    } {
-                        Ok(()) => break c,
-                        Err(e) => shared
-                            .log
-                            .error(format!("LISTEN failed: {}", crate::db::describe_error(&e))),
-                    },
+                        match crate::store::listen(&mut c) {
+                            Ok(()) => break c,
+                            Err(e) => shared
+                                .log
+                                .error(format!("LISTEN failed: {}", crate::db::describe_error(&e))),
+                        }
+                    }
                     Err(e) => shared
                         .log
                         .error(format!("{e:#} (LISTEN connection); retrying")),
