@@ -6,26 +6,28 @@
 
 use anyhow::Context;
 
-use crate::job::definition::{Builtin, BuiltinSchedule, JobContext, JobOption, ShouldRun};
+use crate::job::definition::{JobContext, JobOption, ShouldRun};
 use crate::store;
+use crate::suite::Job;
 
 /// Rows per delete: small enough that one batch holds its locks for milliseconds.
 const BATCH: i64 = 5_000;
 
-pub static JOB: Builtin = Builtin {
-    name: "purge_job_history",
-    app: "scheduler",
-    description: "Purge old job history",
-    schedule: BuiltinSchedule::Times(&["03:07"]),
-    internal: true,
-    timeout_secs: crate::config::DEFAULT_TIMEOUT_SECS,
-    trigger_next: &[],
-    default_notify_on_success: false,
-    delivers_mail: false,
-    options: &[KEEP_DAYS],
-    should_run: Some(should_run),
-    run,
-};
+/// The job, registered as an application registers its own (§22).
+pub fn job() -> Job {
+    Job::new("purge_job_history", run)
+        .app("scheduler")
+        .description("Purge old job history")
+        .times(&["03:07"])
+        .internal(true)
+        .should_run(should_run)
+        .option(
+            KEEP_DAYS.long,
+            KEEP_DAYS.value_name,
+            KEEP_DAYS.help,
+            KEEP_DAYS.max,
+        )
+}
 
 const KEEP_DAYS: JobOption = JobOption {
     long: "keep-days",
@@ -37,8 +39,7 @@ const KEEP_DAYS: JobOption = JobOption {
 };
 
 fn keep_days(ctx: &JobContext) -> u32 {
-    ctx.args
-        .get(KEEP_DAYS.long)
+    ctx.option(KEEP_DAYS.long)
         .unwrap_or(ctx.config.history_retention_days)
 }
 

@@ -16,24 +16,21 @@ use std::collections::HashSet;
 
 use anyhow::Context as _;
 
-use crate::job::definition::{Builtin, BuiltinSchedule, JobContext, ShouldRun};
+use crate::job::definition::{JobContext, ShouldRun};
 use crate::mail::{DeliveryError, Outgoing, Transport};
 use crate::store::{self, QueuedMail};
+use crate::suite::Job;
 
-pub static JOB: Builtin = Builtin {
-    name: "send_queued_mail",
-    app: "mail",
-    description: "Send queued mail",
-    schedule: BuiltinSchedule::Interval("00:05:00"),
-    internal: false,
-    timeout_secs: 120,
-    trigger_next: &[],
-    default_notify_on_success: false,
-    delivers_mail: true,
-    options: &[],
-    should_run: Some(should_run),
-    run,
-};
+/// The job, registered as an application registers its own (§22).
+pub fn job() -> Job {
+    Job::new("send_queued_mail", run)
+        .app("mail")
+        .description("Send queued mail")
+        .interval("00:05:00")
+        .timeout(std::time::Duration::from_secs(120))
+        .should_run(should_run)
+        .delivers_mail()
+}
 
 fn transport_configured(ctx: &JobContext) -> bool {
     let n = &ctx.config.notifications;

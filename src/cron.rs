@@ -58,8 +58,11 @@ pub enum CronError {
     /// One field is malformed or out of range.
     #[error("the {field} field {value:?} is not valid: expected {expected}")]
     Field {
+        /// Which field: `minute`, `hour`, `day-of-month`, `month`, `day-of-week`.
         field: &'static str,
+        /// The field as written.
         value: String,
+        /// What the field may hold.
         expected: String,
     },
     /// The fields are each valid but no day of any year matches them.
@@ -286,10 +289,12 @@ impl Cron {
         (0..24).filter(|h| self.fields.hours & (1 << h) != 0)
     }
 
+    /// The minutes it matches, in order.
     pub fn minutes(&self) -> impl Iterator<Item = u32> + '_ {
         (0..60).filter(|m| self.fields.minutes & (1u64 << m) != 0)
     }
 
+    /// The seconds it matches, in order.
     pub fn seconds(&self) -> impl Iterator<Item = u32> + '_ {
         (0..60).filter(|s| self.fields.seconds & (1u64 << s) != 0)
     }

@@ -1,26 +1,98 @@
-//! `manage`: a PostgreSQL-backed job scheduler and command suite.
+//! `manage`: a PostgreSQL-backed job scheduler and command suite, as a
+//! library for an application's own `manage` (§22 of the SPEC).
 //!
-//! Data flows one way: the command line (`cli`) turns arguments into a
-//! validated [`config::Config`] and a command; the core (`schedule`,
-//! `registry`, `store`) does the work against PostgreSQL. The core never prints.
+//! Every job is a command (`manage NAME`) and `manage scheduled_jobs_runner`
+//! runs them all on their schedules, exactly once across any number of
+//! runners. An application links this crate, describes its own jobs written
+//! in Rust as [`Job`] values, and hands them to a [`Suite`], whose
+//! [`main`](Suite::main) is the whole command line: the runner, `jobs …`,
+//! `migrate`, the web page, completions and the man page, with the
+//! application's jobs beside the shipped ones (and the jobs its
+//! `manage.toml` declares).
+//!
+//! ```no_run
+//! use std::io::Write as _;
+//!
+//! use manage::{Context, Job, ShouldRun, Suite};
+//!
+//! /// Runs in the runner's own process, on its connection.
+//! fn expire_sessions(ctx: &mut Context) -> anyhow::Result<()> {
+//!     let gone = ctx
+//!         .client
+//!         .execute("DELETE FROM sessions WHERE expires_at < now()", &[])?;
+//!     writeln!(ctx.out, "expired {gone} sessions")?;
+//!     Ok(())
+//! }
+//!
+//! /// Runs as a child process (`myapp build_sitemap`), under its timeout.
+//! fn build_sitemap(ctx: &mut Context) -> anyhow::Result<()> {
+//!     writeln!(ctx.out, "sitemap of run {:?} written", ctx.run_id)?;
+//!     Ok(())
+//! }
+//!
+//! fn main() {
+//!     Suite::new()
+//!         .job(
+//!             Job::new("expire_sessions", expire_sessions)
+//!                 .app("accounts")
+//!                 .description("Expire old sessions")
+//!                 .interval("00:10:00")
+//!                 .internal(true),
+//!         )
+//!         .job(
+//!             Job::new("build_sitemap", build_sitemap)
+//!                 .app("site")
+//!                 .times(&["04:30"])
+//!                 .timeout(std::time::Duration::from_secs(600))
+//!                 .should_run(|_| Ok(ShouldRun::Run)),
+//!         )
+//!         .main()
+//! }
+//! ```
+//!
+//! Inside, data flows one way: the command line (`cli`) turns arguments into
+//! a validated configuration and a command; the core (`schedule`, `registry`,
+//! `store`, `runner`) does the work against PostgreSQL and never prints.
+//! The modules below the public items are the crate's own: they are
+//! reachable (the integration tests and the benchmark use them) but are no
+//! interface, and may change in any release.
 
-pub mod cli;
+#![warn(missing_docs)]
+
+mod suite;
+
+pub use job::definition::ShouldRun;
+pub use suite::{Context, Job, RunFn, ShouldRunFn, Suite};
+
+pub(crate) mod cli;
 #[path = "../commands/mod.rs"]
-pub mod commands;
+pub(crate) mod commands;
+#[doc(hidden)]
 pub mod config;
-pub mod cron;
+pub(crate) mod cron;
+#[doc(hidden)]
 pub mod db;
-pub mod error;
+pub(crate) mod error;
+#[doc(hidden)]
 pub mod host;
+#[doc(hidden)]
 pub mod job;
+#[doc(hidden)]
 pub mod mail;
-pub mod metrics;
+pub(crate) mod metrics;
+#[doc(hidden)]
 pub mod ops;
+#[doc(hidden)]
 pub mod process;
+#[doc(hidden)]
 pub mod registry;
+#[doc(hidden)]
 pub mod runner;
+#[doc(hidden)]
 pub mod schedule;
-pub mod sql_text;
+pub(crate) mod sql_text;
+#[doc(hidden)]
 pub mod store;
+#[doc(hidden)]
 pub mod timings;
-pub mod web;
+pub(crate) mod web;

@@ -4,7 +4,7 @@
 //! [`Actor`] making the change, checks what only the database can tell (the
 //! job exists, is not removed, is enabled), makes the change and writes its
 //! audit row in one transaction, and returns what the caller shows. The
-//! refusals are [`BadInput`](crate::error::BadInput) with the text both
+//! refusals are `BadInput` (`crate::error`) with the text both
 //! interfaces show.
 //!
 //! The input parsers (times, cron, zone, duration, retries) are in

@@ -18,9 +18,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The shipped jobs and those `config` declares.
     pub fn new(config: Option<&Config>) -> Self {
+        Registry::of(crate::commands::builtins(), config)
+    }
+
+    /// These jobs written in Rust (a `Suite`'s) and those `config` declares.
+    pub fn of(builtins: &[&'static Builtin], config: Option<&Config>) -> Self {
         let mut jobs = BTreeMap::new();
-        for builtin in crate::commands::BUILTINS {
+        for builtin in builtins {
             jobs.insert(builtin.name.to_string(), JobDef::from_builtin(builtin));
         }
         if let Some(config) = config {
@@ -44,10 +50,12 @@ impl Registry {
     /// The shipped built-in jobs as `Config::load` must know them: each
     /// name with the jobs it triggers.
     pub fn builtin_jobs() -> Vec<(&'static str, &'static [&'static str])> {
-        crate::commands::BUILTINS
-            .iter()
-            .map(|b| (b.name, b.trigger_next))
-            .collect()
+        Registry::jobs_of(crate::commands::builtins())
+    }
+
+    /// Jobs written in Rust as `Config::load` must know them.
+    pub fn jobs_of(builtins: &[&'static Builtin]) -> Vec<(&'static str, &'static [&'static str])> {
+        builtins.iter().map(|b| (b.name, b.trigger_next)).collect()
     }
 
     /// The job that delivers the mail queue, triggered whenever a mail is queued.
@@ -134,7 +142,7 @@ mod tests {
 
     #[test]
     fn every_builtin_schedule_parses_and_names_are_valid() {
-        for builtin in crate::commands::BUILTINS {
+        for builtin in crate::commands::builtins() {
             crate::config::check_job_name(builtin.name).unwrap();
             match builtin.schedule {
                 BuiltinSchedule::Manual => assert!(builtin.schedule().is_none()),

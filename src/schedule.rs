@@ -22,7 +22,7 @@
 //! Two configured times in the same gap resolve to the same instant and are
 //! merged into one run, since one instant cannot usefully start a job twice.
 //!
-//! Cron expressions (§11; parsed in [`crate::cron`]) are the same thing as
+//! Cron expressions (§11; parsed in `crate::cron`) are the same thing as
 //! times: each allowed day contributes its allowed times of day, and each is
 //! resolved by [`resolve_local`], so the policy above holds for them
 //! unchanged — a slot in a gap runs at the gap's end (once, however many

@@ -23,6 +23,23 @@ use postgres::{Client, NoTls};
 
 pub const MANAGE: &str = env!("CARGO_BIN_EXE_manage");
 
+/// The example application (`examples/app`), which `cargo test` and
+/// `cargo nextest run` build beside the test binary (`target/*/examples/`).
+pub fn example_app() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/PROFILE/deps/TEST");
+    let app = profile_dir.join("examples").join("app");
+    assert!(
+        app.is_file(),
+        "{} is missing: build it with `cargo build --example app` (cargo test does)",
+        app.display()
+    );
+    app
+}
+
 /// Connection parameters of the server the tests use.
 #[derive(Clone, Debug)]
 struct Server {
@@ -404,6 +421,8 @@ impl Drop for TestDb {
 
 /// A builder for one run of the real binary, reading like the command line.
 pub struct Manage {
+    /// The binary: `manage`, or an application's own (`examples/app`).
+    program: PathBuf,
     args: Vec<OsString>,
     env: BTreeMap<String, OsString>,
     config: Option<String>,
@@ -445,6 +464,7 @@ impl Manage {
             own.path().join("no-embedded-cluster").into_os_string(),
         );
         Manage {
+            program: PathBuf::from(MANAGE),
             args: Vec::new(),
             env,
             config: None,
@@ -502,8 +522,14 @@ impl Manage {
         self.home.join(format!("config-{}.toml", self.serial))
     }
 
+    /// Run `program` instead of `manage`: an application built on the library.
+    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = program.into();
+        self
+    }
+
     pub fn command(&self) -> Command {
-        let mut command = Command::new(MANAGE);
+        let mut command = Command::new(&self.program);
         for var in MANAGE_VARS {
             command.env_remove(var);
         }

@@ -13,6 +13,7 @@ mod configuration;
 mod controls;
 mod database_tls;
 mod embedded;
+mod library;
 mod notifications;
 mod one_off_runs;
 mod operations;

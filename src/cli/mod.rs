@@ -295,7 +295,8 @@ pub fn connect_db(
     Ok((client, target))
 }
 
-pub fn run() -> anyhow::Result<()> {
+/// The whole command line, with `builtins` as the jobs written in Rust.
+pub fn run(builtins: &[&'static crate::job::definition::Builtin]) -> anyhow::Result<()> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let config_path = prescan_config(&args).or_else(|| {
         std::env::var_os("MANAGE_CONFIG")
@@ -303,8 +304,8 @@ pub fn run() -> anyhow::Result<()> {
             .map(PathBuf::from)
     });
     let sources = Sources::from_process(config_path);
-    let loaded: Result<Config, ConfigError> = Config::load(&sources, &Registry::builtin_jobs());
-    let registry = Registry::new(loaded.as_ref().ok());
+    let loaded: Result<Config, ConfigError> = Config::load(&sources, &Registry::jobs_of(builtins));
+    let registry = Registry::of(builtins, loaded.as_ref().ok());
 
     let matches = match command(&registry).try_get_matches_from(&args) {
         Ok(matches) => matches,

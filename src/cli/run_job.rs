@@ -26,11 +26,17 @@ pub fn run(ctx: &Context, name: &str, matches: &ArgMatches) -> anyhow::Result<()
                     args.set(option.long, *value);
                 }
             }
+            // A child of the runner knows its run by its mark (§18).
+            let run_id = std::env::var(crate::process::RUN_ID_VAR)
+                .ok()
+                .and_then(|id| id.parse().ok());
             let mut job_ctx = JobContext {
                 client: &mut client,
-                config: &ctx.config,
-                args: &args,
+                run_id,
+                args: &[],
                 out: &mut out,
+                config: &ctx.config,
+                options: &args,
             };
             (builtin.run)(&mut job_ctx)
         }

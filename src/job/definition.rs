@@ -14,14 +14,37 @@ use super::Job;
 use crate::config::{Config, DeclaredAction, DeclaredJob};
 use crate::schedule::{self, Schedule};
 
-/// What a job function gets: the database, the configuration, its options and
-/// where to write its output. Internal jobs never write to the process's stdout.
+/// What a job's function is given (§22): a database connection, the run's
+/// id, its arguments and where to write its output.
+///
+/// An internal job runs in the runner's process and writes only to `out`
+/// (never to the process's stdout): what it writes is the run's output.
 pub struct JobContext<'a> {
+    /// A connection to the scheduler's database: the runner's own for an
+    /// internal job, the job's own when it runs as `manage NAME`.
     pub client: &'a mut postgres::Client,
-    pub config: &'a Config,
-    /// The options given on the command line; the runner gives none.
-    pub args: &'a JobArgs,
+    /// This run's id in `manage.runs` when the runner runs the job (a child
+    /// reads it from `MANAGE_RUN_ID`); None when it is run by hand.
+    pub run_id: Option<i64>,
+    /// The arguments given to this one run (§21: `jobs run-now NAME -- ARG…`);
+    /// empty when none were given.
+    pub args: &'a [String],
+    /// Where the job writes its output: the run's output under the runner,
+    /// stdout when run by hand.
     pub out: &'a mut dyn Write,
+    /// `manage`'s own configuration, for the shipped jobs.
+    pub(crate) config: &'a Config,
+    /// The values of the job's own options (`manage NAME --LONG N`); the
+    /// runner gives none.
+    pub(crate) options: &'a JobArgs,
+}
+
+impl JobContext<'_> {
+    /// The value given for the job's option `--long` (see `Job::option`),
+    /// when one was given.
+    pub fn option(&self, long: &str) -> Option<u32> {
+        self.options.get(long)
+    }
 }
 
 /// The schedule a built-in job is written with.
@@ -45,6 +68,7 @@ pub struct JobOption {
 }
 
 /// The values given for a job's options, by long flag.
+#[doc(hidden)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobArgs(BTreeMap<&'static str, u32>);
 

@@ -1,5 +1,5 @@
 //! Child processes and signals: the one place `manage` uses `unsafe` (here
-//! and in [`spawn`], which starts the children).
+//! and in `spawn`, which starts the children).
 //!
 //! A child-process job runs in a process group of its own (so that a timeout
 //! or a shutdown reaches its grandchildren too), with stdin from /dev/null and

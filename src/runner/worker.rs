@@ -116,7 +116,7 @@ enum Check {
     Failed(String),
 }
 
-fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef) -> Check {
+fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef, run_id: i64) -> Check {
     let result: anyhow::Result<ShouldRun> = (|| match &def.kind {
         JobKind::Builtin(builtin) => match builtin.should_run {
             None => Ok(ShouldRun::Run),
@@ -125,9 +125,11 @@ fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef) -> Check {
                 let mut sink = std::io::sink();
                 let mut ctx = JobContext {
                     client,
-                    config: &shared.config,
-                    args: &JobArgs::default(),
+                    run_id: Some(run_id),
+                    args: &[],
                     out: &mut sink,
+                    config: &shared.config,
+                    options: &JobArgs::default(),
                 };
                 match std::panic::catch_unwind(AssertUnwindSafe(|| check(&mut ctx))) {
                     Ok(result) => result,
@@ -210,7 +212,7 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         let next = skip_with_retry(shared, slot, &claimed, started.elapsed(), &reason);
         return (true, next);
     }
-    let heading = match should_run(shared, slot, def) {
+    let heading = match should_run(shared, slot, def, claimed.run_id) {
         Check::Skip(reason) => {
             log.event(
                 Entry::info(format!("Skipping job {name}: {reason}"))
@@ -232,7 +234,7 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
     );
     let ended = match &def.kind {
         JobKind::Builtin(builtin) if builtin.internal => {
-            run_internal(shared, slot, builtin, &heading)
+            run_internal(shared, slot, builtin, claimed.run_id, &heading)
         }
         _ => match def.sql() {
             Some(sql) => run_sql(shared, &claimed, def, sql, &heading),
@@ -282,6 +284,7 @@ fn run_internal(
     shared: &Shared,
     slot: &mut Option<Conn>,
     builtin: &Builtin,
+    run_id: i64,
     heading: &str,
 ) -> Ended {
     let max = shared.config.max_output_bytes as usize;
@@ -291,9 +294,11 @@ fn run_internal(
         Ok(conn) => {
             let mut ctx = JobContext {
                 client: &mut conn.client,
-                config: &shared.config,
-                args: &JobArgs::default(),
+                run_id: Some(run_id),
+                args: &[],
                 out: &mut sink,
+                config: &shared.config,
+                options: &JobArgs::default(),
             };
             match std::panic::catch_unwind(AssertUnwindSafe(|| (builtin.run)(&mut ctx))) {
                 Ok(result) => result,

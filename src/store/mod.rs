@@ -1,4 +1,4 @@
-//! All SQL, one file per table: [`jobs`], [`runs`], [`runners`], [`hold`],
+//! All SQL, one file per table: [`jobs`], [`runs`], [`runners`], `hold`,
 //! [`mail_queue`], [`audit`], and [`claim`] for the runner's multi-table hot path (claim
 //! due jobs, record a run and claim the next, the agenda). Nothing else in
 //! `manage` writes SQL (the migrations aside), so "which SQL touches the jobs

@@ -555,14 +555,7 @@ async fn healthz(State(web): State<Shared>) -> Response {
 /// §15's Prometheus text, as `manage metrics` prints it.
 async fn metrics(State(web): State<Shared>) -> Response {
     match web.db(|client, _| crate::metrics::render(client)).await {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
