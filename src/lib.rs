@@ -23,4 +23,5 @@ pub mod schedule;
 pub mod sql_text;
 pub mod store;
 pub mod timings;
+pub mod view;
 pub mod web;
