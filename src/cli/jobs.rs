@@ -9,14 +9,14 @@ use serde_json::{json, Value};
 use crate::cli::common::{
     connect, existing_job, job_json, overview, print_history_table, run_json,
 };
-use crate::cli::health::{banner, list_schedule};
-use crate::cli::json::JobJson;
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::bad_input;
 use crate::job::{Job, Kind, RunState};
 use crate::schedule::{self, Schedule};
 use crate::store;
+use crate::view::health::{banner, list_schedule};
+use crate::view::json::JobJson;
 
 /// Runs per page of `jobs show`.
 pub const SHOW_PAGE: u32 = 15;

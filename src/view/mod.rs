@@ -7,4 +7,6 @@
 //!
 //! No clap, comfy-table, dialoguer or HTML here, and nothing is printed.
 
+pub mod health;
+pub mod json;
 pub mod text;

@@ -538,10 +538,10 @@ async fn reset_failure(
 async fn healthz(State(web): State<Shared>) -> Response {
     let result = web
         .db(|client, config| {
-            let health = crate::cli::health::health(client, config.timezone)?;
+            let health = crate::view::health::health(client, config.timezone)?;
             Ok((
                 health.healthy(),
-                crate::cli::health::status_json(&health, config.timezone),
+                crate::view::health::status_json(&health, config.timezone),
             ))
         })
         .await;
@@ -578,7 +578,7 @@ async fn api_jobs(State(web): State<Shared>) -> Response {
             let rows = store::listed_jobs(client)?;
             Ok(serde_json::Value::from(
                 rows.iter()
-                    .map(|row| crate::cli::json::job_json(row, config.timezone))
+                    .map(|row| crate::view::json::job_json(row, config.timezone))
                     .collect::<Vec<_>>(),
             ))
         })
@@ -608,11 +608,11 @@ async fn api_job(State(web): State<Shared>, Path(name): Path<String>) -> Respons
                 1,
                 HISTORY_PAGE,
             )?;
-            let mut value = crate::cli::json::job_json(&row, tz);
+            let mut value = crate::view::json::job_json(&row, tz);
             value["history"] = serde_json::Value::from(
                 history
                     .iter()
-                    .map(|run| crate::cli::json::run_json(run, tz, false))
+                    .map(|run| crate::view::json::run_json(run, tz, false))
                     .collect::<Vec<_>>(),
             );
             Ok(Some(value))

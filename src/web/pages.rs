@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use maud::{html, Markup, DOCTYPE};
 
-use crate::cli::health::{banner, list_schedule, overview};
 use crate::cli::render;
 use crate::job::{Job, Kind, RunState};
 use crate::schedule::{self, Schedule};
 use crate::store::{self, AuditRow, RunRow};
+use crate::view::health::{banner, list_schedule, overview};
 
 use super::forms::ConfigForm;
 use super::job_location;
