@@ -12,6 +12,7 @@ pub mod cron;
 pub mod db;
 pub mod error;
 pub mod host;
+pub mod input;
 pub mod job;
 pub mod mail;
 pub mod metrics;

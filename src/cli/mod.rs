@@ -12,7 +12,6 @@ mod control;
 mod db_cmd;
 mod jobs;
 mod mail_cmd;
-pub mod parse;
 pub mod render;
 mod run_job;
 mod status;
@@ -180,7 +179,7 @@ fn prescan_config_arg(args: &[OsString]) -> Option<PathBuf> {
     None
 }
 
-pub use parse::number_in;
+pub use crate::input::number_in;
 
 /// The value parser of a flag with a fixed set of values: like clap's own
 /// (the values in `--help`, the completions and the man page), but a refusal

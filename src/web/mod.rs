@@ -4,9 +4,9 @@
 //! The database work of a request runs on tokio's blocking pool with the same
 //! synchronous `postgres` client the command line uses, one connection per
 //! request taken from a small pool, so the page calls exactly the functions
-//! the commands call: [`crate::ops`] for every change (with the command
-//! line's parsers for every value, `cli::parse`), `cli::json` and
-//! `cli::health` for what it shows. No SQL and no rule lives here.
+//! the commands call: [`crate::ops`] for every change (with the value
+//! parsers of the command line's flags, [`crate::input`]), [`crate::view`]
+//! for what it shows. No SQL and no rule lives here.
 //!
 //! Safe by default (`security.rs`): without a token only loopback may listen
 //! (checked before we get here) and only loopback host names are answered;
@@ -299,7 +299,7 @@ struct PageQuery {
 fn page_number(query: &PageQuery) -> Result<u32, String> {
     match query.page.as_deref() {
         None | Some("") => Ok(1),
-        Some(text) => crate::cli::parse::parse_page(text),
+        Some(text) => crate::input::parse_page(text),
     }
 }
 
