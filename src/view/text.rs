@@ -57,6 +57,29 @@ fn ordinal(n: u32) -> String {
     format!("{n}{suffix}")
 }
 
+/// How a job runs, as `jobs show` and the job page say it: where, and within
+/// what timeout.
+pub fn kind(job: &crate::job::Job) -> String {
+    let timeout = crate::schedule::format_duration(job.timeout_seconds.max(1).unsigned_abs());
+    match job.kind() {
+        crate::job::Kind::Internal => "internal (runs in the runner's process)".to_string(),
+        crate::job::Kind::Process => format!("child process, timeout {timeout}"),
+        crate::job::Kind::Sql => {
+            format!("sql (runs in the runner, on a connection of its own), timeout {timeout}")
+        }
+    }
+}
+
+/// A job's next run as `jobs show` and the job page say it: the time and how
+/// far away it is, or why there is none.
+pub fn next_run(job: &crate::job::Job, tz: Tz, now: DateTime<Utc>) -> String {
+    match job.next_run {
+        Some(next) => format!("{} ({})", human_time(next, tz), relative(next, now)),
+        None if !job.enabled => "none (disabled)".into(),
+        None => "none (no schedule)".into(),
+    }
+}
+
 /// What an SQL job's run commits (§18); None for other jobs.
 pub fn transaction(job: &crate::job::Job) -> Option<&'static str> {
     match job.kind() {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use maud::{html, Markup, DOCTYPE};
 
-use crate::job::{Job, Kind, RunState};
+use crate::job::{Job, RunState};
 use crate::schedule::{self, Schedule};
 use crate::store::{self, AuditRow, RunRow};
 use crate::view::health::{banner, list_schedule, overview};
@@ -327,23 +327,6 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
 pub fn job_page(page: &Page, view: &JobView) -> Markup {
     let tz = page.tz;
     let job = &view.job;
-    let timeout = schedule::format_duration(job.timeout_seconds.max(1).unsigned_abs());
-    let kind = match job.kind() {
-        Kind::Internal => "internal (runs in the runner's process)".to_string(),
-        Kind::Process => format!("child process, timeout {timeout}"),
-        Kind::Sql => {
-            format!("sql (runs in the runner, on a connection of its own), timeout {timeout}")
-        }
-    };
-    let next = match job.next_run {
-        Some(next) => format!(
-            "{} ({})",
-            text::human_time(next, tz),
-            text::relative(next, view.now)
-        ),
-        None if !job.enabled => "none (disabled)".into(),
-        None => "none (no schedule)".into(),
-    };
     let origin = if job.override_schedule().is_some() {
         " (override)"
     } else {
@@ -352,7 +335,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
     let mut facts: Vec<(&str, String)> = vec![
         ("Description", job.description.clone()),
         ("App", job.app.clone()),
-        ("Kind", kind),
+        ("Kind", text::kind(job)),
         ("Enabled", yes_no(job.enabled).into()),
         (
             "Effective schedule",
@@ -366,7 +349,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
             job.start_deadline()
                 .map_or_else(|| "none".into(), schedule::format_duration),
         ),
-        ("Next run", next),
+        ("Next run", text::next_run(job, tz, view.now)),
         ("Last run", time_opt(job.last_run, tz, "never")),
         (
             "Last status",
