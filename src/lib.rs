@@ -75,6 +75,7 @@ pub mod db;
 pub(crate) mod error;
 #[doc(hidden)]
 pub mod host;
+pub(crate) mod input;
 #[doc(hidden)]
 pub mod job;
 #[doc(hidden)]
@@ -95,4 +96,5 @@ pub(crate) mod sql_text;
 pub mod store;
 #[doc(hidden)]
 pub mod timings;
+pub(crate) mod view;
 pub(crate) mod web;

@@ -1,7 +1,6 @@
 //! What more than one CLI command needs: the connection, looking up a job by
 //! name, the history table, and the report after a run-now (the JSON objects
-//! and the overview are in `json.rs` and `health.rs`, which the web page uses
-//! too).
+//! and the overview are in `crate::view`, which the web page uses too).
 //!
 //! These live here, below the command files, so that a command file uses
 //! another only to dispatch to it and never the other way round: helpers kept
@@ -21,8 +20,8 @@ pub(crate) fn connect(ctx: &Context) -> anyhow::Result<postgres::Client> {
 /// The lookups every job command starts with live with the operations.
 pub(crate) use crate::ops::{existing_job, no_such_job};
 
-pub use super::health::overview;
-pub use super::json::{job_json, run_json};
+pub use crate::view::health::overview;
+pub use crate::view::json::{job_json, run_json};
 
 /// The history table of `jobs show` and `jobs history`.
 pub fn print_history_table(runs: &[RunRow], tz: Tz, with_job: bool) {

@@ -7,13 +7,13 @@ use std::io::IsTerminal;
 use clap::{Args, ValueEnum};
 
 use crate::cli::common::{connect, existing_job, report_trigger};
-use crate::cli::parse::{
-    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_times_arg,
-    parse_zone_arg, TimesList,
-};
 use crate::cli::render;
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
+use crate::input::{
+    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_times_arg,
+    parse_zone_arg, TimesList,
+};
 use crate::job::Job;
 use crate::ops::{self, Actor};
 use crate::schedule::{self, Schedule};

@@ -9,14 +9,14 @@ use serde_json::{json, Value};
 use crate::cli::common::{
     connect, existing_job, job_json, overview, print_history_table, run_json,
 };
-use crate::cli::health::{banner, list_schedule};
-use crate::cli::json::JobJson;
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::bad_input;
-use crate::job::{Job, Kind, RunState};
+use crate::job::{Job, RunState};
 use crate::schedule::{self, Schedule};
 use crate::store;
+use crate::view::health::{banner, list_schedule};
+use crate::view::json::JobJson;
 
 /// Runs per page of `jobs show`.
 pub const SHOW_PAGE: u32 = 15;
@@ -240,28 +240,11 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
     }
     let now = store::db_now(&mut client)?;
     let yes_no = |b: bool| if b { "yes" } else { "no" };
-    let timeout = schedule::format_duration(row.timeout_seconds.max(1).unsigned_abs());
-    let kind = match row.kind() {
-        Kind::Internal => "internal (runs in the runner's process)".to_string(),
-        Kind::Process => format!("child process, timeout {timeout}"),
-        Kind::Sql => {
-            format!("sql (runs in the runner, on a connection of its own), timeout {timeout}")
-        }
-    };
-    let next = match row.next_run {
-        Some(next) => format!(
-            "{} ({})",
-            render::human_time(next, tz),
-            render::relative(next, now)
-        ),
-        None if !row.enabled => "none (disabled)".into(),
-        None => "none (no schedule)".into(),
-    };
     let mut fields: Vec<(&str, String)> = vec![
         ("Job", row.name.clone()),
         ("Description", row.description.clone()),
         ("App", row.app.clone()),
-        ("Kind", kind),
+        ("Kind", render::kind(&row)),
         ("Enabled", yes_no(row.enabled).into()),
         ("Notify on success", yes_no(row.notify_on_success).into()),
         ("Retries", render::retries(&row)),
@@ -285,7 +268,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
             row.start_deadline()
                 .map_or_else(|| "none".into(), schedule::format_duration),
         ),
-        ("Next run", next),
+        ("Next run", render::next_run(&row, tz, now)),
         (
             "Last run",
             render::human_time_opt(row.last_run, tz, "never"),

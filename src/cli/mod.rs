@@ -10,11 +10,8 @@ mod audit;
 mod common;
 mod control;
 mod db_cmd;
-pub mod health;
 mod jobs;
-pub mod json;
 mod mail_cmd;
-pub mod parse;
 pub mod render;
 mod run_job;
 mod status;
@@ -182,7 +179,7 @@ fn prescan_config_arg(args: &[OsString]) -> Option<PathBuf> {
     None
 }
 
-pub use parse::number_in;
+pub use crate::input::number_in;
 
 /// The value parser of a flag with a fixed set of values: like clap's own
 /// (the values in `--help`, the completions and the man page), but a refusal

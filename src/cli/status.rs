@@ -4,11 +4,11 @@
 use serde_json::Value;
 
 use crate::cli::common::{self, connect, print_history_table, run_json};
-use crate::cli::health::{health, status_json};
 use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::store::{self, HistoryFilter};
+use crate::view::health::{health, status_json};
 
 /// Runs per page of `jobs history`.
 pub const HISTORY_PAGE: u32 = 50;

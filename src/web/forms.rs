@@ -1,12 +1,13 @@
 //! The forms of the web page, and how a sent form becomes the typed input of
-//! an operation: through the command line's own parsers (`cli::parse`), so
-//! that a bad value is refused with the text `jobs configure` prints.
+//! an operation: through the value parsers of the command line's flags
+//! (`crate::input`), so that a bad value is refused with the text `jobs
+//! configure` prints.
 
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::cli::parse;
 use crate::error::BadInput;
+use crate::input;
 use crate::job::Job;
 use crate::ops::Pending;
 use crate::schedule::{self, Schedule};
@@ -31,7 +32,7 @@ impl RunNowForm {
     pub fn delay_secs(&self) -> anyhow::Result<u32> {
         match self.delay.as_deref().map(str::trim) {
             None | Some("") => Ok(0),
-            Some(text) => parse::parse_duration_arg(text).map_err(|p| refused("run in", text, p)),
+            Some(text) => input::parse_duration_arg(text).map_err(|p| refused("run in", text, p)),
         }
     }
 }
@@ -165,18 +166,18 @@ impl ConfigForm {
             }
             change.override_schedule = Some(if !times.is_empty() {
                 Some(Schedule::Times(
-                    parse::parse_times_arg(times)
+                    input::parse_times_arg(times)
                         .map_err(|p| refused("override times", times, p))?
                         .0,
                 ))
             } else if !interval.is_empty() {
                 Some(Schedule::Interval(
-                    parse::parse_duration_arg(interval)
+                    input::parse_duration_arg(interval)
                         .map_err(|p| refused("override interval", interval, p))?,
                 ))
             } else if !cron.is_empty() {
                 Some(Schedule::Cron(
-                    parse::parse_cron_arg(cron).map_err(|p| refused("override cron", cron, p))?,
+                    input::parse_cron_arg(cron).map_err(|p| refused("override cron", cron, p))?,
                 ))
             } else {
                 None
@@ -187,7 +188,7 @@ impl ConfigForm {
             change.timezone = Some(if zone.is_empty() {
                 None
             } else {
-                Some(parse::parse_zone_arg(zone).map_err(|p| refused("time zone", zone, p))?)
+                Some(input::parse_zone_arg(zone).map_err(|p| refused("time zone", zone, p))?)
             });
         }
         let deadline = &sent(&self.start_deadline, &shown.start_deadline);
@@ -196,7 +197,7 @@ impl ConfigForm {
                 None
             } else {
                 Some(
-                    parse::parse_duration_arg(deadline)
+                    input::parse_duration_arg(deadline)
                         .map_err(|p| refused("start deadline", deadline, p))?,
                 )
             });
@@ -204,19 +205,19 @@ impl ConfigForm {
         let retries = &sent(&self.retries, &shown.retries);
         if *retries != shown_text(&shown.retries) {
             let wanted =
-                parse::parse_retries_arg(retries).map_err(|p| refused("retries", retries, p))?;
+                input::parse_retries_arg(retries).map_err(|p| refused("retries", retries, p))?;
             change.retries = (wanted != job.retries()).then_some(wanted);
         }
         let delay = &sent(&self.retry_delay, &shown.retry_delay);
         if *delay != shown_text(&shown.retry_delay) {
             let wanted =
-                parse::parse_duration_arg(delay).map_err(|p| refused("retry delay", delay, p))?;
+                input::parse_duration_arg(delay).map_err(|p| refused("retry delay", delay, p))?;
             // "00:30" for "00:00:30" is no change.
             change.retry_delay_secs = (wanted != job.retry_delay_seconds()).then_some(wanted);
         }
         let alert_after = &sent(&self.alert_after, &shown.alert_after);
         if *alert_after != shown_text(&shown.alert_after) {
-            let wanted = parse::parse_alert_after_arg(alert_after)
+            let wanted = input::parse_alert_after_arg(alert_after)
                 .map_err(|p| refused("alert after", alert_after, p))?;
             change.alert_after = (wanted != job.alert_after()).then_some(wanted);
         }

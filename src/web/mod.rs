@@ -4,9 +4,9 @@
 //! The database work of a request runs on tokio's blocking pool with the same
 //! synchronous `postgres` client the command line uses, one connection per
 //! request taken from a small pool, so the page calls exactly the functions
-//! the commands call: [`crate::ops`] for every change (with the command
-//! line's parsers for every value, `cli::parse`), `cli::json` and
-//! `cli::health` for what it shows. No SQL and no rule lives here.
+//! the commands call: [`crate::ops`] for every change (with the value
+//! parsers of the command line's flags, [`crate::input`]), [`crate::view`]
+//! for what it shows. No SQL and no rule lives here.
 //!
 //! Safe by default (`security.rs`): without a token only loopback may listen
 //! (checked before we get here) and only loopback host names are answered;
@@ -299,7 +299,7 @@ struct PageQuery {
 fn page_number(query: &PageQuery) -> Result<u32, String> {
     match query.page.as_deref() {
         None | Some("") => Ok(1),
-        Some(text) => crate::cli::parse::parse_page(text),
+        Some(text) => crate::input::parse_page(text),
     }
 }
 
@@ -538,10 +538,10 @@ async fn reset_failure(
 async fn healthz(State(web): State<Shared>) -> Response {
     let result = web
         .db(|client, config| {
-            let health = crate::cli::health::health(client, config.timezone)?;
+            let health = crate::view::health::health(client, config.timezone)?;
             Ok((
                 health.healthy(),
-                crate::cli::health::status_json(&health, config.timezone),
+                crate::view::health::status_json(&health, config.timezone),
             ))
         })
         .await;
@@ -571,7 +571,7 @@ async fn api_jobs(State(web): State<Shared>) -> Response {
             let rows = store::listed_jobs(client)?;
             Ok(serde_json::Value::from(
                 rows.iter()
-                    .map(|row| crate::cli::json::job_json(row, config.timezone))
+                    .map(|row| crate::view::json::job_json(row, config.timezone))
                     .collect::<Vec<_>>(),
             ))
         })
@@ -601,11 +601,11 @@ async fn api_job(State(web): State<Shared>, Path(name): Path<String>) -> Respons
                 1,
                 HISTORY_PAGE,
             )?;
-            let mut value = crate::cli::json::job_json(&row, tz);
+            let mut value = crate::view::json::job_json(&row, tz);
             value["history"] = serde_json::Value::from(
                 history
                     .iter()
-                    .map(|run| crate::cli::json::run_json(run, tz, false))
+                    .map(|run| crate::view::json::run_json(run, tz, false))
                     .collect::<Vec<_>>(),
             );
             Ok(Some(value))

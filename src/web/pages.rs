@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use maud::{html, Markup, DOCTYPE};
 
-use crate::cli::health::{banner, list_schedule, overview};
-use crate::cli::render;
-use crate::job::{Job, Kind, RunState};
+use crate::job::{Job, RunState};
 use crate::schedule::{self, Schedule};
 use crate::store::{self, AuditRow, RunRow};
+use crate::view::health::{banner, list_schedule, overview};
+use crate::view::text;
 
 use super::forms::ConfigForm;
 use super::job_location;
@@ -52,7 +52,7 @@ fn csrf_field(page: &Page) -> Markup {
 }
 
 fn time_opt(instant: Option<DateTime<Utc>>, tz: Tz, none: &str) -> String {
-    render::human_time_opt(instant, tz, none)
+    text::human_time_opt(instant, tz, none)
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -327,23 +327,6 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
 pub fn job_page(page: &Page, view: &JobView) -> Markup {
     let tz = page.tz;
     let job = &view.job;
-    let timeout = schedule::format_duration(job.timeout_seconds.max(1).unsigned_abs());
-    let kind = match job.kind() {
-        Kind::Internal => "internal (runs in the runner's process)".to_string(),
-        Kind::Process => format!("child process, timeout {timeout}"),
-        Kind::Sql => {
-            format!("sql (runs in the runner, on a connection of its own), timeout {timeout}")
-        }
-    };
-    let next = match job.next_run {
-        Some(next) => format!(
-            "{} ({})",
-            render::human_time(next, tz),
-            render::relative(next, view.now)
-        ),
-        None if !job.enabled => "none (disabled)".into(),
-        None => "none (no schedule)".into(),
-    };
     let origin = if job.override_schedule().is_some() {
         " (override)"
     } else {
@@ -352,7 +335,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
     let mut facts: Vec<(&str, String)> = vec![
         ("Description", job.description.clone()),
         ("App", job.app.clone()),
-        ("Kind", kind),
+        ("Kind", text::kind(job)),
         ("Enabled", yes_no(job.enabled).into()),
         (
             "Effective schedule",
@@ -366,7 +349,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
             job.start_deadline()
                 .map_or_else(|| "none".into(), schedule::format_duration),
         ),
-        ("Next run", next),
+        ("Next run", text::next_run(job, tz, view.now)),
         ("Last run", time_opt(job.last_run, tz, "never")),
         (
             "Last status",
@@ -374,11 +357,11 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
         ),
         ("Last skipped", time_opt(job.last_skip, tz, "never")),
         ("Running", yes_no(job.running()).into()),
-        ("Retries", render::retries(job)),
-        ("Alert after", render::alert_after(job)),
+        ("Retries", text::retries(job)),
+        ("Alert after", text::alert_after(job)),
         ("Consecutive failures", job.consecutive_failures.to_string()),
     ];
-    if let Some(transaction) = render::transaction(job) {
+    if let Some(transaction) = text::transaction(job) {
         facts.insert(3, ("Transaction", transaction.into()));
     }
     let location = job_location(&job.name);
@@ -424,7 +407,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
                         }
                         ol.upcoming {
                             @for at in &view.upcoming {
-                                li { (render::human_time(*at, tz)) }
+                                li { (text::human_time(*at, tz)) }
                             }
                         }
                     }
@@ -472,10 +455,10 @@ fn history_table(runs: &[RunRow], tz: Tz) -> Markup {
                             @let failed = run.state.is_failure();
                             tr class=[failed.then_some("failed")] {
                                 td { a href=(format!("/runs/{}", run.id)) { (run.id) } }
-                                td { (render::human_time(run.started_at, tz)) }
+                                td { (text::human_time(run.started_at, tz)) }
                                 td { @if failed { strong.failed { "! " (run.state) } } @else { (run.state) } }
                                 td { (run.attempt) }
-                                td { (run.runtime_seconds.map_or_else(|| "-".into(), render::seconds)) }
+                                td { (run.runtime_seconds.map_or_else(|| "-".into(), text::seconds)) }
                                 td.output { (run.output_first_line()) }
                             }
                         }
@@ -504,7 +487,7 @@ fn audit_table(rows: &[AuditRow], tz: Tz) -> Markup {
                     tbody {
                         @for row in rows {
                             tr {
-                                td { (render::human_time(row.at, tz)) }
+                                td { (text::human_time(row.at, tz)) }
                                 td { (row.actor) }
                                 td { (row.action) }
                                 td { (row.details) }
@@ -534,9 +517,9 @@ pub fn run_page(page: &Page, run: &RunRow) -> Markup {
                 dt { "State" }
                 dd { @if failed { strong.failed { "! " (run.state) } } @else { (run.state) } }
                 dt { "Attempt" } dd { (run.attempt) }
-                dt { "Started" } dd { (render::human_time(run.started_at, tz)) }
+                dt { "Started" } dd { (text::human_time(run.started_at, tz)) }
                 dt { "Finished" } dd { (time_opt(run.finished_at, tz, "-")) }
-                dt { "Runtime" } dd { (run.runtime_seconds.map_or_else(|| "-".into(), render::seconds)) }
+                dt { "Runtime" } dd { (run.runtime_seconds.map_or_else(|| "-".into(), text::seconds)) }
             }
             h2 { "Output" }
             @if run.output.is_empty() {

@@ -1,16 +1,16 @@
 //! The job and run objects of §7's JSON, for `jobs list/show/history/output
 //! --json` and the web page's `/api/` (which must print the same objects).
-//! A leaf: it uses no command, so the web page can use it without reaching
-//! back into the command line.
+//! A leaf: it uses no command, so both interfaces print the same objects
+//! without either reaching into the other.
 
 use chrono::Utc;
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use crate::cli::render;
 use crate::job::{Job, RunState};
 use crate::schedule;
 use crate::store::RunRow;
+use crate::view::text;
 
 /// The job object of §7. `jobs list --json` serialises these straight from
 /// the rows (at 10,000 jobs, a `serde_json::Value` per job first doubled its
@@ -64,7 +64,7 @@ fn interval_string(secs: Option<i32>) -> Option<String> {
 
 impl<'a> JobJson<'a> {
     pub fn new(row: &'a Job, tz: Tz) -> Self {
-        let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| render::json_time(t, tz));
+        let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| text::json_time(t, tz));
         JobJson {
             name: &row.name,
             app: &row.app,
@@ -106,8 +106,8 @@ pub fn run_json(run: &RunRow, tz: Tz, with_output: bool) -> Value {
         "id": run.id,
         "job": run.job,
         "state": run.state,
-        "started_at": render::json_time(run.started_at, tz),
-        "finished_at": render::json_time_opt(run.finished_at, tz),
+        "started_at": text::json_time(run.started_at, tz),
+        "finished_at": text::json_time_opt(run.finished_at, tz),
         "runtime_seconds": run.runtime_seconds,
         "attempt": run.attempt,
         "output_first_line": run.output_first_line(),

@@ -1,6 +1,7 @@
 //! The value parsers of `jobs configure` and `run-now`, as clap calls them
 //! and as the web page calls them for the same fields: one parser per kind of
 //! value, so a bad value gets the same error text wherever it is typed.
+//! Below both interfaces, so that neither imports the other for them.
 
 use crate::schedule;
 

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use crate::cli::render;
 use crate::job::Job;
 use crate::schedule::Schedule;
 use crate::store;
+use crate::view::text;
 
 /// A last run longer ago than this is worth a warning above `jobs list`.
 const STALE_LAST_RUN_SECS: i64 = 6 * 3600;
@@ -73,14 +73,14 @@ pub fn health(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Health> {
     }
     if overview.hold.held {
         problems.push(match overview.hold.since {
-            Some(since) => format!("Jobs are held since {}.", render::human_time(since, tz)),
+            Some(since) => format!("Jobs are held since {}.", text::human_time(since, tz)),
             None => "Jobs are held.".to_string(),
         });
     }
     for (name, next) in &overdue {
         problems.push(format!(
             "Job {name} is overdue: it was due at {}.",
-            render::human_time(*next, tz)
+            text::human_time(*next, tz)
         ));
     }
     for (name, state) in &failing {
@@ -112,9 +112,9 @@ pub fn status_json(health: &Health, tz: Tz) -> Value {
         "runners": health.overview.runners.iter().map(|r| json!({
             "host": r.host,
             "pid": r.pid,
-            "started_at": render::json_time(r.started_at, tz),
+            "started_at": text::json_time(r.started_at, tz),
         })).collect::<Vec<_>>(),
-        "last_run": render::json_time_opt(health.overview.last_run, tz),
+        "last_run": text::json_time_opt(health.overview.last_run, tz),
         "running": names(&health.running),
         "overdue": names(&health.overdue.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
         "failing": names(&health.failing.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
@@ -133,14 +133,14 @@ pub fn banner(overview: &Overview, tz: Tz) -> Vec<String> {
                 "Runner:   connected on {} (pid {}) since {}",
                 runner.host,
                 runner.pid,
-                render::human_time(runner.started_at, tz)
+                text::human_time(runner.started_at, tz)
             ));
         }
     }
     lines.push(match (overview.hold.held, overview.hold.since) {
         (true, Some(since)) => format!(
             "Hold:     jobs are held since {}",
-            render::human_time(since, tz)
+            text::human_time(since, tz)
         ),
         (true, None) => "Hold:     jobs are held".to_string(),
         (false, _) => "Hold:     jobs are not held".to_string(),
@@ -150,8 +150,8 @@ pub fn banner(overview: &Overview, tz: Tz) -> Vec<String> {
         Some(last) => {
             lines.push(format!(
                 "Last run: {} ({})",
-                render::human_time(last, tz),
-                render::relative(last, overview.now)
+                text::human_time(last, tz),
+                text::relative(last, overview.now)
             ));
             if (overview.now - last).num_seconds() > STALE_LAST_RUN_SECS {
                 lines.push("warning: the last job ran over 6 hours ago".to_string());

@@ -1,0 +1,174 @@
+//! The words and times that the command line and the web page both show:
+//! instants in the configured zone (`2026-11-27 03:07:00 CET`) and as RFC 3339
+//! with milliseconds for JSON, how far away an instant is, durations with one
+//! decimal, and a job's retries, alert and transaction lines. Pure: no
+//! terminal, no HTML, so both interfaces word a fact the same way.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// `YYYY-MM-DD HH:MM:SS ZONE` in the configured zone.
+pub fn human_time(instant: DateTime<Utc>, tz: Tz) -> String {
+    instant
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+pub fn human_time_opt(instant: Option<DateTime<Utc>>, tz: Tz, none: &str) -> String {
+    instant.map_or_else(|| none.to_string(), |i| human_time(i, tz))
+}
+
+/// RFC 3339 with milliseconds and the zone's offset at that instant.
+pub fn json_time(instant: DateTime<Utc>, tz: Tz) -> String {
+    crate::schedule::json_instant(instant, tz)
+}
+
+pub fn json_time_opt(instant: Option<DateTime<Utc>>, tz: Tz) -> serde_json::Value {
+    instant.map_or(serde_json::Value::Null, |i| json_time(i, tz).into())
+}
+
+/// A job's `alert_after` as people read it, with `(override)` when the
+/// operator set it.
+pub fn alert_after(job: &crate::job::Job) -> String {
+    let n = job.alert_after();
+    let what = if n == 1 {
+        "every failure is mailed".to_string()
+    } else {
+        format!("failures are mailed from the {} in a row on", ordinal(n))
+    };
+    let origin = if job.override_alert_after.is_some() {
+        " (override)"
+    } else {
+        ""
+    };
+    format!("{n}{origin}: {what}")
+}
+
+/// 1st, 2nd, 3rd, 4th, 11th, 21st…
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// How a job runs, as `jobs show` and the job page say it: where, and within
+/// what timeout.
+pub fn kind(job: &crate::job::Job) -> String {
+    let timeout = crate::schedule::format_duration(job.timeout_seconds.max(1).unsigned_abs());
+    match job.kind() {
+        crate::job::Kind::Internal => "internal (runs in the runner's process)".to_string(),
+        crate::job::Kind::Process => format!("child process, timeout {timeout}"),
+        crate::job::Kind::Sql => {
+            format!("sql (runs in the runner, on a connection of its own), timeout {timeout}")
+        }
+    }
+}
+
+/// A job's next run as `jobs show` and the job page say it: the time and how
+/// far away it is, or why there is none.
+pub fn next_run(job: &crate::job::Job, tz: Tz, now: DateTime<Utc>) -> String {
+    match job.next_run {
+        Some(next) => format!("{} ({})", human_time(next, tz), relative(next, now)),
+        None if !job.enabled => "none (disabled)".into(),
+        None => "none (no schedule)".into(),
+    }
+}
+
+/// What an SQL job's run commits (§18); None for other jobs.
+pub fn transaction(job: &crate::job::Job) -> Option<&'static str> {
+    match job.kind() {
+        crate::job::Kind::Sql if job.sql_autocommit() => Some("none (sql_autocommit)"),
+        crate::job::Kind::Sql => Some("one per run (nothing of a failed run is committed)"),
+        _ => None,
+    }
+}
+
+/// A job's retries as people read them: `none`, or `3, first after 00:30
+/// (doubling)`, with `(override)` when the operator set them.
+pub fn retries(job: &crate::job::Job) -> String {
+    let origin = if job.override_retries.is_some() || job.override_retry_delay_seconds.is_some() {
+        " (override)"
+    } else {
+        ""
+    };
+    match job.retries() {
+        0 => format!("none{origin}"),
+        n => format!(
+            "{n}, first after {} (doubling){origin}",
+            crate::schedule::format_duration(job.retry_delay_seconds())
+        ),
+    }
+}
+
+/// Seconds with one decimal: `1.2 s`.
+pub fn seconds(secs: f64) -> String {
+    format!("{secs:.1} s")
+}
+
+/// "in 4 min", "3 h ago": how far `instant` is from `now`, roughly.
+pub fn relative(instant: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let delta = (instant - now).num_seconds();
+    let span = delta.unsigned_abs();
+    if span == 0 {
+        return "now".into();
+    }
+    let text = if span < 60 {
+        format!("{span} s")
+    } else if span < 3600 {
+        format!("{} min", span / 60)
+    } else if span < 48 * 3600 {
+        let (h, m) = (span / 3600, span % 3600 / 60);
+        if m == 0 {
+            format!("{h} h")
+        } else {
+            format!("{h} h {m} min")
+        }
+    } else {
+        format!("{} days", span / 86400)
+    };
+    if delta >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn human_and_json_times_use_the_configured_zone() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 27, 2, 7, 0).unwrap()
+            + chrono::Duration::milliseconds(123);
+        let tz = chrono_tz::Europe::Stockholm;
+        assert_eq!(human_time(t, tz), "2026-11-27 03:07:00 CET");
+        assert_eq!(json_time(t, tz), "2026-11-27T03:07:00.123+01:00");
+        assert_eq!(json_time(t, Tz::UTC), "2026-11-27T02:07:00.123+00:00");
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        assert_eq!(
+            relative(now + chrono::Duration::seconds(240), now),
+            "in 4 min"
+        );
+        assert_eq!(
+            relative(now - chrono::Duration::seconds(3 * 3600), now),
+            "3 h ago"
+        );
+        assert_eq!(
+            relative(now + chrono::Duration::seconds(5400), now),
+            "in 1 h 30 min"
+        );
+        assert_eq!(seconds(1.234), "1.2 s");
+    }
+}
