@@ -8,7 +8,7 @@
 //! interfaces show.
 //!
 //! The input parsers (times, cron, zone, duration, retries) are in
-//! [`crate::schedule`] and [`crate::input`]'s value parsers, which the web page
+//! [`crate::schedule`] and `crate::input`'s value parsers, which the web page
 //! calls too, so a bad value gets one error text wherever it is typed.
 
 use chrono_tz::Tz;

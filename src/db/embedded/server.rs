@@ -58,7 +58,7 @@ fn is_zombie(pid: i32) -> bool {
         == Some('Z')
 }
 
-/// The state letter of a /proc/<pid>/stat line; the command name in
+/// The state letter of a `/proc/PID/stat` line; the command name in
 /// parentheses may itself contain spaces and parentheses, hence `rfind`.
 fn parse_proc_state(stat: &str) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
