@@ -1007,6 +1007,9 @@ fn system_zone(tz_env: Option<&str>) -> Tz {
 }
 
 #[cfg(test)]
+mod messages_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
