@@ -135,7 +135,7 @@ fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef) -> Check {
                 }
             }
         },
-        JobKind::Declared(declared) => match &declared.should_run {
+        JobKind::Declared(declared) => match &declared.settings.should_run {
             None => Ok(ShouldRun::Run),
             Some(sql) => {
                 let client = &mut connection(shared, slot)?.client;
