@@ -155,7 +155,8 @@ pub(super) fn cron<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cron>, D::E
     })
 }
 
-/// An IANA zone name.
+/// An IANA zone name, from a value already taken (the file's own
+/// `timezone`, which is read only when the environment does not set one).
 pub(super) fn zone_of(value: toml::Value) -> Result<Tz, String> {
     schedule::parse_zone(&string(value)?).map_err(|e| e.to_string())
 }
@@ -251,6 +252,9 @@ impl<'de> Deserialize<'de> for EnvName {
         Ok(EnvName(name))
     }
 }
+
+/// A job's `env`, variable by variable.
+pub(super) type Env = BTreeMap<EnvName, Text>;
 
 /// A table of the file, read into `T`. Anything else is refused as "expected
 /// a table, found …", where serde would take an array for a struct's fields
@@ -395,6 +399,3 @@ impl de::Error for KeyError {
         ))
     }
 }
-
-/// A job's `env`, variable by variable.
-pub(super) type Env = BTreeMap<EnvName, Text>;
