@@ -1,12 +1,17 @@
 //! The configuration: `manage.toml` plus environment variables, validated into
 //! one [`Config`].
 //!
-//! The file is read as a plain TOML table and walked by hand rather than through
-//! serde's derive: every problem must be reported as one line naming the file,
-//! the exact key (`jobs.backup.interval`) and what was expected, and serde's
-//! errors name neither reliably. Precedence is command-line flag, then
-//! environment, then file, then default; the flags are applied by the caller
-//! (`--database-url`), the environment here.
+//! The file is read by serde into the structs of [`file`], each key's value by
+//! its function in [`keys`]; serde_path_to_error names the key of a value
+//! that is refused, so that every problem is one line naming the file, the
+//! exact key (`jobs.backup.interval`) and what was expected. What depends on
+//! more than one key, or on the environment and the built-in jobs, is checked
+//! here, after that. Precedence is command-line flag, then environment, then
+//! file, then default; the flags are applied by the caller (`--database-url`),
+//! the environment here.
+
+mod file;
+mod keys;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -57,6 +62,13 @@ pub type BuiltinJobs<'a> = [(&'a str, &'a [&'a str])];
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+impl ConfigError {
+    /// A problem with `key` of the file `label`.
+    fn at(label: &str, key: &str, problem: impl std::fmt::Display) -> Self {
+        ConfigError(format!("{label}: {key}: {problem}"))
+    }
+}
 
 /// Where the configuration comes from, as the command line and environment say.
 #[derive(Debug, Clone, Default)]
@@ -118,27 +130,61 @@ pub const MAX_RETRIES: u32 = 100;
 /// The default `alert_after` (§14): every failure mails.
 pub const DEFAULT_ALERT_AFTER: u32 = 1;
 
-/// A job declared in the configuration file's `[jobs.NAME]` table.
+/// What a job is, whichever way it is defined: the keys a `[jobs.NAME]`
+/// table shares with a job written in Rust, each meaning the same for both.
+/// A key that every kind of job can have belongs here, once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeclaredJob {
-    pub name: String,
-    pub action: DeclaredAction,
-    /// Runs again after a failure, up to this many times (§13).
-    pub retries: u32,
-    pub retry_delay_secs: u32,
-    /// Failure mails start at this many consecutive failures (§14).
-    pub alert_after: u32,
+pub struct JobSettings {
+    /// One line, shown everywhere the job is listed.
     pub description: String,
     pub app: String,
+    /// None: run only when asked.
     pub schedule: Option<Schedule>,
     /// The zone its times and cron slots are read in (§11), when not the configured one.
     pub timezone: Option<Tz>,
     /// Seconds after its due time past which a scheduled run is skipped (§11).
     pub start_deadline_secs: Option<u32>,
     pub timeout_secs: u32,
+    /// Runs again after a failure, up to this many times (§13).
+    pub retries: u32,
+    pub retry_delay_secs: u32,
+    /// Failure mails start at this many consecutive failures (§14).
+    pub alert_after: u32,
+    /// The SQL query of the cheap first phase (§4), for a declared job.
     pub should_run: Option<String>,
     pub trigger_next: Vec<String>,
+    /// The initial value of the operator's *notify on success*.
     pub notify_on_success: bool,
+}
+
+impl JobSettings {
+    /// A job that sets nothing but its name: described by it, in app
+    /// `local`, run only when asked, with the default timeout, no retries and
+    /// a mail for every failure.
+    pub fn new(name: &str) -> Self {
+        JobSettings {
+            description: name.to_string(),
+            app: "local".into(),
+            schedule: None,
+            timezone: None,
+            start_deadline_secs: None,
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
+            retries: DEFAULT_RETRIES,
+            retry_delay_secs: DEFAULT_RETRY_DELAY_SECS,
+            alert_after: DEFAULT_ALERT_AFTER,
+            should_run: None,
+            trigger_next: Vec::new(),
+            notify_on_success: false,
+        }
+    }
+}
+
+/// A job declared in the configuration file's `[jobs.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredJob {
+    pub name: String,
+    pub action: DeclaredAction,
+    pub settings: JobSettings,
     pub working_dir: PathBuf,
     pub env: BTreeMap<String, String>,
     /// An SQL job's statements run as sent, outside a transaction block
@@ -211,38 +257,82 @@ impl Config {
                 default.is_file().then_some(default)
             }
         };
-        let (table, label) = match &file {
+        let label = match &file {
+            Some(path) => path.display().to_string(),
+            None => String::from("(no configuration file)"),
+        };
+        let raw = match &file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!(
-                        "{}: cannot read the configuration file: {e}",
-                        path.display()
-                    ))
+                    ConfigError(format!("{label}: cannot read the configuration file: {e}"))
                 })?;
-                let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                    let message = e.message().trim().replace('\n', " ");
-                    let line = e
-                        .span()
-                        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-                    match line {
-                        Some(line) => ConfigError(format!(
-                            "{}: line {line}: invalid TOML: {message}",
-                            path.display()
-                        )),
-                        None => ConfigError(format!("{}: invalid TOML: {message}", path.display())),
+                file::parse(&text).map_err(|error| match error {
+                    // A job named like a built-in one is told so first, as
+                    // whatever else is wrong in it is beside the point.
+                    file::FileError::Key {
+                        job: Some(name), ..
+                    } if is_builtin(builtins, &name) => {
+                        ConfigError::at(&label, &format!("jobs.{name}"), builtin_clash(&name))
                     }
-                })?;
-                (table, path.display().to_string())
+                    other => other.message(&label),
+                })?
             }
-            None => (toml::Table::new(), String::from("(no configuration file)")),
+            None => file::RawFile::default(),
         };
         let base_dir = file
             .as_ref()
             .and_then(|f| f.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| sources.cwd.clone());
-        let reader = Reader { label: &label };
-        reader.reject_nul(&table, "")?;
-        reader.config(&table, sources, file.clone(), &base_dir, builtins)
+        let at = |key: &str, problem: String| ConfigError::at(&label, key, problem);
+
+        let database_url = sources.var("DATABASE_URL")?.or(raw.database_url);
+        let timezone = match sources.var("MANAGE_TIMEZONE")? {
+            Some(name) => schedule::parse_zone(&name)
+                .map_err(|e| ConfigError(format!("MANAGE_TIMEZONE: {e}")))?,
+            None => match raw.timezone {
+                Some(value) => keys::zone_of(value).map_err(|e| at("timezone", e))?,
+                None => system_zone(sources.var("TZ").ok().flatten().as_deref()),
+            },
+        };
+        let runner =
+            runner_config(raw.runner.unwrap_or_default()).map_err(|e| at("runner.cut_off", e))?;
+        let notifications = notifications(
+            raw.notifications.unwrap_or_default(),
+            sources,
+            &base_dir,
+            &label,
+        )?;
+
+        let web = raw.web.unwrap_or_default();
+        let web = WebConfig {
+            listen: web.listen,
+            token: sources
+                .var("MANAGE_WEB_TOKEN")?
+                .or(web.token)
+                .filter(|t| !t.trim().is_empty()),
+        };
+
+        let mut jobs = BTreeMap::new();
+        for (keys::JobName(name), keys::Table(job)) in raw.jobs.unwrap_or_default() {
+            let job = declared_job(name, job, &base_dir, builtins)
+                .map_err(|(key, problem)| at(&key, problem))?;
+            jobs.insert(job.name.clone(), job);
+        }
+        check_triggers(&jobs, builtins).map_err(|(key, problem)| at(&key, problem))?;
+
+        Ok(Config {
+            file,
+            database_url,
+            timezone,
+            history_retention_days: raw.history_retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+            max_output_bytes: raw
+                .max_output_bytes
+                .map_or(DEFAULT_MAX_OUTPUT_BYTES, u64::from),
+            runner,
+            notifications,
+            web,
+            jobs,
+        })
     }
 
     /// The directory relative paths in the file are resolved against.
@@ -251,635 +341,230 @@ impl Config {
     }
 }
 
-/// Walks the TOML table; `label` is the file name used in every message.
-struct Reader<'a> {
-    label: &'a str,
+/// `[runner]`, or the problem with its timings together.
+fn runner_config(raw: file::RawRunner) -> Result<RunnerConfig, String> {
+    let defaults = Timings::default();
+    let seconds = |key: Option<u32>, default| {
+        key.map_or(default, |s| std::time::Duration::from_secs(u64::from(s)))
+    };
+    let timings = Timings {
+        heartbeat: seconds(raw.heartbeat, defaults.heartbeat),
+        cut_off: seconds(raw.cut_off, defaults.cut_off),
+        dead_after: seconds(raw.dead_after, defaults.dead_after),
+        idle_close: seconds(raw.idle_close, defaults.idle_close),
+        ..defaults
+    };
+    timings.check()?;
+    Ok(RunnerConfig {
+        max_parallel: raw.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
+        shutdown_grace_secs: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+        timings,
+    })
 }
 
-type Res<T> = Result<T, ConfigError>;
-
-impl Reader<'_> {
-    fn err(&self, key: &str, problem: impl std::fmt::Display) -> ConfigError {
-        ConfigError(format!("{}: {key}: {problem}", self.label))
-    }
-
-    /// Refuse a NUL byte anywhere, in a key or a string, before anything else
-    /// reads the table: one walk covers every key, present and future.
-    fn reject_nul(&self, table: &toml::Table, prefix: &str) -> Res<()> {
-        for (key, value) in table {
-            let full = join_key(prefix, key);
-            if key.contains('\0') {
-                return Err(self.err(&full, NUL_PROBLEM));
-            }
-            self.reject_nul_in(value, &full)?;
+/// `[notifications]` with the environment's overrides, checked together; a
+/// problem is named after the variable when that is where the value came from.
+fn notifications(
+    raw: file::RawNotifications,
+    sources: &Sources,
+    base_dir: &Path,
+    label: &str,
+) -> Result<NotificationConfig, ConfigError> {
+    let notifications = NotificationConfig {
+        email: sources
+            .var("SCHEDULED_JOBS_EMAIL")?
+            .or(raw.email)
+            .filter(|e| !e.trim().is_empty()),
+        sender: sources.var("SCHEDULED_JOBS_EMAIL_SENDER")?.or(raw.sender),
+        smtp_url: sources.var("SMTP_URL")?.or(raw.smtp_url),
+        smtp_ca_file: raw.smtp_ca_file.map(|p| base_dir.join(p)),
+        sendmail: raw.sendmail.map(|p| base_dir.join(p)),
+    };
+    crate::mail::check_settings(&notifications).map_err(|p| {
+        match p.env.filter(|var| matches!(sources.var(var), Ok(Some(_)))) {
+            Some(var) => ConfigError(format!("{var}: {}", p.problem)),
+            None => ConfigError::at(label, &format!("notifications.{}", p.key), p.problem),
         }
-        Ok(())
-    }
+    })?;
+    Ok(notifications)
+}
 
-    fn reject_nul_in(&self, value: &toml::Value, full: &str) -> Res<()> {
-        match value {
-            toml::Value::String(s) if s.contains('\0') => Err(self.err(full, NUL_PROBLEM)),
-            // An array's items are named by the array's key, as elsewhere.
-            toml::Value::Array(items) => items
-                .iter()
-                .try_for_each(|item| self.reject_nul_in(item, full)),
-            toml::Value::Table(t) => self.reject_nul(t, full),
-            _ => Ok(()),
+/// A problem of a declared job: the key and what is wrong with it.
+type KeyProblem = (String, String);
+
+fn is_builtin(builtins: &BuiltinJobs, name: &str) -> bool {
+    builtins.iter().any(|(b, _)| *b == name)
+}
+
+fn builtin_clash(name: &str) -> String {
+    format!("\"{name}\" is the name of a built-in job; choose another name")
+}
+
+/// A `[jobs.NAME]` table whose keys are each fine, checked as a whole.
+fn declared_job(
+    name: String,
+    raw: file::RawJob,
+    base_dir: &Path,
+    builtins: &BuiltinJobs,
+) -> Result<DeclaredJob, KeyProblem> {
+    let key = format!("jobs.{name}");
+    let k = |field: &str| format!("{key}.{field}");
+    if is_builtin(builtins, &name) {
+        return Err((key, builtin_clash(&name)));
+    }
+    let action = match (raw.command, raw.sql) {
+        (Some(_), Some(_)) => {
+            return Err((
+                key,
+                "both command and sql are set; give one or the other".into(),
+            ))
         }
-    }
-
-    fn check_keys(&self, table: &toml::Table, prefix: &str, allowed: &[&str]) -> Res<()> {
-        for key in table.keys() {
-            if !allowed.contains(&key.as_str()) {
-                let full = join_key(prefix, key);
-                return Err(self.err(
-                    &full,
-                    format!("unknown key; expected one of: {}", allowed.join(", ")),
+        (None, None) => {
+            return Err((
+                k("command"),
+                "missing: every declared job needs a command or sql".into(),
+            ))
+        }
+        (Some(c), None) if c.trim().is_empty() => {
+            return Err((k("command"), "must not be empty".into()))
+        }
+        (None, Some(q)) if q.trim().is_empty() => {
+            return Err((k("sql"), "must not be empty".into()))
+        }
+        (Some(c), None) => DeclaredAction::Command(c),
+        (None, Some(q)) => DeclaredAction::Sql(q),
+    };
+    match &action {
+        DeclaredAction::Command(_) if raw.sql_autocommit.is_some() => {
+            return Err((
+                k("sql_autocommit"),
+                "applies to a job with sql only; this one has a command".into(),
+            ))
+        }
+        // One transaction (§18): a statement that ends it would commit
+        // the first half of a run that then fails.
+        DeclaredAction::Sql(q) if raw.sql_autocommit != Some(true) => {
+            if let Some(statement) = crate::sql_text::first_transaction_control(q) {
+                return Err((
+                    k("sql"),
+                    format!(
+                        "{statement} is a transaction-control statement, and an SQL job runs in one \
+                         transaction (nothing of a failed run is committed); remove it, or set \
+                         sql_autocommit = true for a job that must commit in steps"
+                    ),
                 ));
             }
         }
-        Ok(())
+        _ => {}
     }
-
-    fn string(&self, table: &toml::Table, key: &str, full: &str) -> Res<Option<String>> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.err(
-                full,
-                format!("expected a string, found {}", describe(other)),
-            )),
-        }
-    }
-
-    fn boolean(&self, table: &toml::Table, key: &str, full: &str) -> Res<Option<bool>> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.err(
-                full,
-                format!("expected true or false, found {}", describe(other)),
-            )),
-        }
-    }
-
-    fn integer(
-        &self,
-        table: &toml::Table,
-        key: &str,
-        full: &str,
-        min: i64,
-        max: i64,
-    ) -> Res<Option<i64>> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(i)) if (min..=max).contains(i) => Ok(Some(*i)),
-            Some(toml::Value::Integer(i)) => Err(self.err(
-                full,
-                format!("{i} is out of range: expected an integer from {min} to {max}"),
-            )),
-            Some(other) => Err(self.err(
-                full,
-                format!("expected an integer, found {}", describe(other)),
-            )),
-        }
-    }
-
-    fn duration(&self, table: &toml::Table, key: &str, full: &str) -> Res<Option<u32>> {
-        match self.string(table, key, full)? {
-            None => Ok(None),
-            Some(s) => schedule::parse_duration(&s)
-                .map(Some)
-                .map_err(|e| self.err(full, e)),
-        }
-    }
-
-    fn table<'t>(
-        &self,
-        table: &'t toml::Table,
-        key: &str,
-        full: &str,
-    ) -> Res<Option<&'t toml::Table>> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Table(t)) => Ok(Some(t)),
-            Some(other) => {
-                Err(self.err(full, format!("expected a table, found {}", describe(other))))
-            }
-        }
-    }
-
-    fn string_array(&self, table: &toml::Table, key: &str, full: &str) -> Res<Option<Vec<String>>> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .map(|item| match item {
-                    toml::Value::String(s) => Ok(s.clone()),
-                    other => Err(self.err(
-                        full,
-                        format!(
-                            "expected an array of strings, found {} in it",
-                            describe(other)
-                        ),
-                    )),
-                })
-                .collect::<Res<Vec<_>>>()
-                .map(Some),
-            Some(other) => Err(self.err(
-                full,
-                format!("expected an array of strings, found {}", describe(other)),
-            )),
-        }
-    }
-
-    fn config(
-        &self,
-        table: &toml::Table,
-        sources: &Sources,
-        file: Option<PathBuf>,
-        base_dir: &Path,
-        builtins: &BuiltinJobs,
-    ) -> Res<Config> {
-        self.check_keys(
-            table,
-            "",
-            &[
-                "database_url",
-                "timezone",
-                "history_retention_days",
-                "max_output_bytes",
-                "runner",
-                "notifications",
-                "web",
-                "jobs",
-            ],
-        )?;
-
-        let database_url =
-            sources
-                .var("DATABASE_URL")?
-                .or(self.string(table, "database_url", "database_url")?);
-
-        let timezone = match sources.var("MANAGE_TIMEZONE")? {
-            Some(name) => schedule::parse_zone(&name)
-                .map_err(|e| ConfigError(format!("MANAGE_TIMEZONE: {e}")))?,
-            None => match self.string(table, "timezone", "timezone")? {
-                Some(name) => schedule::parse_zone(&name).map_err(|e| self.err("timezone", e))?,
-                None => system_zone(sources.var("TZ").ok().flatten().as_deref()),
-            },
-        };
-
-        let history_retention_days = self
-            .integer(
-                table,
-                "history_retention_days",
-                "history_retention_days",
-                1,
-                i64::from(MAX_RETENTION_DAYS),
-            )?
-            .map_or(DEFAULT_RETENTION_DAYS, |d| d as u32);
-        let max_output_bytes = self
-            .integer(table, "max_output_bytes", "max_output_bytes", 1, 1 << 30)?
-            .map_or(DEFAULT_MAX_OUTPUT_BYTES, |b| b as u64);
-
-        let runner = match self.table(table, "runner", "runner")? {
-            None => RunnerConfig {
-                max_parallel: DEFAULT_MAX_PARALLEL,
-                shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
-                timings: Timings::default(),
-            },
-            Some(runner) => {
-                self.check_keys(
-                    runner,
-                    "runner",
-                    &[
-                        "max_parallel",
-                        "shutdown_grace",
-                        "heartbeat",
-                        "cut_off",
-                        "dead_after",
-                        "idle_close",
-                    ],
-                )?;
-                let defaults = Timings::default();
-                let seconds = |key: &str, default: std::time::Duration| -> Res<_> {
-                    Ok(self
-                        .duration(runner, key, &format!("runner.{key}"))?
-                        .map_or(default, |s| std::time::Duration::from_secs(u64::from(s))))
-                };
-                let timings = Timings {
-                    heartbeat: seconds("heartbeat", defaults.heartbeat)?,
-                    cut_off: seconds("cut_off", defaults.cut_off)?,
-                    dead_after: seconds("dead_after", defaults.dead_after)?,
-                    idle_close: seconds("idle_close", defaults.idle_close)?,
-                    ..defaults
-                };
-                timings
-                    .check()
-                    .map_err(|problem| self.err("runner.cut_off", problem))?;
-                RunnerConfig {
-                    max_parallel: self
-                        .integer(runner, "max_parallel", "runner.max_parallel", 1, 1024)?
-                        .map_or(DEFAULT_MAX_PARALLEL, |n| n as u32),
-                    shutdown_grace_secs: self
-                        .duration(runner, "shutdown_grace", "runner.shutdown_grace")?
-                        .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
-                    timings,
-                }
-            }
-        };
-
-        let mut notifications = NotificationConfig::default();
-        if let Some(n) = self.table(table, "notifications", "notifications")? {
-            self.check_keys(
-                n,
-                "notifications",
-                &["email", "sender", "smtp_url", "smtp_ca_file", "sendmail"],
-            )?;
-            notifications.email = self.string(n, "email", "notifications.email")?;
-            notifications.sender = self.string(n, "sender", "notifications.sender")?;
-            notifications.smtp_url = self.string(n, "smtp_url", "notifications.smtp_url")?;
-            notifications.smtp_ca_file = self
-                .string(n, "smtp_ca_file", "notifications.smtp_ca_file")?
-                .map(|p| base_dir.join(p));
-            notifications.sendmail = self
-                .string(n, "sendmail", "notifications.sendmail")?
-                .map(|p| base_dir.join(p));
-        }
-        if let Some(email) = sources.var("SCHEDULED_JOBS_EMAIL")? {
-            notifications.email = Some(email);
-        }
-        if let Some(sender) = sources.var("SCHEDULED_JOBS_EMAIL_SENDER")? {
-            notifications.sender = Some(sender);
-        }
-        if let Some(url) = sources.var("SMTP_URL")? {
-            notifications.smtp_url = Some(url);
-        }
-        notifications.email = notifications.email.filter(|e| !e.trim().is_empty());
-        // Named as the environment variable when that is where the value came from.
-        crate::mail::check_settings(&notifications).map_err(|p| {
-            match p.env.filter(|var| matches!(sources.var(var), Ok(Some(_)))) {
-                Some(var) => ConfigError(format!("{var}: {}", p.problem)),
-                None => self.err(&format!("notifications.{}", p.key), p.problem),
-            }
-        })?;
-
-        let mut web = WebConfig::default();
-        if let Some(w) = self.table(table, "web", "web")? {
-            self.check_keys(w, "web", &["listen", "token"])?;
-            web.listen = self
-                .string(w, "listen", "web.listen")?
-                .map(|text| {
-                    parse_listen(&text)
-                        .map_err(|problem| self.err("web.listen", format!("\"{text}\": {problem}")))
-                })
-                .transpose()?;
-            web.token = self.string(w, "token", "web.token")?;
-        }
-        if let Some(token) = sources.var("MANAGE_WEB_TOKEN")? {
-            web.token = Some(token);
-        }
-        web.token = web.token.filter(|t| !t.trim().is_empty());
-
-        let mut jobs = BTreeMap::new();
-        if let Some(declared) = self.table(table, "jobs", "jobs")? {
-            for (name, value) in declared {
-                let key = format!("jobs.{name}");
-                let job_table = match value {
-                    toml::Value::Table(t) => t,
-                    other => {
-                        return Err(
-                            self.err(&key, format!("expected a table, found {}", describe(other)))
-                        )
-                    }
-                };
-                let job = self.declared_job(name, job_table, base_dir, builtins)?;
-                jobs.insert(name.clone(), job);
-            }
-            // trigger_next may name any job, declared or built-in, but no unknown one.
-            for job in jobs.values() {
-                for target in &job.trigger_next {
-                    if !jobs.contains_key(target)
-                        && !builtins.iter().any(|(b, _)| *b == target.as_str())
-                    {
-                        return Err(self.err(
-                            &format!("jobs.{}.trigger_next", job.name),
-                            format!("\"{target}\" is not a known job"),
-                        ));
-                    }
-                }
-            }
-            self.reject_trigger_cycle(&jobs, builtins)?;
-        }
-
-        Ok(Config {
-            file,
-            database_url,
-            timezone,
-            history_retention_days,
-            max_output_bytes,
-            runner,
-            notifications,
-            web,
-            jobs,
-        })
-    }
-
-    /// A job that triggers itself, directly or through others, would run
-    /// forever: refused, naming the cycle. Built-in jobs' `trigger_next`
-    /// count too: a cycle may pass through one.
-    fn reject_trigger_cycle(
-        &self,
-        jobs: &BTreeMap<String, DeclaredJob>,
-        builtins: &BuiltinJobs,
-    ) -> Res<()> {
-        let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (name, trigger_next) in builtins {
-            edges.insert(name, trigger_next.to_vec());
-        }
-        for job in jobs.values() {
-            edges.insert(
-                &job.name,
-                job.trigger_next.iter().map(String::as_str).collect(),
-            );
-        }
-        let Some(cycle) = find_cycle(&edges) else {
-            return Ok(());
-        };
-        // Named after a job of the file: the first of the cycle's declared jobs.
-        let start = cycle
-            .iter()
-            .position(|name| jobs.contains_key(*name))
-            .unwrap_or(0);
-        let mut path: Vec<&str> = cycle[start..]
-            .iter()
-            .chain(&cycle[..start])
-            .copied()
-            .collect();
-        path.push(path[0]);
-        Err(self.err(
-            &format!("jobs.{}.trigger_next", path[0]),
+    let given: Vec<&str> = [
+        ("times", raw.times.is_some()),
+        ("interval", raw.interval.is_some()),
+        ("cron", raw.cron.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if given.len() > 1 {
+        return Err((
+            key,
             format!(
-                "{} is a cycle: a job may not trigger itself, directly or through others",
-                path.join(" → ")
+                "both {} are set; give only one of times, interval and cron",
+                given.join(" and ")
             ),
-        ))
+        ));
     }
-
-    fn declared_job(
-        &self,
-        name: &str,
-        table: &toml::Table,
-        base_dir: &Path,
-        builtins: &BuiltinJobs,
-    ) -> Res<DeclaredJob> {
-        let key = format!("jobs.{name}");
-        if let Err(problem) = check_job_name(name) {
-            return Err(self.err(&key, problem));
-        }
-        if builtins.iter().any(|(b, _)| *b == name) {
-            return Err(self.err(
-                &key,
-                format!("\"{name}\" is the name of a built-in job; choose another name"),
-            ));
-        }
-        self.check_keys(
-            table,
-            &key,
-            &[
-                "command",
-                "sql",
-                "sql_autocommit",
-                "retries",
-                "retry_delay",
-                "alert_after",
-                "description",
-                "times",
-                "interval",
-                "cron",
-                "timezone",
-                "start_deadline",
-                "timeout",
-                "should_run",
-                "trigger_next",
-                "notify_on_success",
-                "app",
-                "working_dir",
-                "env",
-            ],
-        )?;
-        let k = |field: &str| format!("{key}.{field}");
-        let command = self.string(table, "command", &k("command"))?;
-        let sql = self.string(table, "sql", &k("sql"))?;
-        let action = match (command, sql) {
-            (Some(_), Some(_)) => {
-                return Err(self.err(&key, "both command and sql are set; give one or the other"))
-            }
-            (None, None) => {
-                return Err(self.err(
-                    &k("command"),
-                    "missing: every declared job needs a command or sql",
-                ))
-            }
-            (Some(c), None) if c.trim().is_empty() => {
-                return Err(self.err(&k("command"), "must not be empty"))
-            }
-            (None, Some(q)) if q.trim().is_empty() => {
-                return Err(self.err(&k("sql"), "must not be empty"))
-            }
-            (Some(c), None) => DeclaredAction::Command(c),
-            (None, Some(q)) => DeclaredAction::Sql(q),
-        };
-        let sql_autocommit = self
-            .boolean(table, "sql_autocommit", &k("sql_autocommit"))?
-            .unwrap_or(false);
-        match &action {
-            DeclaredAction::Command(_) if table.contains_key("sql_autocommit") => {
-                return Err(self.err(
-                    &k("sql_autocommit"),
-                    "applies to a job with sql only; this one has a command",
-                ))
-            }
-            // One transaction (§18): a statement that ends it would commit
-            // the first half of a run that then fails.
-            DeclaredAction::Sql(q) if !sql_autocommit => {
-                if let Some(statement) = crate::sql_text::first_transaction_control(q) {
-                    return Err(self.err(
-                        &k("sql"),
-                        format!(
-                            "{statement} is a transaction-control statement, and an SQL job runs in one \
-                             transaction (nothing of a failed run is committed); remove it, or set \
-                             sql_autocommit = true for a job that must commit in steps"
-                        ),
-                    ));
-                }
-            }
-            _ => {}
-        }
-        let retries = self
-            .integer(table, "retries", &k("retries"), 0, i64::from(MAX_RETRIES))?
-            .map_or(DEFAULT_RETRIES, |n| {
-                u32::try_from(n).unwrap_or(DEFAULT_RETRIES)
-            });
-        let retry_delay_secs = self
-            .duration(table, "retry_delay", &k("retry_delay"))?
-            .unwrap_or(DEFAULT_RETRY_DELAY_SECS);
-        let alert_after = self
-            .integer(
-                table,
-                "alert_after",
-                &k("alert_after"),
-                i64::from(crate::job::MIN_ALERT_AFTER),
-                i64::from(crate::job::MAX_ALERT_AFTER),
-            )?
-            .map_or(DEFAULT_ALERT_AFTER, |n| {
-                u32::try_from(n).unwrap_or(DEFAULT_ALERT_AFTER)
-            });
-        let times = match table.get("times") {
-            None => None,
-            Some(toml::Value::Array(items)) => {
-                let mut times = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        toml::Value::String(s) => times.push(
-                            schedule::parse_time_of_day(s).map_err(|e| self.err(&k("times"), e))?,
-                        ),
-                        other => {
-                            return Err(self.err(
-                                &k("times"),
-                                format!(
-                                    "expected an array of \"HH:MM\" strings, found {} in it",
-                                    describe(other)
-                                ),
-                            ))
-                        }
-                    }
-                }
-                if times.is_empty() {
-                    return Err(self.err(&k("times"), "expected at least one time of day"));
-                }
-                Some(schedule::normalize_times(times))
-            }
-            Some(other) => {
-                return Err(self.err(
-                    &k("times"),
-                    format!(
-                        "expected an array of \"HH:MM\" strings, found {}",
-                        describe(other)
-                    ),
-                ))
-            }
-        };
-        let interval = self.duration(table, "interval", &k("interval"))?;
-        let cron = match self.string(table, "cron", &k("cron"))? {
-            Some(expr) => Some(schedule::parse_cron(&expr).map_err(|e| self.err(&k("cron"), e))?),
-            None => None,
-        };
-        let given: Vec<&str> = [
-            ("times", times.is_some()),
-            ("interval", interval.is_some()),
-            ("cron", cron.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect();
-        if given.len() > 1 {
-            return Err(self.err(
-                &key,
-                format!(
-                    "both {} are set; give only one of times, interval and cron",
-                    given.join(" and ")
-                ),
-            ));
-        }
-        let schedule = match (times, interval, cron) {
-            (Some(t), _, _) => Some(Schedule::Times(t)),
-            (_, Some(i), _) => Some(Schedule::Interval(i)),
-            (_, _, Some(c)) => Some(Schedule::Cron(c)),
-            _ => None,
-        };
-        let timezone = match self.string(table, "timezone", &k("timezone"))? {
-            Some(name) => {
-                Some(schedule::parse_zone(&name).map_err(|e| self.err(&k("timezone"), e))?)
-            }
-            None => None,
-        };
-        let start_deadline_secs = self.duration(table, "start_deadline", &k("start_deadline"))?;
-        let timeout_secs = self
-            .duration(table, "timeout", &k("timeout"))?
-            .unwrap_or(DEFAULT_TIMEOUT_SECS);
-        let app = self
-            .string(table, "app", &k("app"))?
-            .unwrap_or_else(|| "local".into());
-        if app.trim().is_empty() {
-            return Err(self.err(&k("app"), "must not be empty"));
-        }
-        let description = self
-            .string(table, "description", &k("description"))?
+    let defaults = JobSettings::new(&name);
+    let settings = JobSettings {
+        description: raw
+            .description
             .filter(|d| !d.trim().is_empty())
-            .unwrap_or_else(|| name.to_string());
-        let working_dir = match self.string(table, "working_dir", &k("working_dir"))? {
+            .unwrap_or(defaults.description),
+        app: raw.app.unwrap_or(defaults.app),
+        schedule: (raw.times.map(Schedule::Times))
+            .or(raw.interval.map(Schedule::Interval))
+            .or(raw.cron.map(Schedule::Cron)),
+        timezone: raw.timezone,
+        start_deadline_secs: raw.start_deadline,
+        timeout_secs: raw.timeout.unwrap_or(defaults.timeout_secs),
+        retries: raw.retries.unwrap_or(defaults.retries),
+        retry_delay_secs: raw.retry_delay.unwrap_or(defaults.retry_delay_secs),
+        alert_after: raw.alert_after.unwrap_or(defaults.alert_after),
+        should_run: raw.should_run.filter(|q| !q.trim().is_empty()),
+        trigger_next: raw.trigger_next.unwrap_or_default(),
+        notify_on_success: raw.notify_on_success.unwrap_or(defaults.notify_on_success),
+    };
+    Ok(DeclaredJob {
+        action,
+        settings,
+        working_dir: match raw.working_dir {
             Some(dir) => base_dir.join(dir),
             None => base_dir.to_path_buf(),
-        };
-        let mut env = BTreeMap::new();
-        if let Some(vars) = self.table(table, "env", &k("env"))? {
-            for (var, value) in vars {
-                // A name with `=` would be split differently by the child's
-                // libc; an empty one cannot be set at all.
-                let var_key = join_key(&k("env"), var);
-                if var.is_empty() {
-                    return Err(
-                        self.err(&var_key, "an environment variable name must not be empty")
-                    );
-                }
-                if var.contains('=') {
-                    return Err(self.err(
-                        &var_key,
-                        "an environment variable name must not contain \"=\"",
-                    ));
-                }
-                match value {
-                    toml::Value::String(s) => {
-                        env.insert(var.clone(), s.clone());
-                    }
-                    other => {
-                        return Err(self.err(
-                            &var_key,
-                            format!("expected a string, found {}", describe(other)),
-                        ))
-                    }
-                }
+        },
+        env: raw
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(keys::EnvName(var), keys::Text(value))| (var, value))
+            .collect(),
+        sql_autocommit: raw.sql_autocommit.unwrap_or(false),
+        name,
+    })
+}
+
+/// trigger_next may name any job, declared or built-in, but no unknown one;
+/// and a job that triggers itself, directly or through others, would run
+/// forever: refused, naming the cycle. Built-in jobs' `trigger_next` count
+/// too: a cycle may pass through one.
+fn check_triggers(
+    jobs: &BTreeMap<String, DeclaredJob>,
+    builtins: &BuiltinJobs,
+) -> Result<(), KeyProblem> {
+    for job in jobs.values() {
+        for target in &job.settings.trigger_next {
+            if !jobs.contains_key(target) && !is_builtin(builtins, target) {
+                return Err((
+                    format!("jobs.{}.trigger_next", job.name),
+                    format!("\"{target}\" is not a known job"),
+                ));
             }
         }
-        let trigger_next = self
-            .string_array(table, "trigger_next", &k("trigger_next"))?
-            .unwrap_or_default();
-        Ok(DeclaredJob {
-            name: name.to_string(),
-            action,
-            retries,
-            retry_delay_secs,
-            alert_after,
-            description,
-            app,
-            schedule,
-            timezone,
-            start_deadline_secs,
-            timeout_secs,
-            should_run: self
-                .string(table, "should_run", &k("should_run"))?
-                .filter(|q| !q.trim().is_empty()),
-            trigger_next,
-            notify_on_success: self
-                .boolean(table, "notify_on_success", &k("notify_on_success"))?
-                .unwrap_or(false),
-            working_dir,
-            env,
-            sql_autocommit,
-        })
     }
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, trigger_next) in builtins {
+        edges.insert(name, trigger_next.to_vec());
+    }
+    for job in jobs.values() {
+        edges.insert(
+            &job.name,
+            job.settings
+                .trigger_next
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        );
+    }
+    let Some(cycle) = find_cycle(&edges) else {
+        return Ok(());
+    };
+    // Named after a job of the file: the first of the cycle's declared jobs.
+    let start = cycle
+        .iter()
+        .position(|name| jobs.contains_key(*name))
+        .unwrap_or(0);
+    let mut path: Vec<&str> = cycle[start..]
+        .iter()
+        .chain(&cycle[..start])
+        .copied()
+        .collect();
+    path.push(path[0]);
+    Err((
+        format!("jobs.{}.trigger_next", path[0]),
+        format!(
+            "{} is a cycle: a job may not trigger itself, directly or through others",
+            path.join(" → ")
+        ),
+    ))
 }
 
 /// A job name is `[a-z][a-z0-9_]{0,99}` and is not one of `manage`'s commands.
@@ -967,18 +652,6 @@ fn find_cycle<'a>(edges: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str
     None
 }
 
-fn describe(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(s) => format!("the string \"{s}\""),
-        toml::Value::Integer(i) => format!("the integer {i}"),
-        toml::Value::Float(f) => format!("the number {f}"),
-        toml::Value::Boolean(b) => format!("the boolean {b}"),
-        toml::Value::Datetime(d) => format!("the date-time {d}"),
-        toml::Value::Array(_) => "an array".into(),
-        toml::Value::Table(_) => "a table".into(),
-    }
-}
-
 /// The system's zone when none is configured: `TZ`, then /etc/localtime, then UTC.
 /// An unusable `TZ` (a POSIX rule string, say) is passed over rather than fatal:
 /// it is the machine's setting, not ours.
@@ -1005,6 +678,9 @@ fn system_zone(tz_env: Option<&str>) -> Tz {
     }
     Tz::UTC
 }
+
+#[cfg(test)]
+mod messages_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,8 @@
 //! What a job is defined as: a job written in Rust ([`Builtin`], one file
 //! under `commands/`) or declared in the configuration file
-//! (`config::DeclaredJob`), both seen through one shape, [`JobDef`].
+//! (`config::DeclaredJob`). Both give their keys as one
+//! [`JobSettings`], so a key means the same either way, and are seen
+//! through one shape, [`JobDef`].
 //!
 //! A built-in job's own command-line options are described here as plain data
 //! ([`JobOption`]) and turned into clap arguments by the CLI, so that the core
@@ -11,7 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::Job;
-use crate::config::{Config, DeclaredAction, DeclaredJob};
+use crate::config::{Config, DeclaredAction, DeclaredJob, JobSettings};
 use crate::schedule::{self, Schedule};
 
 /// What a job's function is given (§22): a database connection, the run's
@@ -132,6 +134,20 @@ impl Builtin {
             BuiltinSchedule::Cron(expr) => schedule::parse_cron(expr).ok().map(Schedule::Cron),
         }
     }
+
+    /// Its keys, as a declared job gives them; what it does not set is the
+    /// default every job has.
+    pub fn settings(&self) -> JobSettings {
+        JobSettings {
+            app: self.app.to_string(),
+            description: self.description.to_string(),
+            schedule: self.schedule(),
+            timeout_secs: self.timeout_secs,
+            trigger_next: self.trigger_next.iter().map(|s| s.to_string()).collect(),
+            notify_on_success: self.default_notify_on_success,
+            ..JobSettings::new(self.name)
+        }
+    }
 }
 
 /// How a job is run.
@@ -190,42 +206,45 @@ struct Definition {
 
 impl JobDef {
     pub fn from_builtin(builtin: &'static Builtin) -> Self {
-        JobDef {
-            name: builtin.name.to_string(),
-            app: builtin.app.to_string(),
-            description: builtin.description.to_string(),
-            schedule: builtin.schedule(),
-            timezone: None,
-            start_deadline: None,
-            internal: builtin.internal,
-            timeout_secs: builtin.timeout_secs,
-            trigger_next: builtin.trigger_next.iter().map(|s| s.to_string()).collect(),
-            default_notify_on_success: builtin.default_notify_on_success,
-            delivers_mail: builtin.delivers_mail,
-            retries: crate::config::DEFAULT_RETRIES,
-            retry_delay_secs: crate::config::DEFAULT_RETRY_DELAY_SECS,
-            alert_after: crate::config::DEFAULT_ALERT_AFTER,
-            kind: JobKind::Builtin(builtin),
-        }
+        let settings = builtin.settings();
+        JobDef::new(
+            builtin.name,
+            &settings,
+            builtin.internal,
+            builtin.delivers_mail,
+            JobKind::Builtin(builtin),
+        )
     }
 
     pub fn from_declared(job: &DeclaredJob) -> Self {
+        let kind = JobKind::Declared(Box::new(job.clone()));
+        JobDef::new(&job.name, &job.settings, false, false, kind)
+    }
+
+    /// Where the two kinds of job meet: the same settings, whoever wrote them.
+    fn new(
+        name: &str,
+        settings: &JobSettings,
+        internal: bool,
+        delivers_mail: bool,
+        kind: JobKind,
+    ) -> Self {
         JobDef {
-            name: job.name.clone(),
-            app: job.app.clone(),
-            description: job.description.clone(),
-            schedule: job.schedule.clone(),
-            timezone: job.timezone.map(|z| z.name().to_string()),
-            start_deadline: job.start_deadline_secs,
-            internal: false,
-            timeout_secs: job.timeout_secs,
-            trigger_next: job.trigger_next.clone(),
-            default_notify_on_success: job.notify_on_success,
-            delivers_mail: false,
-            retries: job.retries,
-            retry_delay_secs: job.retry_delay_secs,
-            alert_after: job.alert_after,
-            kind: JobKind::Declared(Box::new(job.clone())),
+            name: name.to_string(),
+            app: settings.app.clone(),
+            description: settings.description.clone(),
+            schedule: settings.schedule.clone(),
+            timezone: settings.timezone.map(|z| z.name().to_string()),
+            start_deadline: settings.start_deadline_secs,
+            internal,
+            timeout_secs: settings.timeout_secs,
+            trigger_next: settings.trigger_next.clone(),
+            default_notify_on_success: settings.notify_on_success,
+            delivers_mail,
+            retries: settings.retries,
+            retry_delay_secs: settings.retry_delay_secs,
+            alert_after: settings.alert_after,
+            kind,
         }
     }
 
@@ -245,8 +264,8 @@ impl JobDef {
                     DeclaredAction::Sql(q) => Some(q.clone()),
                     DeclaredAction::Command(_) => None,
                 },
-                should_run: job.should_run.clone(),
-                trigger_next: job.trigger_next.clone(),
+                should_run: job.settings.should_run.clone(),
+                trigger_next: job.settings.trigger_next.clone(),
                 working_dir: Some(job.working_dir.clone()),
                 env: job.env.clone(),
                 sql_autocommit: job.sql_autocommit,

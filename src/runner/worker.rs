@@ -137,7 +137,7 @@ fn should_run(shared: &Shared, slot: &mut Option<Conn>, def: &JobDef, run_id: i6
                 }
             }
         },
-        JobKind::Declared(declared) => match &declared.should_run {
+        JobKind::Declared(declared) => match &declared.settings.should_run {
             None => Ok(ShouldRun::Run),
             Some(sql) => {
                 let client = &mut connection(shared, slot)?.client;
