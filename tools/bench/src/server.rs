@@ -124,7 +124,8 @@ impl Server {
             env,
             cwd: cwd.to_path_buf(),
         };
-        Config::load(&sources, builtins).map_err(|e| anyhow::anyhow!("{e}"))
+        Config::load(&sources, builtins, &manage::cli::command_names())
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Drop the database or stop the cluster (unless `--keep`).
