@@ -46,6 +46,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "man",
     "scheduled_jobs_runner",
     "list_unscheduled_commands",
+    "metrics",
     "web",
 ];
 

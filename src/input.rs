@@ -52,9 +52,12 @@ fn count_in(text: &str, what: &str, min: u32, max: u32) -> Result<u32, String> {
 /// The value parser of a numeric flag: a whole number from `min` to `max`.
 /// Every refusal — too big, negative, not a number — states the range, and
 /// clap puts the flag and the value in front (`error: invalid value '0' for
-/// '--page <PAGE>': expected a whole number from 1 to …`), exit 2. The flags
-/// that take one also set `allow_negative_numbers`, so that `-1` is refused
-/// here rather than taken for an unknown flag.
+/// '--page <PAGE>': expected a whole number from 1 to …`), exit 2. Every
+/// argument that takes a number — these, the counts and the durations — also
+/// sets `allow_negative_numbers`, so that `-1` is refused by its own parser,
+/// with its range, rather than taken for an unknown flag (§18; the test
+/// `a_negative_number_gets_the_same_error_as_any_out_of_range_value` finds
+/// every numeric argument in the definition).
 pub fn number_in<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync,

@@ -64,7 +64,8 @@ mod suite;
 pub use job::definition::ShouldRun;
 pub use suite::{Context, Job, RunFn, ShouldRunFn, Suite};
 
-pub(crate) mod cli;
+#[doc(hidden)]
+pub mod cli;
 #[path = "../commands/mod.rs"]
 pub(crate) mod commands;
 #[doc(hidden)]

@@ -66,12 +66,21 @@ fn a_declared_job_named_like_a_builtin_or_a_command_is_an_error() {
         "[jobs.purge_job_history]\ncommand = \"true\"\n",
         &["jobs.purge_job_history", "built-in job"],
     );
+    // Every command, `metrics` (once forgotten: the job shadowed the
+    // command) and clap's own `help` included.
     for command in [
         "jobs",
         "migrate",
         "check",
         "scheduled_jobs_runner",
         "list_unscheduled_commands",
+        "metrics",
+        "mail",
+        "completions",
+        "man",
+        "web",
+        "db",
+        "help",
     ] {
         let toml = format!("[jobs.{command}]\ncommand = \"true\"\n");
         assert_config_rejected(&toml, &[&format!("jobs.{command}"), "manage command"]);

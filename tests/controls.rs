@@ -960,6 +960,99 @@ fn numbers_out_of_range_name_the_flag_and_the_range() {
     assert!(help.contains("1 or more"), "{help}");
 }
 
+/// Every numeric argument of the command line, with a value past the top of
+/// its range; `poll` stands for the job a command needs.
+const NUMERIC_ARGUMENTS: &[(&[&str], &str)] = &[
+    (&["jobs", "show", "poll", "--page"], "4294967296"),
+    (&["jobs", "history", "--page"], "4294967296"),
+    (&["jobs", "audit", "--page"], "4294967296"),
+    (&["jobs", "output"], "9223372036854775808"),
+    (&["jobs", "next", "poll", "--count"], "1001"),
+    (&["jobs", "configure", "poll", "--retries"], "101"),
+    (&["jobs", "configure", "poll", "--alert-after"], "1001"),
+    (
+        &["jobs", "configure", "poll", "--override-interval"],
+        "8784:00:01",
+    ),
+    (
+        &["jobs", "configure", "poll", "--start-deadline"],
+        "8784:00:01",
+    ),
+    (
+        &["jobs", "configure", "poll", "--retry-delay"],
+        "8784:00:01",
+    ),
+    (&["jobs", "run-now", "poll", "--in"], "8784:00:01"),
+    (&["jobs", "run-now", "poll", "--timeout"], "8784:00:01"),
+    (&["purge_job_history", "--keep-days"], "1000001"),
+];
+
+/// The numeric arguments the command line defines, as `(command path,
+/// --flag or VALUE_NAME)`: read off the clap definition, so that a numeric
+/// flag added tomorrow fails the test below until it is in the list.
+fn numeric_arguments_of_the_command_line() -> std::collections::BTreeSet<(String, String)> {
+    use std::any::TypeId;
+    fn walk(
+        command: &clap::Command,
+        path: &str,
+        found: &mut std::collections::BTreeSet<(String, String)>,
+    ) {
+        let numbers = [
+            TypeId::of::<u16>(),
+            TypeId::of::<u32>(),
+            TypeId::of::<u64>(),
+            TypeId::of::<i32>(),
+            TypeId::of::<i64>(),
+            TypeId::of::<usize>(),
+        ];
+        for arg in command.get_arguments() {
+            let parsed = arg.get_value_parser().type_id();
+            if numbers.iter().any(|number| parsed == *number) {
+                let name = arg.get_long().map_or_else(
+                    || arg.get_value_names().unwrap_or_default().join(" "),
+                    |long| format!("--{long}"),
+                );
+                found.insert((path.to_string(), name));
+            }
+        }
+        for sub in command.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name()).trim().to_string();
+            walk(sub, &path, found);
+        }
+    }
+    let mut found = std::collections::BTreeSet::new();
+    let registry = manage::registry::Registry::new(None);
+    walk(&manage::cli::command(&registry), "", &mut found);
+    found
+}
+
+#[test]
+fn a_negative_number_gets_the_same_error_as_any_out_of_range_value() {
+    let db = setup();
+    let before = state(&db);
+    let error_line = |args: &[&str], value: &str| {
+        let run = manage(&db).args(args).arg(value).run();
+        run.assert_bad_input(&[value]);
+        let line = run.stderr.lines().find(|l| l.starts_with("error: "));
+        line.unwrap_or_default().to_string()
+    };
+    let mut tested = std::collections::BTreeSet::new();
+    for (args, too_big) in NUMERIC_ARGUMENTS {
+        let negative = error_line(args, "-1");
+        let positive = error_line(args, too_big);
+        // The same sentence naming the flag and its range; only the value differs.
+        assert_eq!(negative, positive.replace(too_big, "-1"), "{args:?}");
+        let (command, flag): (Vec<&str>, Vec<&str>) = args
+            .iter()
+            .filter(|a| **a != "poll")
+            .partition(|a| !a.starts_with("--"));
+        let flag = flag.first().map_or("RUN_ID".to_string(), |f| f.to_string());
+        tested.insert((command.join(" "), flag));
+    }
+    assert_eq!(tested, numeric_arguments_of_the_command_line());
+    assert_eq!(state(&db), before, "nothing changed");
+}
+
 #[test]
 fn history_and_output_of_a_removed_job_still_work() {
     let db = setup();

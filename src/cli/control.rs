@@ -34,7 +34,7 @@ pub struct ConfigureArgs {
     override_times: Option<TimesList>,
     /// An interval replacing the built-in schedule: MM:SS or HH:MM:SS
     #[arg(long, value_name = "INTERVAL", value_parser = parse_duration_arg,
-          conflicts_with_all = ["override_cron", "clear_override"])]
+          allow_negative_numbers = true, conflicts_with_all = ["override_cron", "clear_override"])]
     override_interval: Option<u32>,
     /// A cron expression replacing the built-in schedule: "MIN HOUR DOM MON DOW", 6 fields with seconds, or @daily etc.
     #[arg(long, value_name = "EXPR", value_parser = parse_cron_arg,
@@ -52,19 +52,21 @@ pub struct ConfigureArgs {
     clear_timezone: bool,
     /// Skip a scheduled run not started this long after its due time: MM:SS or HH:MM:SS
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
-          conflicts_with = "clear_start_deadline")]
+          allow_negative_numbers = true, conflicts_with = "clear_start_deadline")]
     start_deadline: Option<u32>,
     /// Remove the deadline set with --start-deadline (the declared one, if any, applies again)
     #[arg(long)]
     clear_start_deadline: bool,
     /// Run a failed job again up to N times (0-100), overriding the file
-    #[arg(long, value_name = "N", value_parser = parse_retries_arg)]
+    #[arg(long, value_name = "N", value_parser = parse_retries_arg, allow_negative_numbers = true)]
     retries: Option<u32>,
     /// Wait before the first retry, doubling for each next one: MM:SS or HH:MM:SS
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
+          allow_negative_numbers = true)]
     retry_delay: Option<u32>,
     /// Mail failures only from the N-th consecutive failure on (1-1000), overriding the file
-    #[arg(long, value_name = "N", value_parser = parse_alert_after_arg)]
+    #[arg(long, value_name = "N", value_parser = parse_alert_after_arg,
+          allow_negative_numbers = true)]
     alert_after: Option<u32>,
 }
 
@@ -72,7 +74,8 @@ pub struct ConfigureArgs {
 pub struct RunNowArgs {
     name: String,
     /// Run after this delay (MM:SS or HH:MM:SS) instead of now
-    #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration_arg)]
+    #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration_arg,
+          allow_negative_numbers = true)]
     delay: Option<u32>,
     /// Wait for that run and exit with its result, printing its output
     #[arg(long)]
@@ -80,7 +83,8 @@ pub struct RunNowArgs {
     /// With --wait: give up waiting after this long (the run goes on)
     // Checked by `run_now` rather than by clap's `requires`, whose error
     // spans two lines and does not name the option.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
+          allow_negative_numbers = true)]
     timeout: Option<u32>,
 }
 

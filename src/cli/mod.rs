@@ -273,6 +273,24 @@ pub fn command(registry: &Registry) -> clap::Command {
     command
 }
 
+/// The names of `manage`'s own commands — every static subcommand, its
+/// aliases, and the `help` clap adds — read off the clap definition. No
+/// declared job may take one (it would shadow the command: `manage metrics`
+/// running a job); `config::RESERVED_NAMES` is the list the core checks
+/// (it knows no clap), and a test holds it to this one, so that a command
+/// added tomorrow cannot be forgotten there.
+#[cfg(test)]
+fn command_names() -> Vec<String> {
+    let mut command = Cli::command();
+    // Building adds the generated `help` subcommand.
+    command.build();
+    command
+        .get_subcommands()
+        .flat_map(|sub| std::iter::once(sub.get_name()).chain(sub.get_all_aliases()))
+        .map(str::to_string)
+        .collect()
+}
+
 /// What every command needs once the arguments are parsed.
 pub struct Context {
     pub config: Config,
@@ -459,6 +477,46 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         command(&Registry::new(None)).debug_assert();
+    }
+
+    /// A declared job named like a command would shadow it (release: the job
+    /// runs instead of the command; debug: clap panics on the duplicate).
+    #[test]
+    fn every_command_name_is_refused_as_a_job_name() {
+        let names = command_names();
+        for expected in [
+            "metrics",
+            "help",
+            "jobs",
+            "web",
+            "db",
+            "scheduled_jobs_runner",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+        }
+        for name in &names {
+            assert!(
+                crate::config::RESERVED_NAMES.contains(&name.as_str()),
+                "the command {name} is missing from config::RESERVED_NAMES"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for name in &names {
+            let path = dir.path().join(format!("{name}.toml"));
+            std::fs::write(&path, format!("[jobs.{name}]\ncommand = \"true\"\n")).unwrap();
+            let sources = Sources {
+                config_path: Some(path),
+                env: Default::default(),
+                cwd: dir.path().to_path_buf(),
+            };
+            let error = Config::load(&sources, &Registry::builtin_jobs()).unwrap_err();
+            assert!(
+                error.0.contains(&format!(
+                    "jobs.{name}: \"{name}\" is the name of a manage command"
+                )),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub fn human_time(instant: DateTime<Utc>, tz: Tz) -> String {
         .to_string()
 }
 
+/// `human_time`, or `none` when there is no instant.
 pub fn human_time_opt(instant: Option<DateTime<Utc>>, tz: Tz, none: &str) -> String {
     instant.map_or_else(|| none.to_string(), |i| human_time(i, tz))
 }
