@@ -7,8 +7,8 @@ pub mod send_queued_mail;
 
 use std::sync::OnceLock;
 
+use crate::job::builder::Job;
 use crate::job::definition::Builtin;
-use crate::suite::Job;
 
 /// Every shipped job, sorted by name.
 pub fn jobs() -> Vec<Job> {

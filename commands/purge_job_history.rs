@@ -6,9 +6,9 @@
 
 use anyhow::Context;
 
+use crate::job::builder::Job;
 use crate::job::definition::{JobContext, JobOption, ShouldRun};
 use crate::store;
-use crate::suite::Job;
 
 /// Rows per delete: small enough that one batch holds its locks for milliseconds.
 const BATCH: i64 = 5_000;

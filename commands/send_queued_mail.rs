@@ -16,10 +16,10 @@ use std::collections::HashSet;
 
 use anyhow::Context as _;
 
+use crate::job::builder::Job;
 use crate::job::definition::{JobContext, ShouldRun};
 use crate::mail::{DeliveryError, Outgoing, Transport};
 use crate::store::{self, QueuedMail};
-use crate::suite::Job;
 
 /// The job, registered as an application registers its own (§22).
 pub fn job() -> Job {

@@ -2,7 +2,7 @@
 //! one [`Config`].
 //!
 //! The file is read by serde into the structs of [`file`], each key's value by
-//! its function in [`keys`]; serde_path_to_error names the key of a value
+//! its function in `keys`; serde_path_to_error names the key of a value
 //! that is refused, so that every problem is one line naming the file, the
 //! exact key (`jobs.backup.interval`) and what was expected. What depends on
 //! more than one key, or on the environment and the built-in jobs, is checked

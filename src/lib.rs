@@ -61,8 +61,9 @@
 
 mod suite;
 
+pub use job::builder::{Context, Job, RunFn, ShouldRunFn};
 pub use job::definition::ShouldRun;
-pub use suite::{Context, Job, RunFn, ShouldRunFn, Suite};
+pub use suite::Suite;
 
 #[doc(hidden)]
 pub mod cli;

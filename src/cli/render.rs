@@ -1,7 +1,7 @@
 //! How the command line shows things to a person and to a program: tables
 //! without escape codes unless a terminal without `NO_COLOR` is reading, a
 //! job's output escaped for a terminal, and pretty JSON on stdout. The times
-//! and words it shares with the web page are in [`crate::view::text`].
+//! and words it shares with the web page are in `crate::view::text`.
 
 use std::borrow::Cow;
 use std::io::IsTerminal;

@@ -24,6 +24,7 @@
 //! ([`Job::next_run_after`]), or, when its runner died, another runner records
 //! it `Interrupted`.
 
+pub mod builder;
 pub mod definition;
 
 use chrono::{DateTime, NaiveTime, Utc};
