@@ -253,18 +253,29 @@ fn log_tail(log: &Path, max: u64) -> Option<String> {
     Some(text)
 }
 
+/// How long `stop` waits for the postmaster process to exit after
+/// `pg_ctl stop` has returned.
+const STOP_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Stops the cluster (`pg_ctl -m fast -w stop`, as the server user) when it
 /// runs.  Returns whether it was running.
 pub fn stop(data_dir: &Path) -> Result<bool, EmbeddedError> {
-    if !matches!(status(data_dir), Status::Running { .. }) {
+    let Status::Running { pid } = status(data_dir) else {
         return Ok(false);
-    }
+    };
     let user = server_user(data_dir)?;
     let pg = pg_dir(data_dir);
     let bin = server_bin_dir()?;
     let mut cmd = tool_command(&bin.join("pg_ctl"), &user, data_dir);
     cmd.arg("-D").arg(&pg).args(["-m", "fast", "-w", "stop"]);
     run_tool(cmd, format!("pg_ctl -D {} stop", pg.display()))?;
+    // `pg_ctl -w` returns once postmaster.pid is gone, which the postmaster
+    // removes a moment before it exits: wait (bounded) for the process
+    // itself, so that "stopped" means no postmaster is left.
+    let deadline = std::time::Instant::now() + STOP_EXIT_WAIT;
+    while pid_alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     Ok(true)
 }
 
