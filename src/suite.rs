@@ -55,7 +55,13 @@ impl Suite {
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            eprintln!("error: internal error: {message}{place} (please report this bug)");
+            eprintln!(
+                "{}",
+                crate::runner::stderr_line(
+                    crate::runner::Level::Error,
+                    &format!("internal error: {message}{place} (please report this bug)")
+                )
+            );
         }));
         let result = self.builtins().and_then(|jobs| crate::cli::run(&jobs));
         let code = match result {
@@ -63,7 +69,13 @@ impl Suite {
             Err(error) => {
                 let code = crate::error::exit_code(&error);
                 if error.downcast_ref::<crate::error::Exit>().is_none() {
-                    eprintln!("error: {}", crate::error::describe(&error));
+                    eprintln!(
+                        "{}",
+                        crate::runner::stderr_line(
+                            crate::runner::Level::Error,
+                            &crate::error::describe(&error)
+                        )
+                    );
                 }
                 code
             }

@@ -1577,3 +1577,48 @@ fn show_history_and_status_human_output_is_stable_and_plain() {
         insta::assert_snapshot!("jobs_status", status.stdout);
     });
 }
+
+#[test]
+fn a_terminal_that_reports_no_width_gets_tables_eighty_wide_or_columns() {
+    let db = setup();
+    for (minute, output) in [
+        (0, "first line of a long output that goes on and on"),
+        (1, "ok"),
+    ] {
+        insert_run(
+            &mut db.client(),
+            "poll",
+            "succeeded",
+            at("2026-11-01T10:00:00Z") + chrono::Duration::minutes(minute),
+            output,
+        );
+    }
+    // (reported columns, COLUMNS, the width the lines must keep within)
+    for (columns, env, width) in [(0, None, 80), (0, Some("100"), 100), (72, None, 72)] {
+        let mut command = manage(&db).env("NO_COLOR", "1").env_remove("COLUMNS");
+        if let Some(value) = env {
+            command = command.env("COLUMNS", value);
+        }
+        let run = command
+            .args(["jobs", "history"])
+            .run_on_terminal_of_size(columns);
+        assert_eq!(run.code, 0, "{run:?}");
+        let header = run.stdout.lines().next().unwrap_or_default();
+        // Whole words, not one letter a column.
+        let words: Vec<&str> = header.split_whitespace().collect();
+        assert_eq!(
+            words,
+            ["Id", "Started", "Job", "State", "Attempt", "Runtime", "Output"],
+            "{}",
+            run.stdout
+        );
+        for line in run.stdout.lines() {
+            assert!(
+                line.chars().count() <= width,
+                "a line wider than {width}: {line:?}\n{}",
+                run.stdout
+            );
+        }
+        assert!(run.stdout.contains("succeeded"), "{}", run.stdout);
+    }
+}

@@ -554,13 +554,19 @@ impl Manage {
     /// terminal would; stderr is captured as usual. The terminal turns each
     /// `\n` into `\r\n`; `stdout` has them turned back.
     pub fn run_on_terminal(self) -> Run {
+        self.run_on_terminal_of_size(120)
+    }
+
+    /// [`Manage::run_on_terminal`] on a pseudo-terminal that reports
+    /// `columns` columns (0: a terminal that does not know its size).
+    pub fn run_on_terminal_of_size(self, columns: u16) -> Run {
         use std::io::Read as _;
         use std::os::fd::{FromRawFd as _, OwnedFd};
         let (mut master, slave) = {
             let (mut master, mut slave) = (-1, -1);
             let size = libc::winsize {
                 ws_row: 50,
-                ws_col: 120,
+                ws_col: columns,
                 ws_xpixel: 0,
                 ws_ypixel: 0,
             };

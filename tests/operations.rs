@@ -288,10 +288,10 @@ fn json_log_of_one_pass(configure: impl Fn(Manage) -> Manage) -> Vec<serde_json:
     )
     .run();
     assert_eq!(run.code, 1, "one job failed:\n{}", run.stderr);
-    run.stderr
+    let log: Vec<serde_json::Value> = run
+        .stderr
         .lines()
-        // The root warning comes from the command line, before the runner's log.
-        .filter(|l| !l.starts_with("warning: running as root"))
+        // Every line, the command line's own root warning included (§18).
         .map(|line| {
             let value: serde_json::Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n{}", run.stderr));
@@ -311,7 +311,39 @@ fn json_log_of_one_pass(configure: impl Fn(Manage) -> Manage) -> Vec<serde_json:
             assert!(value["msg"].is_string(), "{line}");
             value
         })
-        .collect()
+        .collect();
+    if is_root() {
+        let warning = entry(&log, "running as root");
+        assert_eq!(warning["level"], "warn", "{warning}");
+    }
+    log
+}
+
+#[test]
+fn a_json_runner_that_cannot_start_says_why_in_json_too() {
+    // A configuration error: the last line is the error, as a JSON entry
+    // of level error (before, a plain `error: …` line).
+    let broken = Manage::new()
+        .config("[runner]\nmax_parallel = \"many\"\n")
+        .args(["scheduled_jobs_runner", "--log-format", "json"])
+        .run();
+    {
+        let (run, code, says) = (&broken, 2, "max_parallel");
+        assert_eq!(run.code, code, "{}", run.stderr);
+        let lines: Vec<serde_json::Value> = run
+            .stderr
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n{}", run.stderr))
+            })
+            .collect();
+        let last = lines.last().expect("an error line");
+        assert_eq!(last["level"], "error", "{last}");
+        let msg = last["msg"].as_str().expect("msg");
+        assert!(msg.contains(says) && !msg.starts_with("error:"), "{msg}");
+        assert!(last["ts"].is_string(), "{last}");
+    }
 }
 
 /// The one entry whose `msg` starts with `prefix`.

@@ -355,6 +355,18 @@ pub fn run(builtins: &[&'static crate::job::definition::Builtin]) -> anyhow::Res
     }
 
     let cli = Cli::from_arg_matches(&matches).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Command::ScheduledJobsRunner {
+        log_format: LogFormat::Json,
+        ..
+    } = &cli.command
+    {
+        // Before the configuration's error, if any, is reported.
+        crate::runner::set_stderr_json(
+            loaded
+                .as_ref()
+                .map_or(chrono_tz::Tz::UTC, |config| config.timezone),
+        );
+    }
     match &cli.command {
         // The embedded cluster is found through MANAGE_DATA_DIR alone.
         Command::Db { command } => return db_cmd::run(command),
@@ -384,7 +396,13 @@ pub fn run(builtins: &[&'static crate::job::definition::Builtin]) -> anyhow::Res
             log_format,
         } => {
             if crate::host::is_root() {
-                eprintln!("warning: running as root; run the runner as an unprivileged user");
+                eprintln!(
+                    "{}",
+                    crate::runner::stderr_line(
+                        crate::runner::Level::Warn,
+                        "running as root; run the runner as an unprivileged user"
+                    )
+                );
             }
             let options = crate::runner::Options {
                 once,

@@ -66,12 +66,60 @@ pub fn table(header: &[&str]) -> Table {
     if std::io::stdout().is_terminal() {
         table.load_preset(PLAIN_UTF8);
         table.set_content_arrangement(ContentArrangement::Dynamic);
+        table.set_width(terminal_width(
+            terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| w.0),
+            std::env::var("COLUMNS").ok().as_deref(),
+        ));
     } else {
         table.load_preset(PLAIN_ASCII);
         table.set_content_arrangement(ContentArrangement::Disabled);
     }
     table.set_header(header.iter().map(Cell::new));
     table
+}
+
+/// The width tables are fitted to on a terminal: the terminal's own, when
+/// it reports one (a pseudo-terminal may say 0 columns: `script`, some CI
+/// and container ttys), else `COLUMNS`, else 80 (§18).
+fn terminal_width(reported: Option<u16>, columns: Option<&str>) -> u16 {
+    reported
+        .filter(|&w| w > 0)
+        .or_else(|| {
+            columns
+                .and_then(|c| c.trim().parse::<u16>().ok())
+                .filter(|&w| w > 0)
+        })
+        .unwrap_or(80)
+}
+
+/// No column narrower than its longest word (header included): a narrow
+/// terminal wraps a table between words, never one letter a line.
+fn keep_words_whole(table: &mut Table) {
+    use unicode_width::UnicodeWidthStr as _;
+    let mut longest: Vec<usize> = Vec::new();
+    let rows = table.header().into_iter().chain(table.row_iter());
+    for row in rows {
+        for (i, cell) in row.cell_iter().enumerate() {
+            let word = cell
+                .content()
+                .split_whitespace()
+                .map(|w| w.width())
+                .max()
+                .unwrap_or(0);
+            if longest.len() <= i {
+                longest.resize(i + 1, 0);
+            }
+            longest[i] = longest[i].max(word);
+        }
+    }
+    for (column, width) in table.column_iter_mut().zip(longest) {
+        // comfy-table 7 counts a lower boundary with the cell padding (one
+        // space each side) although the docs say content.
+        let width = u16::try_from(width + 2).unwrap_or(u16::MAX);
+        column.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+            comfy_table::Width::Fixed(width),
+        ));
+    }
 }
 
 /// A cell that is red on a colour terminal (failures), plain otherwise.
@@ -87,6 +135,10 @@ pub fn alert_cell(text: impl ToString, alert: bool) -> Cell {
 /// Print a table on stdout without the padding at the end of each line.
 pub fn print_table(table: &Table) {
     use std::io::Write as _;
+    let mut table = table.clone();
+    if table.width().is_some() {
+        keep_words_whole(&mut table);
+    }
     let text = table.to_string();
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
@@ -126,5 +178,53 @@ mod tests {
         // Plain text, other scripts and backslashes are untouched, and not copied.
         let plain = "ok: C:\\temp → 3 files, naïve\n";
         assert!(matches!(escape_controls(plain), Cow::Borrowed(p) if p == plain));
+    }
+}
+#[cfg(test)]
+mod width_tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_width_is_columns_else_eighty() {
+        assert_eq!(terminal_width(Some(132), Some("100")), 132);
+        assert_eq!(terminal_width(Some(0), Some("100")), 100);
+        assert_eq!(terminal_width(None, Some(" 90 ")), 90);
+        assert_eq!(terminal_width(Some(0), Some("0")), 80);
+        assert_eq!(terminal_width(Some(0), Some("wide")), 80);
+        assert_eq!(terminal_width(None, None), 80);
+    }
+
+    #[test]
+    fn a_narrow_table_wraps_between_words() {
+        let mut table = Table::new();
+        table.load_preset(PLAIN_UTF8);
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+        table.set_width(72);
+        table.set_header([
+            "Id", "Started", "Job", "State", "Attempt", "Runtime", "Output",
+        ]);
+        table.add_row([
+            "2",
+            "2026-11-01 10:01:00 UTC",
+            "poll",
+            "succeeded",
+            "1",
+            "1.2 s",
+            "first line of a long output",
+        ]);
+        keep_words_whole(&mut table);
+        let text = table.to_string();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for word in [
+            "Attempt",
+            "Runtime",
+            "2026-11-01",
+            "10:01:00",
+            "succeeded",
+            "output",
+        ] {
+            assert!(words.contains(&word), "{word} broken:\n{text}");
+        }
+        assert!(text.lines().all(|l| l.chars().count() <= 72), "{text}");
     }
 }

@@ -126,6 +126,44 @@ impl Entry {
     }
 }
 
+/// Whether this process's stderr is a JSON log, and in which zone its
+/// timestamps are: set by a `--log-format json` runner as soon as its
+/// arguments are parsed, so that the lines written outside the runner's
+/// [`Log`] — the root warning, the final error, a panic — are JSON too
+/// (§15: every stderr line of a JSON runner is JSON).
+static STDERR_JSON: std::sync::Mutex<Option<Tz>> = std::sync::Mutex::new(None);
+
+/// From now on, [`stderr_line`] writes JSON objects with timestamps in `tz`.
+pub fn set_stderr_json(tz: Tz) {
+    if let Ok(mut slot) = STDERR_JSON.lock() {
+        *slot = Some(tz);
+    }
+}
+
+/// A line for stderr outside the runner's loop: `prefix: text` (`error: …`,
+/// `warning: …`) normally, a JSON entry of `level` with `text` as its `msg`
+/// when the process is a JSON runner.
+pub fn stderr_line(level: Level, text: &str) -> String {
+    // A poisoned lock only means a panic while it was held: its value is fine.
+    let json = *STDERR_JSON.lock().unwrap_or_else(|p| p.into_inner());
+    match json {
+        Some(tz) => Log {
+            format: Format::Json,
+            timestamps: true,
+            tz,
+        }
+        .render(&Entry::new(level, text), chrono::Utc::now()),
+        None => {
+            let prefix = match level {
+                Level::Info => return text.to_string(),
+                Level::Warn => "warning",
+                Level::Error => "error",
+            };
+            format!("{prefix}: {text}")
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Log {
     format: Format,

@@ -53,7 +53,7 @@ use crate::registry::Registry;
 use crate::store;
 use crate::timings::Timings;
 
-pub use log::{Entry, Format as LogFormat, Log};
+pub use log::{set_stderr_json, stderr_line, Entry, Format as LogFormat, Level, Log};
 
 /// `application_name` of the runner's connections.
 pub const APPLICATION_NAME: &str = "manage scheduled_jobs_runner";
