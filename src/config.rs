@@ -109,6 +109,10 @@ impl Sources {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerConfig {
+    /// `runner.database_url` (env `MANAGE_RUNNER_DATABASE_URL`): where the
+    /// runner connects instead of `database_url`, e.g. past a
+    /// transaction-mode pooler the CLI and the web page use (§19).
+    pub database_url: Option<String>,
     pub max_parallel: u32,
     pub shutdown_grace_secs: u32,
     pub timings: Timings,
@@ -295,8 +299,12 @@ impl Config {
                 None => system_zone(sources.var("TZ").ok().flatten().as_deref()),
             },
         };
-        let runner =
-            runner_config(raw.runner.unwrap_or_default()).map_err(|e| at("runner.cut_off", e))?;
+        let raw_runner = raw.runner.unwrap_or_default();
+        let runner_database_url = sources
+            .var("MANAGE_RUNNER_DATABASE_URL")?
+            .or_else(|| raw_runner.database_url.clone());
+        let mut runner = runner_config(raw_runner).map_err(|e| at("runner.cut_off", e))?;
+        runner.database_url = runner_database_url;
         let notifications = notifications(
             raw.notifications.unwrap_or_default(),
             sources,
@@ -357,6 +365,7 @@ fn runner_config(raw: file::RawRunner) -> Result<RunnerConfig, String> {
     };
     timings.check()?;
     Ok(RunnerConfig {
+        database_url: raw.database_url,
         max_parallel: raw.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
         shutdown_grace_secs: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
         timings,
