@@ -13,6 +13,7 @@ mod configuration;
 mod controls;
 mod database_tls;
 mod embedded;
+mod high_availability;
 mod library;
 mod notifications;
 mod one_off_runs;

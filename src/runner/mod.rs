@@ -105,6 +105,11 @@ pub struct Shared {
     /// close when the database falls silent (§18).
     main_socket: Mutex<Option<SocketHandle>>,
     listen_socket: Mutex<Option<SocketHandle>>,
+    /// The runs this runner has claimed and not yet recorded: from the
+    /// dispatch to the end of the worker's record. A `running` row of ours
+    /// that is not here after a reconnection is a claim whose answer was
+    /// lost with the old primary (§19), and is recorded interrupted.
+    open_runs: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Shared {
@@ -146,6 +151,25 @@ impl Shared {
         if let Ok(mut socket) = self.listen_socket.lock() {
             *socket = handle;
         }
+    }
+
+    /// A claimed run is this runner's until its record is written.
+    fn run_opened(&self, run_id: i64) {
+        if let Ok(mut open) = self.open_runs.lock() {
+            open.insert(run_id);
+        }
+    }
+
+    fn run_closed(&self, run_id: i64) {
+        if let Ok(mut open) = self.open_runs.lock() {
+            open.remove(&run_id);
+        }
+    }
+
+    fn is_run_open(&self, run_id: i64) -> bool {
+        self.open_runs
+            .lock()
+            .map_or(true, |open| open.contains(&run_id))
     }
 
     fn stop_all_children(&self, reason: &str) {
@@ -268,6 +292,7 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
         idle_sql_connections: Mutex::new(Vec::new()),
         main_socket: Mutex::new(main_socket),
         listen_socket: Mutex::new(None),
+        open_runs: Mutex::new(std::collections::HashSet::new()),
     });
     shared.liveness.contact();
     guard::spawn(Arc::clone(&shared))?;
@@ -628,6 +653,7 @@ impl Loop {
     fn dispatch(&mut self, claimed: Vec<store::Claimed>) {
         for run in claimed {
             self.in_flight += 1;
+            self.shared.run_opened(run.run_id);
             self.pool.dispatch(run);
         }
         self.notifier
@@ -717,6 +743,11 @@ impl Loop {
                     self.shared.liveness.contact();
                     self.last_sleep_log = None;
                     log.info("Reconnected to the database");
+                    recover::interrupt_lost_claims(
+                        &self.shared,
+                        &mut self.client,
+                        &mut self.prepared,
+                    );
                     return Ok(true);
                 }
                 Err(e) => {

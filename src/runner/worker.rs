@@ -70,7 +70,15 @@ fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sende
         let mut client: Option<Conn> = shared.take_connection();
         let mut current = Some(claimed);
         while let Some(claimed) = current.take() {
+            let run_id = claimed.run_id;
+            shared.run_opened(run_id);
             let (succeeded, next) = execute(shared, &mut client, claimed);
+            // The next run was claimed in the same transaction: open before
+            // this one closes, so that no moment finds it nobody's.
+            if let Some(next) = &next {
+                shared.run_opened(next.run_id);
+            }
+            shared.run_closed(run_id);
             let continued = next.is_some();
             if events
                 .send(Event::Finished(Report {
