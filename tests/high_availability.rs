@@ -198,3 +198,31 @@ fn a_runner_on_a_standby_says_so_and_starts_once_it_is_promoted() {
     let log = runner.stop();
     assert!(!log.contains("read-only transaction"), "{log}");
 }
+
+#[test]
+fn a_connection_that_turns_read_only_is_a_lost_one_and_the_runner_comes_back() {
+    let cluster = crate::private_cluster::PrivateCluster::new();
+    manage(&cluster.url).arg("migrate").ok();
+    let runner = manage(&cluster.url).arg("scheduled_jobs_runner").spawn();
+    wait_for(Duration::from_secs(10), "a run", || {
+        !succeeded(&cluster.url, "tick").is_empty()
+    });
+    cluster.set_read_only(true);
+    wait_for(Duration::from_secs(10), "the read-only line", || {
+        runner
+            .log()
+            .contains("is read-only (a standby); reconnecting")
+    });
+    cluster.set_read_only(false);
+    let before = succeeded(&cluster.url, "tick").len();
+    wait_for(Duration::from_secs(10), "runs again", || {
+        succeeded(&cluster.url, "tick").len() >= before + 2
+    });
+    let log = runner.stop();
+    assert!(!log.contains("read-only transaction"), "{log}");
+    assert_eq!(
+        cluster.value("SELECT count(*) FROM manage.runs WHERE state = 'running'"),
+        "0",
+        "{log}"
+    );
+}

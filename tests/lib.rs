@@ -18,6 +18,7 @@ mod library;
 mod notifications;
 mod one_off_runs;
 mod operations;
+mod poolers;
 mod private_cluster;
 mod read_commands;
 mod relay;
