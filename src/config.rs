@@ -744,6 +744,39 @@ mod tests {
         let config = load(&path).unwrap();
         assert_eq!(config.runner.timings, Timings::default());
         assert_eq!(config.runner.max_parallel, DEFAULT_MAX_PARALLEL);
+        assert!(config.runner.database_url.is_some());
+    }
+
+    #[test]
+    fn the_runner_has_a_database_url_of_its_own_and_the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manage.toml");
+        std::fs::write(
+            &path,
+            "database_url = \"host=/pooler\"\n[runner]\ndatabase_url = \"host=/direct\"\n",
+        )
+        .unwrap();
+        let load = |env: &[(&str, &str)]| {
+            Config::load(
+                &Sources {
+                    config_path: Some(path.clone()),
+                    ..sources(env)
+                },
+                &[],
+            )
+            .unwrap()
+        };
+        let config = load(&[]);
+        assert_eq!(config.database_url.as_deref(), Some("host=/pooler"));
+        assert_eq!(config.runner.database_url.as_deref(), Some("host=/direct"));
+        let config = load(&[("MANAGE_RUNNER_DATABASE_URL", "host=/env")]);
+        assert_eq!(config.database_url.as_deref(), Some("host=/pooler"));
+        assert_eq!(config.runner.database_url.as_deref(), Some("host=/env"));
+        assert!(Config::load(&sources(&[]), &[])
+            .unwrap()
+            .runner
+            .database_url
+            .is_none());
     }
 
     #[test]

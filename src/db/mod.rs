@@ -477,3 +477,39 @@ fn backend_pid(client: &mut Client) -> anyhow::Result<String> {
         })
         .ok_or_else(|| anyhow::anyhow!("checking for a connection pooler: no backend pid"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(conninfo: &str) -> postgres::Config {
+        tls::parse(conninfo).unwrap().0
+    }
+
+    #[test]
+    fn every_host_is_named_with_its_port_and_never_the_password() {
+        let url =
+            config("postgresql://u:secret@db1:5432,db2:5433/app?target_session_attrs=read-write");
+        assert_eq!(describe_target(&url), "db1:5432,db2:5433/app");
+        let pairs = config("host=db1,db2 port=5433 dbname=app password=secret");
+        assert_eq!(describe_target(&pairs), "db1:5433,db2:5433/app");
+    }
+
+    #[test]
+    fn the_server_reached_is_the_one_host_or_the_address_it_answered_on() {
+        let one = config("postgresql://db1:5433/app");
+        assert_eq!(server_label(&one, Some("10.0.0.1"), Some(5433)), "db1:5433");
+        let two = config("postgresql://db1,db2:5433/app");
+        assert_eq!(
+            server_label(&two, Some("10.0.0.2"), Some(5433)),
+            "10.0.0.2:5433"
+        );
+        let sockets = config("host=/run/a,/run/b port=5432,5433");
+        assert_eq!(server_label(&sockets, None, Some(5433)), "/run/b:5433");
+        let same_port = config("host=/run/a,/run/b port=5432");
+        assert_eq!(
+            server_label(&same_port, None, Some(5432)),
+            "/run/a:5432,/run/b:5432"
+        );
+    }
+}
