@@ -185,6 +185,19 @@ fn the_cli_works_through_transaction_pooling_and_the_runner_goes_round_it() {
     wait_for(Duration::from_secs(10), "the second by_hand run", || {
         succeeded_runs(&cluster.url, "by_hand") >= 2
     });
+    // The web page too.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _web = manage(&bouncer.url())
+        .args(["web", "--listen", &listen])
+        .spawn();
+    wait_for(Duration::from_secs(20), "manage web to listen", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    for _ in 0..3 {
+        let page = crate::web::get(&format!("http://{listen}/"));
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains("by_hand"), "{}", page.body);
+    }
     runner.stop();
 }
 
