@@ -109,6 +109,10 @@ impl Sources {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerConfig {
+    /// `runner.database_url` (env `MANAGE_RUNNER_DATABASE_URL`): where the
+    /// runner connects instead of `database_url`, e.g. past a
+    /// transaction-mode pooler the CLI and the web page use (§19).
+    pub database_url: Option<String>,
     pub max_parallel: u32,
     pub shutdown_grace_secs: u32,
     pub timings: Timings,
@@ -295,8 +299,12 @@ impl Config {
                 None => system_zone(sources.var("TZ").ok().flatten().as_deref()),
             },
         };
-        let runner =
-            runner_config(raw.runner.unwrap_or_default()).map_err(|e| at("runner.cut_off", e))?;
+        let raw_runner = raw.runner.unwrap_or_default();
+        let runner_database_url = sources
+            .var("MANAGE_RUNNER_DATABASE_URL")?
+            .or_else(|| raw_runner.database_url.clone());
+        let mut runner = runner_config(raw_runner).map_err(|e| at("runner.cut_off", e))?;
+        runner.database_url = runner_database_url;
         let notifications = notifications(
             raw.notifications.unwrap_or_default(),
             sources,
@@ -357,6 +365,7 @@ fn runner_config(raw: file::RawRunner) -> Result<RunnerConfig, String> {
     };
     timings.check()?;
     Ok(RunnerConfig {
+        database_url: raw.database_url,
         max_parallel: raw.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
         shutdown_grace_secs: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
         timings,
@@ -735,6 +744,39 @@ mod tests {
         let config = load(&path).unwrap();
         assert_eq!(config.runner.timings, Timings::default());
         assert_eq!(config.runner.max_parallel, DEFAULT_MAX_PARALLEL);
+        assert!(config.runner.database_url.is_some());
+    }
+
+    #[test]
+    fn the_runner_has_a_database_url_of_its_own_and_the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manage.toml");
+        std::fs::write(
+            &path,
+            "database_url = \"host=/pooler\"\n[runner]\ndatabase_url = \"host=/direct\"\n",
+        )
+        .unwrap();
+        let load = |env: &[(&str, &str)]| {
+            Config::load(
+                &Sources {
+                    config_path: Some(path.clone()),
+                    ..sources(env)
+                },
+                &[],
+            )
+            .unwrap()
+        };
+        let config = load(&[]);
+        assert_eq!(config.database_url.as_deref(), Some("host=/pooler"));
+        assert_eq!(config.runner.database_url.as_deref(), Some("host=/direct"));
+        let config = load(&[("MANAGE_RUNNER_DATABASE_URL", "host=/env")]);
+        assert_eq!(config.database_url.as_deref(), Some("host=/pooler"));
+        assert_eq!(config.runner.database_url.as_deref(), Some("host=/env"));
+        assert!(Config::load(&sources(&[]), &[])
+            .unwrap()
+            .runner
+            .database_url
+            .is_none());
     }
 
     #[test]

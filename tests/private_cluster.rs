@@ -98,8 +98,10 @@ impl PrivateCluster {
     }
 
     fn pg_ctl(&self, args: &[&str]) {
+        // The speed-ups first: a cluster's own options (a replicated pair's
+        // synchronous_commit) come later and win.
         let options = format!(
-            "-k {} -p {} {} -c fsync=off -c synchronous_commit=off",
+            "-k {} -p {} -c fsync=off -c synchronous_commit=off {}",
             self.dir.display(),
             self.port,
             self.options
@@ -123,6 +125,22 @@ impl PrivateCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// A conninfo over TCP to 127.0.0.1 (a cluster that listens there).
+    pub fn tcp_url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stop at once, as a crash would: no shutdown checkpoint, no goodbye
+    /// to the clients (`pg_ctl stop -m immediate`).
+    pub fn crash(&self) {
+        self.pg_ctl(&["-w", "-m", "immediate", "stop"]);
+    }
+
+    /// Promote a standby and wait until it accepts writes.
+    pub fn promote(&self) {
+        self.pg_ctl(&["-w", "promote"]);
     }
 
     pub fn start(&self) {
@@ -181,5 +199,90 @@ impl Drop for PrivateCluster {
         .current_dir(&self.dir)
         .output();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free a moment ago).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// A primary and a streaming standby of it, both on 127.0.0.1: the standby
+/// made by `pg_basebackup -R` from the running primary, so that it follows
+/// it as any replica would (§19's failover, for real).
+pub struct ReplicatedPair {
+    pub primary: PrivateCluster,
+    pub standby: PrivateCluster,
+}
+
+impl ReplicatedPair {
+    /// With `synchronous`, the primary waits for the standby at every commit
+    /// (`synchronous_standby_names = '*'`, `synchronous_commit = on`). Either
+    /// way the primary's own commits are flushed before they are answered
+    /// (`synchronous_commit = on`), as in production: what the standby lacks
+    /// is then only what replication had not sent yet.
+    pub fn new(synchronous: bool) -> ReplicatedPair {
+        crate::harness::keep_orphans_unreaped();
+        let listen = "-c listen_addresses=127.0.0.1 -c synchronous_commit=on -c wal_sender_timeout=5s -c wal_receiver_status_interval=1s";
+        let mut options = listen.to_string();
+        if synchronous {
+            options.push_str(" -c synchronous_standby_names=*");
+        }
+        let primary = PrivateCluster::init(free_port(), options);
+        primary.start();
+        let standby_port = free_port();
+        let mut standby = PrivateCluster::init(standby_port, listen.to_string());
+        // Not initdb's cluster but a copy of the primary's.
+        std::fs::remove_dir_all(&standby.data).unwrap();
+        let out = as_server_user(
+            Command::new(find_pg_bin("pg_basebackup"))
+                .arg("-D")
+                .arg(&standby.data)
+                .args([
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                ])
+                .arg("-p")
+                .arg(primary.port.to_string()),
+        )
+        .current_dir(&standby.dir)
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        standby.options = listen.to_string();
+        standby.start();
+        let pair = ReplicatedPair { primary, standby };
+        crate::harness::wait_for(
+            std::time::Duration::from_secs(20),
+            "the standby to stream from the primary",
+            || {
+                pair.primary
+                    .value("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+                    == "1"
+            },
+        );
+        pair
+    }
+
+    /// Both hosts, primary first, as an application would list them.
+    pub fn url(&self, parameters: &str) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?{parameters}",
+            self.primary.port, self.standby.port
+        )
     }
 }

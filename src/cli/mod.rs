@@ -50,6 +50,12 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// The database to use [default: the embedded cluster under MANAGE_DATA_DIR]
+    ///
+    /// A libpq URL or key=value conninfo. Several hosts, for failover:
+    /// postgresql://db1,db2/app?target_session_attrs=read-write&connect_timeout=5
+    /// (or host=db1,db2 port=5432,5433). The runner connects to
+    /// MANAGE_RUNNER_DATABASE_URL (runner.database_url) instead when it is set,
+    /// e.g. directly while everything else goes through a transaction-mode pooler.
     #[arg(
         long,
         global = true,
@@ -93,7 +99,12 @@ impl From<LogFormat> for crate::runner::LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every job on its schedule (the daemon; run it under systemd)
-    #[command(name = "scheduled_jobs_runner")]
+    #[command(
+        name = "scheduled_jobs_runner",
+        after_help = "Environment:\n  MANAGE_RUNNER_DATABASE_URL  The runner's database, instead of DATABASE_URL \
+                      (runner.database_url): the runner needs a session of its own (LISTEN, \
+                      a session lock), so it cannot go through a transaction-mode pooler"
+    )]
     ScheduledJobsRunner {
         /// Run everything that is due, wait for it, and exit (0 if every run succeeded)
         #[arg(long)]

@@ -54,6 +54,8 @@ pub(super) struct RawRunner {
     pub dead_after: Option<u32>,
     #[serde(deserialize_with = "keys::duration")]
     pub idle_close: Option<u32>,
+    #[serde(deserialize_with = "keys::text")]
+    pub database_url: Option<String>,
 }
 
 /// `[notifications]`; the addresses and URL are checked with their

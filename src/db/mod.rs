@@ -63,9 +63,15 @@ impl Target {
 
     /// Open another connection with this application name.
     pub fn connect(&self, application_name: &str) -> anyhow::Result<Client> {
+        Ok(self.connect_at(application_name)?.0)
+    }
+
+    /// Open another connection, and say which server it reached (`HOST`
+    /// of the runner's messages, §19: one of several hosts).
+    pub fn connect_at(&self, application_name: &str) -> anyhow::Result<(Client, String)> {
         let (config, tls) = self.connection_config()?;
         connect_config(config, &tls, application_name)
-            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
+            .map_err(|e| e.into_anyhow(|e| format!("cannot connect to the database: {e}")))
     }
 
     /// A connection whose notices go to `notices`, each as one line (an
@@ -78,7 +84,52 @@ impl Target {
         let (mut config, tls) = self.connection_config()?;
         config.notice_callback(move |notice| notices(notice_line(&notice)));
         connect_config(config, &tls, application_name)
-            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
+            .map(|(client, _)| client)
+            .map_err(|e| e.into_anyhow(|e| format!("cannot connect to the database: {e}")))
+    }
+}
+
+/// The server a connection reached is in recovery: a standby, which takes
+/// no writes (§19). Only the primary is worth talking to, so this is an
+/// error of its own, not a connection with a surprise in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the database at {host} is a read-only standby: list the primary, or add target_session_attrs=read-write")]
+pub struct Standby {
+    /// `host:port` (or the socket directory) of the server.
+    pub host: String,
+}
+
+impl Standby {
+    /// What the runner logs: for it a standby is a lost connection.
+    pub fn runner_line(host: &str) -> String {
+        format!("The database at {host} is read-only (a standby); reconnecting")
+    }
+}
+
+/// A read-only server refused a write (SQLSTATE 25006): the connection's
+/// server became, or is, a standby (or refuses writes for another reason).
+/// For the runner that is a lost connection, never a job's failure.
+pub fn is_read_only(error: &postgres::Error) -> bool {
+    error.code() == Some(&postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// Why a connection was not made.
+#[derive(Debug)]
+enum ConnectError {
+    /// The server is a standby.
+    Standby(Standby),
+    /// Anything else, as one line.
+    Failed(String),
+}
+
+impl ConnectError {
+    /// As an error for the caller: a standby as itself (its own message and
+    /// type), anything else inside `context`.
+    fn into_anyhow(self, context: impl FnOnce(String) -> String) -> anyhow::Error {
+        match self {
+            ConnectError::Standby(standby) => standby.into(),
+            ConnectError::Failed(e) => anyhow::anyhow!(context(e)),
+        }
     }
 }
 
@@ -148,10 +199,19 @@ pub fn is_query_canceled(error: &postgres::Error) -> bool {
 /// Connect as `application_name`. With no database configured this starts (or
 /// creates) the embedded cluster; [`Target::notice`] is what to say about it.
 pub fn connect(config: &Config, application_name: &str) -> anyhow::Result<(Client, Target)> {
+    let (client, target, _) = connect_at(config, application_name)?;
+    Ok((client, target))
+}
+
+/// [`connect`], and which server it reached (`host:port`).
+pub fn connect_at(
+    config: &Config,
+    application_name: &str,
+) -> anyhow::Result<(Client, Target, String)> {
     match &config.database_url {
         Some(url) => {
-            let client = connect_url(url, application_name)?;
-            Ok((client, Target::Url(url.clone())))
+            let (client, host) = connect_url_at(url, application_name)?;
+            Ok((client, Target::Url(url.clone()), host))
         }
         None => {
             let dir = embedded::data_dir_from_env();
@@ -162,40 +222,57 @@ pub fn connect(config: &Config, application_name: &str) -> anyhow::Result<(Clien
             let plain = tls::Tls::disabled();
             let (client, cluster) =
                 match connect_config(cluster.connection_config(), &plain, application_name) {
-                    Ok(client) => (client, cluster),
+                    Ok((client, _)) => (client, cluster),
                     Err(_) => {
                         let cluster = embedded::start(&dir)?;
-                        let client =
+                        let (client, _) =
                             connect_config(cluster.connection_config(), &plain, application_name)
                                 .map_err(|e| {
-                                anyhow::anyhow!(
-                                    "cannot connect to the embedded database in {}: {e}",
-                                    cluster.pg_dir.display()
-                                )
+                                e.into_anyhow(|e| {
+                                    format!(
+                                        "cannot connect to the embedded database in {}: {e}",
+                                        cluster.pg_dir.display()
+                                    )
+                                })
                             })?;
                         (client, cluster)
                     }
                 };
-            Ok((client, Target::Embedded(cluster)))
+            let host = cluster.socket_dir.display().to_string();
+            Ok((client, Target::Embedded(cluster), host))
         }
     }
 }
 
 /// Connect to a URL; the error names the host and database, never the password.
 pub fn connect_url(url: &str, application_name: &str) -> anyhow::Result<Client> {
+    Ok(connect_url_at(url, application_name)?.0)
+}
+
+/// [`connect_url`], and which server it reached (`host:port`).
+fn connect_url_at(url: &str, application_name: &str) -> anyhow::Result<(Client, String)> {
     let (config, tls) = tls::parse(url)
         .map_err(|e| crate::error::BadInput::new(format!("the database URL is not valid: {e}")))?;
     let place = describe_target(&config);
     connect_config(config, &tls, application_name)
-        .map_err(|e| anyhow::anyhow!("cannot connect to the database {place}: {e}"))
+        .map_err(|e| e.into_anyhow(|e| format!("cannot connect to the database {place}: {e}")))
 }
 
-/// Connect; the error is the one line of [`describe_error`] (or of TLS set-up).
+/// Connect, to a server that is not in recovery; returns the client and the
+/// server it reached. The error is the one line of [`describe_error`] (or of
+/// TLS set-up), or [`Standby`].
+///
+/// Several hosts are the `postgres` crate's to try, in order, as libpq does:
+/// each gets its own `connect_timeout` for the TCP connection, so a dead
+/// first host costs at most that, and `target_session_attrs=read-write`
+/// passes over a host whose sessions are read-only. Which host answered the
+/// crate does not say, so the server is asked, in the same round trip as
+/// whether it is in recovery.
 fn connect_config(
     mut config: postgres::Config,
     tls: &tls::Tls,
     application_name: &str,
-) -> Result<Client, String> {
+) -> Result<(Client, String), ConnectError> {
     if config.get_application_name().is_none() {
         config.application_name(application_name);
     }
@@ -203,7 +280,66 @@ fn connect_config(
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
     notice_silence(&mut config);
-    tls::connect(&config, tls)
+    let mut client = tls::connect(&config, tls).map_err(ConnectError::Failed)?;
+    // Simple-query protocol: nothing prepared, so a transaction-mode pooler
+    // can hand the next statement to any server.
+    let rows = client
+        .simple_query(
+            "SELECT pg_is_in_recovery()::text, host(inet_server_addr()), inet_server_port()::text",
+        )
+        .map_err(|e| ConnectError::Failed(describe_error(&e)))?;
+    let row = rows.iter().find_map(|message| match message {
+        postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    });
+    let in_recovery = row.and_then(|r| r.get(0)) == Some("true");
+    let host = server_label(
+        &config,
+        row.and_then(|r| r.get(1)),
+        row.and_then(|r| r.get(2)).and_then(|p| p.parse().ok()),
+    );
+    if in_recovery {
+        return Err(ConnectError::Standby(Standby { host }));
+    }
+    Ok((client, host))
+}
+
+/// `host:port` of the server a connection reached: the configured host when
+/// there is one, else the address the server says it was reached at (TCP),
+/// else the socket directory with that port, else the list.
+fn server_label(config: &postgres::Config, address: Option<&str>, port: Option<u16>) -> String {
+    let hosts = config.get_hosts();
+    let ports = config.get_ports();
+    let port_of = |i: usize| {
+        ports
+            .get(i)
+            .or_else(|| ports.first())
+            .copied()
+            .unwrap_or(5432)
+    };
+    let name = |host: &postgres::config::Host| match host {
+        postgres::config::Host::Tcp(h) => h.clone(),
+        postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    if let [host] = hosts {
+        return format!("{}:{}", name(host), port_of(0));
+    }
+    if let (Some(address), Some(port)) = (address, port) {
+        return format!("{address}:{port}");
+    }
+    // A Unix socket: the one socket directory with that port, if only one.
+    let sockets: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .filter(|(i, h)| {
+            matches!(h, postgres::config::Host::Unix(_)) && port.is_none_or(|p| port_of(*i) == p)
+        })
+        .map(|(i, h)| format!("{}:{}", name(h), port_of(i)))
+        .collect();
+    match <[String; 1]>::try_from(sockets) {
+        Ok([one]) => one,
+        Err(_) => describe_hosts(config),
+    }
 }
 
 /// A database that stops answering without an error must count as lost
@@ -234,22 +370,38 @@ fn notice_silence(config: &mut postgres::Config) {
     }
 }
 
-/// `host:port/dbname`, without user or password.
+/// `host:port/dbname` (`host1:port1,host2:port2/dbname` for several
+/// hosts), without user or password.
 fn describe_target(config: &postgres::Config) -> String {
-    let host = config
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            postgres::config::Host::Tcp(h) => h.clone(),
-            postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    let port = config.get_ports().first().copied().unwrap_or(5432);
     format!(
-        "{host}:{port}/{}",
+        "{}/{}",
+        describe_hosts(config),
         config.get_dbname().unwrap_or("(default)")
     )
+}
+
+/// Every host with its port: `host1:port1,host2:port2`. A single port is
+/// every host's, as in libpq.
+fn describe_hosts(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                postgres::config::Host::Tcp(h) => h.clone(),
+                postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            let port = ports
+                .get(i)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One line for a database error: the server's message when there is one.
@@ -287,4 +439,77 @@ pub fn migrate_and_sync(
     }
     tx.commit().context("committing migrations")?;
     Ok((applied, lines))
+}
+
+/// Whether `client` goes through a pooler in transaction mode: its backend
+/// is not its own between transactions (§19). The runner needs a session of
+/// its own (LISTEN, a session advisory lock), so it asks before anything.
+///
+/// A backend pid that changes between two transactions says so, but a pooler
+/// with one idle server hands the same one back, so a second connection holds
+/// a transaction open meanwhile: through such a pooler it is given the
+/// server the first just released (or the first is given another), and
+/// either way the two see a backend twice. Directly, or through session
+/// pooling, each connection keeps its backend and no other gets it.
+pub fn shares_its_backend(target: &Target, client: &mut Client) -> anyhow::Result<bool> {
+    let first = backend_pid(client)?;
+    let mut other = target.connect(APPLICATION_NAME)?;
+    other
+        .simple_query("BEGIN")
+        .context("checking for a connection pooler")?;
+    let others = backend_pid(&mut other)?;
+    let second = backend_pid(client)?;
+    other
+        .simple_query("COMMIT")
+        .context("checking for a connection pooler")?;
+    Ok(first != second || others == first)
+}
+
+/// `pg_backend_pid()` by the simple-query protocol (nothing prepared).
+fn backend_pid(client: &mut Client) -> anyhow::Result<String> {
+    client
+        .simple_query("SELECT pg_backend_pid()::text")
+        .context("checking for a connection pooler")?
+        .iter()
+        .find_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("checking for a connection pooler: no backend pid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(conninfo: &str) -> postgres::Config {
+        tls::parse(conninfo).unwrap().0
+    }
+
+    #[test]
+    fn every_host_is_named_with_its_port_and_never_the_password() {
+        let url =
+            config("postgresql://u:secret@db1:5432,db2:5433/app?target_session_attrs=read-write");
+        assert_eq!(describe_target(&url), "db1:5432,db2:5433/app");
+        let pairs = config("host=db1,db2 port=5433 dbname=app password=secret");
+        assert_eq!(describe_target(&pairs), "db1:5433,db2:5433/app");
+    }
+
+    #[test]
+    fn the_server_reached_is_the_one_host_or_the_address_it_answered_on() {
+        let one = config("postgresql://db1:5433/app");
+        assert_eq!(server_label(&one, Some("10.0.0.1"), Some(5433)), "db1:5433");
+        let two = config("postgresql://db1,db2:5433/app");
+        assert_eq!(
+            server_label(&two, Some("10.0.0.2"), Some(5433)),
+            "10.0.0.2:5433"
+        );
+        let sockets = config("host=/run/a,/run/b port=5432,5433");
+        assert_eq!(server_label(&sockets, None, Some(5433)), "/run/b:5433");
+        let same_port = config("host=/run/a,/run/b port=5432");
+        assert_eq!(
+            server_label(&same_port, None, Some(5432)),
+            "/run/a:5432,/run/b:5432"
+        );
+    }
 }

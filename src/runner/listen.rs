@@ -66,9 +66,14 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                                 .error(format!("LISTEN failed: {}", crate::db::describe_error(&e))),
                         }
                     }
-                    Err(e) => shared
-                        .log
-                        .error(format!("{e:#} (LISTEN connection); retrying")),
+                    Err(e) => match e.downcast_ref::<crate::db::Standby>() {
+                        Some(standby) => shared
+                            .log
+                            .error(crate::db::Standby::runner_line(&standby.host)),
+                        None => shared
+                            .log
+                            .error(format!("{e:#} (LISTEN connection); retrying")),
+                    },
                 }
             };
             shared.log.info("Listening for notifications again");

@@ -105,6 +105,11 @@ pub struct Shared {
     /// close when the database falls silent (§18).
     main_socket: Mutex<Option<SocketHandle>>,
     listen_socket: Mutex<Option<SocketHandle>>,
+    /// The runs this runner has claimed and not yet recorded: from the
+    /// dispatch to the end of the worker's record. A `running` row of ours
+    /// that is not here after a reconnection is a claim whose answer was
+    /// lost with the old primary (§19), and is recorded interrupted.
+    open_runs: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Shared {
@@ -146,6 +151,25 @@ impl Shared {
         if let Ok(mut socket) = self.listen_socket.lock() {
             *socket = handle;
         }
+    }
+
+    /// A claimed run is this runner's until its record is written.
+    fn run_opened(&self, run_id: i64) {
+        if let Ok(mut open) = self.open_runs.lock() {
+            open.insert(run_id);
+        }
+    }
+
+    fn run_closed(&self, run_id: i64) {
+        if let Ok(mut open) = self.open_runs.lock() {
+            open.remove(&run_id);
+        }
+    }
+
+    fn is_run_open(&self, run_id: i64) -> bool {
+        self.open_runs
+            .lock()
+            .map_or(true, |open| open.contains(&run_id))
     }
 
     fn stop_all_children(&self, reason: &str) {
@@ -207,18 +231,29 @@ impl Shared {
     }
 }
 
-pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Result<bool> {
+/// The one line a runner behind a transaction-mode pooler exits with (§19).
+pub const NEEDS_A_SESSION: &str = "the runner needs a session of its own (LISTEN and a session lock): connect it directly or through session pooling";
+
+pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::Result<bool> {
+    // `runner.database_url` bypasses the pooler the CLI and the web page use:
+    // every connection of the runner (and of its children) goes there.
+    if let Some(url) = config.runner.database_url.clone() {
+        config.database_url = Some(url);
+    }
     let log = Log::from_env(config.timezone, options.log_format);
     // Signals first: SIGTERM while the database is still unreachable at
     // start-up must end the runner cleanly too.
     let (events_tx, events_rx) = std::sync::mpsc::channel();
     let liveness = Arc::new(guard::Liveness::default());
     listen::spawn_signals(events_tx.clone(), Arc::clone(&liveness))?;
-    let Some((mut client, target)) = connect_with_retry(&config, &log, &events_rx)? else {
+    let Some((mut client, target, db_host)) = connect_with_retry(&config, &log, &events_rx)? else {
         log.info("Stopping before the database was reached");
         return Ok(true);
     };
     let main_socket = SocketHandle::last_connected();
+    if crate::db::shares_its_backend(&target, &mut client)? {
+        return Err(crate::error::BadInput::new(NEEDS_A_SESSION).into());
+    }
     if !options.no_migrate {
         let (applied, lines) = crate::db::migrate_and_sync(
             &mut client,
@@ -257,6 +292,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         idle_sql_connections: Mutex::new(Vec::new()),
         main_socket: Mutex::new(main_socket),
         listen_socket: Mutex::new(None),
+        open_runs: Mutex::new(std::collections::HashSet::new()),
     });
     shared.liveness.contact();
     guard::spawn(Arc::clone(&shared))?;
@@ -282,6 +318,7 @@ pub fn run(config: Config, registry: Registry, options: Options) -> anyhow::Resu
         last_sleep_log: None,
         shutdown: None,
         prepared: store::Prepared::default(),
+        db_host,
     };
     let result = runner.run();
     runner.notifier.send("STOPPING=1");
@@ -319,10 +356,10 @@ fn connect_with_retry(
     config: &Config,
     log: &Log,
     events: &Receiver<Event>,
-) -> anyhow::Result<Option<(postgres::Client, Target)>> {
+) -> anyhow::Result<Option<(postgres::Client, Target, String)>> {
     let mut attempt = 0;
     loop {
-        match crate::db::connect(config, APPLICATION_NAME) {
+        match crate::db::connect_at(config, APPLICATION_NAME) {
             Ok(connected) => {
                 if let Some(notice) = connected.1.notice() {
                     log.info(notice);
@@ -340,7 +377,10 @@ fn connect_with_retry(
             }
             Err(e) => {
                 let wait = config.runner.timings.backoff(attempt);
-                log.error(format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
+                match e.downcast_ref::<crate::db::Standby>() {
+                    Some(standby) => log.error(crate::db::Standby::runner_line(&standby.host)),
+                    None => log.error(format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64())),
+                }
                 if let Ok(Event::Signal(_)) = events.recv_timeout(wait) {
                     return Ok(None);
                 }
@@ -371,6 +411,9 @@ struct Loop {
     next_watchdog: Option<Instant>,
     /// The main connection's prepared statements.
     prepared: store::Prepared,
+    /// The server the main connection reached (`host:port`), for the
+    /// read-only line (§19).
+    db_host: String,
 }
 
 impl Loop {
@@ -610,6 +653,7 @@ impl Loop {
     fn dispatch(&mut self, claimed: Vec<store::Claimed>) {
         for run in claimed {
             self.in_flight += 1;
+            self.shared.run_opened(run.run_id);
             self.pool.dispatch(run);
         }
         self.notifier
@@ -643,10 +687,16 @@ impl Loop {
         let log = self.shared.log.clone();
         // Lost already: nothing for the guard to close until the next one.
         self.shared.set_main_socket(None);
-        log.error(format!(
-            "Lost the database connection: {}",
-            crate::db::describe_error(&error)
-        ));
+        if crate::db::is_read_only(&error) {
+            // The server turned read-only under us (a demoted primary, a
+            // standby): as lost as a closed connection, never a raw error.
+            log.error(crate::db::Standby::runner_line(&self.db_host));
+        } else {
+            log.error(format!(
+                "Lost the database connection: {}",
+                crate::db::describe_error(&error)
+            ));
+        }
         let timings = *self.shared.timings();
         let mut attempt = 0;
         loop {
@@ -663,35 +713,52 @@ impl Loop {
             }
             self.feed_watchdog();
             self.notifier.send("STATUS=Reconnecting to the database");
-            let rejoined = self
-                .shared
-                .target
-                .connect(APPLICATION_NAME)
-                .and_then(|mut client| {
-                    store::rejoin(
-                        &mut client,
-                        self.shared.runner_id,
-                        &self.shared.host,
-                        std::process::id() as i32,
-                    )
-                    .map_err(|e| anyhow::anyhow!("{}", crate::db::describe_error(&e)))?;
-                    Ok(client)
-                });
+            let rejoined =
+                self.shared
+                    .target
+                    .connect_at(APPLICATION_NAME)
+                    .and_then(|(mut client, host)| {
+                        store::rejoin(
+                            &mut client,
+                            self.shared.runner_id,
+                            &self.shared.host,
+                            std::process::id() as i32,
+                        )
+                        .map_err(|e| {
+                            if crate::db::is_read_only(&e) {
+                                anyhow::Error::new(crate::db::Standby { host: host.clone() })
+                            } else {
+                                anyhow::anyhow!("{}", crate::db::describe_error(&e))
+                            }
+                        })?;
+                        Ok((client, host))
+                    });
             match rejoined {
-                Ok(client) => {
+                Ok((client, host)) => {
                     self.client = client;
+                    self.db_host = host;
                     self.shared.set_main_socket(SocketHandle::last_connected());
                     // Prepared statements belong to the old connection.
                     self.prepared = store::Prepared::default();
                     self.shared.liveness.contact();
                     self.last_sleep_log = None;
                     log.info("Reconnected to the database");
+                    recover::interrupt_lost_claims(
+                        &self.shared,
+                        &mut self.client,
+                        &mut self.prepared,
+                    );
                     return Ok(true);
                 }
                 Err(e) => {
                     let mut wait = timings.backoff(attempt).min(RECONNECT_WAIT_MAX);
                     attempt += 1;
-                    log.error(format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()));
+                    match e.downcast_ref::<crate::db::Standby>() {
+                        Some(standby) => log.error(crate::db::Standby::runner_line(&standby.host)),
+                        None => {
+                            log.error(format!("{e:#}; retrying in {:.1} s", wait.as_secs_f64()))
+                        }
+                    }
                     if let Some(deadline) = self.shutdown {
                         wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                     }

@@ -53,6 +53,39 @@ pub fn interrupt_own_runs(
     }
 }
 
+/// After a reconnection: this runner's `running` rows that none of its
+/// workers holds. After a failover (§19) the new primary may have a claim
+/// whose answer never reached us (the old primary died between its commit
+/// and its reply), or, with asynchronous replication, a run whose record was
+/// lost with the old primary: nobody will ever record either, so they are
+/// recorded interrupted, as a dead runner's would be.
+pub fn interrupt_lost_claims(
+    shared: &Shared,
+    client: &mut postgres::Client,
+    prepared: &mut store::Prepared,
+) {
+    let result = (|| -> Result<(), postgres::Error> {
+        for orphan in store::own_running_runs(client, shared.runner_id)? {
+            if !shared.is_run_open(orphan.id) {
+                interrupt(
+                    shared,
+                    client,
+                    prepared,
+                    &orphan,
+                    "Interrupted: its claim was lost in a database failover",
+                )?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        shared.log.error(format!(
+            "Could not record the runs lost in the failover: {}",
+            crate::db::describe_error(&e)
+        ));
+    }
+}
+
 fn interrupt(
     shared: &Shared,
     client: &mut postgres::Client,

@@ -70,7 +70,15 @@ fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sende
         let mut client: Option<Conn> = shared.take_connection();
         let mut current = Some(claimed);
         while let Some(claimed) = current.take() {
+            let run_id = claimed.run_id;
+            shared.run_opened(run_id);
             let (succeeded, next) = execute(shared, &mut client, claimed);
+            // The next run was claimed in the same transaction: open before
+            // this one closes, so that no moment finds it nobody's.
+            if let Some(next) = &next {
+                shared.run_opened(next.run_id);
+            }
+            shared.run_closed(run_id);
             let continued = next.is_some();
             if events
                 .send(Event::Finished(Report {
@@ -93,14 +101,18 @@ fn worker_loop(shared: &Shared, queue: &Mutex<Receiver<Claimed>>, events: &Sende
 pub struct Conn {
     client: postgres::Client,
     prepared: store::Prepared,
+    /// The server it reached, for the read-only line (§19).
+    host: String,
 }
 
 /// The worker's connection, (re)opened when needed.
 fn connection<'a>(shared: &Shared, slot: &'a mut Option<Conn>) -> anyhow::Result<&'a mut Conn> {
     if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+        let (client, host) = shared.target.connect_at(APPLICATION_NAME)?;
         *slot = Some(Conn {
-            client: shared.target.connect(APPLICATION_NAME)?,
+            client,
             prepared: store::Prepared::default(),
+            host,
         });
     }
     slot.as_mut()
@@ -866,7 +878,9 @@ fn skip_with_retry(
         reason,
     };
     retry(shared, slot, "recording the skip", |conn| {
-        let Conn { client, prepared } = conn;
+        let Conn {
+            client, prepared, ..
+        } = conn;
         let mut tx = client.transaction()?;
         // The job first, while its running_run still names this run (no
         // foreign key clears it since migration 0005): then the run goes.
@@ -926,30 +940,46 @@ fn retry_noting<T>(
     let mut attempt = 0;
     let mut first_failure = Some(first_failure);
     loop {
+        // A server that refuses writes (a standby, §19) is a lost
+        // connection: the next one may reach the new primary.
+        let mut read_only = None;
         let error = match connection(shared, slot) {
             Ok(conn) => match write(conn) {
                 Ok(value) => return value,
                 Err(e) => {
-                    if conn.client.is_closed() {
+                    let error = crate::db::describe_error(&e);
+                    if crate::db::is_read_only(&e) {
+                        read_only = Some(std::mem::take(&mut conn.host));
+                        *slot = None;
+                    } else if conn.client.is_closed() {
                         *slot = None;
                     }
-                    crate::db::describe_error(&e)
+                    error
                 }
             },
             Err(e) => {
                 *slot = None;
+                if let Some(standby) = e.downcast_ref::<crate::db::Standby>() {
+                    read_only = Some(standby.host.clone());
+                }
                 format!("{e:#}")
             }
         };
         if let Some(note) = first_failure.take() {
             note();
         }
-        let wait = shared.timings().backoff(attempt);
+        let wait = shared
+            .timings()
+            .backoff(attempt)
+            .min(super::RECONNECT_WAIT_MAX);
         attempt += 1;
-        shared.log.error(format!(
-            "Error {what}: {error}; retrying in {:.1} s",
-            wait.as_secs_f64()
-        ));
+        match read_only {
+            Some(host) => shared.log.error(crate::db::Standby::runner_line(&host)),
+            None => shared.log.error(format!(
+                "Error {what}: {error}; retrying in {:.1} s",
+                wait.as_secs_f64()
+            )),
+        }
         std::thread::sleep(wait);
     }
 }
