@@ -54,6 +54,8 @@ pub(super) struct RawRunner {
     pub dead_after: Option<u32>,
     #[serde(deserialize_with = "keys::duration")]
     pub idle_close: Option<u32>,
+    #[serde(deserialize_with = "keys::tags")]
+    pub tags: Option<Vec<String>>,
 }
 
 /// `[notifications]`; the addresses and URL are checked with their
@@ -118,6 +120,8 @@ pub(super) struct RawJob {
     pub should_run: Option<String>,
     #[serde(deserialize_with = "keys::strings")]
     pub trigger_next: Option<Vec<String>>,
+    #[serde(deserialize_with = "keys::tags")]
+    pub runs_on: Option<Vec<String>>,
     #[serde(deserialize_with = "keys::flag")]
     pub notify_on_success: Option<bool>,
     #[serde(deserialize_with = "keys::app")]
