@@ -29,8 +29,6 @@ pub fn json_time_opt(instant: Option<DateTime<Utc>>, tz: Tz) -> serde_json::Valu
     instant.map_or(serde_json::Value::Null, |i| json_time(i, tz).into())
 }
 
-/// A job's `alert_after` as people read it, with `(override)` when the
-/// operator set it.
 /// The runners a job runs on (§19): `any runner`, or `runners with tags
 /// gpu, eu`, and whether the operator set it.
 pub fn runs_on(job: &crate::job::Job) -> String {
@@ -48,6 +46,8 @@ pub fn runs_on(job: &crate::job::Job) -> String {
     format!("{what}{origin}")
 }
 
+/// A job's `alert_after` as people read it, with `(override)` when the
+/// operator set it.
 pub fn alert_after(job: &crate::job::Job) -> String {
     let n = job.alert_after();
     let what = if n == 1 {
