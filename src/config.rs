@@ -114,6 +114,9 @@ pub struct RunnerConfig {
     /// transaction-mode pooler the CLI and the web page use (§19).
     pub database_url: Option<String>,
     pub max_parallel: u32,
+    /// `runner.tags` (env `MANAGE_RUNNER_TAGS`, `--tag`): this runner takes
+    /// only jobs whose `runs_on` it has every tag of (§19).
+    pub tags: Vec<String>,
     pub shutdown_grace_secs: u32,
     pub timings: Timings,
 }
@@ -158,6 +161,8 @@ pub struct JobSettings {
     /// The SQL query of the cheap first phase (§4), for a declared job.
     pub should_run: Option<String>,
     pub trigger_next: Vec<String>,
+    /// The tags a runner needs to take this job (§19); empty: any runner.
+    pub runs_on: Vec<String>,
     /// The initial value of the operator's *notify on success*.
     pub notify_on_success: bool,
 }
@@ -179,6 +184,7 @@ impl JobSettings {
             alert_after: DEFAULT_ALERT_AFTER,
             should_run: None,
             trigger_next: Vec::new(),
+            runs_on: Vec::new(),
             notify_on_success: false,
         }
     }
@@ -305,6 +311,10 @@ impl Config {
             .or_else(|| raw_runner.database_url.clone());
         let mut runner = runner_config(raw_runner).map_err(|e| at("runner.cut_off", e))?;
         runner.database_url = runner_database_url;
+        if let Some(list) = sources.var("MANAGE_RUNNER_TAGS")? {
+            runner.tags =
+                parse_tags(&list).map_err(|e| ConfigError(format!("MANAGE_RUNNER_TAGS: {e}")))?;
+        }
         let notifications = notifications(
             raw.notifications.unwrap_or_default(),
             sources,
@@ -350,6 +360,40 @@ impl Config {
     }
 }
 
+/// A runner tag (§19): 1 to 63 letters, digits, `_`, `-` or `.`, so that a
+/// comma-separated list (`--runs-on gpu,eu`, `MANAGE_RUNNER_TAGS`) and the
+/// problem texts can hold it as it is.
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    let fits = !tag.is_empty()
+        && tag.len() <= 63
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tag:?} is not a tag: expected 1 to 63 letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+/// A comma-separated list of tags (`gpu,eu`; spaces around a tag are
+/// ignored, an empty list is no tags), in order without repeats.
+pub fn parse_tags(list: &str) -> Result<Vec<String>, String> {
+    let mut tags: Vec<String> = Vec::new();
+    for tag in list.split(',').map(str::trim) {
+        if tag.is_empty() && !list.contains(|c: char| !c.is_whitespace() && c != ',') {
+            continue;
+        }
+        check_tag(tag)?;
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_string());
+        }
+    }
+    Ok(tags)
+}
+
 /// `[runner]`, or the problem with its timings together.
 fn runner_config(raw: file::RawRunner) -> Result<RunnerConfig, String> {
     let defaults = Timings::default();
@@ -367,6 +411,7 @@ fn runner_config(raw: file::RawRunner) -> Result<RunnerConfig, String> {
     Ok(RunnerConfig {
         database_url: raw.database_url,
         max_parallel: raw.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
+        tags: raw.tags.unwrap_or_default(),
         shutdown_grace_secs: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
         timings,
     })
@@ -502,6 +547,7 @@ fn declared_job(
         alert_after: raw.alert_after.unwrap_or(defaults.alert_after),
         should_run: raw.should_run.filter(|q| !q.trim().is_empty()),
         trigger_next: raw.trigger_next.unwrap_or_default(),
+        runs_on: raw.runs_on.unwrap_or_default(),
         notify_on_success: raw.notify_on_success.unwrap_or(defaults.notify_on_success),
     };
     Ok(DeclaredJob {

@@ -33,6 +33,20 @@ pub fn parse_alert_after_arg(text: &str) -> Result<u32, String> {
     count_in(text, "failures", min.unsigned_abs(), max.unsigned_abs())
 }
 
+/// Tags from one argument (a newtype, so that clap keeps the list as one value).
+#[derive(Debug, Clone)]
+pub struct TagList(pub Vec<String>);
+
+/// `--runs-on gpu,eu`: tags as `crate::config::parse_tags` reads them.
+pub fn parse_tags_arg(text: &str) -> Result<TagList, String> {
+    crate::config::parse_tags(text).map(TagList)
+}
+
+/// `--tag gpu`: one tag (§19).
+pub fn parse_tag_arg(text: &str) -> Result<String, String> {
+    crate::config::check_tag(text.trim()).map(|()| text.trim().to_string())
+}
+
 pub fn parse_retries_arg(text: &str) -> Result<u32, String> {
     count_in(text, "retries", 0, crate::config::MAX_RETRIES)
 }

@@ -129,6 +129,7 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
             schedule::format_duration(job.retry_delay_seconds()),
         ),
         ("alert_after", job.alert_after().to_string()),
+        ("runs_on", format!("[{}]", job.runs_on().join(", "))),
     ]
 }
 

@@ -25,6 +25,7 @@ mod relay;
 mod resilience;
 mod retries;
 mod runner;
+mod runner_pools;
 mod schedules;
 mod sql_jobs;
 mod sync;

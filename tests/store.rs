@@ -45,12 +45,13 @@ fn job(client: &mut Client, name: &str) -> Job {
 #[test]
 fn a_claim_takes_each_due_job_it_defines_once_and_marks_it_running() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a", "b"]);
     let claimant = Claimant {
         runner_id,
         host: "testhost",
         defined: &defined,
+        tags: &[],
     };
     let mut prepared = Prepared::default();
     let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 10).unwrap();
@@ -67,12 +68,13 @@ fn a_claim_takes_each_due_job_it_defines_once_and_marks_it_running() {
 #[test]
 fn a_hold_stops_every_claim_until_the_release() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a", "b", "c"]);
     let claimant = Claimant {
         runner_id,
         host: "testhost",
         defined: &defined,
+        tags: &[],
     };
     let mut prepared = Prepared::default();
     assert!(store::set_hold(&mut client).unwrap());
@@ -90,12 +92,13 @@ fn a_hold_stops_every_claim_until_the_release() {
 #[test]
 fn the_one_statement_record_ends_the_run_and_reschedules_while_the_configuration_holds() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a"]);
     let claimant = Claimant {
         runner_id,
         host: "testhost",
         defined: &defined,
+        tags: &[],
     };
     let mut prepared = Prepared::default();
     let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
@@ -183,12 +186,13 @@ fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
     let mut listener = db.client();
     store::listen(&mut listener).unwrap();
     let mut other = db.client();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a"]);
     let claimant = Claimant {
         runner_id,
         host: "testhost",
         defined: &defined,
+        tags: &[],
     };
     let mut prepared = Prepared::default();
     let record = |run: &store::Claimed, client: &mut Client, prepared: &mut Prepared, hours| {
@@ -270,12 +274,13 @@ fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
 #[test]
 fn a_run_is_finished_once() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1).unwrap();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a"]);
     let claimant = Claimant {
         runner_id,
         host: "testhost",
         defined: &defined,
+        tags: &[],
     };
     let claimed = store::claim_due(&mut client, &mut Prepared::default(), &claimant, 1).unwrap();
     let id = claimed[0].run_id;
@@ -297,12 +302,13 @@ fn a_run_is_finished_once() {
 fn a_run_is_orphaned_once_its_runner_lost_its_lock_and_is_silent_for_dead_after() {
     let (db, mut client) = setup();
     let mut runner = db.client();
-    let (runner_id, _) = store::register_runner(&mut runner, "testhost", 1).unwrap();
+    let (runner_id, _) = store::register_runner(&mut runner, "testhost", 1, &[]).unwrap();
     let defined = names(&["a"]);
     let claimant = Claimant {
         runner_id,
         host: "testhost",
         defined: &defined,
+        tags: &[],
     };
     let claimed = store::claim_due(&mut runner, &mut Prepared::default(), &claimant, 1).unwrap();
     let orphans = |client: &mut Client, dead_after| {

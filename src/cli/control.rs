@@ -11,8 +11,8 @@ use crate::cli::render;
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::input::{
-    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_times_arg,
-    parse_zone_arg, TimesList,
+    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_tags_arg,
+    parse_times_arg, parse_zone_arg, TagList, TimesList,
 };
 use crate::job::Job;
 use crate::ops::{self, Actor};
@@ -68,6 +68,13 @@ pub struct ConfigureArgs {
     #[arg(long, value_name = "N", value_parser = parse_alert_after_arg,
           allow_negative_numbers = true)]
     alert_after: Option<u32>,
+    /// Run only on runners that have all these tags: "TAG,…" (empty: any runner), overriding the file
+    #[arg(long, value_name = "TAGS", value_parser = parse_tags_arg,
+          conflicts_with = "clear_runs_on")]
+    runs_on: Option<TagList>,
+    /// Remove the tags set with --runs-on (the declared runs_on, if any, applies again)
+    #[arg(long)]
+    clear_runs_on: bool,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +152,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         retries: args.retries,
         retry_delay_secs: args.retry_delay,
         alert_after: args.alert_after,
+        runs_on: None,
     };
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
@@ -170,13 +178,19 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     if args.clear_start_deadline {
         change.start_deadline = Some(None);
     }
+    if let Some(tags) = args.runs_on {
+        change.runs_on = Some(Some(tags.0));
+    }
+    if args.clear_runs_on {
+        change.runs_on = Some(None);
+    }
     let interactive = change == ConfigChange::default();
     if interactive && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return bad_input(format!(
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
-             --alert-after",
+             --alert-after, --runs-on, --clear-runs-on",
             args.name
         ));
     }
@@ -198,6 +212,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Notify on success:  {}", yes_no(row.notify_on_success));
     println!("Retries:            {}", render::retries(&row));
     println!("Alert after:        {}", render::alert_after(&row));
+    println!("Runs on:            {}", render::runs_on(&row));
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -315,6 +330,7 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         retries: None,
         retry_delay_secs: None,
         alert_after: None,
+        runs_on: None,
     })
 }
 

@@ -249,6 +249,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Notify on success", yes_no(row.notify_on_success).into()),
         ("Retries", render::retries(&row)),
         ("Alert after", render::alert_after(&row)),
+        ("Runs on", render::runs_on(&row)),
         ("Consecutive failures", row.consecutive_failures.to_string()),
         (
             "Built-in schedule",

@@ -26,6 +26,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Sources};
+use crate::input::parse_tag_arg;
 use crate::job::definition::{JobDef, JobKind};
 use crate::registry::Registry;
 
@@ -116,6 +117,10 @@ pub enum Command {
         #[arg(long, value_name = "FORMAT", env = "MANAGE_LOG_FORMAT", default_value = "human",
               value_parser = one_of::<LogFormat>())]
         log_format: LogFormat,
+        /// Take only jobs whose runs_on this runner has every tag of; repeatable
+        /// [env: MANAGE_RUNNER_TAGS, comma-separated; file: runner.tags]
+        #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag_arg)]
+        tags: Vec<String>,
     },
     /// Apply database migrations and sync the job registry into the database
     Migrate,
@@ -405,6 +410,7 @@ pub fn run(builtins: &[&'static crate::job::definition::Builtin]) -> anyhow::Res
             once,
             no_migrate,
             log_format,
+            tags,
         } => {
             if crate::host::is_root() {
                 eprintln!(
@@ -420,7 +426,18 @@ pub fn run(builtins: &[&'static crate::job::definition::Builtin]) -> anyhow::Res
                 no_migrate,
                 log_format: log_format.into(),
             };
-            let all_succeeded = crate::runner::run(ctx.config, ctx.registry, options)?;
+            let mut config = ctx.config;
+            if !tags.is_empty() {
+                // The flag beats the environment and the file.
+                let mut unique: Vec<String> = Vec::new();
+                for tag in tags {
+                    if !unique.contains(&tag) {
+                        unique.push(tag);
+                    }
+                }
+                config.runner.tags = unique;
+            }
+            let all_succeeded = crate::runner::run(config, ctx.registry, options)?;
             // Only --once reports the runs' result; the daemon exits 0 when told to stop.
             if once && !all_succeeded {
                 Err(crate::error::Exit(1).into())

@@ -82,11 +82,17 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<()> {
             println!("Runners:  none connected");
         }
         for runner in &health.overview.runners {
+            let tags = if runner.tags.is_empty() {
+                String::new()
+            } else {
+                format!(", tags {}", runner.tags.join(", "))
+            };
             println!(
-                "Runner:   {} (pid {}) since {}",
+                "Runner:   {} (pid {}) since {}, version {}{tags}",
                 runner.host,
                 runner.pid,
-                render::human_time(runner.started_at, tz)
+                render::human_time(runner.started_at, tz),
+                runner.version.as_deref().unwrap_or("unknown"),
             );
         }
         println!(

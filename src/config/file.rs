@@ -56,6 +56,8 @@ pub(super) struct RawRunner {
     pub idle_close: Option<u32>,
     #[serde(deserialize_with = "keys::text")]
     pub database_url: Option<String>,
+    #[serde(deserialize_with = "keys::tags")]
+    pub tags: Option<Vec<String>>,
 }
 
 /// `[notifications]`; the addresses and URL are checked with their
@@ -120,6 +122,8 @@ pub(super) struct RawJob {
     pub should_run: Option<String>,
     #[serde(deserialize_with = "keys::strings")]
     pub trigger_next: Option<Vec<String>>,
+    #[serde(deserialize_with = "keys::tags")]
+    pub runs_on: Option<Vec<String>>,
     #[serde(deserialize_with = "keys::flag")]
     pub notify_on_success: Option<bool>,
     #[serde(deserialize_with = "keys::app")]

@@ -198,6 +198,29 @@ pub(super) fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Stri
     })
 }
 
+/// Runner tags (`runner.tags`, a job's `runs_on`): an array of tag names
+/// (§19), each checked by [`crate::config::check_tag`], kept in order
+/// without repeats.
+pub(super) fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let expected = "expected an array of tags, e.g. [\"gpu\", \"eu\"]";
+    read(d, |value| match value {
+        toml::Value::Array(items) => {
+            let mut tags: Vec<String> = Vec::new();
+            for item in items {
+                let toml::Value::String(tag) = item else {
+                    return Err(format!("{expected}, found {} in it", describe(&item)));
+                };
+                crate::config::check_tag(&tag)?;
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+            Ok(tags)
+        }
+        other => Err(format!("{expected}, found {}", describe(&other))),
+    })
+}
+
 /// A table, read into `T` (a struct of the file, or a map).
 pub(super) fn table<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where

@@ -60,6 +60,7 @@ pub struct Job {
     internal: bool,
     timeout: Duration,
     trigger_next: Vec<String>,
+    runs_on: Vec<String>,
     notify_on_success: bool,
     delivers_mail: bool,
     options: Vec<JobOption>,
@@ -88,6 +89,7 @@ impl Job {
             internal: false,
             timeout: Duration::from_secs(u64::from(crate::config::DEFAULT_TIMEOUT_SECS)),
             trigger_next: Vec::new(),
+            runs_on: Vec::new(),
             notify_on_success: false,
             delivers_mail: false,
             options: Vec::new(),
@@ -159,6 +161,14 @@ impl Job {
         self
     }
 
+    /// Run only on runners that have every one of these tags (§19: a
+    /// runner's `--tag`, `runner.tags`); the operator may change it with
+    /// `jobs configure --runs-on`.
+    pub fn runs_on(mut self, tags: &[&str]) -> Job {
+        self.runs_on = tags.iter().map(|t| t.to_string()).collect();
+        self
+    }
+
     /// Mail a success too, not only failures (the default is false; the
     /// operator may change it with `jobs configure`).
     pub fn notify_on_success(mut self, notify: bool) -> Job {
@@ -199,6 +209,11 @@ impl Job {
         }
         if let Err(problem) = self.parsed_schedule() {
             return named(problem);
+        }
+        for tag in &self.runs_on {
+            if let Err(problem) = crate::config::check_tag(tag) {
+                return named(format!("runs_on: {problem}"));
+            }
         }
         if self.timeout < Duration::from_secs(1) {
             return named("a timeout must be at least one second".into());
@@ -271,6 +286,7 @@ impl Job {
             internal: self.internal,
             timeout_secs: u32::try_from(self.timeout.as_secs()).unwrap_or(u32::MAX),
             trigger_next: leak_all(self.trigger_next),
+            runs_on: leak_all(self.runs_on),
             default_notify_on_success: self.notify_on_success,
             delivers_mail: self.delivers_mail,
             options: Box::leak(self.options.into_boxed_slice()),

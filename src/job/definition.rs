@@ -103,6 +103,8 @@ pub struct Builtin {
     pub internal: bool,
     pub timeout_secs: u32,
     pub trigger_next: &'static [&'static str],
+    /// The tags a runner needs to take it (§19).
+    pub runs_on: &'static [&'static str],
     pub default_notify_on_success: bool,
     /// This job delivers the mail queue: it is triggered whenever a mail is
     /// queued, and its own failures are never mailed (that would loop).
@@ -144,6 +146,7 @@ impl Builtin {
             schedule: self.schedule(),
             timeout_secs: self.timeout_secs,
             trigger_next: self.trigger_next.iter().map(|s| s.to_string()).collect(),
+            runs_on: self.runs_on.iter().map(|s| s.to_string()).collect(),
             notify_on_success: self.default_notify_on_success,
             ..JobSettings::new(self.name)
         }
@@ -179,6 +182,8 @@ pub struct JobDef {
     pub retry_delay_secs: u32,
     /// Failure mails start at this many consecutive failures (§14).
     pub alert_after: u32,
+    /// The tags a runner needs to take it (§19).
+    pub runs_on: Vec<String>,
     pub kind: JobKind,
 }
 
@@ -244,6 +249,7 @@ impl JobDef {
             retries: settings.retries,
             retry_delay_secs: settings.retry_delay_secs,
             alert_after: settings.alert_after,
+            runs_on: settings.runs_on.clone(),
             kind,
         }
     }
@@ -300,6 +306,7 @@ impl JobDef {
             || i64::from(stored.builtin_retries) != i64::from(self.retries)
             || i64::from(stored.builtin_retry_delay_seconds) != i64::from(self.retry_delay_secs)
             || i64::from(stored.builtin_alert_after) != i64::from(self.alert_after)
+            || stored.builtin_runs_on != self.runs_on
     }
 
     /// Whether an SQL job's statements run outside a transaction block (§18).

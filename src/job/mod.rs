@@ -250,6 +250,10 @@ pub struct Job {
     /// (kept with the job, so that purging the history loses neither).
     pub last_success: Option<DateTime<Utc>>,
     pub last_runtime_seconds: Option<f64>,
+    /// Runner pools (§19): the tags a runner needs to take this job, as
+    /// declared and as the operator overrides them (None: no override).
+    pub builtin_runs_on: Vec<String>,
+    pub override_runs_on: Option<Vec<String>>,
 }
 
 /// The range of `alert_after` (§14).
@@ -402,6 +406,13 @@ impl Job {
             .unwrap_or(self.builtin_retry_delay_seconds)
             .max(1)
             .unsigned_abs()
+    }
+
+    /// The effective `runs_on` (§19): the tags a runner needs to take it.
+    pub fn runs_on(&self) -> &[String] {
+        self.override_runs_on
+            .as_deref()
+            .unwrap_or(&self.builtin_runs_on)
     }
 
     /// The effective `alert_after` (§14): failure mails are queued from this
@@ -707,6 +718,8 @@ mod tests {
             next_attempt: 1,
             builtin_alert_after: 1,
             override_alert_after: None,
+            builtin_runs_on: Vec::new(),
+            override_runs_on: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,

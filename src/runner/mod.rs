@@ -123,6 +123,7 @@ impl Shared {
             runner_id: self.runner_id,
             host: &self.host,
             defined: &self.defined,
+            tags: &self.config.runner.tags,
         }
     }
 
@@ -270,9 +271,17 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
     }
     let host = crate::host::short_host_name();
     let pid = std::process::id() as i32;
+    let tags = &config.runner.tags;
     let (runner_id, _) =
-        store::register_runner(&mut client, &host, pid).context("registering the runner")?;
-    log.info(format!("Runner {runner_id} started on {host} (pid {pid})"));
+        store::register_runner(&mut client, &host, pid, tags).context("registering the runner")?;
+    if tags.is_empty() {
+        log.info(format!("Runner {runner_id} started on {host} (pid {pid})"));
+    } else {
+        log.info(format!(
+            "Runner {runner_id} started on {host} (pid {pid}) with tags {}",
+            tags.join(", ")
+        ));
+    }
     if config.notifications.email.is_none() {
         log.warn("notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
     }
@@ -570,7 +579,12 @@ impl Loop {
             }
             let agenda = match agenda.take() {
                 Some(agenda) => agenda,
-                None => store::agenda(&mut self.client, &mut self.prepared, &self.shared.defined)?,
+                None => store::agenda(
+                    &mut self.client,
+                    &mut self.prepared,
+                    &self.shared.defined,
+                    &self.shared.config.runner.tags,
+                )?,
             };
             let measured = Instant::now();
             let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
@@ -669,10 +683,16 @@ impl Loop {
             self.shared.runner_id,
             self.shared.timings().dead_after,
             &self.shared.defined,
+            &self.shared.config.runner.tags,
         )?;
         if orphans {
             recover::recover_orphans(&self.shared, &mut self.client, &mut self.prepared)?;
-            return store::agenda(&mut self.client, &mut self.prepared, &self.shared.defined);
+            return store::agenda(
+                &mut self.client,
+                &mut self.prepared,
+                &self.shared.defined,
+                &self.shared.config.runner.tags,
+            );
         }
         Ok(agenda)
     }
@@ -723,6 +743,7 @@ impl Loop {
                             self.shared.runner_id,
                             &self.shared.host,
                             std::process::id() as i32,
+                            &self.shared.config.runner.tags,
                         )
                         .map_err(|e| {
                             if crate::db::is_read_only(&e) {

@@ -46,6 +46,8 @@ pub struct Claimant<'a> {
     pub host: &'a str,
     /// The names of the jobs this runner defines: the only ones it claims.
     pub defined: &'a [String],
+    /// The runner's tags (§19): it claims only jobs whose runs_on they cover.
+    pub tags: &'a [String],
 }
 
 /// The CTEs that claim due jobs (`due`, `runs`, `claimed`): lock the due rows
@@ -56,12 +58,12 @@ pub struct Claimant<'a> {
 /// state; `gate` is one more condition on claiming at all. `due` is the rule
 /// of `Job::is_due`, less the jobs this runner does not define.
 macro_rules! claim_ctes {
-    ($limit:literal, $runner_id:literal, $host:literal, $defined:literal, $running:literal, $gate:literal) => {
+    ($limit:literal, $runner_id:literal, $host:literal, $defined:literal, $tags:literal, $running:literal, $gate:literal) => {
         concat!(
             "due AS ( \
                  SELECT name, next_attempt FROM manage.jobs \
                  WHERE enabled AND NOT removed AND running_run IS NULL AND next_run <= clock_timestamp() \
-                   AND ", defined_by_runner!($defined), " \
+                   AND ", defined_by_runner!($defined, $tags), " \
                    AND NOT (SELECT held FROM manage.hold) AND ", $gate, " \
                  ORDER BY next_run, name LIMIT ", $limit, " FOR UPDATE SKIP LOCKED \
              ), runs AS ( \
@@ -88,7 +90,7 @@ pub fn claim_due(
 ) -> Result<Vec<Claimed>, postgres::Error> {
     const SQL: &str = concat!(
         "WITH ",
-        claim_ctes!("$1", "$2", "$3", "$5", "$4", "true"),
+        claim_ctes!("$1", "$2", "$3", "$5", "$6", "$4", "true"),
         " SELECT * FROM claimed"
     );
     let rows = prepared.query(
@@ -100,7 +102,8 @@ pub fn claim_due(
             &claimant.runner_id,
             &claimant.host,
             &RunState::Running,
-            &claimant.defined
+            &claimant.defined,
+            &claimant.tags
         ],
     )?;
     let mut claimed: Vec<Claimed> = rows
@@ -185,13 +188,13 @@ pub fn record_fast(
              SELECT pg_notify($16, '') FROM finished \
              WHERE EXISTS (SELECT 1 FROM recorded) AND ($24 OR finished.next_run < $25) \
          ), ",
-        claim_ctes!("1", "$14", "$15", "$18", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
+        claim_ctes!("1", "$14", "$15", "$18", "$32", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
         " SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM woken) AS woken, c.* \
          FROM (SELECT 1) one LEFT JOIN claimed c ON true"
     );
-    let (claim, runner_id, host, defined) = match r.claim {
-        Some(c) => (true, c.runner_id, c.host, c.defined),
-        None => (false, 0, "", &[][..]),
+    let (claim, runner_id, host, defined, tags) = match r.claim {
+        Some(c) => (true, c.runner_id, c.host, c.defined, c.tags),
+        None => (false, 0, "", &[][..], &[][..]),
     };
     let job = r.job;
     let retries = i32::try_from(job.retries()).unwrap_or(i32::MAX);
@@ -234,7 +237,8 @@ pub fn record_fast(
             &alert_after,
             &r.streak.consecutive_failures,
             &r.streak.alert_mailed,
-            &RunState::Succeeded
+            &RunState::Succeeded,
+            &tags
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;
@@ -292,13 +296,14 @@ impl Agenda {
     }
 }
 
-/// The agenda of a runner that defines the jobs `defined`.
+/// The agenda of a runner that defines the jobs `defined` and has `tags`.
 pub fn agenda(
     client: &mut impl GenericClient,
     prepared: &mut Prepared,
     defined: &[String],
+    tags: &[String],
 ) -> Result<Agenda, postgres::Error> {
-    const SQL: &str = concat!("SELECT ", agenda_columns!("$1"));
-    let row = prepared.query_one(client, "agenda", SQL, typed![&defined])?;
+    const SQL: &str = concat!("SELECT ", agenda_columns!("$1", "$2"));
+    let row = prepared.query_one(client, "agenda", SQL, typed![&defined, &tags])?;
     Agenda::from_row(&row)
 }

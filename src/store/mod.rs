@@ -52,8 +52,14 @@ macro_rules! orphaned {
 /// jobs due cost 14 ms a claim instead of a walk along `jobs_due` that stops
 /// at the first row.
 macro_rules! defined_by_runner {
-    ($defined:literal) => {
-        concat!("array_position(", $defined, "::text[], name) IS NOT NULL")
+    ($defined:literal, $tags:literal) => {
+        concat!(
+            "array_position(",
+            $defined,
+            "::text[], name) IS NOT NULL AND coalesce(override_runs_on, builtin_runs_on) <@ ",
+            $tags,
+            "::text[]"
+        )
     };
 }
 
@@ -62,12 +68,12 @@ macro_rules! defined_by_runner {
 /// database's now. `$defined` is as in `defined_by_runner!`: a due job the
 /// runner cannot claim must not wake it, or it would spin.
 macro_rules! agenda_columns {
-    ($defined:literal) => {
+    ($defined:literal, $tags:literal) => {
         concat!(
             "(SELECT held FROM manage.hold) AS held, \
              (SELECT min(next_run) FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL \
                 AND ",
-            defined_by_runner!($defined),
+            defined_by_runner!($defined, $tags),
             ") AS next_due, \
              clock_timestamp() AS db_now"
         )
@@ -129,6 +135,7 @@ pg_type! {
     Vec<NaiveTime> => Type::TIME_ARRAY,
     [i64] => Type::INT8_ARRAY,
     [String] => Type::TEXT_ARRAY,
+    Vec<String> => Type::TEXT_ARRAY,
 }
 
 impl<T: PgType + ?Sized> PgType for &T {

@@ -15,6 +15,10 @@ pub struct RunnerRow {
     pub host: String,
     pub pid: i32,
     pub started_at: DateTime<Utc>,
+    /// Its tags (§19), and the version it registered with (None: a runner
+    /// older than the column).
+    pub tags: Vec<String>,
+    pub version: Option<String>,
 }
 
 /// The advisory lock key of a runner (class 0x6d67 'mg', object = its id).
@@ -26,7 +30,7 @@ pub fn connected_runners(
     client: &mut impl GenericClient,
 ) -> Result<Vec<RunnerRow>, postgres::Error> {
     let sql = concat!(
-        "SELECT w.id, w.host, w.pid, w.started_at FROM manage.runners w \
+        "SELECT w.id, w.host, w.pid, w.started_at, w.tags, w.version FROM manage.runners w \
          WHERE w.stopped_at IS NULL AND ",
         runner_lock_held!(),
         " ORDER BY w.started_at, w.id"
@@ -39,10 +43,16 @@ pub fn connected_runners(
                 host: row.try_get("host")?,
                 pid: row.try_get("pid")?,
                 started_at: row.try_get("started_at")?,
+                tags: row.try_get("tags")?,
+                version: row.try_get("version")?,
             })
         })
         .collect()
 }
+
+/// The version a runner registers with (`manage --version`), shown by
+/// `jobs status` (§19): runners of several versions may share a database.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Register a runner and take its session advisory lock: while this session
 /// lives, the runner counts as connected and its runs as owned.
@@ -50,11 +60,12 @@ pub fn register_runner(
     client: &mut postgres::Client,
     host: &str,
     pid: i32,
+    tags: &[String],
 ) -> Result<(i64, DateTime<Utc>), postgres::Error> {
     let row = client.query_typed_one(
-        "INSERT INTO manage.runners (host, pid, backend_pid) VALUES ($1, $2, pg_backend_pid()) \
-         RETURNING id, started_at",
-        typed![&host, &pid],
+        "INSERT INTO manage.runners (host, pid, backend_pid, tags, version) \
+         VALUES ($1, $2, pg_backend_pid(), $3, $4) RETURNING id, started_at",
+        typed![&host, &pid, &tags, &VERSION],
     )?;
     let id: i64 = row.try_get("id")?;
     take_runner_lock(client, id)?;
@@ -84,13 +95,14 @@ pub fn heartbeat(
     runner_id: i64,
     dead_after: std::time::Duration,
     defined: &[String],
+    tags: &[String],
 ) -> Result<(Agenda, bool), postgres::Error> {
     let sql = concat!(
         "WITH beat AS ( \
              UPDATE manage.runners SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid() \
              WHERE id = $4 RETURNING id) \
          SELECT ",
-        agenda_columns!("$5"),
+        agenda_columns!("$5", "$6"),
         ", EXISTS (SELECT 1 FROM manage.runs r LEFT JOIN manage.runners w ON w.id = r.runner_id \
                    WHERE ",
         orphaned!(),
@@ -105,7 +117,8 @@ pub fn heartbeat(
             &seconds(dead_after),
             &RunState::Running,
             &runner_id,
-            &defined
+            &defined,
+            &tags
         ],
     )?;
     Ok((Agenda::from_row(&row)?, row.try_get("orphans")?))
@@ -119,6 +132,7 @@ pub fn rejoin(
     runner_id: i64,
     host: &str,
     pid: i32,
+    tags: &[String],
 ) -> Result<(), postgres::Error> {
     // The lock may still be held by this runner's own previous session: a
     // connection closed on our side because the database fell silent (§18)
@@ -132,9 +146,10 @@ pub fn rejoin(
     )?;
     take_runner_lock(client, runner_id)?;
     client.execute_typed(
-        "INSERT INTO manage.runners (id, host, pid, backend_pid) VALUES ($1, $2, $3, pg_backend_pid()) \
+        "INSERT INTO manage.runners (id, host, pid, backend_pid, tags, version) \
+         VALUES ($1, $2, $3, pg_backend_pid(), $4, $5) \
          ON CONFLICT (id) DO UPDATE SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid()",
-        typed![&runner_id, &host, &pid],
+        typed![&runner_id, &host, &pid, &tags, &VERSION],
     )?;
     Ok(())
 }

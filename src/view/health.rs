@@ -12,6 +12,9 @@ use crate::schedule::Schedule;
 use crate::store;
 use crate::view::text;
 
+/// A due job that no live runner can take (§19) is a problem after this long.
+const UNTAKEN_AFTER_SECS: i64 = 60;
+
 /// A last run longer ago than this is worth a warning above `jobs list`.
 const STALE_LAST_RUN_SECS: i64 = 6 * 3600;
 
@@ -83,6 +86,17 @@ pub fn health(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Health> {
             text::human_time(*next, tz)
         ));
     }
+    if !overview.hold.held {
+        for job in &rows {
+            if let Some(tags) = untaken(job, &overview) {
+                problems.push(format!(
+                    "{} is due but no live runner has tags {}",
+                    job.name,
+                    tags.join(", ")
+                ));
+            }
+        }
+    }
     for (name, state) in &failing {
         problems.push(format!(
             "Job {name} did not succeed: its last run ended {state}."
@@ -95,6 +109,21 @@ pub fn health(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Health> {
         failing,
         problems,
     })
+}
+
+/// The tags of a job that has been due for a minute and that no live runner
+/// has all of (§19); None when some runner can take it, or when it needs no
+/// tags (then "No runner is connected" says it all).
+fn untaken<'a>(job: &'a Job, overview: &Overview) -> Option<&'a [String]> {
+    let tags = job.runs_on();
+    let due_since = job.next_run?;
+    let waiting = job.enabled && !job.removed && !job.running();
+    let long = (overview.now - due_since).num_seconds() >= UNTAKEN_AFTER_SECS;
+    let takers = overview
+        .runners
+        .iter()
+        .any(|r| tags.iter().all(|t| r.tags.contains(t)));
+    (!tags.is_empty() && waiting && long && !takers).then_some(tags)
 }
 
 impl Health {
@@ -113,6 +142,8 @@ pub fn status_json(health: &Health, tz: Tz) -> Value {
             "host": r.host,
             "pid": r.pid,
             "started_at": text::json_time(r.started_at, tz),
+            "tags": r.tags,
+            "version": r.version,
         })).collect::<Vec<_>>(),
         "last_run": text::json_time_opt(health.overview.last_run, tz),
         "running": names(&health.running),

@@ -29,6 +29,8 @@ pub struct JobJson<'a> {
     retries: u32,
     retry_delay: String,
     alert_after: u32,
+    /// The tags a runner needs to take the job (§19); empty: any runner.
+    runs_on: &'a [String],
     consecutive_failures: i32,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
@@ -77,6 +79,7 @@ impl<'a> JobJson<'a> {
             retries: row.retries(),
             retry_delay: schedule::format_duration(row.retry_delay_seconds()),
             alert_after: row.alert_after(),
+            runs_on: row.runs_on(),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),

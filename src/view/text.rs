@@ -29,6 +29,23 @@ pub fn json_time_opt(instant: Option<DateTime<Utc>>, tz: Tz) -> serde_json::Valu
     instant.map_or(serde_json::Value::Null, |i| json_time(i, tz).into())
 }
 
+/// The runners a job runs on (§19): `any runner`, or `runners with tags
+/// gpu, eu`, and whether the operator set it.
+pub fn runs_on(job: &crate::job::Job) -> String {
+    let tags = job.runs_on();
+    let what = if tags.is_empty() {
+        "any runner".to_string()
+    } else {
+        format!("runners with tags {}", tags.join(", "))
+    };
+    let origin = if job.override_runs_on.is_some() {
+        " (override)"
+    } else {
+        ""
+    };
+    format!("{what}{origin}")
+}
+
 /// A job's `alert_after` as people read it, with `(override)` when the
 /// operator set it.
 pub fn alert_after(job: &crate::job::Job) -> String {

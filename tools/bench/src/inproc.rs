@@ -31,6 +31,7 @@ pub fn noop_job(name: &str, schedule: BuiltinSchedule) -> &'static Builtin {
         internal: true,
         timeout_secs: 120,
         trigger_next: &[],
+        runs_on: &[],
         default_notify_on_success: false,
         delivers_mail: false,
         options: &[],

@@ -35,6 +35,7 @@ fn probe_once(
         claimant.runner_id,
         timings.dead_after,
         claimant.defined,
+        claimant.tags,
     )?;
     let claimed = manage::store::claim_due(&mut tx, &mut prepared, claimant, 1)?;
     if let Some(run) = claimed.first() {
@@ -72,6 +73,7 @@ fn probe_loop(
         runner_id,
         host: "bench-probe",
         defined: &defined,
+        tags: &[],
     };
     let mut times = Vec::new();
     let mut missed = 0;
