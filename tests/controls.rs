@@ -1227,9 +1227,15 @@ fn status_json_has_the_status_fields_and_types() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(runner_keys, ["host", "pid", "started_at"]);
+    assert_eq!(
+        runner_keys,
+        ["host", "pid", "started_at", "tags", "version"]
+    );
     assert_eq!(runners[0]["host"], "testhost");
     assert_eq!(runners[0]["pid"], 4242);
+    // A row written as an older runner writes it: no tags, no version.
+    assert_eq!(runners[0]["tags"], serde_json::json!([]));
+    assert!(runners[0]["version"].is_null(), "{}", runners[0]);
     assert_near(
         instant(&runners[0]["started_at"]),
         db_now(&db),

@@ -213,6 +213,7 @@ fn assert_job_object(job: &Value) {
             "retries",
             "retry_delay",
             "alert_after",
+            "runs_on",
             "consecutive_failures",
             "builtin_times",
             "builtin_interval",
