@@ -163,6 +163,8 @@ pub struct JobSettings {
     pub trigger_next: Vec<String>,
     /// The tags a runner needs to take this job (§19); empty: any runner.
     pub runs_on: Vec<String>,
+    /// Each slot delayed by a pseudo-random offset below this (§21); 0: none.
+    pub jitter_secs: u32,
     /// The initial value of the operator's *notify on success*.
     pub notify_on_success: bool,
 }
@@ -185,6 +187,7 @@ impl JobSettings {
             should_run: None,
             trigger_next: Vec::new(),
             runs_on: Vec::new(),
+            jitter_secs: 0,
             notify_on_success: false,
         }
     }
@@ -357,6 +360,26 @@ impl Config {
     /// The directory relative paths in the file are resolved against.
     pub fn base_dir(&self) -> Option<&Path> {
         self.file.as_deref().and_then(Path::parent)
+    }
+}
+
+/// A jitter must fit between two slots (§21): at most the schedule's
+/// shortest gap, so that delaying never reorders or merges runs.
+pub fn check_jitter(jitter_secs: u32, schedule: Option<&Schedule>, tz: Tz) -> Result<(), String> {
+    let Some(schedule) = schedule else {
+        return if jitter_secs == 0 {
+            Ok(())
+        } else {
+            Err("applies to a job with a schedule (times, interval or cron) only".into())
+        };
+    };
+    match schedule::shortest_gap(schedule, tz) {
+        Some(gap) if jitter_secs > gap => Err(format!(
+            "{} is more than the shortest gap between the job's slots ({}): expected at most that",
+            schedule::format_duration(jitter_secs),
+            schedule::format_duration(gap)
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -548,8 +571,17 @@ fn declared_job(
         should_run: raw.should_run.filter(|q| !q.trim().is_empty()),
         trigger_next: raw.trigger_next.unwrap_or_default(),
         runs_on: raw.runs_on.unwrap_or_default(),
+        jitter_secs: raw.jitter.unwrap_or(0),
         notify_on_success: raw.notify_on_success.unwrap_or(defaults.notify_on_success),
     };
+    if let Some(jitter) = raw.jitter {
+        check_jitter(
+            jitter,
+            settings.schedule.as_ref(),
+            settings.timezone.unwrap_or(Tz::UTC),
+        )
+        .map_err(|problem| (k("jitter"), problem))?;
+    }
     Ok(DeclaredJob {
         action,
         settings,

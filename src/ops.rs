@@ -130,6 +130,13 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
         ),
         ("alert_after", job.alert_after().to_string()),
         ("runs_on", format!("[{}]", job.runs_on().join(", "))),
+        (
+            "jitter",
+            match job.jitter_seconds() {
+                0 => none(),
+                secs => schedule::format_duration(secs),
+            },
+        ),
     ]
 }
 

@@ -371,6 +371,150 @@ pub fn next_run(
     }
 }
 
+/// A job's jitter (§21): each slot is delayed by a pseudo-random offset in
+/// `[0, secs)`, derived from the job's name and the slot's instant alone, so
+/// every runner (of any version) and `jobs next` agree on it, and a fleet's
+/// jobs sharing a slot do not all start at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jitter<'a> {
+    pub name: &'a str,
+    pub secs: u32,
+}
+
+impl Jitter<'_> {
+    /// The offset of `slot`, to the millisecond: FNV-1a (64 bit) over the
+    /// name, a zero byte and the slot's Unix milliseconds (little-endian),
+    /// reduced modulo the jitter. Written out rather than a std hasher,
+    /// whose output may change between Rust releases.
+    pub fn offset(&self, slot: DateTime<Utc>) -> Duration {
+        let span = u64::from(self.secs.min(MAX_DURATION_SECS)) * 1000;
+        if span == 0 {
+            return Duration::zero();
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let stamp = slot.timestamp_millis().to_le_bytes();
+        for byte in self.name.bytes().chain([0]).chain(stamp) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        Duration::milliseconds(i64::try_from(hash % span).unwrap_or(0))
+    }
+
+    /// `slot` delayed by its offset (the far future stays where it is).
+    pub fn apply(&self, slot: DateTime<Utc>) -> DateTime<Utc> {
+        slot.checked_add_signed(self.offset(slot)).unwrap_or(slot)
+    }
+}
+
+/// [`next_run`] with each slot delayed by `jitter`. For times and cron the
+/// next run is the first slot whose delayed instant is after `now` — a slot
+/// already passed by less than the jitter may still be ahead (a reschedule
+/// between a slot and its delayed start keeps that run). For an interval,
+/// the slot after the last run or skip, delayed.
+pub fn next_run_jittered(
+    schedule: &Schedule,
+    last_run: Option<DateTime<Utc>>,
+    last_skip: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    tz: Tz,
+    jitter: Jitter<'_>,
+) -> DateTime<Utc> {
+    if jitter.secs == 0 {
+        return next_run(schedule, last_run, last_skip, now, tz);
+    }
+    match schedule {
+        Schedule::Interval(_) => jitter.apply(next_run(schedule, last_run, last_skip, now, tz)),
+        Schedule::Times(_) | Schedule::Cron(_) => runs_after_jittered(schedule, now, 1, tz, jitter)
+            .first()
+            .copied()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    }
+}
+
+/// [`runs_after`] with each slot delayed by `jitter`: the first `count`
+/// delayed instants strictly after `after`. The jitter is at most the
+/// shortest gap between slots, so delaying keeps the slots' order. For an
+/// interval, each run counts from the (delayed) one before it, as the runner
+/// would if each run took no time.
+pub fn runs_after_jittered(
+    schedule: &Schedule,
+    after: DateTime<Utc>,
+    count: usize,
+    tz: Tz,
+    jitter: Jitter<'_>,
+) -> Vec<DateTime<Utc>> {
+    if jitter.secs == 0 {
+        return runs_after(schedule, after, count, tz);
+    }
+    match schedule {
+        Schedule::Interval(secs) => {
+            let step = interval_duration(*secs);
+            let mut runs = Vec::with_capacity(count.min(1024));
+            let mut at = after;
+            while runs.len() < count {
+                match at.checked_add_signed(step) {
+                    Some(slot) => {
+                        at = jitter.apply(slot);
+                        runs.push(at);
+                    }
+                    None => break,
+                }
+            }
+            runs
+        }
+        Schedule::Times(_) | Schedule::Cron(_) => {
+            // A slot up to the jitter before `after` may be delayed past it.
+            let from = after - Duration::seconds(i64::from(jitter.secs));
+            let wanted = count.saturating_add(2);
+            runs_after(schedule, from, wanted, tz)
+                .into_iter()
+                .map(|slot| jitter.apply(slot))
+                .filter(|at| *at > after)
+                .take(count)
+                .collect()
+        }
+    }
+}
+
+/// The shortest gap between two slots of `schedule` in `tz`, in seconds,
+/// which bounds its jitter (§21): the interval itself; for times, the
+/// shortest wall-clock gap between two of them, around midnight too (a
+/// single time: 23 hours, the shortest day); for cron, the shortest gap among
+/// its next 1,000 slots from the start of 2026 in `tz`, a year and more of
+/// most expressions. None when it has no slots at all.
+pub fn shortest_gap(schedule: &Schedule, tz: Tz) -> Option<u32> {
+    match schedule {
+        Schedule::Interval(secs) => Some(*secs),
+        Schedule::Times(times) => {
+            let mut secs: Vec<i64> = times
+                .iter()
+                .map(|t| i64::from(t.num_seconds_from_midnight()))
+                .collect();
+            secs.sort_unstable();
+            secs.dedup();
+            match secs.as_slice() {
+                [] => None,
+                [_] => Some(23 * 3600),
+                all => {
+                    let mut gaps: Vec<i64> = all.windows(2).map(|w| w[1] - w[0]).collect();
+                    gaps.push(all[0] + 86_400 - all[all.len() - 1]);
+                    gaps.into_iter().min().and_then(|g| u32::try_from(g).ok())
+                }
+            }
+        }
+        Schedule::Cron(cron) => {
+            let start = DateTime::<Utc>::from_timestamp(1_767_225_600, 0)?; // 2026-01-01
+            let slots = cron_slots_after(cron, start, 1000, tz);
+            slots
+                .windows(2)
+                .map(|w| (w[1] - w[0]).num_seconds())
+                .min()
+                .and_then(|g| u32::try_from(g).ok())
+                .or(Some(MAX_DURATION_SECS))
+        }
+    }
+}
+
 /// The next `count` runs strictly after `after`, for `jobs next --after X`.
 pub fn runs_after(
     schedule: &Schedule,
@@ -1549,5 +1693,113 @@ mod tests {
             let _ = next_run(&times("12:00"), None, None, DateTime::<Utc>::MAX_UTC, tz);
             let _ = runs_after(&times("12:00"), DateTime::<Utc>::MIN_UTC, 2, tz);
         }
+    }
+
+    fn jitter(name: &str, secs: u32) -> Jitter<'_> {
+        Jitter { name, secs }
+    }
+
+    #[test]
+    fn a_jitter_offset_is_below_the_jitter_and_the_same_every_time() {
+        let j = jitter("nightly_report", 300);
+        let slot = utc("2026-03-29T01:00:00Z");
+        let first = j.offset(slot);
+        assert_eq!(first, j.offset(slot), "deterministic");
+        // Pinned: every runner, of every version, must compute this value.
+        assert_eq!(first.num_milliseconds(), FNV_PINNED_MS);
+        let offsets: Vec<i64> = (0..500)
+            .map(|k| j.offset(slot + Duration::hours(k)).num_milliseconds())
+            .collect();
+        assert!(offsets.iter().all(|o| (0..300_000).contains(o)));
+        // Spread over the range, not stuck at one value.
+        assert!(offsets.iter().min().unwrap() < &30_000);
+        assert!(offsets.iter().max().unwrap() > &270_000);
+        // Another job, other offsets: a fleet does not start at once.
+        assert_ne!(jitter("other_job", 300).offset(slot), first);
+        assert_eq!(jitter("x", 0).offset(slot), Duration::zero());
+    }
+
+    /// FNV-1a of "nightly_report", 0, and 2026-03-29T01:00:00Z's Unix
+    /// milliseconds, modulo 300,000 ms, as computed independently (Python:
+    /// the FNV-1a loop over those bytes).
+    const FNV_PINNED_MS: i64 = 295_548;
+
+    #[test]
+    fn jittered_runs_keep_their_slots_across_dst_days_in_several_zones() {
+        // (zone, a DST day there)
+        let days = [
+            (Tz::Europe__Stockholm, "2026-03-29T00:00:00Z"),
+            (Tz::Europe__Stockholm, "2026-10-25T00:00:00Z"),
+            (Tz::America__New_York, "2026-03-08T05:00:00Z"),
+            (Tz::America__New_York, "2026-11-01T04:00:00Z"),
+            (Tz::Australia__Lord_Howe, "2026-04-04T13:00:00Z"),
+        ];
+        for (tz, start) in days {
+            // A quarter past: no slot within the jitter before it.
+            let start = utc(start) + Duration::minutes(15);
+            for schedule in [
+                times("01:30,02:30,03:30"),
+                Schedule::Cron(parse_cron("*/30 * * * *").unwrap()),
+            ] {
+                let j = jitter("dst_job", 600);
+                let plain = runs_after(&schedule, start, 12, tz);
+                let jittered = runs_after_jittered(&schedule, start, 12, tz, j);
+                assert_eq!(jittered.len(), 12, "{tz} {schedule:?}");
+                for (slot, run) in plain.iter().zip(&jittered) {
+                    let delay = *run - *slot;
+                    assert!(
+                        delay >= Duration::zero() && delay < Duration::seconds(600),
+                        "{tz}: {slot} -> {run}"
+                    );
+                    assert_eq!(*run, j.apply(*slot));
+                }
+                // The next run from any instant is the first delayed slot
+                // after it, a slot passed by less than its delay included.
+                for (slot, run) in plain.iter().zip(&jittered) {
+                    let just_after_slot = *slot + Duration::milliseconds(1);
+                    if *run > just_after_slot {
+                        assert_eq!(
+                            next_run_jittered(&schedule, None, None, just_after_slot, tz, j),
+                            *run,
+                            "{tz}"
+                        );
+                    }
+                    let at_run = *run;
+                    let next = next_run_jittered(&schedule, None, None, at_run, tz, j);
+                    assert!(
+                        next > at_run,
+                        "{tz}: the run at {at_run} comes again at {next}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_interval_run_is_delayed_from_its_slot() {
+        let j = jitter("poll", 20);
+        let last = utc("2026-11-01T10:00:00Z");
+        let next = next_run_jittered(&Schedule::Interval(60), Some(last), None, last, Tz::UTC, j);
+        let slot = last + Duration::seconds(60);
+        assert_eq!(next, slot + j.offset(slot));
+        assert!(next - slot < Duration::seconds(20));
+        let listed = runs_after_jittered(&Schedule::Interval(60), last, 3, Tz::UTC, j);
+        assert_eq!(listed[0], next);
+        assert_eq!(listed[1], j.apply(next + Duration::seconds(60)));
+    }
+
+    #[test]
+    fn the_shortest_gap_bounds_a_jitter() {
+        assert_eq!(shortest_gap(&Schedule::Interval(90), Tz::UTC), Some(90));
+        assert_eq!(
+            shortest_gap(&times("23:50,00:10,12:00"), Tz::UTC),
+            Some(20 * 60)
+        );
+        assert_eq!(shortest_gap(&times("04:30"), Tz::UTC), Some(23 * 3600));
+        assert_eq!(shortest_gap(&Schedule::Times(Vec::new()), Tz::UTC), None);
+        let every_5 = Schedule::Cron(parse_cron("*/5 * * * *").unwrap());
+        assert_eq!(shortest_gap(&every_5, Tz::Europe__Stockholm), Some(300));
+        let workdays = Schedule::Cron(parse_cron("0 9,17 * * 1-5").unwrap());
+        assert_eq!(shortest_gap(&workdays, Tz::UTC), Some(8 * 3600));
     }
 }

@@ -14,6 +14,7 @@ mod controls;
 mod database_tls;
 mod embedded;
 mod high_availability;
+mod jitter;
 mod library;
 mod notifications;
 mod one_off_runs;

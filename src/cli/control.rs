@@ -75,6 +75,13 @@ pub struct ConfigureArgs {
     /// Remove the tags set with --runs-on (the declared runs_on, if any, applies again)
     #[arg(long)]
     clear_runs_on: bool,
+    /// Delay each slot by a pseudo-random offset below this (MM:SS or HH:MM:SS), at most the shortest gap between slots
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
+          allow_negative_numbers = true, conflicts_with = "clear_jitter")]
+    jitter: Option<u32>,
+    /// Remove the jitter set with --jitter (the declared one, if any, applies again)
+    #[arg(long)]
+    clear_jitter: bool,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +160,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         retry_delay_secs: args.retry_delay,
         alert_after: args.alert_after,
         runs_on: None,
+        jitter_secs: None,
     };
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
@@ -184,13 +192,19 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     if args.clear_runs_on {
         change.runs_on = Some(None);
     }
+    if let Some(jitter) = args.jitter {
+        change.jitter_secs = Some(Some(jitter));
+    }
+    if args.clear_jitter {
+        change.jitter_secs = Some(None);
+    }
     let interactive = change == ConfigChange::default();
     if interactive && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return bad_input(format!(
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
-             --alert-after, --runs-on, --clear-runs-on",
+             --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter",
             args.name
         ));
     }
@@ -213,6 +227,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Retries:            {}", render::retries(&row));
     println!("Alert after:        {}", render::alert_after(&row));
     println!("Runs on:            {}", render::runs_on(&row));
+    println!("Jitter:             {}", render::jitter(&row));
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -331,6 +346,7 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         retry_delay_secs: None,
         alert_after: None,
         runs_on: None,
+        jitter_secs: None,
     })
 }
 

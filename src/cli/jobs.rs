@@ -250,6 +250,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Retries", render::retries(&row)),
         ("Alert after", render::alert_after(&row)),
         ("Runs on", render::runs_on(&row)),
+        ("Jitter", render::jitter(&row)),
         ("Consecutive failures", row.consecutive_failures.to_string()),
         (
             "Built-in schedule",

@@ -124,6 +124,8 @@ pub(super) struct RawJob {
     pub trigger_next: Option<Vec<String>>,
     #[serde(deserialize_with = "keys::tags")]
     pub runs_on: Option<Vec<String>>,
+    #[serde(deserialize_with = "keys::duration")]
+    pub jitter: Option<u32>,
     #[serde(deserialize_with = "keys::flag")]
     pub notify_on_success: Option<bool>,
     #[serde(deserialize_with = "keys::app")]

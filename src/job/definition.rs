@@ -184,6 +184,8 @@ pub struct JobDef {
     pub alert_after: u32,
     /// The tags a runner needs to take it (§19).
     pub runs_on: Vec<String>,
+    /// Each slot delayed by up to this many seconds (§21).
+    pub jitter_secs: u32,
     pub kind: JobKind,
 }
 
@@ -250,6 +252,7 @@ impl JobDef {
             retry_delay_secs: settings.retry_delay_secs,
             alert_after: settings.alert_after,
             runs_on: settings.runs_on.clone(),
+            jitter_secs: settings.jitter_secs,
             kind,
         }
     }
@@ -307,6 +310,7 @@ impl JobDef {
             || i64::from(stored.builtin_retry_delay_seconds) != i64::from(self.retry_delay_secs)
             || i64::from(stored.builtin_alert_after) != i64::from(self.alert_after)
             || stored.builtin_runs_on != self.runs_on
+            || i64::from(stored.builtin_jitter_seconds) != i64::from(self.jitter_secs)
     }
 
     /// Whether an SQL job's statements run outside a transaction block (§18).

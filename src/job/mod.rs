@@ -254,6 +254,9 @@ pub struct Job {
     /// declared and as the operator overrides them (None: no override).
     pub builtin_runs_on: Vec<String>,
     pub override_runs_on: Option<Vec<String>>,
+    /// Jitter (§21), in seconds, as declared and as the operator overrides it.
+    pub builtin_jitter_seconds: i32,
+    pub override_jitter_seconds: Option<i32>,
 }
 
 /// The range of `alert_after` (§14).
@@ -406,6 +409,22 @@ impl Job {
             .unwrap_or(self.builtin_retry_delay_seconds)
             .max(1)
             .unsigned_abs()
+    }
+
+    /// The effective jitter in seconds (§21; 0: none).
+    pub fn jitter_seconds(&self) -> u32 {
+        u32::try_from(
+            self.override_jitter_seconds
+                .unwrap_or(self.builtin_jitter_seconds),
+        )
+        .unwrap_or(0)
+    }
+
+    fn jitter(&self) -> schedule::Jitter<'_> {
+        schedule::Jitter {
+            name: &self.name,
+            secs: self.jitter_seconds(),
+        }
     }
 
     /// The effective `runs_on` (§19): the tags a runner needs to take it.
@@ -597,12 +616,13 @@ impl Job {
             return None;
         }
         let effective = self.effective_schedule()?;
-        Some(schedule::next_run(
+        Some(schedule::next_run_jittered(
             &effective,
             last_run,
             last_skip,
             now,
             self.zone(tz),
+            self.jitter(),
         ))
     }
 
@@ -621,18 +641,32 @@ impl Job {
             return Vec::new();
         };
         let tz = self.zone(tz);
+        let jitter = self.jitter();
         match (after, &effective) {
-            (Some(after), _) => schedule::runs_after(&effective, after, count, tz),
+            (Some(after), _) => schedule::runs_after_jittered(&effective, after, count, tz, jitter),
             (None, Schedule::Times(_) | Schedule::Cron(_)) => {
-                schedule::runs_after(&effective, now, count, tz)
+                schedule::runs_after_jittered(&effective, now, count, tz, jitter)
             }
             (None, Schedule::Interval(_)) => {
                 if count == 0 {
                     return Vec::new();
                 }
-                let first = schedule::next_run(&effective, self.last_run, self.last_skip, now, tz);
+                let first = schedule::next_run_jittered(
+                    &effective,
+                    self.last_run,
+                    self.last_skip,
+                    now,
+                    tz,
+                    jitter,
+                );
                 let mut runs = vec![first];
-                runs.extend(schedule::runs_after(&effective, first, count - 1, tz));
+                runs.extend(schedule::runs_after_jittered(
+                    &effective,
+                    first,
+                    count - 1,
+                    tz,
+                    jitter,
+                ));
                 runs
             }
         }
@@ -720,6 +754,8 @@ mod tests {
             override_alert_after: None,
             builtin_runs_on: Vec::new(),
             override_runs_on: None,
+            builtin_jitter_seconds: 0,
+            override_jitter_seconds: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,

@@ -53,6 +53,8 @@ impl Job {
             last_runtime_seconds: row.try_get("last_runtime_seconds")?,
             builtin_runs_on: row.try_get("builtin_runs_on")?,
             override_runs_on: row.try_get("override_runs_on")?,
+            builtin_jitter_seconds: row.try_get("builtin_jitter_seconds")?,
+            override_jitter_seconds: row.try_get("override_jitter_seconds")?,
         })
     }
 }
@@ -128,17 +130,19 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
     let retries = i32::try_from(def.retries)?;
     let retry_delay = i32::try_from(def.retry_delay_secs)?;
     let alert_after = i32::try_from(def.alert_after)?;
+    let jitter = i32::try_from(def.jitter_secs)?;
     client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
          builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds, \
-         builtin_alert_after, builtin_runs_on) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
              builtin_start_deadline_seconds = $12, builtin_retries = $13, \
-             builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16",
+             builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16, \
+             builtin_jitter_seconds = $17",
         typed![
             &def.name,
             &def.app,
@@ -156,6 +160,7 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &retry_delay,
             &alert_after,
             &def.runs_on,
+            &jitter,
         ],
     )?;
     Ok(())
@@ -246,6 +251,9 @@ pub struct ConfigChange {
     /// The operator's `runs_on` (§19); `Some(None)` returns the job to its
     /// declared one.
     pub runs_on: Option<Option<Vec<String>>>,
+    /// The operator's jitter in seconds (§21); `Some(None)` returns the job
+    /// to its declared one.
+    pub jitter_secs: Option<Option<u32>>,
 }
 
 /// Apply a configuration change, reschedule (a pending retry keeps its
@@ -291,13 +299,24 @@ pub fn configure(
     if let Some(runs_on) = &change.runs_on {
         row.override_runs_on = runs_on.clone();
     }
+    if let Some(jitter) = change.jitter_secs {
+        row.override_jitter_seconds = jitter.map(i32::try_from).transpose()?;
+    }
+    if let Some(schedule) = row.effective_schedule() {
+        if let Err(problem) =
+            crate::config::check_jitter(row.jitter_seconds(), Some(&schedule), row.zone(tz))
+        {
+            return crate::error::bad_input(format!("--jitter for job {name}: {problem}"));
+        }
+    }
     let now = db_now(tx)?;
     row.next_run = row.next_run(now, tz);
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
-         override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13 \
+         override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13, \
+         override_jitter_seconds = $14 \
          WHERE name = $1",
         typed![
             &name,
@@ -313,6 +332,7 @@ pub fn configure(
             &row.override_retry_delay_seconds,
             &row.override_alert_after,
             &row.override_runs_on,
+            &row.override_jitter_seconds,
         ],
     )?;
     notify_runners(tx)?;

@@ -31,6 +31,8 @@ pub struct JobJson<'a> {
     alert_after: u32,
     /// The tags a runner needs to take the job (§19); empty: any runner.
     runs_on: &'a [String],
+    /// Each slot delayed by up to this (§21): `HH:MM:SS`, or null for none.
+    jitter: Option<String>,
     consecutive_failures: i32,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
@@ -80,6 +82,8 @@ impl<'a> JobJson<'a> {
             retry_delay: schedule::format_duration(row.retry_delay_seconds()),
             alert_after: row.alert_after(),
             runs_on: row.runs_on(),
+            jitter: (row.jitter_seconds() > 0)
+                .then(|| schedule::format_duration(row.jitter_seconds())),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),

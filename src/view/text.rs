@@ -46,6 +46,26 @@ pub fn runs_on(job: &crate::job::Job) -> String {
     format!("{what}{origin}")
 }
 
+/// A job's jitter (§21): `none`, or `up to 00:05:00 after each slot`, and
+/// whether the operator set it.
+pub fn jitter(job: &crate::job::Job) -> String {
+    let secs = job.jitter_seconds();
+    let what = if secs == 0 {
+        "none".to_string()
+    } else {
+        format!(
+            "up to {} after each slot",
+            crate::schedule::format_duration(secs)
+        )
+    };
+    let origin = if job.override_jitter_seconds.is_some() {
+        " (override)"
+    } else {
+        ""
+    };
+    format!("{what}{origin}")
+}
+
 /// A job's `alert_after` as people read it, with `(override)` when the
 /// operator set it.
 pub fn alert_after(job: &crate::job::Job) -> String {
