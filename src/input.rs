@@ -33,6 +33,37 @@ pub fn parse_alert_after_arg(text: &str) -> Result<u32, String> {
     count_in(text, "failures", min.unsigned_abs(), max.unsigned_abs())
 }
 
+/// An instant given as itself or as a while from now (`--pause-until`,
+/// `hold --until`): `2026-12-24T18:00:00+01:00`, or `HH:MM:SS` / `MM:SS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    At(chrono::DateTime<chrono::Utc>),
+    In(u32),
+}
+
+impl Until {
+    /// The instant, with `now` the database's clock.
+    pub fn resolve(self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Until::At(at) => at,
+            Until::In(secs) => now + chrono::Duration::seconds(i64::from(secs)),
+        }
+    }
+}
+
+pub fn parse_until_arg(text: &str) -> Result<Until, String> {
+    let text = text.trim();
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Until::At(at.with_timezone(&chrono::Utc)));
+    }
+    schedule::parse_duration(text).map(Until::In).map_err(|_| {
+        format!(
+            "\"{text}\" is neither an RFC 3339 instant nor a duration: expected e.g. \
+             2026-12-24T18:00:00+01:00, or HH:MM:SS or MM:SS from now"
+        )
+    })
+}
+
 /// Tags from one argument (a newtype, so that clap keeps the list as one value).
 #[derive(Debug, Clone)]
 pub struct TagList(pub Vec<String>);

@@ -131,6 +131,11 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
         ("alert_after", job.alert_after().to_string()),
         ("runs_on", format!("[{}]", job.runs_on().join(", "))),
         (
+            "paused_until",
+            job.paused_until
+                .map_or_else(none, |at| schedule::json_instant(at, tz)),
+        ),
+        (
             "jitter",
             match job.jitter_seconds() {
                 0 => none(),

@@ -19,6 +19,7 @@ mod library;
 mod notifications;
 mod one_off_runs;
 mod operations;
+mod pause;
 mod poolers;
 mod private_cluster;
 mod read_commands;

@@ -12,7 +12,7 @@ use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::input::{
     parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_tags_arg,
-    parse_times_arg, parse_zone_arg, TagList, TimesList,
+    parse_times_arg, parse_until_arg, parse_zone_arg, TagList, TimesList, Until,
 };
 use crate::job::Job;
 use crate::ops::{self, Actor};
@@ -82,6 +82,13 @@ pub struct ConfigureArgs {
     /// Remove the jitter set with --jitter (the declared one, if any, applies again)
     #[arg(long)]
     clear_jitter: bool,
+    /// Do not run the job until this RFC 3339 instant, or for this long (HH:MM:SS or MM:SS); then its schedule goes on from its first slot after it
+    #[arg(long, value_name = "INSTANT|DURATION", value_parser = parse_until_arg,
+          allow_negative_numbers = true, conflicts_with = "resume")]
+    pause_until: Option<Until>,
+    /// End a pause set with --pause-until now
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +168,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         alert_after: args.alert_after,
         runs_on: None,
         jitter_secs: None,
+        pause: None,
     };
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
@@ -198,13 +206,19 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     if args.clear_jitter {
         change.jitter_secs = Some(None);
     }
+    if let Some(until) = args.pause_until {
+        change.pause = Some(Some(until));
+    }
+    if args.resume {
+        change.pause = Some(None);
+    }
     let interactive = change == ConfigChange::default();
     if interactive && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return bad_input(format!(
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
-             --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter",
+             --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter, --pause-until, --resume",
             args.name
         ));
     }
@@ -228,6 +242,12 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Alert after:        {}", render::alert_after(&row));
     println!("Runs on:            {}", render::runs_on(&row));
     println!("Jitter:             {}", render::jitter(&row));
+    if let Some(until) = row.paused_at(now) {
+        println!(
+            "Paused until:       {}",
+            render::human_time(until, ctx.config.timezone)
+        );
+    }
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -347,6 +367,7 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         alert_after: None,
         runs_on: None,
         jitter_secs: None,
+        pause: None,
     })
 }
 

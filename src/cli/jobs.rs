@@ -251,6 +251,10 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Alert after", render::alert_after(&row)),
         ("Runs on", render::runs_on(&row)),
         ("Jitter", render::jitter(&row)),
+        (
+            "Paused until",
+            render::human_time_opt(row.paused_at(chrono::Utc::now()), tz, "-"),
+        ),
         ("Consecutive failures", row.consecutive_failures.to_string()),
         (
             "Built-in schedule",

@@ -257,6 +257,9 @@ pub struct Job {
     /// Jitter (§21), in seconds, as declared and as the operator overrides it.
     pub builtin_jitter_seconds: i32,
     pub override_jitter_seconds: Option<i32>,
+    /// Paused until this instant (§21): it runs again from its first slot
+    /// after it. A passed instant means nothing.
+    pub paused_until: Option<DateTime<Utc>>,
 }
 
 /// The range of `alert_after` (§14).
@@ -409,6 +412,11 @@ impl Job {
             .unwrap_or(self.builtin_retry_delay_seconds)
             .max(1)
             .unsigned_abs()
+    }
+
+    /// The end of the job's pause, while it lasts at `now`.
+    pub fn paused_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.paused_until.filter(|until| *until > now)
     }
 
     /// The effective jitter in seconds (§21; 0: none).
@@ -616,6 +624,12 @@ impl Job {
             return None;
         }
         let effective = self.effective_schedule()?;
+        // Paused: the schedule goes on as if the job had just run when the
+        // pause ends, so no slot of the pause is caught up (§21).
+        let (last_run, last_skip, now) = match self.paused_until {
+            Some(until) if until > now => (Some(until), None, until),
+            _ => (last_run, last_skip, now),
+        };
         Some(schedule::next_run_jittered(
             &effective,
             last_run,
@@ -756,6 +770,7 @@ mod tests {
             override_runs_on: None,
             builtin_jitter_seconds: 0,
             override_jitter_seconds: None,
+            paused_until: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,

@@ -179,6 +179,8 @@ pub fn record_fast(
                AND builtin_cron IS NOT DISTINCT FROM $20 \
                AND override_timezone IS NOT DISTINCT FROM $21 \
                AND builtin_timezone IS NOT DISTINCT FROM $22 \
+               AND paused_until IS NOT DISTINCT FROM $33 \
+               AND coalesce(override_jitter_seconds, builtin_jitter_seconds) = $34 \
              RETURNING name, next_run \
          ), recorded AS ( \
              UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
@@ -199,6 +201,7 @@ pub fn record_fast(
     let job = r.job;
     let retries = i32::try_from(job.retries()).unwrap_or(i32::MAX);
     let alert_after = i32::try_from(job.alert_after()).unwrap_or(i32::MAX);
+    let jitter = i32::try_from(job.jitter_seconds()).unwrap_or(i32::MAX);
     // A requested run (run-now, a trigger_next) may have a `run-now --wait`
     // waiting on it: its record always NOTIFYs (§17).
     let requested = job.next_run.is_some() && job.requested_run == job.next_run;
@@ -238,7 +241,9 @@ pub fn record_fast(
             &r.streak.consecutive_failures,
             &r.streak.alert_mailed,
             &RunState::Succeeded,
-            &tags
+            &tags,
+            &job.paused_until,
+            &jitter
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;

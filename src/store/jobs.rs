@@ -55,6 +55,7 @@ impl Job {
             override_runs_on: row.try_get("override_runs_on")?,
             builtin_jitter_seconds: row.try_get("builtin_jitter_seconds")?,
             override_jitter_seconds: row.try_get("override_jitter_seconds")?,
+            paused_until: row.try_get("paused_until")?,
         })
     }
 }
@@ -254,6 +255,9 @@ pub struct ConfigChange {
     /// The operator's jitter in seconds (§21); `Some(None)` returns the job
     /// to its declared one.
     pub jitter_secs: Option<Option<u32>>,
+    /// Pause until an instant, or for a while from the database's now
+    /// (§21); `Some(None)` resumes.
+    pub pause: Option<Option<crate::input::Until>>,
 }
 
 /// Apply a configuration change, reschedule (a pending retry keeps its
@@ -310,13 +314,28 @@ pub fn configure(
         }
     }
     let now = db_now(tx)?;
+    if let Some(pause) = &change.pause {
+        row.paused_until = match pause {
+            None => None,
+            Some(until) => {
+                let at = until.resolve(now);
+                if at <= now {
+                    return crate::error::bad_input(format!(
+                        "--pause-until for job {name}: {} has passed: expected a later instant",
+                        crate::schedule::json_instant(at, tz)
+                    ));
+                }
+                Some(at)
+            }
+        };
+    }
     row.next_run = row.next_run(now, tz);
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
          override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13, \
-         override_jitter_seconds = $14 \
+         override_jitter_seconds = $14, paused_until = $15 \
          WHERE name = $1",
         typed![
             &name,
@@ -333,6 +352,7 @@ pub fn configure(
             &row.override_alert_after,
             &row.override_runs_on,
             &row.override_jitter_seconds,
+            &row.paused_until,
         ],
     )?;
     notify_runners(tx)?;

@@ -33,6 +33,8 @@ pub struct JobJson<'a> {
     runs_on: &'a [String],
     /// Each slot delayed by up to this (§21): `HH:MM:SS`, or null for none.
     jitter: Option<String>,
+    /// The end of the job's pause while it lasts (§21), else null.
+    paused_until: Value,
     consecutive_failures: i32,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
@@ -84,6 +86,7 @@ impl<'a> JobJson<'a> {
             runs_on: row.runs_on(),
             jitter: (row.jitter_seconds() > 0)
                 .then(|| schedule::format_duration(row.jitter_seconds())),
+            paused_until: text::json_time_opt(row.paused_at(chrono::Utc::now()), tz),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),
