@@ -982,6 +982,7 @@ const NUMERIC_ARGUMENTS: &[(&[&str], &str)] = &[
         &["jobs", "configure", "poll", "--retry-delay"],
         "8784:00:01",
     ),
+    (&["jobs", "configure", "poll", "--jitter"], "8784:00:01"),
     (&["jobs", "run-now", "poll", "--in"], "8784:00:01"),
     (&["jobs", "run-now", "poll", "--timeout"], "8784:00:01"),
     (&["purge_job_history", "--keep-days"], "1000001"),

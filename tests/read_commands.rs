@@ -214,6 +214,8 @@ fn assert_job_object(job: &Value) {
             "retry_delay",
             "alert_after",
             "runs_on",
+            "jitter",
+            "paused_until",
             "consecutive_failures",
             "builtin_times",
             "builtin_interval",
