@@ -1165,3 +1165,74 @@ fn purge_job_history_removes_audit_rows_older_than_the_retention() {
         "1"
     );
 }
+
+#[test]
+fn the_form_sets_runs_on_jitter_and_a_pause_as_jobs_configure_does() {
+    let db = setup();
+    let web = start(&db);
+    let page = get(&web.url("/jobs/poll")).body;
+    for field in ["runs_on", "jitter", "pause_until"] {
+        assert!(
+            page.contains(&format!("<label for=\"{field}\"")),
+            "no label for {field}"
+        );
+    }
+    let token = csrf(&page);
+    let reply = post(
+        &web.url("/jobs/poll/configure"),
+        &[
+            ("csrf", &token),
+            ("enabled", "on"),
+            ("runs_on", "gpu, eu"),
+            ("jitter", "05:00"),
+            ("pause_until", "2099-01-01T00:00:00Z"),
+        ],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let job = show(&db, "poll");
+    assert_eq!(job["runs_on"], serde_json::json!(["gpu", "eu"]));
+    assert_eq!(job["jitter"], "00:05:00");
+    assert_eq!(job["paused_until"], "2099-01-01T00:00:00.000+00:00");
+    // The page shows them back, and sending it unchanged changes nothing.
+    let page = get(&web.url("/jobs/poll")).body;
+    assert!(page.contains("value=\"gpu,eu\""), "runs_on not shown");
+    assert!(
+        page.contains("value=\"2099-01-01T00:00:00Z\""),
+        "pause not shown"
+    );
+    let token = csrf(&page);
+    let same = post(
+        &web.url("/jobs/poll/configure"),
+        &[
+            ("csrf", &token),
+            ("enabled", "on"),
+            ("runs_on", "gpu,eu"),
+            ("jitter", "00:05:00"),
+            ("pause_until", "2099-01-01T00:00:00Z"),
+        ],
+    );
+    assert_eq!(same.status, 303, "{}", same.body);
+    assert_eq!(show(&db, "poll"), job);
+    // Emptied: any runner, the declared jitter (none), not paused.
+    let reply = post(
+        &web.url("/jobs/poll/configure"),
+        &[
+            ("csrf", &token),
+            ("enabled", "on"),
+            ("runs_on", ""),
+            ("jitter", ""),
+            ("pause_until", ""),
+        ],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let job = show(&db, "poll");
+    assert_eq!(job["runs_on"], serde_json::json!([]));
+    assert!(job["jitter"].is_null(), "{job}");
+    assert!(job["paused_until"].is_null(), "{job}");
+    // A jitter wider than the hour between runs is refused, as on the command line.
+    let reply = post(
+        &web.url("/jobs/poll/configure"),
+        &[("csrf", &token), ("enabled", "on"), ("jitter", "02:00:00")],
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+}

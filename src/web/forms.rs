@@ -71,6 +71,9 @@ pub struct ConfigForm {
     pub retries: Option<String>,
     pub retry_delay: Option<String>,
     pub alert_after: Option<String>,
+    pub runs_on: Option<String>,
+    pub jitter: Option<String>,
+    pub pause_until: Option<String>,
 }
 
 /// `invalid value 'X' for FIELD: PROBLEM`, as clap words a refused flag value.
@@ -118,6 +121,16 @@ impl ConfigForm {
             retries: Some(job.retries().to_string()),
             retry_delay: Some(schedule::format_duration(job.retry_delay_seconds())),
             alert_after: Some(job.alert_after().to_string()),
+            runs_on: Some(job.runs_on().join(",")),
+            jitter: Some(match job.jitter_seconds() {
+                0 => String::new(),
+                secs => schedule::format_duration(secs),
+            }),
+            pause_until: Some(
+                job.paused_at(chrono::Utc::now())
+                    .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -220,6 +233,35 @@ impl ConfigForm {
             let wanted = input::parse_alert_after_arg(alert_after)
                 .map_err(|p| refused("alert after", alert_after, p))?;
             change.alert_after = (wanted != job.alert_after()).then_some(wanted);
+        }
+        let runs_on = &sent(&self.runs_on, &shown.runs_on);
+        if *runs_on != shown_text(&shown.runs_on) {
+            let wanted = input::parse_tags_arg(runs_on)
+                .map_err(|p| refused("runs on", runs_on, p))?
+                .0;
+            change.runs_on = (wanted != job.runs_on()).then_some(Some(wanted));
+        }
+        let jitter = &sent(&self.jitter, &shown.jitter);
+        if *jitter != shown_text(&shown.jitter) {
+            // Emptied: back to the declared jitter, as --clear-jitter.
+            change.jitter_secs = if jitter.is_empty() {
+                Some(None)
+            } else {
+                let wanted =
+                    input::parse_duration_arg(jitter).map_err(|p| refused("jitter", jitter, p))?;
+                (wanted != job.jitter_seconds()).then_some(Some(wanted))
+            };
+        }
+        let pause = &sent(&self.pause_until, &shown.pause_until);
+        if *pause != shown_text(&shown.pause_until) {
+            // Emptied: resume, as --resume.
+            change.pause = if pause.is_empty() {
+                Some(None)
+            } else {
+                Some(Some(
+                    input::parse_until_arg(pause).map_err(|p| refused("pause until", pause, p))?,
+                ))
+            };
         }
         Ok(change)
     }

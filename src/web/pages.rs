@@ -319,6 +319,12 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
                 (text_field("retry_delay", "Retry delay", form.retry_delay.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS, doubling for each next retry"))
                 (text_field("alert_after", "Alert after", form.alert_after.as_deref().unwrap_or(""), "Mail failures from the N-th in a row on: 1 to 1000"))
             }
+            fieldset {
+                legend { "Runners, jitter, pause" }
+                (text_field("runs_on", "Runs on runners with tags", form.runs_on.as_deref().unwrap_or(""), "TAG,…; empty: any runner"))
+                (text_field("jitter", "Jitter", form.jitter.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS after each slot, at most the gap between slots; empty: the declared one"))
+                (text_field("pause_until", "Paused until", form.pause_until.as_deref().unwrap_or(""), "an RFC 3339 instant, or HH:MM:SS from now; empty: not paused"))
+            }
             button type="submit" { "Save" }
         }
     }
