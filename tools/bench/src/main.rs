@@ -3,9 +3,10 @@
 //! `cargo run --release -p manage-bench [-- --quick] [--json PATH]`
 //!
 //! It makes its own database (see `server`), builds and locates the `manage`
-//! binary next to its own executable, and measures six things: CLI start-up,
+//! binary next to its own executable, and measures: CLI start-up,
 //! the idle runner's footprint, trigger → start latency, start − due
-//! lateness, throughput, and scale (10,000 jobs, 1,000,000 history rows).
+//! lateness, throughput, scale (10,000 jobs, 1,000,000 history rows), the
+//! peers (pg_cron) and failover (a primary stopped, its standby promoted).
 //! It prints a table and a JSON document; it never fails on a missed target,
 //! only on an error. See BENCHMARKS.md at the repository root for the results
 //! and how to read them.
@@ -102,7 +103,7 @@ fn parse_args() -> anyhow::Result<Options> {
                      --quick        a short smoke run (fewer repetitions, smaller data)\n\
                      --json PATH    also write the JSON document to PATH\n\
                      --keep         leave the database (or embedded cluster) and work directory behind\n\
-                     --only LIST    run only these scenarios (1 start-up, 2 idle, 3 trigger, 4 due, 5 throughput, 6 scale, 7 peers: pg_cron)\n\
+                     --only LIST    run only these scenarios (1 start-up, 2 idle, 3 trigger, 4 due, 5 throughput, 6 scale, 7 peers: pg_cron, 8 failover)\n\
                      --manage PATH  the manage binary (default: next to this executable)\n\n\
                      With DATABASE_URL set it creates (and drops) a database manage_bench_<pid> on that\n\
                      server; otherwise it runs the embedded cluster in a private temporary MANAGE_DATA_DIR."
