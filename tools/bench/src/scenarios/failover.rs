@@ -224,14 +224,28 @@ fn count_runs(client: &mut postgres::Client) -> anyhow::Result<i64> {
         .try_get(0)?)
 }
 
-/// One failover: (promote returned → first run, promote started → first
-/// run, how long promote took), in ms.
+/// What one failover measured, in ms.
+struct Failover {
+    /// promote returned → the first run's started_at on the new primary.
+    from_return: f64,
+    /// promote started → the same.
+    from_start: f64,
+    /// How long `pg_ctl promote -w` took.
+    promote: f64,
+    /// promote returned → the runner's first session on the new primary.
+    reconnect: f64,
+}
+
+/// One failover; `phase` (0..1 s) is how long after a run on the primary the
+/// crash comes, so that the repetitions do not all meet the job's schedule at
+/// the same point of its second.
 fn once(
     bench: &Bench,
     rep: usize,
+    phase: Duration,
     bin: &Path,
     user: Option<(u32, u32)>,
-) -> anyhow::Result<(f64, f64, f64)> {
+) -> anyhow::Result<Failover> {
     let keep = bench.server.keep;
     // Short paths: a socket's must fit in 107 bytes.
     let primary = Cluster::prepare(bench.work.join(format!("fo{rep}p")), bin, user, keep)?;
@@ -291,6 +305,13 @@ fn once(
     wait_until(Duration::from_secs(60), "runs on the primary", || {
         Ok(count_runs(&mut on_primary)? >= 3)
     })?;
+    let seen = count_runs(&mut on_primary)?;
+    wait_until(
+        Duration::from_secs(10),
+        "the next run on the primary",
+        || Ok(count_runs(&mut on_primary)? > seen),
+    )?;
+    std::thread::sleep(phase);
     let mut on_standby = standby.connect()?;
     wait_until(Duration::from_secs(30), "the runs on the standby", || {
         Ok(count_runs(&mut on_standby)? >= 2)
@@ -321,11 +342,26 @@ fn once(
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    // Its sessions that are alive now are on a server that takes writes
+    // (target_session_attrs=read-write drops any other): the first began
+    // when it was back.
+    let back: chrono::DateTime<chrono::Utc> = on_standby
+        .query_one(
+            "SELECT min(backend_start) FROM pg_stat_activity WHERE application_name = $1 AND backend_start > $2",
+            &[&manage::runner::APPLICATION_NAME, &started],
+        )?
+        .try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(0)?
+        .context("the runner ran a job on the new primary but has no session there")?;
     drop(runner);
-    let ms = |from: chrono::DateTime<chrono::Utc>| {
-        (first - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
+    let ms = |to: chrono::DateTime<chrono::Utc>, from: chrono::DateTime<chrono::Utc>| {
+        (to - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
     };
-    Ok((ms(returned), ms(started), promote_ms))
+    Ok(Failover {
+        from_return: ms(first, returned),
+        from_start: ms(first, started),
+        promote: promote_ms,
+        reconnect: ms(back, returned),
+    })
 }
 
 pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
@@ -343,22 +379,25 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
         .to_path_buf();
     let user = server_user()?;
     let reps = bench.pick(5, 3);
-    let (mut from_return, mut from_start, mut promote) = (Vec::new(), Vec::new(), Vec::new());
+    let mut all = Vec::new();
     for rep in 0..reps {
         crate::check_abort()?;
-        let (r, s, p) =
-            once(bench, rep, &bin, user).with_context(|| format!("failover {}", rep + 1))?;
+        let phase = Duration::from_secs_f64(rep as f64 / reps as f64);
+        let f =
+            once(bench, rep, phase, &bin, user).with_context(|| format!("failover {}", rep + 1))?;
         crate::say(&format!(
-            "  failover {}: first run {r:.0} ms after promote returned ({s:.0} ms after it started; promote took {p:.0} ms)",
-            rep + 1
+            "  failover {}: first run {:.0} ms after promote returned ({:.0} ms after it started; promote took {:.0} ms; runner back {:.0} ms after promote returned)",
+            rep + 1, f.from_return, f.from_start, f.promote, f.reconnect
         ));
-        from_return.push(r);
-        from_start.push(s);
-        promote.push(p);
+        all.push(f);
     }
+    let from_return: Vec<f64> = all.iter().map(|f| f.from_return).collect();
+    let from_start: Vec<f64> = all.iter().map(|f| f.from_start).collect();
+    let promote: Vec<f64> = all.iter().map(|f| f.promote).collect();
+    let reconnect: Vec<f64> = all.iter().map(|f| f.reconnect).collect();
     let promise = (CONNECT_TIMEOUT * 1000 + 5000) as f64;
     let how = format!(
-        "a fresh primary + pg_basebackup -R standby on 127.0.0.1 each time; the runner's URL lists both, target_session_attrs=read-write&connect_timeout={CONNECT_TIMEOUT}; a job every 1 s, so up to 1 s of it is the wait for the next due second; pg_ctl stop -m immediate on the primary, then pg_ctl promote -w; the first manage.runs started_at on the new primary; {reps} failovers"
+        "a fresh primary + pg_basebackup -R standby on 127.0.0.1 each time; the runner's URL lists both, target_session_attrs=read-write&connect_timeout={CONNECT_TIMEOUT}; a job every 1 s, so up to 1 s of it is the wait for the next due second (the crash comes 0, 1/n, 2/n .. s after a run); pg_ctl stop -m immediate on the primary, then pg_ctl promote -w; the first manage.runs started_at on the new primary; {reps} failovers"
     );
     bench.push(
         Figure::distribution(
@@ -381,6 +420,15 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
             &from_start,
         )
         .note("the same runs, from just before pg_ctl promote -w (the primary already stopped)"),
+    );
+    bench.push(
+        Figure::distribution(
+            "failover.promoted_to_reconnect",
+            "failover: promote returned → runner's first session on the new primary",
+            "ms",
+            &reconnect,
+        )
+        .note("min(backend_start) of the runner's sessions (application_name) alive on the new primary once it ran a job there; negative when it connected while pg_ctl was still polling"),
     );
     bench.push(
         Figure::distribution(
