@@ -222,6 +222,24 @@ fn machine(server: &Server) -> serde_json::Value {
     })
 }
 
+/// The command that reproduces these figures (`--json`, `--keep` aside).
+fn command_line(options: &Options) -> String {
+    let mut command = String::from("cargo run --release -p manage-bench");
+    let mut args = Vec::new();
+    if !options.only.is_empty() {
+        let list: Vec<String> = options.only.iter().map(u32::to_string).collect();
+        args.push(format!("--only {}", list.join(",")));
+    }
+    if options.quick {
+        args.push("--quick".into());
+    }
+    if !args.is_empty() {
+        command.push_str(" -- ");
+        command.push_str(&args.join(" "));
+    }
+    command
+}
+
 fn main() {
     if let Err(e) = run() {
         say(&format!("error: {e:#}"));
@@ -269,7 +287,7 @@ fn run() -> anyhow::Result<()> {
     let document = json!({
         "benchmark": "manage-bench",
         "quick": options.quick,
-        "command": if options.quick { "cargo run --release -p manage-bench -- --quick" } else { "cargo run --release -p manage-bench" },
+        "command": command_line(&options),
         "finished_at": chrono::Utc::now().to_rfc3339(),
         "duration_seconds": started.elapsed().as_secs_f64().round(),
         "machine": machine(&server),
