@@ -3,9 +3,10 @@
 //! `cargo run --release -p manage-bench [-- --quick] [--json PATH]`
 //!
 //! It makes its own database (see `server`), builds and locates the `manage`
-//! binary next to its own executable, and measures six things: CLI start-up,
+//! binary next to its own executable, and measures: CLI start-up,
 //! the idle runner's footprint, trigger → start latency, start − due
-//! lateness, throughput, and scale (10,000 jobs, 1,000,000 history rows).
+//! lateness, throughput, scale (10,000 jobs, 1,000,000 history rows), the
+//! peers (pg_cron) and failover (a primary stopped, its standby promoted).
 //! It prints a table and a JSON document; it never fails on a missed target,
 //! only on an error. See BENCHMARKS.md at the repository root for the results
 //! and how to read them.
@@ -102,7 +103,7 @@ fn parse_args() -> anyhow::Result<Options> {
                      --quick        a short smoke run (fewer repetitions, smaller data)\n\
                      --json PATH    also write the JSON document to PATH\n\
                      --keep         leave the database (or embedded cluster) and work directory behind\n\
-                     --only LIST    run only these scenarios (1 start-up, 2 idle, 3 trigger, 4 due, 5 throughput, 6 scale, 7 peers: pg_cron)\n\
+                     --only LIST    run only these scenarios (1 start-up, 2 idle, 3 trigger, 4 due, 5 throughput, 6 scale, 7 peers: pg_cron, 8 failover)\n\
                      --manage PATH  the manage binary (default: next to this executable)\n\n\
                      With DATABASE_URL set it creates (and drops) a database manage_bench_<pid> on that\n\
                      server; otherwise it runs the embedded cluster in a private temporary MANAGE_DATA_DIR."
@@ -221,6 +222,24 @@ fn machine(server: &Server) -> serde_json::Value {
     })
 }
 
+/// The command that reproduces these figures (`--json`, `--keep` aside).
+fn command_line(options: &Options) -> String {
+    let mut command = String::from("cargo run --release -p manage-bench");
+    let mut args = Vec::new();
+    if !options.only.is_empty() {
+        let list: Vec<String> = options.only.iter().map(u32::to_string).collect();
+        args.push(format!("--only {}", list.join(",")));
+    }
+    if options.quick {
+        args.push("--quick".into());
+    }
+    if !args.is_empty() {
+        command.push_str(" -- ");
+        command.push_str(&args.join(" "));
+    }
+    command
+}
+
 fn main() {
     if let Err(e) = run() {
         say(&format!("error: {e:#}"));
@@ -268,7 +287,7 @@ fn run() -> anyhow::Result<()> {
     let document = json!({
         "benchmark": "manage-bench",
         "quick": options.quick,
-        "command": if options.quick { "cargo run --release -p manage-bench -- --quick" } else { "cargo run --release -p manage-bench" },
+        "command": command_line(&options),
         "finished_at": chrono::Utc::now().to_rfc3339(),
         "duration_seconds": started.elapsed().as_secs_f64().round(),
         "machine": machine(&server),

@@ -1,6 +1,7 @@
-//! The scenarios of the brief (and 7, the peers), one module each, run in order against the
+//! The scenarios of the brief (and 7, the peers; 8, failover), one module each, run in order against the
 //! benchmark's database. Each starts from an empty schema (`Server::reset`).
 
+mod failover;
 mod idle;
 mod latency;
 mod peers;
@@ -116,6 +117,10 @@ pub fn run_all(bench: &mut Bench, only: &[u32]) -> anyhow::Result<()> {
     if wanted(7) {
         crate::say("7. peers: manage beside pg_cron");
         peers::run(bench).context("scenario 7 (peers)")?;
+    }
+    if wanted(8) {
+        crate::say("8. failover: primary stopped, standby promoted");
+        failover::run(bench).context("scenario 8 (failover)")?;
     }
     Ok(())
 }
