@@ -130,6 +130,11 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
         ),
         ("alert_after", job.alert_after().to_string()),
         ("runs_on", format!("[{}]", job.runs_on().join(", "))),
+        (
+            "notify",
+            job.notify()
+                .map_or_else(none, |list| format!("[{}]", list.join(", "))),
+        ),
     ]
 }
 

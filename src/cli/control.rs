@@ -75,6 +75,12 @@ pub struct ConfigureArgs {
     /// Remove the tags set with --runs-on (the declared runs_on, if any, applies again)
     #[arg(long)]
     clear_runs_on: bool,
+    /// Send this job's alerts to these instead of notifications.email: "ADDRESS|webhook:NAME,…" (empty: nobody), overriding the file
+    #[arg(long, value_name = "LIST", conflicts_with = "clear_notify")]
+    notify: Option<String>,
+    /// Remove the recipients set with --notify (the declared notify, else notifications.email, applies again)
+    #[arg(long)]
+    clear_notify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -153,7 +159,23 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         retry_delay_secs: args.retry_delay,
         alert_after: args.alert_after,
         runs_on: None,
+        notify: None,
     };
+    if let Some(list) = &args.notify {
+        let items: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(String::from)
+            .collect();
+        match crate::config::check_notify(&items, &ctx.config.notifications.webhooks) {
+            Ok(checked) => change.notify = Some(Some(checked)),
+            Err(e) => return bad_input(format!("--notify: {e}")),
+        }
+    }
+    if args.clear_notify {
+        change.notify = Some(None);
+    }
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
     }
@@ -190,7 +212,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
-             --alert-after, --runs-on, --clear-runs-on",
+             --alert-after, --runs-on, --clear-runs-on, --notify, --clear-notify",
             args.name
         ));
     }
@@ -213,6 +235,10 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Retries:            {}", render::retries(&row));
     println!("Alert after:        {}", render::alert_after(&row));
     println!("Runs on:            {}", render::runs_on(&row));
+    println!(
+        "Notify:             {}",
+        render::notify(&row, ctx.config.notifications.email.as_deref())
+    );
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -331,6 +357,7 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         retry_delay_secs: None,
         alert_after: None,
         runs_on: None,
+        notify: None,
     })
 }
 

@@ -230,6 +230,8 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
     )?;
     if json {
         let mut value = job_json(&row, tz);
+        let global = ctx.config.notifications.email.as_deref();
+        value["notify"] = Value::from(render::notify_list(&row, global));
         value["history"] = Value::from(
             history
                 .iter()
@@ -250,6 +252,10 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Retries", render::retries(&row)),
         ("Alert after", render::alert_after(&row)),
         ("Runs on", render::runs_on(&row)),
+        (
+            "Notify",
+            render::notify(&row, ctx.config.notifications.email.as_deref()),
+        ),
         ("Consecutive failures", row.consecutive_failures.to_string()),
         (
             "Built-in schedule",

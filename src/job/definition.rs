@@ -184,6 +184,8 @@ pub struct JobDef {
     pub alert_after: u32,
     /// The tags a runner needs to take it (§19).
     pub runs_on: Vec<String>,
+    /// Who its alerts go to (§20); `None`: the global recipient.
+    pub notify: Option<Vec<String>>,
     pub kind: JobKind,
 }
 
@@ -250,6 +252,7 @@ impl JobDef {
             retry_delay_secs: settings.retry_delay_secs,
             alert_after: settings.alert_after,
             runs_on: settings.runs_on.clone(),
+            notify: settings.notify.clone(),
             kind,
         }
     }
@@ -307,6 +310,7 @@ impl JobDef {
             || i64::from(stored.builtin_retry_delay_seconds) != i64::from(self.retry_delay_secs)
             || i64::from(stored.builtin_alert_after) != i64::from(self.alert_after)
             || stored.builtin_runs_on != self.runs_on
+            || stored.builtin_notify != self.notify
     }
 
     /// Whether an SQL job's statements run outside a transaction block (§18).

@@ -254,6 +254,10 @@ pub struct Job {
     /// declared and as the operator overrides them (None: no override).
     pub builtin_runs_on: Vec<String>,
     pub override_runs_on: Option<Vec<String>>,
+    /// Who its alerts go to (§20), as declared and as the operator
+    /// overrides it; `None` in both: the global recipient.
+    pub builtin_notify: Option<Vec<String>>,
+    pub override_notify: Option<Vec<String>>,
 }
 
 /// The range of `alert_after` (§14).
@@ -406,6 +410,14 @@ impl Job {
             .unwrap_or(self.builtin_retry_delay_seconds)
             .max(1)
             .unsigned_abs()
+    }
+
+    /// The job's own recipients (§20), if it has any: the override, else
+    /// the declared `notify`; `None`: the global recipient applies.
+    pub fn notify(&self) -> Option<&[String]> {
+        self.override_notify
+            .as_deref()
+            .or(self.builtin_notify.as_deref())
     }
 
     /// The effective `runs_on` (§19): the tags a runner needs to take it.
@@ -720,6 +732,8 @@ mod tests {
             override_alert_after: None,
             builtin_runs_on: Vec::new(),
             override_runs_on: None,
+            builtin_notify: None,
+            override_notify: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,

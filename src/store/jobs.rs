@@ -53,6 +53,8 @@ impl Job {
             last_runtime_seconds: row.try_get("last_runtime_seconds")?,
             builtin_runs_on: row.try_get("builtin_runs_on")?,
             override_runs_on: row.try_get("override_runs_on")?,
+            builtin_notify: row.try_get("builtin_notify")?,
+            override_notify: row.try_get("override_notify")?,
         })
     }
 }
@@ -132,13 +134,14 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
          builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds, \
-         builtin_alert_after, builtin_runs_on) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         builtin_alert_after, builtin_runs_on, builtin_notify) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
              builtin_start_deadline_seconds = $12, builtin_retries = $13, \
-             builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16",
+             builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16, \
+             builtin_notify = $17",
         typed![
             &def.name,
             &def.app,
@@ -156,6 +159,7 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &retry_delay,
             &alert_after,
             &def.runs_on,
+            &def.notify,
         ],
     )?;
     Ok(())
@@ -246,6 +250,9 @@ pub struct ConfigChange {
     /// The operator's `runs_on` (§19); `Some(None)` returns the job to its
     /// declared one.
     pub runs_on: Option<Option<Vec<String>>>,
+    /// The operator's `notify` (§20); `Some(None)` returns the job to its
+    /// declared one (or the global recipient).
+    pub notify: Option<Option<Vec<String>>>,
 }
 
 /// Apply a configuration change, reschedule (a pending retry keeps its
@@ -291,13 +298,17 @@ pub fn configure(
     if let Some(runs_on) = &change.runs_on {
         row.override_runs_on = runs_on.clone();
     }
+    if let Some(notify) = &change.notify {
+        row.override_notify = notify.clone();
+    }
     let now = db_now(tx)?;
     row.next_run = row.next_run(now, tz);
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
-         override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13 \
+         override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13, \
+         override_notify = $14 \
          WHERE name = $1",
         typed![
             &name,
@@ -313,6 +324,7 @@ pub fn configure(
             &row.override_retry_delay_seconds,
             &row.override_alert_after,
             &row.override_runs_on,
+            &row.override_notify,
         ],
     )?;
     notify_runners(tx)?;
