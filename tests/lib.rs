@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod receiver;
 mod smtp;
 mod store;
 
@@ -30,3 +31,4 @@ mod schedules;
 mod sql_jobs;
 mod sync;
 mod web;
+mod webhooks;
