@@ -875,6 +875,50 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_commented_webhooks_and_notify_load() {
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
+        let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
+        let text = std::fs::read_to_string(&example).unwrap();
+        let mut in_hooks = false;
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("# [") {
+                    in_hooks = line.starts_with("# [notifications.webhooks.");
+                } else if !line.starts_with("# ") {
+                    in_hooks = false;
+                }
+                match line.strip_prefix("# ") {
+                    Some(rest) if in_hooks || rest.starts_with("notify = ") => format!("{rest}\n"),
+                    _ => format!("{line}\n"),
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manage.toml");
+        std::fs::write(&path, uncommented).unwrap();
+        let config = Config::load(
+            &Sources {
+                config_path: Some(path),
+                ..sources(&[])
+            },
+            builtins,
+        )
+        .unwrap();
+        let hooks: Vec<&str> = config
+            .notifications
+            .webhooks
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(hooks, ["chat", "pager"]);
+        assert_eq!(
+            config.jobs["refresh_exchange_rates"].settings.notify,
+            Some(vec!["ops@example.com".into(), "webhook:chat".into()])
+        );
+    }
+
+    #[test]
     fn the_runner_has_a_database_url_of_its_own_and_the_environment_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manage.toml");
