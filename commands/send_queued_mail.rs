@@ -45,7 +45,7 @@ fn transport_configured(ctx: &JobContext) -> bool {
 
 fn should_run(ctx: &mut JobContext) -> anyhow::Result<ShouldRun> {
     Ok(if !transport_configured(ctx) {
-        ShouldRun::Skip("no mail transport or webhook is configured".into())
+        ShouldRun::Skip("no mail transport is configured".into())
     } else if store::mail_queue_len(ctx.client)? == 0 {
         ShouldRun::Skip("the mail queue is empty".into())
     } else {

@@ -213,6 +213,8 @@ fn assert_job_object(job: &Value) {
             "retries",
             "retry_delay",
             "alert_after",
+            "runs_on",
+            "notify",
             "consecutive_failures",
             "builtin_times",
             "builtin_interval",

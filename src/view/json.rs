@@ -31,6 +31,8 @@ pub struct JobJson<'a> {
     alert_after: u32,
     /// The tags a runner needs to take the job (§19); empty: any runner.
     runs_on: &'a [String],
+    /// Who its alerts go to (§20): its own `notify`, else the global address.
+    notify: Vec<String>,
     consecutive_failures: i32,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
@@ -65,7 +67,8 @@ fn interval_string(secs: Option<i32>) -> Option<String> {
 }
 
 impl<'a> JobJson<'a> {
-    pub fn new(row: &'a Job, tz: Tz) -> Self {
+    /// `global`: `notifications.email`, the recipient of a job without `notify`.
+    pub fn new(row: &'a Job, tz: Tz, global: Option<&str>) -> Self {
         let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| text::json_time(t, tz));
         JobJson {
             name: &row.name,
@@ -80,6 +83,7 @@ impl<'a> JobJson<'a> {
             retry_delay: schedule::format_duration(row.retry_delay_seconds()),
             alert_after: row.alert_after(),
             runs_on: row.runs_on(),
+            notify: text::notify_list(row, global),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),
@@ -99,8 +103,8 @@ impl<'a> JobJson<'a> {
 }
 
 /// The job object of §7 as a value (for `jobs show`, which adds `history`).
-pub fn job_json(row: &Job, tz: Tz) -> Value {
-    serde_json::to_value(JobJson::new(row, tz)).unwrap_or(Value::Null)
+pub fn job_json(row: &Job, tz: Tz, global: Option<&str>) -> Value {
+    serde_json::to_value(JobJson::new(row, tz, global)).unwrap_or(Value::Null)
 }
 
 /// The run object of §7; `with_output` adds the whole output.
