@@ -430,3 +430,22 @@ fn check_send_test_mail_posts_a_test_event_to_every_webhook() {
         run.stdout
     );
 }
+
+#[test]
+fn a_mail_server_that_is_down_holds_up_no_webhook() {
+    let receiver = Receiver::new();
+    let config = config(
+        &receiver.url("/"),
+        &format!(
+            "[notifications]\nemail = \"ops@example.com\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
+             [jobs.bad]\ncommand = \"exit 1\"\ninterval = \"01:00:00\"\n\
+             notify = [\"ops@example.com\", \"webhook:ops\"]\n",
+            free_port()
+        ),
+    );
+    let db = TestDb::new();
+    run_once(&db, &config, &["bad"]);
+    assert_eq!(receiver.wait_for(1).len(), 1);
+    let left = db.query_strings("SELECT recipient, attempts FROM manage.mail_queue");
+    assert_eq!(left, [["ops@example.com", "1"]], "the mail waits alone");
+}
