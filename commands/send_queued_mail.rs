@@ -9,17 +9,23 @@
 //! (the server is down; the next run tries again), while a mail the server
 //! refuses keeps its error and the others still go.
 //!
+//! Webhook alerts (§20) are rows of the same queue (recipient
+//! `webhook:NAME`), so they are delivered under the same lock and kept by
+//! the same rules: a 2xx answer removes one, anything else or no answer in
+//! time counts an attempt and keeps it for the next run. A receiver that
+//! does not answer holds up only its own deliveries, and mail that cannot be
+//! sent holds up no webhook.
+//!
 //! Its own failures are not mailed (the runner sees to that): they show as a
 //! failed run in `jobs list` and as errors in `mail queue`.
 
-use std::collections::HashSet;
-
-use anyhow::Context as _;
+use std::collections::{HashMap, HashSet};
 
 use crate::job::builder::Job;
 use crate::job::definition::{JobContext, ShouldRun};
-use crate::mail::{DeliveryError, Outgoing, Transport};
+use crate::mail::{DeliveryError, Mailer, Outgoing, Transport};
 use crate::store::{self, QueuedMail};
+use crate::webhook::{self, PostError};
 
 /// The job, registered as an application registers its own (§22).
 pub fn job() -> Job {
@@ -34,7 +40,7 @@ pub fn job() -> Job {
 
 fn transport_configured(ctx: &JobContext) -> bool {
     let n = &ctx.config.notifications;
-    n.smtp_url.is_some() || n.sendmail.is_some()
+    n.smtp_url.is_some() || n.sendmail.is_some() || !n.webhooks.is_empty()
 }
 
 fn should_run(ctx: &mut JobContext) -> anyhow::Result<ShouldRun> {
@@ -77,26 +83,24 @@ fn message_id(mail: &QueuedMail) -> String {
     )
 }
 
+/// The mail transport, readied on the first mail of a pass; or why none
+/// can be sent this pass.
+enum MailState {
+    Untried,
+    Ready(Mailer),
+    Down(String),
+}
+
 fn send_all(ctx: &mut JobContext) -> anyhow::Result<()> {
     let queue = store::queued_mails(ctx.client)?;
     if queue.is_empty() {
         writeln!(ctx.out, "No mail is queued")?;
         return Ok(());
     }
-    let transport = Transport::from_config(&ctx.config.notifications)
-        .map_err(anyhow::Error::msg)?
-        .context(
-            "mail is queued but no mail transport is configured \
-             (set notifications.smtp_url, SMTP_URL or notifications.sendmail)",
-        )?;
-    let mailer = match transport.mailer() {
-        Ok(mailer) => mailer,
-        Err(e) => {
-            let ids: Vec<i64> = queue.iter().map(|m| m.id).collect();
-            store::mail_failed(ctx.client, &ids, &e.to_string())?;
-            return finish(ctx, queue.len(), 0, Some(e.to_string()));
-        }
-    };
+    let mut mail = MailState::Untried;
+    // Webhooks that did not answer this pass: the rest queued for them wait
+    // for the next one rather than each waiting out the timeout.
+    let mut unreachable: HashMap<String, String> = HashMap::new();
     let mut tried: HashSet<i64> = HashSet::new();
     let mut sent = 0;
     let mut batch = queue;
@@ -104,39 +108,14 @@ fn send_all(ctx: &mut JobContext) -> anyhow::Result<()> {
     // to us) is picked up by another pass; each mail is tried once per run.
     while !batch.is_empty() {
         tried.extend(batch.iter().map(|m| m.id));
-        for (index, mail) in batch.iter().enumerate() {
-            let outgoing = Outgoing {
-                sender: &mail.sender,
-                recipient: &mail.recipient,
-                subject: &mail.subject,
-                body: &mail.body,
-                headers: &mail.headers,
-                message_id: message_id(mail),
+        for queued in &batch {
+            let delivered = match queued.recipient.strip_prefix(webhook::RECIPIENT_PREFIX) {
+                Some(name) => send_webhook(ctx, queued, name, &mut unreachable)?,
+                None => send_mail(ctx, queued, &mut mail)?,
             };
-            match mailer.send(&outgoing) {
-                Ok(answer) => {
-                    store::mail_sent(ctx.client, mail.id)?;
-                    sent += 1;
-                    writeln!(
-                        ctx.out,
-                        "Sent mail {} to {}: {} (server said: {answer})",
-                        mail.id, mail.recipient, mail.subject
-                    )?;
-                }
-                Err(DeliveryError::Rejected(error)) => {
-                    store::mail_failed(ctx.client, &[mail.id], &error)?;
-                    writeln!(
-                        ctx.out,
-                        "Could not send mail {} to {}: {error}",
-                        mail.id, mail.recipient
-                    )?;
-                }
-                Err(DeliveryError::Connection(error)) => {
-                    // Every mail not yet sent was held up by this failure.
-                    let ids: Vec<i64> = batch[index..].iter().map(|m| m.id).collect();
-                    store::mail_failed(ctx.client, &ids, &error)?;
-                    return finish(ctx, tried.len(), sent, Some(error));
-                }
+            if delivered {
+                store::mail_sent(ctx.client, queued.id)?;
+                sent += 1;
             }
         }
         batch = store::queued_mails(ctx.client)?
@@ -144,7 +123,117 @@ fn send_all(ctx: &mut JobContext) -> anyhow::Result<()> {
             .filter(|m| !tried.contains(&m.id))
             .collect();
     }
-    finish(ctx, tried.len(), sent, None)
+    let cut_off = match mail {
+        MailState::Down(error) => Some(error),
+        _ => None,
+    };
+    finish(ctx, tried.len(), sent, cut_off)
+}
+
+/// Send one queued mail; Ok(true) once the server took it. A failure is
+/// counted on the row.
+fn send_mail(
+    ctx: &mut JobContext,
+    queued: &QueuedMail,
+    state: &mut MailState,
+) -> anyhow::Result<bool> {
+    if let MailState::Untried = state {
+        *state =
+            match Transport::from_config(&ctx.config.notifications).map_err(anyhow::Error::msg)? {
+                None => MailState::Down(
+                    "mail is queued but no mail transport is configured \
+                 (set notifications.smtp_url, SMTP_URL or notifications.sendmail)"
+                        .into(),
+                ),
+                Some(transport) => match transport.mailer() {
+                    Ok(mailer) => MailState::Ready(mailer),
+                    Err(e) => MailState::Down(e.to_string()),
+                },
+            };
+    }
+    let mailer = match state {
+        MailState::Ready(mailer) => mailer,
+        MailState::Down(error) => {
+            // Held up by the failure that stopped mail this pass.
+            store::mail_failed(ctx.client, &[queued.id], error)?;
+            return Ok(false);
+        }
+        MailState::Untried => return Ok(false),
+    };
+    let outgoing = Outgoing {
+        sender: &queued.sender,
+        recipient: &queued.recipient,
+        subject: &queued.subject,
+        body: &queued.body,
+        headers: &queued.headers,
+        message_id: message_id(queued),
+    };
+    match mailer.send(&outgoing) {
+        Ok(answer) => {
+            writeln!(
+                ctx.out,
+                "Sent mail {} to {}: {} (server said: {answer})",
+                queued.id, queued.recipient, queued.subject
+            )?;
+            Ok(true)
+        }
+        Err(DeliveryError::Rejected(error)) => {
+            store::mail_failed(ctx.client, &[queued.id], &error)?;
+            writeln!(
+                ctx.out,
+                "Could not send mail {} to {}: {error}",
+                queued.id, queued.recipient
+            )?;
+            Ok(false)
+        }
+        Err(DeliveryError::Connection(error)) => {
+            // Every mail not yet sent this pass is held up by this failure.
+            store::mail_failed(ctx.client, &[queued.id], &error)?;
+            *state = MailState::Down(error);
+            Ok(false)
+        }
+    }
+}
+
+/// Post one queued webhook alert (§20); Ok(true) on a 2xx. Its URL, secret
+/// and format are the configuration's, by name, now.
+fn send_webhook(
+    ctx: &mut JobContext,
+    queued: &QueuedMail,
+    name: &str,
+    unreachable: &mut HashMap<String, String>,
+) -> anyhow::Result<bool> {
+    let error = match (
+        ctx.config.notifications.webhooks.get(name),
+        unreachable.get(name),
+    ) {
+        (None, _) => format!(
+            "no webhook \"{name}\" is configured ([notifications.webhooks.{name}]); it stays queued"
+        ),
+        (Some(_), Some(error)) => error.clone(),
+        (Some(hook), None) => match webhook::post(hook, &queued.body) {
+            Ok(status) => {
+                writeln!(
+                    ctx.out,
+                    "Delivered {} to {}: {} (answered {status})",
+                    queued.id, queued.recipient, queued.subject
+                )?;
+                return Ok(true);
+            }
+            Err(PostError::Refused(error)) => error,
+            Err(PostError::Unreachable(error)) => {
+                unreachable.insert(name.to_string(), error.clone());
+                error
+            }
+        },
+    };
+    store::mail_failed(ctx.client, &[queued.id], &error)?;
+    writeln!(
+        ctx.out,
+        "Could not deliver {} to {}: {error}",
+        queued.id, queued.recipient
+    )?;
+    Ok(false)
 }
 
 /// The summary line, and the run's result: a failure while anything is left.

@@ -22,6 +22,7 @@ use chrono_tz::Tz;
 pub use crate::mail::NotificationConfig;
 use crate::schedule::{self, Schedule};
 use crate::timings::Timings;
+use crate::webhook::Webhook;
 
 /// Default timeout of a child-process job.
 pub const DEFAULT_TIMEOUT_SECS: u32 = 120;
@@ -165,6 +166,9 @@ pub struct JobSettings {
     pub runs_on: Vec<String>,
     /// Each slot delayed by a pseudo-random offset below this (§21); 0: none.
     pub jitter_secs: u32,
+    /// Who this job's alerts go to (§20), instead of `notifications.email`:
+    /// mail addresses and `webhook:NAME`s. `None`: the global recipient.
+    pub notify: Option<Vec<String>>,
     /// The initial value of the operator's *notify on success*.
     pub notify_on_success: bool,
 }
@@ -188,6 +192,7 @@ impl JobSettings {
             trigger_next: Vec::new(),
             runs_on: Vec::new(),
             jitter_secs: 0,
+            notify: None,
             notify_on_success: false,
         }
     }
@@ -336,8 +341,13 @@ impl Config {
 
         let mut jobs = BTreeMap::new();
         for (keys::JobName(name), keys::Table(job)) in raw.jobs.unwrap_or_default() {
-            let job = declared_job(name, job, &base_dir, builtins)
+            let mut job = declared_job(name, job, &base_dir, builtins)
                 .map_err(|(key, problem)| at(&key, problem))?;
+            if let Some(list) = &job.settings.notify {
+                let checked = check_notify(list, &notifications.webhooks)
+                    .map_err(|e| at(&format!("jobs.{}.notify", job.name), e))?;
+                job.settings.notify = Some(checked);
+            }
             jobs.insert(job.name.clone(), job);
         }
         check_triggers(&jobs, builtins).map_err(|(key, problem)| at(&key, problem))?;
@@ -457,6 +467,8 @@ fn notifications(
         smtp_url: sources.var("SMTP_URL")?.or(raw.smtp_url),
         smtp_ca_file: raw.smtp_ca_file.map(|p| base_dir.join(p)),
         sendmail: raw.sendmail.map(|p| base_dir.join(p)),
+        webhooks: webhooks(raw.webhooks.unwrap_or_default())
+            .map_err(|(key, problem)| ConfigError::at(label, &key, problem))?,
     };
     crate::mail::check_settings(&notifications).map_err(|p| {
         match p.env.filter(|var| matches!(sources.var(var), Ok(Some(_)))) {
@@ -465,6 +477,74 @@ fn notifications(
         }
     })?;
     Ok(notifications)
+}
+
+/// `[notifications.webhooks.NAME]` (§20): a name a `notify` list can hold
+/// as `webhook:NAME`, and an http(s) URL.
+fn webhooks(
+    raw: BTreeMap<String, keys::Table<file::RawWebhook>>,
+) -> Result<BTreeMap<String, Webhook>, KeyProblem> {
+    let mut hooks = BTreeMap::new();
+    for (name, keys::Table(hook)) in raw {
+        let key = join_key("notifications.webhooks", &name);
+        check_tag(&name).map_err(|_| {
+            (
+                key.clone(),
+                format!("{name:?} is not a webhook name: expected 1 to 63 letters, digits, '_', '-' or '.'"),
+            )
+        })?;
+        let k = |field: &str| format!("{key}.{field}");
+        let url = match hook.url {
+            Some(url) => url,
+            None => return Err((k("url"), "missing: every webhook needs a url".into())),
+        };
+        crate::webhook::check_url(&url).map_err(|e| (k("url"), e))?;
+        let format = match hook.format {
+            Some(text) => crate::webhook::Format::parse(&text).map_err(|e| (k("format"), e))?,
+            None => crate::webhook::Format::Json,
+        };
+        let secret = hook.secret.filter(|s| !s.is_empty());
+        hooks.insert(
+            name,
+            Webhook {
+                url,
+                secret,
+                format,
+            },
+        );
+    }
+    Ok(hooks)
+}
+
+/// A job's `notify` (§20): mail addresses and `webhook:NAME`s of configured
+/// webhooks, in order without repeats; the problem names the first bad one.
+pub fn check_notify(
+    list: &[String],
+    webhooks: &BTreeMap<String, Webhook>,
+) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in list.iter().map(|i| i.trim()) {
+        if let Some(name) = item.strip_prefix(crate::webhook::RECIPIENT_PREFIX) {
+            if !webhooks.contains_key(name) {
+                let known: Vec<&str> = webhooks.keys().map(String::as_str).collect();
+                return Err(if known.is_empty() {
+                    format!("no webhook \"{name}\": no [notifications.webhooks] are configured")
+                } else {
+                    format!(
+                        "no webhook \"{name}\": expected one of the [notifications.webhooks] names: {}",
+                        known.join(", ")
+                    )
+                });
+            }
+        } else {
+            crate::mail::check_address(item)
+                .map_err(|e| format!("{e}; expected a mail address or webhook:NAME"))?;
+        }
+        if !out.iter().any(|o| o == item) {
+            out.push(item.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// A problem of a declared job: the key and what is wrong with it.
@@ -572,6 +652,7 @@ fn declared_job(
         trigger_next: raw.trigger_next.unwrap_or_default(),
         runs_on: raw.runs_on.unwrap_or_default(),
         jitter_secs: raw.jitter.unwrap_or(0),
+        notify: raw.notify,
         notify_on_success: raw.notify_on_success.unwrap_or(defaults.notify_on_success),
     };
     if let Some(jitter) = raw.jitter {
@@ -823,6 +904,50 @@ mod tests {
         assert_eq!(config.runner.timings, Timings::default());
         assert_eq!(config.runner.max_parallel, DEFAULT_MAX_PARALLEL);
         assert!(config.runner.database_url.is_some());
+    }
+
+    #[test]
+    fn the_examples_commented_webhooks_and_notify_load() {
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
+        let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
+        let text = std::fs::read_to_string(&example).unwrap();
+        let mut in_hooks = false;
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("# [") {
+                    in_hooks = line.starts_with("# [notifications.webhooks.");
+                } else if !line.starts_with("# ") {
+                    in_hooks = false;
+                }
+                match line.strip_prefix("# ") {
+                    Some(rest) if in_hooks || rest.starts_with("notify = ") => format!("{rest}\n"),
+                    _ => format!("{line}\n"),
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manage.toml");
+        std::fs::write(&path, uncommented).unwrap();
+        let config = Config::load(
+            &Sources {
+                config_path: Some(path),
+                ..sources(&[])
+            },
+            builtins,
+        )
+        .unwrap();
+        let hooks: Vec<&str> = config
+            .notifications
+            .webhooks
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(hooks, ["chat", "pager"]);
+        assert_eq!(
+            config.jobs["refresh_exchange_rates"].settings.notify,
+            Some(vec!["ops@example.com".into(), "webhook:chat".into()])
+        );
     }
 
     #[test]

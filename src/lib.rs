@@ -100,3 +100,5 @@ pub mod store;
 pub mod timings;
 pub(crate) mod view;
 pub(crate) mod web;
+#[doc(hidden)]
+pub mod webhook;

@@ -41,6 +41,8 @@ pub struct NotificationConfig {
     /// A CA certificate (PEM) the SMTP connection trusts besides the system's.
     pub smtp_ca_file: Option<PathBuf>,
     pub sendmail: Option<PathBuf>,
+    /// `[notifications.webhooks.NAME]` (§20), by name.
+    pub webhooks: std::collections::BTreeMap<String, crate::webhook::Webhook>,
 }
 
 /// A mail ready for the queue.
@@ -312,6 +314,13 @@ pub fn redact_url(text: &str) -> String {
         &authority[..colon],
         &rest[at..]
     )
+}
+
+/// A recipient or sender that lettre can send to.
+pub fn check_address(text: &str) -> Result<(), String> {
+    text.parse::<Mailbox>()
+        .map(|_| ())
+        .map_err(|e| format!("\"{text}\" is not a valid mail address: {e}"))
 }
 
 /// A notification setting that cannot work: the configuration names it.

@@ -142,6 +142,11 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
                 secs => schedule::format_duration(secs),
             },
         ),
+        (
+            "notify",
+            job.notify()
+                .map_or_else(none, |list| format!("[{}]", list.join(", "))),
+        ),
     ]
 }
 

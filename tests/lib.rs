@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod receiver;
 mod smtp;
 mod store;
 
@@ -32,3 +33,4 @@ mod schedules;
 mod sql_jobs;
 mod sync;
 mod web;
+mod webhooks;

@@ -216,6 +216,7 @@ fn assert_job_object(job: &Value) {
             "runs_on",
             "jitter",
             "paused_until",
+            "notify",
             "consecutive_failures",
             "builtin_times",
             "builtin_interval",

@@ -89,6 +89,12 @@ pub struct ConfigureArgs {
     /// End a pause set with --pause-until now
     #[arg(long)]
     resume: bool,
+    /// Send this job's alerts to these instead of notifications.email: "ADDRESS|webhook:NAME,…" (empty: nobody), overriding the file
+    #[arg(long, value_name = "LIST", conflicts_with = "clear_notify")]
+    notify: Option<String>,
+    /// Remove the recipients set with --notify (the declared notify, else notifications.email, applies again)
+    #[arg(long)]
+    clear_notify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -169,7 +175,23 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         runs_on: None,
         jitter_secs: None,
         pause: None,
+        notify: None,
     };
+    if let Some(list) = &args.notify {
+        let items: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(String::from)
+            .collect();
+        match crate::config::check_notify(&items, &ctx.config.notifications.webhooks) {
+            Ok(checked) => change.notify = Some(Some(checked)),
+            Err(e) => return bad_input(format!("--notify: {e}")),
+        }
+    }
+    if args.clear_notify {
+        change.notify = Some(None);
+    }
     if let Some(times) = args.override_times {
         change.override_schedule = Some(Some(Schedule::Times(times.0)));
     }
@@ -218,7 +240,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
             "nothing to change for job \"{}\": expected at least one of --enabled, --notify-on-success, \
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
-             --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter, --pause-until, --resume",
+             --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter, --pause-until, --resume, \
+             --notify, --clear-notify",
             args.name
         ));
     }
@@ -248,6 +271,10 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
             render::human_time(until, ctx.config.timezone)
         );
     }
+    println!(
+        "Notify:             {}",
+        render::notify(&row, ctx.config.notifications.email.as_deref())
+    );
     print_schedule(&row, ctx, now);
     Ok(())
 }
@@ -368,6 +395,7 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         runs_on: None,
         jitter_secs: None,
         pause: None,
+        notify: None,
     })
 }
 

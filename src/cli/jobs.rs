@@ -171,7 +171,10 @@ fn list(ctx: &Context, json: bool) -> anyhow::Result<()> {
     if json {
         // Straight from the rows to stdout: no serde_json::Value in between,
         // whose maps cost a third of `jobs list --json` over 10,000 jobs.
-        let objects: Vec<JobJson> = rows.iter().map(|r| JobJson::new(r, tz)).collect();
+        let objects: Vec<JobJson> = rows
+            .iter()
+            .map(|r| JobJson::new(r, tz, ctx.config.notifications.email.as_deref()))
+            .collect();
         return render::write_json(&objects);
     }
     let overview = overview(&mut client)?;
@@ -229,7 +232,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         SHOW_PAGE,
     )?;
     if json {
-        let mut value = job_json(&row, tz);
+        let mut value = job_json(&row, tz, ctx.config.notifications.email.as_deref());
         value["history"] = Value::from(
             history
                 .iter()
@@ -254,6 +257,10 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         (
             "Paused until",
             render::human_time_opt(row.paused_at(chrono::Utc::now()), tz, "-"),
+        ),
+        (
+            "Notify",
+            render::notify(&row, ctx.config.notifications.email.as_deref()),
         ),
         ("Consecutive failures", row.consecutive_failures.to_string()),
         (

@@ -1,5 +1,6 @@
 //! `manage mail queue`: the mails waiting to be sent; and the test mail of
-//! `manage check --send-test-mail`, which goes straight to the transport.
+//! `manage check --send-test-mail`, which goes straight to the transport, and
+//! its `test` event to every webhook (§20), posted directly too.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -9,6 +10,7 @@ use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::mail::{self, Outgoing, Transport};
 use crate::store;
+use crate::webhook;
 
 #[derive(Debug, Subcommand)]
 pub enum MailCommand {
@@ -118,4 +120,22 @@ pub fn send_test_mail(ctx: &Context) -> Result<String, String> {
         })
         .map(|answer| format!("test mail sent to {recipient} (server said: {answer})"))
         .map_err(|e| format!("test mail to {recipient} not sent: {e}"))
+}
+
+/// Post the `test` event to every webhook, now, not through the queue: each
+/// name with the status it answered, or the problem.
+pub fn post_test_webhooks(ctx: &Context) -> Vec<(String, Result<u16, String>)> {
+    let host = crate::host::short_host_name();
+    let body = webhook::Payload::test(&host).to_body();
+    ctx.config
+        .notifications
+        .webhooks
+        .iter()
+        .map(|(name, hook)| {
+            (
+                name.clone(),
+                webhook::post(hook, &body).map_err(|e| e.to_string()),
+            )
+        })
+        .collect()
 }

@@ -138,7 +138,7 @@ pub enum Command {
     },
     /// Validate the configuration, the database and its migration state
     Check {
-        /// Also send a test mail directly (not through the queue)
+        /// Also send a test mail directly (not through the queue), and post a test event to every webhook
         #[arg(long)]
         send_test_mail: bool,
     },

@@ -186,15 +186,40 @@ pub fn check(ctx: &Context, send_test_mail: bool) -> anyhow::Result<()> {
             problems += 1;
         }
     }
+    for (name, hook) in &n.webhooks {
+        let signed = if hook.secret.is_some() {
+            ", signed"
+        } else {
+            ""
+        };
+        println!(
+            "ok: webhook {name}: {} ({}{signed})",
+            hook.target(),
+            hook.format.as_str()
+        );
+    }
     if n.email.is_none() {
         println!("warning: notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
     }
     if send_test_mail {
-        match crate::cli::mail_cmd::send_test_mail(ctx) {
-            Ok(line) => println!("ok: {line}"),
-            Err(problem) => {
-                println!("problem: {problem}");
-                problems += 1;
+        // With webhooks only, there is no mail to test.
+        let mail_configured = n.email.is_some() || n.smtp_url.is_some() || n.sendmail.is_some();
+        if mail_configured || n.webhooks.is_empty() {
+            match crate::cli::mail_cmd::send_test_mail(ctx) {
+                Ok(line) => println!("ok: {line}"),
+                Err(problem) => {
+                    println!("problem: {problem}");
+                    problems += 1;
+                }
+            }
+        }
+        for (name, result) in crate::cli::mail_cmd::post_test_webhooks(ctx) {
+            match result {
+                Ok(status) => println!("ok: Webhook {name}: answered {status}"),
+                Err(problem) => {
+                    println!("problem: Webhook {name}: failed: {problem}");
+                    problems += 1;
+                }
             }
         }
     }

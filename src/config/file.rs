@@ -75,6 +75,20 @@ pub(super) struct RawNotifications {
     pub smtp_ca_file: Option<String>,
     #[serde(deserialize_with = "keys::text")]
     pub sendmail: Option<String>,
+    #[serde(deserialize_with = "keys::table")]
+    pub webhooks: Option<std::collections::BTreeMap<String, Table<RawWebhook>>>,
+}
+
+/// `[notifications.webhooks.NAME]` (§20).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawWebhook {
+    #[serde(deserialize_with = "keys::text")]
+    pub url: Option<String>,
+    #[serde(deserialize_with = "keys::text")]
+    pub secret: Option<String>,
+    #[serde(deserialize_with = "keys::text")]
+    pub format: Option<String>,
 }
 
 /// `[web]` (§16).
@@ -128,6 +142,8 @@ pub(super) struct RawJob {
     pub jitter: Option<u32>,
     #[serde(deserialize_with = "keys::flag")]
     pub notify_on_success: Option<bool>,
+    #[serde(deserialize_with = "keys::strings")]
+    pub notify: Option<Vec<String>>,
     #[serde(deserialize_with = "keys::app")]
     pub app: Option<String>,
     #[serde(deserialize_with = "keys::text")]

@@ -186,6 +186,8 @@ pub struct JobDef {
     pub runs_on: Vec<String>,
     /// Each slot delayed by up to this many seconds (§21).
     pub jitter_secs: u32,
+    /// Who its alerts go to (§20); `None`: the global recipient.
+    pub notify: Option<Vec<String>>,
     pub kind: JobKind,
 }
 
@@ -253,6 +255,7 @@ impl JobDef {
             alert_after: settings.alert_after,
             runs_on: settings.runs_on.clone(),
             jitter_secs: settings.jitter_secs,
+            notify: settings.notify.clone(),
             kind,
         }
     }
@@ -311,6 +314,7 @@ impl JobDef {
             || i64::from(stored.builtin_alert_after) != i64::from(self.alert_after)
             || stored.builtin_runs_on != self.runs_on
             || i64::from(stored.builtin_jitter_seconds) != i64::from(self.jitter_secs)
+            || stored.builtin_notify != self.notify
     }
 
     /// Whether an SQL job's statements run outside a transaction block (§18).

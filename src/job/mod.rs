@@ -260,6 +260,10 @@ pub struct Job {
     /// Paused until this instant (§21): it runs again from its first slot
     /// after it. A passed instant means nothing.
     pub paused_until: Option<DateTime<Utc>>,
+    /// Who its alerts go to (§20), as declared and as the operator
+    /// overrides it; `None` in both: the global recipient.
+    pub builtin_notify: Option<Vec<String>>,
+    pub override_notify: Option<Vec<String>>,
 }
 
 /// The range of `alert_after` (§14).
@@ -433,6 +437,14 @@ impl Job {
             name: &self.name,
             secs: self.jitter_seconds(),
         }
+    }
+
+    /// The job's own recipients (§20), if it has any: the override, else
+    /// the declared `notify`; `None`: the global recipient applies.
+    pub fn notify(&self) -> Option<&[String]> {
+        self.override_notify
+            .as_deref()
+            .or(self.builtin_notify.as_deref())
     }
 
     /// The effective `runs_on` (§19): the tags a runner needs to take it.
@@ -771,6 +783,8 @@ mod tests {
             builtin_jitter_seconds: 0,
             override_jitter_seconds: None,
             paused_until: None,
+            builtin_notify: None,
+            override_notify: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,

@@ -282,7 +282,10 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
             tags.join(", ")
         ));
     }
-    if config.notifications.email.is_none() {
+    // A job with its own `notify` (§20) still alerts without a global one.
+    if config.notifications.email.is_none()
+        && config.jobs.values().all(|j| j.settings.notify.is_none())
+    {
         log.warn("notifications are disabled: no recipient (set notifications.email or SCHEDULED_JOBS_EMAIL)");
     }
 

@@ -1067,7 +1067,7 @@ pub fn record(
     }
     // Only the series' final failure is mailed (§13), and failures only
     // from the alert_after-th in a row (§14).
-    alerts::queue(shared, &mut tx, r, notice.mail)?;
+    alerts::queue(shared, &mut tx, r, row.as_ref(), notice.mail)?;
     store::notify_runners(&mut tx)?;
     let next = if claim {
         claim_next(shared, &mut tx, prepared)?

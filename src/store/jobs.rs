@@ -56,6 +56,8 @@ impl Job {
             builtin_jitter_seconds: row.try_get("builtin_jitter_seconds")?,
             override_jitter_seconds: row.try_get("override_jitter_seconds")?,
             paused_until: row.try_get("paused_until")?,
+            builtin_notify: row.try_get("builtin_notify")?,
+            override_notify: row.try_get("override_notify")?,
         })
     }
 }
@@ -136,14 +138,14 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
          builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds, \
-         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds, builtin_notify) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
              builtin_start_deadline_seconds = $12, builtin_retries = $13, \
              builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16, \
-             builtin_jitter_seconds = $17",
+             builtin_jitter_seconds = $17, builtin_notify = $18",
         typed![
             &def.name,
             &def.app,
@@ -162,6 +164,7 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &alert_after,
             &def.runs_on,
             &jitter,
+            &def.notify,
         ],
     )?;
     Ok(())
@@ -258,6 +261,9 @@ pub struct ConfigChange {
     /// Pause until an instant, or for a while from the database's now
     /// (§21); `Some(None)` resumes.
     pub pause: Option<Option<crate::input::Until>>,
+    /// The operator's `notify` (§20); `Some(None)` returns the job to its
+    /// declared one (or the global recipient).
+    pub notify: Option<Option<Vec<String>>>,
 }
 
 /// Apply a configuration change, reschedule (a pending retry keeps its
@@ -303,6 +309,9 @@ pub fn configure(
     if let Some(runs_on) = &change.runs_on {
         row.override_runs_on = runs_on.clone();
     }
+    if let Some(notify) = &change.notify {
+        row.override_notify = notify.clone();
+    }
     if let Some(jitter) = change.jitter_secs {
         row.override_jitter_seconds = jitter.map(i32::try_from).transpose()?;
     }
@@ -335,7 +344,7 @@ pub fn configure(
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
          override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13, \
-         override_jitter_seconds = $14, paused_until = $15 \
+         override_jitter_seconds = $14, paused_until = $15, override_notify = $16 \
          WHERE name = $1",
         typed![
             &name,
@@ -353,6 +362,7 @@ pub fn configure(
             &row.override_runs_on,
             &row.override_jitter_seconds,
             &row.paused_until,
+            &row.override_notify,
         ],
     )?;
     notify_runners(tx)?;

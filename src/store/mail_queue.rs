@@ -58,6 +58,24 @@ pub fn queue_mail(
     Ok(())
 }
 
+/// Put a webhook alert in the queue (§20): recipient `webhook:NAME`, the
+/// mail's subject, the JSON payload as the body, and no sender or headers.
+/// Its URL and secret stay in the configuration.
+pub fn queue_webhook(
+    client: &mut impl GenericClient,
+    recipient: &str,
+    subject: &str,
+    payload: &str,
+    run_id: i64,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "INSERT INTO manage.mail_queue (recipient, sender, subject, body, run_id) \
+         VALUES ($1, '', $2, $3, $4)",
+        typed![&recipient, &subject, &payload, &run_id],
+    )?;
+    Ok(())
+}
+
 /// A mail waiting in `manage.mail_queue`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedMail {

@@ -35,6 +35,8 @@ pub struct JobJson<'a> {
     jitter: Option<String>,
     /// The end of the job's pause while it lasts (§21), else null.
     paused_until: Value,
+    /// Who its alerts go to (§20): its own `notify`, else the global address.
+    notify: Vec<String>,
     consecutive_failures: i32,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
@@ -69,7 +71,8 @@ fn interval_string(secs: Option<i32>) -> Option<String> {
 }
 
 impl<'a> JobJson<'a> {
-    pub fn new(row: &'a Job, tz: Tz) -> Self {
+    /// `global`: `notifications.email`, the recipient of a job without `notify`.
+    pub fn new(row: &'a Job, tz: Tz, global: Option<&str>) -> Self {
         let time = |t: Option<chrono::DateTime<Utc>>| t.map(|t| text::json_time(t, tz));
         JobJson {
             name: &row.name,
@@ -87,6 +90,7 @@ impl<'a> JobJson<'a> {
             jitter: (row.jitter_seconds() > 0)
                 .then(|| schedule::format_duration(row.jitter_seconds())),
             paused_until: text::json_time_opt(row.paused_at(chrono::Utc::now()), tz),
+            notify: text::notify_list(row, global),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),
@@ -106,8 +110,8 @@ impl<'a> JobJson<'a> {
 }
 
 /// The job object of §7 as a value (for `jobs show`, which adds `history`).
-pub fn job_json(row: &Job, tz: Tz) -> Value {
-    serde_json::to_value(JobJson::new(row, tz)).unwrap_or(Value::Null)
+pub fn job_json(row: &Job, tz: Tz, global: Option<&str>) -> Value {
+    serde_json::to_value(JobJson::new(row, tz, global)).unwrap_or(Value::Null)
 }
 
 /// The run object of §7; `with_output` adds the whole output.

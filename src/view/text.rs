@@ -29,6 +29,34 @@ pub fn json_time_opt(instant: Option<DateTime<Utc>>, tz: Tz) -> serde_json::Valu
     instant.map_or(serde_json::Value::Null, |i| json_time(i, tz).into())
 }
 
+/// Who a job's alerts go to (§20): its own list with `(override)` when the
+/// operator set it, else the global recipient.
+pub fn notify(job: &crate::job::Job, global: Option<&str>) -> String {
+    match job.notify() {
+        Some([]) => "nobody".to_string(),
+        Some(list) => {
+            let origin = if job.override_notify.is_some() {
+                " (override)"
+            } else {
+                ""
+            };
+            format!("{}{origin}", list.join(", "))
+        }
+        None => match global {
+            Some(email) => format!("{email} (notifications.email)"),
+            None => "nobody (no notifications.email)".to_string(),
+        },
+    }
+}
+
+/// The effective recipients of a job's alerts (§20), for JSON.
+pub fn notify_list(job: &crate::job::Job, global: Option<&str>) -> Vec<String> {
+    match job.notify() {
+        Some(list) => list.to_vec(),
+        None => global.map(|e| vec![e.to_string()]).unwrap_or_default(),
+    }
+}
+
 /// The runners a job runs on (§19): `any runner`, or `runners with tags
 /// gpu, eu`, and whether the operator set it.
 pub fn runs_on(job: &crate::job::Job) -> String {

@@ -571,7 +571,13 @@ async fn api_jobs(State(web): State<Shared>) -> Response {
             let rows = store::listed_jobs(client)?;
             Ok(serde_json::Value::from(
                 rows.iter()
-                    .map(|row| crate::view::json::job_json(row, config.timezone))
+                    .map(|row| {
+                        crate::view::json::job_json(
+                            row,
+                            config.timezone,
+                            config.notifications.email.as_deref(),
+                        )
+                    })
                     .collect::<Vec<_>>(),
             ))
         })
@@ -601,7 +607,8 @@ async fn api_job(State(web): State<Shared>, Path(name): Path<String>) -> Respons
                 1,
                 HISTORY_PAGE,
             )?;
-            let mut value = crate::view::json::job_json(&row, tz);
+            let mut value =
+                crate::view::json::job_json(&row, tz, config.notifications.email.as_deref());
             value["history"] = serde_json::Value::from(
                 history
                     .iter()
