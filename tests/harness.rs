@@ -394,6 +394,30 @@ impl TestDb {
             .unwrap_or_else(|| panic!("no row from {sql}"))
     }
 
+    /// Migrate `config`, make the jobs `due` due now, and run the runner
+    /// once (it runs them, then the send_queued_mail their alerts triggered).
+    pub fn run_once(&self, config: &str, due: &[&str]) -> Run {
+        self.manage().config(config).arg("migrate").ok();
+        let names: Vec<String> = due.iter().map(|j| format!("'{j}'")).collect();
+        self.client()
+            .batch_execute(&format!(
+                "UPDATE manage.jobs SET next_run = now() WHERE name IN ({})",
+                names.join(", ")
+            ))
+            .unwrap();
+        self.manage()
+            .config(config)
+            .args(["scheduled_jobs_runner", "--once"])
+            .run()
+    }
+
+    /// How many mails and webhook deliveries are queued.
+    pub fn queue_len(&self) -> i64 {
+        self.value("SELECT count(*) FROM manage.mail_queue")
+            .parse()
+            .unwrap()
+    }
+
     /// A runner of `manage` against this database.
     pub fn manage(&self) -> Manage {
         let mut manage = Manage::new().env("DATABASE_URL", &self.url);

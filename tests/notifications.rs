@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::harness::{Run, TestDb};
+use crate::harness::TestDb;
 use crate::smtp::{free_port, SmtpServer, TestCert, PASSWORD, USER};
 
 const RECIPIENT: &str = "ops@example.com";
@@ -22,23 +22,6 @@ fn smtp_url(port: u16) -> String {
     format!("smtp_url = \"smtp://127.0.0.1:{port}\"")
 }
 
-/// Migrate, make `jobs` due, and run the runner once: it runs them, then the
-/// send_queued_mail their mails triggered.
-fn run_once(db: &TestDb, config: &str, jobs: &[&str]) -> Run {
-    db.manage().config(config).arg("migrate").ok();
-    let names: Vec<String> = jobs.iter().map(|j| format!("'{j}'")).collect();
-    db.client()
-        .batch_execute(&format!(
-            "UPDATE manage.jobs SET next_run = now() WHERE name IN ({})",
-            names.join(", ")
-        ))
-        .unwrap();
-    db.manage()
-        .config(config)
-        .args(["scheduled_jobs_runner", "--once"])
-        .run()
-}
-
 /// Put `count` mails in the queue directly, oldest first: `mail 1`, `mail 2`, …
 fn queue_mails(db: &TestDb, count: u32) {
     db.client()
@@ -50,12 +33,6 @@ fn queue_mails(db: &TestDb, count: u32) {
              FROM generate_series(1, {count}) i"
         ))
         .unwrap();
-}
-
-fn queue_len(db: &TestDb) -> i64 {
-    db.value("SELECT count(*) FROM manage.mail_queue")
-        .parse()
-        .unwrap()
 }
 
 fn job_runs(db: &TestDb, job: &str) -> Vec<String> {
@@ -75,11 +52,11 @@ fn a_failing_job_sends_exactly_one_mail_with_the_subject_body_and_headers_of_the
         "[jobs.bad]\ncommand = \"echo oops; exit 3\"\ndescription = \"Bad job\"\ninterval = \"01:00:00\"\n",
     );
     let db = TestDb::new();
-    let run = run_once(&db, &config, &["bad"]);
+    let run = db.run_once(&config, &["bad"]);
     assert_eq!(run.code, 1, "the failed job decides --once's exit code");
     let mails = server.wait_for(1);
     assert_eq!(job_runs(&db, "send_queued_mail"), ["succeeded"]);
-    assert_eq!(queue_len(&db), 0, "a delivered mail leaves the queue");
+    assert_eq!(db.queue_len(), 0, "a delivered mail leaves the queue");
     assert_eq!(mails.len(), 1, "{mails:#?}");
     let mail = &mails[0];
     eprintln!("---- the mail as the server received it ----\n{}", mail.raw);
@@ -132,7 +109,7 @@ fn a_success_is_mailed_only_with_output_and_notify_on_success() {
          [jobs.unasked]\ncommand = \"echo hi\"\ninterval = \"01:00:00\"\n",
     );
     let db = TestDb::new();
-    let run = run_once(&db, &config, &["chatty", "quiet", "unasked"]);
+    let run = db.run_once(&config, &["chatty", "quiet", "unasked"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let mails = server.wait_for(1);
     std::thread::sleep(Duration::from_millis(300));
@@ -160,7 +137,7 @@ fn with_the_server_down_mail_stays_queued_and_is_delivered_exactly_once_when_it_
          [jobs.two]\ncommand = \"exit 2\"\ninterval = \"01:00:00\"\n",
     );
     let db = TestDb::new();
-    let run = run_once(&db, &config, &["one", "two"]);
+    let run = db.run_once(&config, &["one", "two"]);
     assert_eq!(run.code, 1);
     assert_eq!(job_runs(&db, "one"), ["failed"], "the jobs' own runs stand");
     assert_eq!(job_runs(&db, "two"), ["failed"]);
@@ -170,7 +147,7 @@ fn with_the_server_down_mail_stays_queued_and_is_delivered_exactly_once_when_it_
         "{sender_runs:?}"
     );
     assert_eq!(
-        queue_len(&db),
+        db.queue_len(),
         2,
         "no mail about the failed sender, none lost"
     );
@@ -279,7 +256,7 @@ fn two_senders_at_once_never_send_a_mail_twice() {
     assert_eq!(subjects.len(), 30, "{subjects:?}");
     assert_eq!(distinct.len(), 30, "no duplicates: {subjects:?}");
     assert_eq!(mails.len(), 30);
-    assert_eq!(queue_len(&db), 0);
+    assert_eq!(db.queue_len(), 0);
 
     // A sender that finds the lock taken says so, sends nothing, and exits 0.
     queue_mails(&db, 1);
@@ -296,7 +273,7 @@ fn two_senders_at_once_never_send_a_mail_twice() {
         "{}",
         run.stdout
     );
-    assert_eq!(queue_len(&db), 1);
+    assert_eq!(db.queue_len(), 1);
     drop(holder);
 }
 
@@ -390,7 +367,7 @@ fn a_description_with_cr_lf_cannot_add_a_header() {
         "[jobs.evil]\ncommand = \"exit 1\"\ndescription = \"evil\\r\\nBcc: victim@example.com\\r\\nX-Injected: yes\"\ninterval = \"01:00:00\"\n",
     );
     let db = TestDb::new();
-    run_once(&db, &config, &["evil"]);
+    db.run_once(&config, &["evil"]);
     // And straight into the queue, past compose: a subject and a header value
     // with line breaks.
     db.client()
@@ -445,7 +422,7 @@ fn the_sendmail_transport_hands_the_message_to_the_program() {
     assert!(raw.contains("Subject: mail 1\r\n"), "{raw}");
     assert!(raw.contains("Auto-Submitted: auto-generated\r\n"), "{raw}");
     assert!(raw.ends_with("\r\n\r\nbody 1\r\n"), "{raw:?}");
-    assert_eq!(queue_len(&db), 0);
+    assert_eq!(db.queue_len(), 0);
 }
 
 #[test]
@@ -470,7 +447,7 @@ fn check_send_test_mail_reports_the_server_answer_or_the_problem() {
         mails[0].header("Subject").as_deref(),
         Some("manage test mail")
     );
-    assert_eq!(queue_len(&db), 0, "not through the queue");
+    assert_eq!(db.queue_len(), 0, "not through the queue");
 
     let down = config(&smtp_url(free_port()), "");
     let run = db
@@ -589,9 +566,9 @@ fn a_bad_smtp_url_is_a_configuration_error_naming_the_key_without_the_password()
 fn without_a_transport_send_queued_mail_is_skipped_and_mail_waits() {
     let db = TestDb::new();
     let config = format!("[notifications]\nemail = \"{RECIPIENT}\"\n[jobs.bad]\ncommand = \"exit 1\"\ninterval = \"01:00:00\"\n");
-    let run = run_once(&db, &config, &["bad"]);
+    let run = db.run_once(&config, &["bad"]);
     assert_eq!(run.code, 1);
-    assert_eq!(queue_len(&db), 1, "queued for when a transport is set");
+    assert_eq!(db.queue_len(), 1, "queued for when a transport is set");
     assert!(job_runs(&db, "send_queued_mail").is_empty(), "skipped");
     assert!(
         run.stderr.contains("Skipping job send_queued_mail"),

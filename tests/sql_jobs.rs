@@ -11,19 +11,7 @@ const RUNNER: &str =
 
 /// Migrate `jobs`, make `due` due now, and run the runner once.
 fn run_once(db: &TestDb, jobs: &str, due: &[&str]) -> crate::harness::Run {
-    let config = format!("{RUNNER}{jobs}");
-    db.manage().config(&config).arg("migrate").ok();
-    let names: Vec<String> = due.iter().map(|j| format!("'{j}'")).collect();
-    db.client()
-        .batch_execute(&format!(
-            "UPDATE manage.jobs SET next_run = now() WHERE name IN ({})",
-            names.join(", ")
-        ))
-        .unwrap();
-    db.manage()
-        .config(&config)
-        .args(["scheduled_jobs_runner", "--once"])
-        .run()
+    db.run_once(&format!("{RUNNER}{jobs}"), due)
 }
 
 fn runs(db: &TestDb, job: &str) -> Vec<RunRecord> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::harness::{Run, TestDb};
+use crate::harness::TestDb;
 use crate::receiver::{Answer, Receiver};
 use crate::smtp::{free_port, SmtpServer};
 
@@ -20,29 +20,6 @@ const SECRET: &str = "hook-s3cret";
 /// `[notifications]` with webhook `ops` (JSON, signed) at `url`, then `rest`.
 fn config(url: &str, rest: &str) -> String {
     format!("[notifications.webhooks.ops]\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n{rest}")
-}
-
-/// Migrate, make `jobs` due, and run the runner once (it runs them, then
-/// the send_queued_mail their alerts triggered).
-fn run_once(db: &TestDb, config: &str, jobs: &[&str]) -> Run {
-    db.manage().config(config).arg("migrate").ok();
-    let names: Vec<String> = jobs.iter().map(|j| format!("'{j}'")).collect();
-    db.client()
-        .batch_execute(&format!(
-            "UPDATE manage.jobs SET next_run = now() WHERE name IN ({})",
-            names.join(", ")
-        ))
-        .unwrap();
-    db.manage()
-        .config(config)
-        .args(["scheduled_jobs_runner", "--once"])
-        .run()
-}
-
-fn queue_len(db: &TestDb) -> i64 {
-    db.value("SELECT count(*) FROM manage.mail_queue")
-        .parse()
-        .unwrap()
 }
 
 fn hmac_hex(secret: &str, body: &[u8]) -> String {
@@ -77,11 +54,11 @@ fn a_failing_job_posts_the_payload_of_the_spec_signed_with_the_secret() {
          interval = \"01:00:00\"\nnotify = [\"webhook:ops\"]\n",
     );
     let db = TestDb::new();
-    let run = run_once(&db, &config, &["bad"]);
+    let run = db.run_once(&config, &["bad"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     let requests = receiver.wait_for(1);
     assert_eq!(requests.len(), 1, "{requests:#?}");
-    assert_eq!(queue_len(&db), 0, "a delivered alert leaves the queue");
+    assert_eq!(db.queue_len(), 0, "a delivered alert leaves the queue");
     let request = &requests[0];
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, "/hooks/ops");
@@ -147,7 +124,7 @@ fn a_slack_webhook_gets_the_subject_and_twenty_output_lines_in_a_code_block() {
         receiver.url("/slack")
     );
     let db = TestDb::new();
-    run_once(&db, &config, &["noisy"]);
+    db.run_once(&config, &["noisy"]);
     let requests = receiver.wait_for(1);
     assert_eq!(requests.len(), 1);
     assert!(
@@ -180,9 +157,9 @@ fn a_refused_delivery_stays_queued_and_goes_once_when_the_receiver_is_back() {
         "[jobs.bad]\ncommand = \"exit 1\"\ninterval = \"01:00:00\"\nnotify = [\"webhook:ops\"]\n",
     );
     let db = TestDb::new();
-    run_once(&db, &config, &["bad"]);
+    db.run_once(&config, &["bad"]);
     assert_eq!(receiver.wait_for(1).len(), 1);
-    assert_eq!(queue_len(&db), 1, "a 500 is not a delivery");
+    assert_eq!(db.queue_len(), 1, "a 500 is not a delivery");
     let queue = db
         .manage()
         .config(&config)
@@ -217,7 +194,7 @@ fn a_refused_delivery_stays_queued_and_goes_once_when_the_receiver_is_back() {
         .ok()
         .stdout;
     assert!(sent.contains("Sent 1 of 1 queued mails"), "{sent}");
-    assert_eq!(queue_len(&db), 0);
+    assert_eq!(db.queue_len(), 0);
     let again = db
         .manage()
         .config(&config)
@@ -258,7 +235,7 @@ fn a_receiver_that_does_not_answer_in_ten_seconds_is_retried_later() {
     }
     receiver.answer(Answer::Status(200));
     db.manage().config(&config).arg("send_queued_mail").ok();
-    assert_eq!(queue_len(&db), 0);
+    assert_eq!(db.queue_len(), 0);
 }
 
 #[test]
@@ -283,7 +260,7 @@ fn two_senders_at_once_never_deliver_an_alert_twice() {
     let distinct: BTreeSet<&String> = texts.iter().collect();
     assert_eq!(texts.len(), 30, "{texts:?}");
     assert_eq!(distinct.len(), 30, "no duplicates: {texts:?}");
-    assert_eq!(queue_len(&db), 0);
+    assert_eq!(db.queue_len(), 0);
 }
 
 #[test]
@@ -303,7 +280,7 @@ fn a_jobs_notify_replaces_the_global_address() {
     );
     // [notifications] after [notifications.webhooks.ops] is the same table.
     let db = TestDb::new();
-    run_once(&db, &config, &["own", "plain"]);
+    db.run_once(&config, &["own", "plain"]);
     let mails = server.wait_for(2);
     std::thread::sleep(Duration::from_millis(300));
     let mut got: Vec<(String, String)> = server
@@ -413,7 +390,7 @@ fn check_send_test_mail_posts_a_test_event_to_every_webhook() {
         requests[0].header("X-Manage-Signature").unwrap(),
         format!("sha256={}", hmac_hex(SECRET, &requests[0].body))
     );
-    assert_eq!(queue_len(&db), 0, "not through the queue");
+    assert_eq!(db.queue_len(), 0, "not through the queue");
 
     let only_good = format!(
         "[notifications.webhooks.good]\nurl = \"{}\"\n",
@@ -444,7 +421,7 @@ fn a_mail_server_that_is_down_holds_up_no_webhook() {
         ),
     );
     let db = TestDb::new();
-    run_once(&db, &config, &["bad"]);
+    db.run_once(&config, &["bad"]);
     assert_eq!(receiver.wait_for(1).len(), 1);
     let left = db.query_strings("SELECT recipient, attempts FROM manage.mail_queue");
     assert_eq!(left, [["ops@example.com", "1"]], "the mail waits alone");
