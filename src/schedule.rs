@@ -447,21 +447,7 @@ pub fn runs_after_jittered(
         return runs_after(schedule, after, count, tz);
     }
     match schedule {
-        Schedule::Interval(secs) => {
-            let step = interval_duration(*secs);
-            let mut runs = Vec::with_capacity(count.min(1024));
-            let mut at = after;
-            while runs.len() < count {
-                match at.checked_add_signed(step) {
-                    Some(slot) => {
-                        at = jitter.apply(slot);
-                        runs.push(at);
-                    }
-                    None => break,
-                }
-            }
-            runs
-        }
+        Schedule::Interval(secs) => interval_runs(*secs, after, count, |slot| jitter.apply(slot)),
         Schedule::Times(_) | Schedule::Cron(_) => {
             // A slot up to the jitter before `after` may be delayed past it.
             let from = after - Duration::seconds(i64::from(jitter.secs));
@@ -515,6 +501,30 @@ pub fn shortest_gap(schedule: &Schedule, tz: Tz) -> Option<u32> {
     }
 }
 
+/// `count` runs of an interval schedule after `after`, each `delay(slot)`
+/// and counting from the (delayed) one before it, as the runner would if each
+/// run took no time.
+fn interval_runs(
+    secs: u32,
+    after: DateTime<Utc>,
+    count: usize,
+    delay: impl Fn(DateTime<Utc>) -> DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    let step = interval_duration(secs);
+    let mut runs = Vec::with_capacity(count.min(1024));
+    let mut at = after;
+    while runs.len() < count {
+        match at.checked_add_signed(step) {
+            Some(slot) => {
+                at = delay(slot);
+                runs.push(at);
+            }
+            None => break,
+        }
+    }
+    runs
+}
+
 /// The next `count` runs strictly after `after`, for `jobs next --after X`.
 pub fn runs_after(
     schedule: &Schedule,
@@ -523,21 +533,7 @@ pub fn runs_after(
     tz: Tz,
 ) -> Vec<DateTime<Utc>> {
     match schedule {
-        Schedule::Interval(secs) => {
-            let step = interval_duration(*secs);
-            let mut runs = Vec::with_capacity(count.min(1024));
-            let mut at = after;
-            while runs.len() < count {
-                match at.checked_add_signed(step) {
-                    Some(next) => {
-                        runs.push(next);
-                        at = next;
-                    }
-                    None => break,
-                }
-            }
-            runs
-        }
+        Schedule::Interval(secs) => interval_runs(*secs, after, count, |slot| slot),
         Schedule::Times(times) => time_slots_after(times, after, count, tz),
         Schedule::Cron(cron) => cron_slots_after(cron, after, count, tz),
     }
