@@ -414,17 +414,23 @@ pub fn check_tag(tag: &str) -> Result<(), String> {
 /// A comma-separated list of tags (`gpu,eu`; spaces around a tag are
 /// ignored, an empty list is no tags), in order without repeats.
 pub fn parse_tags(list: &str) -> Result<Vec<String>, String> {
-    let mut tags: Vec<String> = Vec::new();
-    for tag in list.split(',').map(str::trim) {
-        if tag.is_empty() && !list.contains(|c: char| !c.is_whitespace() && c != ',') {
-            continue;
-        }
-        check_tag(tag)?;
-        if !tags.iter().any(|t| t == tag) {
-            tags.push(tag.to_string());
+    if !list.contains(|c: char| !c.is_whitespace() && c != ',') {
+        return Ok(Vec::new());
+    }
+    checked_tags(list.split(',').map(|tag| tag.trim().to_string()))
+}
+
+/// Tags each checked by [`check_tag`], in order without repeats: what
+/// `runner.tags`, `runs_on`, `--tag` and a comma list all become.
+pub fn checked_tags(tags: impl IntoIterator<Item = String>) -> Result<Vec<String>, String> {
+    let mut unique: Vec<String> = Vec::new();
+    for tag in tags {
+        check_tag(&tag)?;
+        if !unique.contains(&tag) {
+            unique.push(tag);
         }
     }
-    Ok(tags)
+    Ok(unique)
 }
 
 /// `[runner]`, or the problem with its timings together.

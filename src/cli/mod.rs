@@ -428,14 +428,10 @@ pub fn run(builtins: &[&'static crate::job::definition::Builtin]) -> anyhow::Res
             };
             let mut config = ctx.config;
             if !tags.is_empty() {
-                // The flag beats the environment and the file.
-                let mut unique: Vec<String> = Vec::new();
-                for tag in tags {
-                    if !unique.contains(&tag) {
-                        unique.push(tag);
-                    }
-                }
-                config.runner.tags = unique;
+                // The flag beats the environment and the file; each tag was
+                // checked by its value parser.
+                config.runner.tags =
+                    crate::config::checked_tags(tags).map_err(crate::error::BadInput::new)?;
             }
             let all_succeeded = crate::runner::run(config, ctx.registry, options)?;
             // Only --once reports the runs' result; the daemon exits 0 when told to stop.

@@ -205,17 +205,15 @@ pub(super) fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>
     let expected = "expected an array of tags, e.g. [\"gpu\", \"eu\"]";
     read(d, |value| match value {
         toml::Value::Array(items) => {
-            let mut tags: Vec<String> = Vec::new();
-            for item in items {
-                let toml::Value::String(tag) = item else {
-                    return Err(format!("{expected}, found {} in it", describe(&item)));
-                };
-                crate::config::check_tag(&tag)?;
-                if !tags.contains(&tag) {
-                    tags.push(tag);
-                }
-            }
-            Ok(tags)
+            let tags = items
+                .into_iter()
+                .map(|item| match item {
+                    // Checked here too, so that the first bad item is the one named.
+                    toml::Value::String(tag) => crate::config::check_tag(&tag).map(|()| tag),
+                    other => Err(format!("{expected}, found {} in it", describe(&other))),
+                })
+                .collect::<Result<Vec<String>, String>>()?;
+            crate::config::checked_tags(tags)
         }
         other => Err(format!("{expected}, found {}", describe(&other))),
     })
