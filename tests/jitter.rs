@@ -23,6 +23,14 @@ interval = "00:02"
 jitter = "00:02"
 "#;
 
+/// `jobs show NAME --json`.
+fn show(db: &TestDb, name: &str) -> serde_json::Value {
+    db.manage()
+        .config(JOBS)
+        .args(["jobs", "show", name, "--json"])
+        .json()
+}
+
 fn instant(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -72,12 +80,8 @@ fn jobs_next_lists_each_slot_delayed_by_its_own_offset_across_spring_forward() {
         assert!(delay >= chrono::Duration::zero() && delay < chrono::Duration::minutes(10));
     }
 
-    let show = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "spread", "--json"])
-        .json();
-    assert_eq!(show["jitter"], "00:10:00");
+    let job = show(&db, "spread");
+    assert_eq!(job["jitter"], "00:10:00");
     let human = db
         .manage()
         .config(JOBS)
@@ -104,21 +108,13 @@ fn a_jitter_wider_than_the_gap_between_slots_is_refused() {
         .args(["jobs", "list"])
         .run()
         .assert_bad_input(&["jobs.x.jitter", "schedule"]);
-    let before = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "spread", "--json"])
-        .json();
+    let before = show(&db, "spread");
     db.manage()
         .config(JOBS)
         .args(["jobs", "configure", "spread", "--jitter", "02:00:00"])
         .run()
         .assert_bad_input(&["--jitter", "spread", "02:00:00", "01:00:00"]);
-    let after = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "spread", "--json"])
-        .json();
+    let after = show(&db, "spread");
     assert_eq!(before["jitter"], after["jitter"], "nothing changed");
     // Within the gap it is taken, shown as the operator's, and audited.
     let set = db
@@ -145,11 +141,7 @@ fn a_jitter_wider_than_the_gap_between_slots_is_refused() {
         .config(JOBS)
         .args(["jobs", "configure", "spread", "--clear-jitter"])
         .ok();
-    let cleared = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "spread", "--json"])
-        .json();
+    let cleared = show(&db, "spread");
     assert_eq!(cleared["jitter"], "00:10:00", "back to the declared one");
 }
 

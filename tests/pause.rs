@@ -20,6 +20,14 @@ command = "true"
 times = ["04:30"]
 "#;
 
+/// `jobs show NAME --json`.
+fn show(db: &TestDb, name: &str) -> serde_json::Value {
+    db.manage()
+        .config(JOBS)
+        .args(["jobs", "show", name, "--json"])
+        .json()
+}
+
 fn instant(value: &serde_json::Value) -> DateTime<Utc> {
     let text = value
         .as_str()
@@ -52,12 +60,8 @@ fn a_paused_job_does_not_run_until_then_and_resumes_on_its_schedule() {
         .args(["jobs", "configure", "tick", "--pause-until", "01:00:00"])
         .ok();
     assert!(paused.stdout.contains("Paused until:"), "{}", paused.stdout);
-    let show = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "tick", "--json"])
-        .json();
-    let until = instant(&show["paused_until"]);
+    let job = show(&db, "tick");
+    let until = instant(&job["paused_until"]);
     let from_now = until - Utc::now();
     assert!(
         from_now > chrono::Duration::minutes(59) && from_now <= chrono::Duration::hours(1),
@@ -65,7 +69,7 @@ fn a_paused_job_does_not_run_until_then_and_resumes_on_its_schedule() {
     );
     // Its first slot after the pause, as if it had just run then.
     assert_eq!(
-        instant(&show["next_run"]),
+        instant(&job["next_run"]),
         until + chrono::Duration::seconds(1)
     );
     let before = runs(&db);
@@ -79,12 +83,8 @@ fn a_paused_job_does_not_run_until_then_and_resumes_on_its_schedule() {
         .config(JOBS)
         .args(["jobs", "configure", "tick", "--resume"])
         .ok();
-    let show = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "tick", "--json"])
-        .json();
-    assert!(show["paused_until"].is_null(), "{show}");
+    let job = show(&db, "tick");
+    assert!(job["paused_until"].is_null(), "{job}");
     wait_for(Duration::from_secs(15), "tick to run again", || {
         runs(&db) > during
     });
@@ -115,25 +115,17 @@ fn a_paused_daily_job_goes_on_from_its_first_slot_after_the_pause() {
             "2099-06-10T12:00:00Z",
         ])
         .ok();
-    let show = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "daily", "--json"])
-        .json();
-    assert_eq!(show["paused_until"], "2099-06-10T12:00:00.000+00:00");
+    let job = show(&db, "daily");
+    assert_eq!(job["paused_until"], "2099-06-10T12:00:00.000+00:00");
     // 04:30 on the 10th is before the end of the pause: no catch-up, the 11th.
-    assert_eq!(show["next_run"], "2099-06-11T04:30:00.000+00:00");
+    assert_eq!(job["next_run"], "2099-06-11T04:30:00.000+00:00");
 }
 
 #[test]
 fn a_pause_in_the_past_or_unreadable_is_refused_and_changes_nothing() {
     let db = TestDb::new();
     db.manage().config(JOBS).arg("migrate").ok();
-    let before = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "daily", "--json"])
-        .json();
+    let before = show(&db, "daily");
     db.manage()
         .config(JOBS)
         .args([
@@ -150,10 +142,6 @@ fn a_pause_in_the_past_or_unreadable_is_refused_and_changes_nothing() {
         .args(["jobs", "configure", "daily", "--pause-until", "monday"])
         .run()
         .assert_bad_input(&["\"monday\"", "RFC 3339", "duration"]);
-    let after = db
-        .manage()
-        .config(JOBS)
-        .args(["jobs", "show", "daily", "--json"])
-        .json();
+    let after = show(&db, "daily");
     assert_eq!(before, after);
 }
