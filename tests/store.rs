@@ -77,7 +77,7 @@ fn a_hold_stops_every_claim_until_the_release() {
         tags: &[],
     };
     let mut prepared = Prepared::default();
-    assert!(store::set_hold(&mut client).unwrap());
+    assert!(!store::set_hold(&mut client, None).unwrap().held);
     assert!(store::claim_due(&mut client, &mut prepared, &claimant, 10)
         .unwrap()
         .is_empty());
