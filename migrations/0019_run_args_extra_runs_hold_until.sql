@@ -50,10 +50,11 @@ CREATE TRIGGER jobs_next_run_extra_runs
     BEFORE UPDATE OF next_run, enabled, removed ON manage.jobs
     FOR EACH ROW EXECUTE FUNCTION manage.next_run_not_after_extra_runs();
 
--- trigger_job with arguments (§21). Without arguments it is the two-argument
--- form. With them it is refused for a job that cannot take any — internal
--- (it runs in the runner's process, which has no argv) or SQL — and
--- otherwise queues one run with them.
+-- trigger_job with arguments (§21): one body for both forms, the
+-- two-argument form now calling it with none. With arguments it is refused
+-- for a job that cannot take any — internal (it runs in the runner's
+-- process, which has no argv for it) or SQL — and otherwise queues one run
+-- with them in extra_runs; without, it is the request it always was.
 CREATE FUNCTION manage.trigger_job(job_name text, delay interval, args text[])
 RETURNS void
 LANGUAGE plpgsql
@@ -62,10 +63,6 @@ DECLARE
     job manage.jobs%ROWTYPE;
     due timestamptz;
 BEGIN
-    IF args IS NULL OR cardinality(args) = 0 THEN
-        PERFORM manage.trigger_job(job_name, delay);
-        RETURN;
-    END IF;
     IF delay IS NULL OR delay < interval '0' THEN
         RAISE EXCEPTION 'manage.trigger_job: the delay must be zero or more, not %', coalesce(delay::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
@@ -79,18 +76,30 @@ BEGIN
         RAISE EXCEPTION 'manage.trigger_job: job "%" is disabled', job_name
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF job.internal OR job.definition ? 'sql' THEN
-        RAISE EXCEPTION 'manage.trigger_job: job "%" takes no arguments (it is an % job)', job_name,
-            CASE WHEN job.internal THEN 'internal' ELSE 'SQL' END
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     due := clock_timestamp() + delay;
-    INSERT INTO manage.extra_runs (job, at, args) VALUES (job_name, due, args);
-    -- The trigger above moves next_run to `due` when that is sooner.
-    UPDATE manage.jobs SET next_run = next_run WHERE name = job_name;
+    IF cardinality(coalesce(args, '{}')) > 0 THEN
+        IF job.internal OR job.definition ? 'sql' THEN
+            RAISE EXCEPTION 'manage.trigger_job: job "%" takes no arguments (it is an % job)', job_name,
+                CASE WHEN job.internal THEN 'internal' ELSE 'SQL' END
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        INSERT INTO manage.extra_runs (job, at, args) VALUES (job_name, due, args);
+        -- The trigger above moves next_run to `due` when that is sooner.
+        UPDATE manage.jobs SET next_run = next_run WHERE name = job_name;
+    ELSIF job.running_run IS NOT NULL THEN
+        -- Not lost: the runner runs it once more right after the current run.
+        UPDATE manage.jobs SET run_requested = true WHERE name = job_name;
+    ELSE
+        UPDATE manage.jobs SET next_run = due, requested_run = due WHERE name = job_name;
+    END IF;
     PERFORM pg_notify('manage_scheduled_jobs', job_name);
 END
 $$;
+
+CREATE OR REPLACE FUNCTION manage.trigger_job(job_name text, delay interval DEFAULT '0')
+RETURNS void
+LANGUAGE sql
+AS $$ SELECT manage.trigger_job(job_name, delay, '{}'::text[]) $$;
 
 -- `jobs hold --until`: the hold ends by itself at this instant. The first
 -- live runner to see it pass releases it with `--pending reschedule`

@@ -194,6 +194,19 @@ pub fn can_take_args(row: &Job, args: &[String]) -> anyhow::Result<()> {
     ))
 }
 
+/// The job a run with `args` is requested of: it exists, is enabled, and
+/// takes them.
+fn runnable_job(
+    client: &mut impl postgres::GenericClient,
+    name: &str,
+    args: &[String],
+) -> anyhow::Result<Job> {
+    let row = existing_job(client, name)?;
+    can_run_now(&row)?;
+    can_take_args(&row, args)?;
+    Ok(row)
+}
+
 /// The audit's words for a run's arguments: ` with args: ["a", "b c"]`,
 /// nothing when there are none.
 fn args_detail(args: &[String]) -> String {
@@ -215,10 +228,8 @@ pub fn run_now(
     actor: &Actor,
 ) -> anyhow::Result<Job> {
     let mut tx = client.transaction()?;
-    let row = existing_job(&mut tx, name)?;
-    can_run_now(&row)?;
-    can_take_args(&row, args)?;
-    store::trigger_job_with_args(&mut tx, &row.name, delay_secs, args)?;
+    let row = runnable_job(&mut tx, name, args)?;
+    store::trigger_job(&mut tx, &row.name, delay_secs, args)?;
     let mut details = if delay_secs == 0 {
         "run requested now".to_string()
     } else {
@@ -242,9 +253,7 @@ pub fn run_at(
     actor: &Actor,
 ) -> anyhow::Result<Job> {
     let mut tx = client.transaction()?;
-    let row = existing_job(&mut tx, name)?;
-    can_run_now(&row)?;
-    can_take_args(&row, args)?;
+    let row = runnable_job(&mut tx, name, args)?;
     let shown = schedule::json_instant(at, tz);
     if at <= store::db_now(&mut tx)? {
         return bad_input(format!(

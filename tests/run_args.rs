@@ -47,6 +47,17 @@ fn show(db: &TestDb, name: &str) -> serde_json::Value {
         .json()
 }
 
+/// The runner, once: it runs what is due, and succeeds.
+fn run_once(db: &TestDb) -> crate::harness::Run {
+    let run = db
+        .manage()
+        .config(JOBS)
+        .args(["scheduled_jobs_runner", "--once", "--no-migrate"])
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run
+}
+
 fn audit_details(db: &TestDb, action: &str) -> Vec<String> {
     db.query_strings(&format!(
         "SELECT details FROM manage.audit WHERE action = '{action}' ORDER BY id"
@@ -64,12 +75,7 @@ fn run_now_arguments_reach_a_declared_shell_job_as_its_positional_parameters() {
         .config(JOBS)
         .args(["jobs", "run-now", "echo", "--", "hello world", TRICKY])
         .ok();
-    let run = db
-        .manage()
-        .config(JOBS)
-        .args(["scheduled_jobs_runner", "--once", "--no-migrate"])
-        .run();
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = run_once(&db);
     let echoed = runs(&db.url, "echo");
     assert_eq!(echoed.len(), 1, "{}", run.stderr);
     assert_eq!(echoed[0].state, "succeeded");
@@ -110,10 +116,7 @@ fn run_now_arguments_reach_a_declared_shell_job_as_its_positional_parameters() {
         .config(JOBS)
         .args(["jobs", "run-now", "echo"])
         .ok();
-    db.manage()
-        .config(JOBS)
-        .args(["scheduled_jobs_runner", "--once", "--no-migrate"])
-        .ok();
+    run_once(&db);
     let history = db
         .manage()
         .config(JOBS)
@@ -194,12 +197,7 @@ fn trigger_job_from_sql_passes_arguments_to_the_run() {
     db.client()
         .batch_execute("SELECT manage.trigger_job('hourly', interval '0', ARRAY[]::text[])")
         .unwrap();
-    let run = db
-        .manage()
-        .config(JOBS)
-        .args(["scheduled_jobs_runner", "--once", "--no-migrate"])
-        .run();
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = run_once(&db);
     let echoed = runs(&db.url, "echo");
     assert_eq!(echoed.len(), 1, "{}", run.stderr);
     assert_eq!(echoed[0].output, "[a]\n[b c]\none=a two=b c count=2\n");

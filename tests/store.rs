@@ -227,7 +227,7 @@ fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
     );
 
     // A requested run (run-now, trigger_next): a `run-now --wait` may be waiting.
-    store::trigger_job(&mut other, "a", 0).unwrap();
+    store::trigger_job(&mut other, "a", 0, &[]).unwrap();
     assert_eq!(
         notifications_before_marker(&mut listener, &mut other),
         ["a"]
@@ -249,7 +249,7 @@ fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
     )
     .unwrap();
     let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
-    store::trigger_job(&mut other, "a", 0).unwrap();
+    store::trigger_job(&mut other, "a", 0, &[]).unwrap();
     assert_eq!(
         notifications_before_marker(&mut listener, &mut other),
         ["a"]

@@ -1,27 +1,10 @@
 //! `manage.extra_runs`: runs requested at an instant (§21: `run-now --at`)
-//! or with arguments (`run-now -- ARG…`). The claim takes them
-//! (`claim.rs`); a trigger keeps each job's next run no later than its
-//! earliest one (migration 0019).
+//! or with arguments (`run-now -- ARG…`, which `manage.trigger_job` writes:
+//! `jobs::trigger_job`). The claim takes them (`claim.rs`); a trigger keeps
+//! each job's next run no later than its earliest one (migration 0019).
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
-
-/// Request one run with `args`, `delay_secs` from now, through
-/// `manage.trigger_job(name, delay, args)` — the function the application
-/// calls from SQL, so both refuse and queue alike.
-pub fn trigger_job_with_args(
-    client: &mut impl GenericClient,
-    name: &str,
-    delay_secs: u32,
-    args: &[String],
-) -> Result<(), postgres::Error> {
-    let delay = f64::from(delay_secs);
-    client.execute_typed(
-        "SELECT manage.trigger_job($1, make_interval(secs => $2), $3)",
-        typed![&name, &delay, &args],
-    )?;
-    Ok(())
-}
 
 /// Add an extra run of `name` at `at` (with `args`), listed by `jobs show`;
 /// false when one is already pending at that instant. Wakes the runners.

@@ -401,16 +401,18 @@ pub fn configure(
     Ok((before, row))
 }
 
-/// Run-now: through the same SQL function applications call.
+/// Run-now, with `args` for that run (§21; none: `&[]`): through the same
+/// SQL function applications call, so both refuse and queue alike.
 pub fn trigger_job(
     client: &mut impl GenericClient,
     name: &str,
     delay_secs: u32,
+    args: &[String],
 ) -> Result<(), postgres::Error> {
     let delay = f64::from(delay_secs);
     client.execute_typed(
-        "SELECT manage.trigger_job($1, make_interval(secs => $2))",
-        typed![&name, &delay],
+        "SELECT manage.trigger_job($1, make_interval(secs => $2), $3)",
+        typed![&name, &delay, &args],
     )?;
     Ok(())
 }
