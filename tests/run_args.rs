@@ -40,6 +40,16 @@ fn instant(value: &serde_json::Value) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// A job object's `extra_runs`, as instants.
+fn extra_runs(job: &serde_json::Value) -> Vec<DateTime<Utc>> {
+    job["extra_runs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no extra_runs in {job}"))
+        .iter()
+        .map(instant)
+        .collect()
+}
+
 fn show(db: &TestDb, name: &str) -> serde_json::Value {
     db.manage()
         .config(JOBS)
@@ -240,12 +250,7 @@ fn extra_runs_at_two_instants_each_run_once_with_two_runners() {
         .args(["jobs", "run-now", "echo", "--at", &first])
         .ok();
     let job = show(&db, "echo");
-    let listed: Vec<DateTime<Utc>> = job["extra_runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(instant)
-        .collect();
+    let listed = extra_runs(&job);
     assert_eq!(
         listed,
         vec![
@@ -316,12 +321,7 @@ fn cancel_at_removes_one_extra_run_and_refuses_an_instant_without_one() {
         cancelled.stdout
     );
     let job = show(&db, "echo");
-    let listed: Vec<DateTime<Utc>> = job["extra_runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(instant)
-        .collect();
+    let listed = extra_runs(&job);
     assert_eq!(listed, vec![instant(&second.clone().into())]);
     assert_eq!(instant(&job["next_run"]), listed[0]);
     db.manage()
