@@ -348,11 +348,15 @@ fn cancel_at_removes_one_extra_run_and_refuses_an_instant_without_one() {
 fn hold_until_ends_by_itself_and_reschedules_what_became_due() {
     let db = TestDb::new();
     db.manage().config(JOBS).arg("migrate").ok();
-    let runner = db
-        .manage()
-        .config(JOBS)
-        .args(["scheduled_jobs_runner", "--no-migrate"])
-        .spawn();
+    // Two runners: the hold is released once, by one of them.
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            db.manage()
+                .config(JOBS)
+                .args(["scheduled_jobs_runner", "--no-migrate"])
+                .spawn()
+        })
+        .collect();
     let held = db
         .manage()
         .config(JOBS)
@@ -423,5 +427,42 @@ fn hold_until_ends_by_itself_and_reschedules_what_became_due() {
         holds[0].starts_with("held: false → true, held_until: none → "),
         "{holds:?}"
     );
-    runner.stop();
+    for runner in runners {
+        runner.stop();
+    }
+}
+
+#[test]
+fn hold_until_refuses_a_passed_instant_and_a_bad_value_and_changes_nothing() {
+    let db = TestDb::new();
+    db.manage().config(JOBS).arg("migrate").ok();
+    db.manage()
+        .config(JOBS)
+        .args(["jobs", "hold", "--until", "2020-01-01T00:00:00Z"])
+        .run()
+        .assert_bad_input(&["--until 2020-01-01T00:00:00.000+00:00 has passed"]);
+    db.manage()
+        .config(JOBS)
+        .args(["jobs", "hold", "--until", "soon"])
+        .run()
+        .assert_bad_input(&["\"soon\"", "neither an RFC 3339 instant nor a duration"]);
+    db.manage()
+        .config(JOBS)
+        .args(["jobs", "hold", "--until", "00:00"])
+        .run()
+        .assert_bad_input(&["00:00"]);
+    assert_eq!(db.value("SELECT held FROM manage.hold"), "f");
+    assert!(audit_details(&db, "hold").is_empty());
+    // A plain hold after one with an end removes the end.
+    db.manage()
+        .config(JOBS)
+        .args(["jobs", "hold", "--until", "01:00:00"])
+        .ok();
+    let plain = db.manage().config(JOBS).args(["jobs", "hold"]).ok();
+    assert!(
+        plain.stdout.contains("The hold no longer ends by itself"),
+        "{}",
+        plain.stdout
+    );
+    assert_eq!(db.value("SELECT held_until IS NULL FROM manage.hold"), "t");
 }
