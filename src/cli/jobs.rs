@@ -304,24 +304,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
     if let Some(transaction) = render::transaction(&row) {
         fields.insert(4, ("Transaction", transaction.into()));
     }
-    // Each pending `run-now --at` (§21), after the next run.
-    let next = fields
-        .iter()
-        .position(|(label, _)| *label == "Next run")
-        .map_or(fields.len(), |i| i + 1);
-    for (i, at) in row.extra_runs.iter().enumerate() {
-        fields.insert(
-            next + i,
-            (
-                "Extra run at",
-                format!(
-                    "{} ({})",
-                    render::human_time(*at, tz),
-                    render::relative(*at, now)
-                ),
-            ),
-        );
-    }
+    render::insert_extra_runs(&mut fields, &row, tz, now);
     let width = fields
         .iter()
         .map(|(label, _)| label.len() + 1)
