@@ -466,3 +466,31 @@ fn hold_until_refuses_a_passed_instant_and_a_bad_value_and_changes_nothing() {
     );
     assert_eq!(db.value("SELECT held_until IS NULL FROM manage.hold"), "t");
 }
+
+#[test]
+fn run_now_wait_with_arguments_prints_that_runs_output() {
+    let db = TestDb::new();
+    db.manage().config(JOBS).arg("migrate").ok();
+    let runner = db
+        .manage()
+        .config(JOBS)
+        .args(["scheduled_jobs_runner", "--no-migrate"])
+        .spawn();
+    wait_for(Duration::from_secs(15), "the runner to connect", || {
+        db.value("SELECT count(*) FROM manage.runners WHERE stopped_at IS NULL") == "1"
+    });
+    let waited = db
+        .manage()
+        .config(JOBS)
+        .args(["jobs", "run-now", "echo", "--wait", "--", "a", "b c"])
+        .run();
+    assert_eq!(waited.code, 0, "{}", waited.stderr);
+    assert!(
+        waited
+            .stdout
+            .ends_with("[a]\n[b c]\none=a two=b c count=2\n"),
+        "{}",
+        waited.stdout
+    );
+    runner.stop();
+}
