@@ -272,7 +272,8 @@ pub fn record_fast(
 
 /// Give back a claim the runner cannot honour (a job it does not define):
 /// the job is no longer running and keeps its next run and any run request,
-/// so it is still due; the `running` row goes, since nothing ran; and the
+/// so it is still due; the `running` row goes, since nothing ran (its
+/// arguments, which the claim took from an extra run, go back there); and the
 /// runners are woken, so that one that defines the job takes it. False when
 /// the claim was no longer this run's.
 pub fn release_claim(
@@ -286,7 +287,10 @@ pub fn release_claim(
              RETURNING name \
          ), deleted AS ( \
              DELETE FROM manage.runs WHERE id = $2 AND state = $3 AND EXISTS (SELECT 1 FROM released) \
-             RETURNING id \
+             RETURNING id, job, started_at, args \
+         ), requeued AS ( \
+             INSERT INTO manage.extra_runs (job, at, args) \
+             SELECT job, started_at, args FROM deleted WHERE cardinality(args) > 0 \
          ) \
          SELECT pg_notify($4, '') FROM deleted",
         typed![&job, &run_id, &RunState::Running, &CHANNEL],
