@@ -68,6 +68,18 @@ fn run_once(db: &TestDb) -> crate::harness::Run {
     run
 }
 
+/// `count` runners in the background.
+fn start_runners(db: &TestDb, count: usize) -> Vec<crate::harness::Background> {
+    (0..count)
+        .map(|_| {
+            db.manage()
+                .config(JOBS)
+                .args(["scheduled_jobs_runner", "--no-migrate"])
+                .spawn()
+        })
+        .collect()
+}
+
 fn audit_details(db: &TestDb, action: &str) -> Vec<String> {
     db.query_strings(&format!(
         "SELECT details FROM manage.audit WHERE action = '{action}' ORDER BY id"
@@ -222,14 +234,7 @@ fn trigger_job_from_sql_passes_arguments_to_the_run() {
 fn extra_runs_at_two_instants_each_run_once_with_two_runners() {
     let db = TestDb::new();
     db.manage().config(JOBS).arg("migrate").ok();
-    let runners: Vec<_> = (0..2)
-        .map(|_| {
-            db.manage()
-                .config(JOBS)
-                .args(["scheduled_jobs_runner", "--no-migrate"])
-                .spawn()
-        })
-        .collect();
+    let runners = start_runners(&db, 2);
     let now = Utc::now();
     let first =
         (now + chrono::Duration::seconds(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -349,14 +354,7 @@ fn hold_until_ends_by_itself_and_reschedules_what_became_due() {
     let db = TestDb::new();
     db.manage().config(JOBS).arg("migrate").ok();
     // Two runners: the hold is released once, by one of them.
-    let runners: Vec<_> = (0..2)
-        .map(|_| {
-            db.manage()
-                .config(JOBS)
-                .args(["scheduled_jobs_runner", "--no-migrate"])
-                .spawn()
-        })
-        .collect();
+    let runners = start_runners(&db, 2);
     let held = db
         .manage()
         .config(JOBS)
@@ -471,11 +469,7 @@ fn hold_until_refuses_a_passed_instant_and_a_bad_value_and_changes_nothing() {
 fn run_now_wait_with_arguments_prints_that_runs_output() {
     let db = TestDb::new();
     db.manage().config(JOBS).arg("migrate").ok();
-    let runner = db
-        .manage()
-        .config(JOBS)
-        .args(["scheduled_jobs_runner", "--no-migrate"])
-        .spawn();
+    let runner = start_runners(&db, 1).remove(0);
     wait_for(Duration::from_secs(15), "the runner to connect", || {
         db.value("SELECT count(*) FROM manage.runners WHERE stopped_at IS NULL") == "1"
     });
