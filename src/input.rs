@@ -64,6 +64,18 @@ pub fn parse_until_arg(text: &str) -> Result<Until, String> {
     })
 }
 
+/// An RFC 3339 instant (`run-now --at`, `--cancel-at`), kept to the
+/// millisecond that JSON shows, so that the instant `jobs show --json` lists
+/// is the one `--cancel-at` takes.
+pub fn parse_instant_arg(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let text = text.trim();
+    let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+        format!("\"{text}\" is not an RFC 3339 instant: expected e.g. 2026-12-24T18:00:00+01:00")
+    })?;
+    let at = at.with_timezone(&chrono::Utc);
+    Ok(chrono::DurationRound::duration_trunc(at, chrono::Duration::milliseconds(1)).unwrap_or(at))
+}
+
 /// Tags from one argument (a newtype, so that clap keeps the list as one value).
 #[derive(Debug, Clone)]
 pub struct TagList(pub Vec<String>);

@@ -176,24 +176,125 @@ pub fn can_run_now(row: &Job) -> anyhow::Result<()> {
     ))
 }
 
+/// Whether a run may be given arguments (§21): not an internal job (it runs
+/// in the runner's process, with no argv of its own) nor an SQL job.
+pub fn can_take_args(row: &Job, args: &[String]) -> anyhow::Result<()> {
+    let kind = row.kind();
+    if args.is_empty() || kind == crate::job::Kind::Process {
+        return Ok(());
+    }
+    bad_input(format!(
+        "job \"{}\" is an {} job and takes no arguments: expected no ARG after --, or a job run as a \
+         child process",
+        row.name,
+        match kind {
+            crate::job::Kind::Sql => "SQL",
+            _ => "internal",
+        }
+    ))
+}
+
+/// The job a run with `args` is requested of: it exists, is enabled, and
+/// takes them.
+fn runnable_job(
+    client: &mut impl postgres::GenericClient,
+    name: &str,
+    args: &[String],
+) -> anyhow::Result<Job> {
+    let row = existing_job(client, name)?;
+    can_run_now(&row)?;
+    can_take_args(&row, args)?;
+    Ok(row)
+}
+
+/// The audit's words for a run's arguments: ` with args: ["a", "b c"]`,
+/// nothing when there are none.
+fn args_detail(args: &[String]) -> String {
+    if args.is_empty() {
+        String::new()
+    } else {
+        format!(" with args: {args:?}")
+    }
+}
+
 /// Request a run `delay_secs` from now through the runners (a running job
-/// runs once more when its run ends). Refused for a disabled job.
+/// runs once more when its run ends), with `args` for that one run.
+/// Refused for a disabled job, and arguments for a job that takes none.
 pub fn run_now(
     client: &mut postgres::Client,
     name: &str,
     delay_secs: u32,
+    args: &[String],
     actor: &Actor,
 ) -> anyhow::Result<Job> {
     let mut tx = client.transaction()?;
-    let row = existing_job(&mut tx, name)?;
-    can_run_now(&row)?;
-    store::trigger_job(&mut tx, &row.name, delay_secs)?;
-    let details = if delay_secs == 0 {
+    let row = runnable_job(&mut tx, name, args)?;
+    store::trigger_job(&mut tx, &row.name, delay_secs, args)?;
+    let mut details = if delay_secs == 0 {
         "run requested now".to_string()
     } else {
         format!("run requested in {}", schedule::format_duration(delay_secs))
     };
+    details.push_str(&args_detail(args));
     store::record_audit(&mut tx, actor.as_str(), "run-now", Some(name), &details)?;
+    tx.commit()?;
+    Ok(row)
+}
+
+/// One extra run of a job at `at`, besides its schedule (§21), with `args`.
+/// Refused for a disabled job, an instant that has passed (`run-now` without
+/// `--at` runs now), and one at which an extra run is already pending.
+pub fn run_at(
+    client: &mut postgres::Client,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    args: &[String],
+    tz: Tz,
+    actor: &Actor,
+) -> anyhow::Result<Job> {
+    let mut tx = client.transaction()?;
+    let row = runnable_job(&mut tx, name, args)?;
+    let shown = schedule::json_instant(at, tz);
+    if at <= store::db_now(&mut tx)? {
+        return bad_input(format!(
+            "--at {shown} has passed: expected a future instant (run-now without --at runs now)"
+        ));
+    }
+    if !store::add_extra_run(&mut tx, &row.name, at, args)? {
+        return bad_input(format!(
+            "job \"{name}\" already has an extra run at {shown}: expected another instant"
+        ));
+    }
+    let details = format!("extra run at {shown}{}", args_detail(args));
+    store::record_audit(&mut tx, actor.as_str(), "run-now", Some(name), &details)?;
+    tx.commit()?;
+    Ok(row)
+}
+
+/// Cancel the extra run of a job at `at`; refused when none is pending then.
+pub fn cancel_at(
+    client: &mut postgres::Client,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    tz: Tz,
+    actor: &Actor,
+) -> anyhow::Result<Job> {
+    let mut tx = client.transaction()?;
+    let row = existing_job(&mut tx, name)?;
+    let shown = schedule::json_instant(at, tz);
+    if !store::cancel_extra_run(&mut tx, &row.name, at)? {
+        return bad_input(format!(
+            "job \"{name}\" has no extra run at {shown}: expected one of the extra runs `manage jobs show {name}` lists"
+        ));
+    }
+    // The next run was the extra one's: back to the schedule (and to any
+    // later extra run, which the trigger keeps).
+    if row.next_run == Some(at) {
+        store::reschedule(&mut tx, &row.name, tz)?;
+        store::notify_runners(&mut tx)?;
+    }
+    let details = format!("extra run at {shown} cancelled");
+    store::record_audit(&mut tx, actor.as_str(), "cancel-at", Some(name), &details)?;
     tx.commit()?;
     Ok(row)
 }
@@ -222,18 +323,77 @@ pub fn reset_failure(
     Ok(row)
 }
 
-/// Hold every job; false when they already were held.
-pub fn hold(client: &mut postgres::Client, actor: &Actor) -> anyhow::Result<bool> {
+/// Hold every job, until `until` (resolved on the database's clock; it
+/// then ends by itself as a `release --pending reschedule`) or until
+/// released. Returns the hold as it was before. An instant that has passed
+/// is refused.
+pub fn hold(
+    client: &mut postgres::Client,
+    until: Option<crate::input::Until>,
+    tz: Tz,
+    actor: &Actor,
+) -> anyhow::Result<store::Hold> {
     let mut tx = client.transaction()?;
-    let changed = store::set_hold(&mut tx)?;
-    let details = if changed {
-        "held: false → true"
-    } else {
-        "held: true (already held)"
+    let now = store::db_now(&mut tx)?;
+    let until = until.map(|u| u.resolve(now));
+    if let Some(at) = until.filter(|at| *at <= now) {
+        return bad_input(format!(
+            "--until {} has passed: expected a future instant or a duration from now",
+            schedule::json_instant(at, tz)
+        ));
+    }
+    let before = store::set_hold(&mut tx, until)?;
+    let shown = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map_or_else(|| "none".to_string(), |at| schedule::json_instant(at, tz))
     };
-    store::record_audit(&mut tx, actor.as_str(), "hold", None, details)?;
+    let mut details = if before.held {
+        "held: true (already held)".to_string()
+    } else {
+        "held: false → true".to_string()
+    };
+    if before.until != until {
+        details.push_str(&format!(
+            ", held_until: {} → {}",
+            shown(before.until),
+            shown(until)
+        ));
+    }
+    store::record_audit(&mut tx, actor.as_str(), "hold", None, &details)?;
     tx.commit()?;
-    Ok(changed)
+    Ok(before)
+}
+
+/// A runner's part in `hold --until`: once the hold's end has passed, end
+/// it as `release --pending reschedule` does — once, whichever runner gets
+/// there first (the hold row is locked, and the second finds it released).
+/// Returns whether this call released it.
+pub fn release_ended_hold(
+    client: &mut postgres::Client,
+    tz: Tz,
+    actor: &Actor,
+) -> anyhow::Result<bool> {
+    let mut tx = client.transaction()?;
+    if !store::hold_ended_for_update(&mut tx)? {
+        return Ok(false);
+    }
+    let (_, rescheduled) = store::release_hold(&mut tx, true, tz)?;
+    let details = release_details(true, Pending::Reschedule, &rescheduled) + " (the hold's end)";
+    store::record_audit(&mut tx, actor.as_str(), "release", None, &details)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// The audit's words for a release.
+fn release_details(was_held: bool, pending: Pending, rescheduled: &[String]) -> String {
+    let mut details = if was_held {
+        format!("held: true → false, pending: {}", pending.as_str())
+    } else {
+        format!("held: false (was not held), pending: {}", pending.as_str())
+    };
+    if !rescheduled.is_empty() {
+        details.push_str(&format!(", rescheduled: {}", rescheduled.join(" ")));
+    }
+    details
 }
 
 /// The refusal of a release that does not say what to do with the pending jobs.
@@ -285,14 +445,7 @@ pub fn release(
             .collect(),
         Pending::Reschedule => Vec::new(),
     };
-    let mut details = if was_held {
-        format!("held: true → false, pending: {}", pending.as_str())
-    } else {
-        format!("held: false (was not held), pending: {}", pending.as_str())
-    };
-    if !rescheduled.is_empty() {
-        details.push_str(&format!(", rescheduled: {}", rescheduled.join(" ")));
-    }
+    let details = release_details(was_held, pending, &rescheduled);
     store::record_audit(&mut tx, actor.as_str(), "release", None, &details)?;
     tx.commit()?;
     Ok(Released {

@@ -832,6 +832,7 @@ fn history_pages_50_runs_newest_first() {
             "finished_at",
             "runtime_seconds",
             "attempt",
+            "args",
             "output_first_line"
         ]
     );
@@ -1179,6 +1180,7 @@ fn output_prints_the_whole_output_and_json_adds_it_to_the_run() {
             "finished_at",
             "runtime_seconds",
             "attempt",
+            "args",
             "output_first_line",
             "output"
         ]
@@ -1216,7 +1218,17 @@ fn status_json_has_the_status_fields_and_types() {
         .collect();
     assert_eq!(
         keys,
-        ["healthy", "held", "runners", "last_run", "running", "overdue", "failing", "problems"]
+        [
+            "healthy",
+            "held",
+            "held_until",
+            "runners",
+            "last_run",
+            "running",
+            "overdue",
+            "failing",
+            "problems"
+        ]
     );
     assert_eq!(status["healthy"], true);
     assert_eq!(status["held"], false);

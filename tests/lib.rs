@@ -27,6 +27,7 @@ mod read_commands;
 mod relay;
 mod resilience;
 mod retries;
+mod run_args;
 mod runner;
 mod runner_pools;
 mod schedules;

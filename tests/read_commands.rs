@@ -216,6 +216,7 @@ fn assert_job_object(job: &Value) {
             "runs_on",
             "jitter",
             "paused_until",
+            "extra_runs",
             "notify",
             "consecutive_failures",
             "builtin_times",
@@ -350,6 +351,7 @@ fn show_json_is_a_job_object_with_a_history_page_of_15() {
             "finished_at",
             "runtime_seconds",
             "attempt",
+            "args",
             "output_first_line"
         ]
     );

@@ -77,7 +77,7 @@ fn a_hold_stops_every_claim_until_the_release() {
         tags: &[],
     };
     let mut prepared = Prepared::default();
-    assert!(store::set_hold(&mut client).unwrap());
+    assert!(!store::set_hold(&mut client, None).unwrap().held);
     assert!(store::claim_due(&mut client, &mut prepared, &claimant, 10)
         .unwrap()
         .is_empty());
@@ -227,7 +227,7 @@ fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
     );
 
     // A requested run (run-now, trigger_next): a `run-now --wait` may be waiting.
-    store::trigger_job(&mut other, "a", 0).unwrap();
+    store::trigger_job(&mut other, "a", 0, &[]).unwrap();
     assert_eq!(
         notifications_before_marker(&mut listener, &mut other),
         ["a"]
@@ -249,7 +249,7 @@ fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
     )
     .unwrap();
     let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 1).unwrap();
-    store::trigger_job(&mut other, "a", 0).unwrap();
+    store::trigger_job(&mut other, "a", 0, &[]).unwrap();
     assert_eq!(
         notifications_before_marker(&mut listener, &mut other),
         ["a"]
@@ -389,4 +389,40 @@ fn a_queued_mail_keeps_its_headers_and_counts_its_failed_attempts() {
     assert_eq!(again[0].last_error.as_deref(), Some("connection refused"));
     store::mail_sent(&mut client, again[0].id).unwrap();
     assert_eq!(store::mail_queue_len(&mut client).unwrap(), 0);
+}
+
+#[test]
+fn a_claim_takes_one_due_extra_run_with_its_arguments_and_a_given_back_claim_returns_them() {
+    let (_db, mut client) = setup();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
+    let defined = names(&["b"]);
+    let claimant = Claimant {
+        runner_id,
+        host: "testhost",
+        defined: &defined,
+        tags: &[],
+    };
+    // b is due in an hour: its two extra runs with arguments, one due now,
+    // bring it forward (the trigger of migration 0019).
+    store::trigger_job(&mut client, "b", 0, &names(&["x", "y z"])).unwrap();
+    store::trigger_job(&mut client, "b", 3600, &names(&["later"])).unwrap();
+    let mut prepared = Prepared::default();
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].args, names(&["x", "y z"]));
+    let run = store::run(&mut client, claimed[0].run_id).unwrap().unwrap();
+    assert_eq!(run.args, names(&["x", "y z"]));
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM manage.extra_runs WHERE job = 'b'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 1, "only the due one was taken");
+    // Given back, the run's arguments are pending again, and due.
+    assert!(store::release_claim(&mut client, claimed[0].run_id, "b").unwrap());
+    let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].args, names(&["x", "y z"]));
 }

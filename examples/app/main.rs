@@ -23,6 +23,10 @@ fn greet(ctx: &mut Context) -> anyhow::Result<()> {
         Some(run) => writeln!(ctx.out, "hello from run {run}")?,
         None => writeln!(ctx.out, "hello, by hand")?,
     }
+    // The arguments of this one run (`jobs run-now greet -- ARG…`).
+    for arg in ctx.args {
+        writeln!(ctx.out, "argument: {arg}")?;
+    }
     Ok(())
 }
 

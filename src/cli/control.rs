@@ -11,8 +11,9 @@ use crate::cli::render;
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::input::{
-    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_tags_arg,
-    parse_times_arg, parse_until_arg, parse_zone_arg, TagList, TimesList, Until,
+    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_instant_arg,
+    parse_retries_arg, parse_tags_arg, parse_times_arg, parse_until_arg, parse_zone_arg, TagList,
+    TimesList, Until,
 };
 use crate::job::Job;
 use crate::ops::{self, Actor};
@@ -113,6 +114,16 @@ pub struct RunNowArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
           allow_negative_numbers = true)]
     timeout: Option<u32>,
+    /// One extra run at this RFC 3339 instant, besides the schedule (several may be pending)
+    #[arg(long, value_name = "INSTANT", value_parser = parse_instant_arg)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Cancel the pending extra run at this RFC 3339 instant (as `jobs show` lists it)
+    #[arg(long, value_name = "INSTANT", value_parser = parse_instant_arg)]
+    cancel_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Arguments for that one run, after `--`: `manage NAME ARG…` for a built-in job, "$@" for a
+    /// declared shell job (refused for internal and SQL jobs)
+    #[arg(last = true, value_name = "ARG")]
+    args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -403,15 +414,50 @@ pub fn run_now(ctx: &Context, args: RunNowArgs) -> anyhow::Result<()> {
     if args.timeout.is_some() && !args.wait {
         return bad_input("--timeout only bounds a wait: expected it together with --wait");
     }
+    // Checked here rather than by clap's `conflicts_with`, whose error
+    // spans two lines.
+    if args.at.is_some() && (args.delay.is_some() || args.wait) {
+        return bad_input(
+            "--at schedules an extra run at an instant: expected it without --in and --wait",
+        );
+    }
+    if args.cancel_at.is_some()
+        && (args.at.is_some() || args.delay.is_some() || args.wait || !args.args.is_empty())
+    {
+        return bad_input(
+            "--cancel-at removes a pending extra run: expected it without --at, --in, --wait and arguments",
+        );
+    }
     let mut client = connect(ctx)?;
+    let tz = ctx.config.timezone;
+    if let Some(at) = args.cancel_at {
+        let row = ops::cancel_at(&mut client, &args.name, at, tz, &Actor::cli())?;
+        println!(
+            "Cancelled the extra run of job {} at {}",
+            row.name,
+            render::human_time(at, tz)
+        );
+        return Ok(());
+    }
     let row = existing_job(&mut client, &args.name)?;
     ops::can_run_now(&row)?;
+    ops::can_take_args(&row, &args.args)?;
+    if let Some(at) = args.at {
+        ops::run_at(&mut client, &row.name, at, &args.args, tz, &Actor::cli())?;
+        println!(
+            "Job {} will run once more at {}",
+            row.name,
+            render::human_time(at, tz)
+        );
+        return Ok(());
+    }
     if args.wait {
         return super::wait::run_now_and_wait(
             ctx,
             &mut client,
             &row,
             args.delay.unwrap_or(0),
+            &args.args,
             args.timeout,
         );
     }
@@ -419,6 +465,7 @@ pub fn run_now(ctx: &Context, args: RunNowArgs) -> anyhow::Result<()> {
         &mut client,
         &row.name,
         args.delay.unwrap_or(0),
+        &args.args,
         &Actor::cli(),
     )?;
     report_trigger(ctx, &mut client, &row.name)
@@ -431,16 +478,29 @@ pub fn reset_failure(ctx: &Context, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn hold(ctx: &Context) -> anyhow::Result<()> {
+pub fn hold(ctx: &Context, until: Option<Until>) -> anyhow::Result<()> {
     let mut client = connect(ctx)?;
-    if ops::hold(&mut client, &Actor::cli())? {
-        println!("All jobs are held: the runners start nothing until `manage jobs release`");
-    } else {
-        let since = store::hold(&mut client)?.since;
+    let tz = ctx.config.timezone;
+    let before = ops::hold(&mut client, until, tz, &Actor::cli())?;
+    let after = store::hold(&mut client)?;
+    if before.held {
         println!(
             "All jobs were already held (since {})",
-            render::human_time_opt(since, ctx.config.timezone, "an unknown time")
+            render::human_time_opt(before.since, tz, "an unknown time")
         );
+    }
+    match after.until {
+        Some(end) => println!(
+            "All jobs are held until {}: then the hold ends by itself, pending jobs moved to their next slot",
+            render::human_time(end, tz)
+        ),
+        None if !before.held => {
+            println!("All jobs are held: the runners start nothing until `manage jobs release`")
+        }
+        None if before.until.is_some() => {
+            println!("The hold no longer ends by itself: it lasts until `manage jobs release`")
+        }
+        None => {}
     }
     Ok(())
 }

@@ -55,14 +55,19 @@ pub enum JobsCommand {
     },
     /// Change a job's configuration (interactively, on a terminal, with no options)
     Configure(super::control::ConfigureArgs),
-    /// Schedule an immediate (or delayed) run through the runner
+    /// Schedule an immediate (or delayed) run through the runner, or an extra run at an instant; `-- ARG…` gives that run arguments
     #[command(name = "run-now")]
     RunNow(super::control::RunNowArgs),
     /// Clear the last-run failure state of a job
     #[command(name = "reset-failure")]
     ResetFailure { name: String },
-    /// Hold all jobs: the runners start nothing until the hold is released
-    Hold,
+    /// Hold all jobs: the runners start nothing until the hold is released (or, with --until, ends)
+    Hold {
+        /// End the hold by itself then (an RFC 3339 instant, or HH:MM:SS / MM:SS from now), as
+        /// `release --pending reschedule` does
+        #[arg(long, value_name = "INSTANT|DURATION", value_parser = crate::input::parse_until_arg)]
+        until: Option<crate::input::Until>,
+    },
     /// End the hold: pending jobs run now, or are rescheduled as if they had just run
     Release {
         /// What to do with the jobs that became due during the hold (required)
@@ -124,7 +129,7 @@ pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
         JobsCommand::Configure(args) => super::control::configure(ctx, args),
         JobsCommand::RunNow(args) => super::control::run_now(ctx, args),
         JobsCommand::ResetFailure { name } => super::control::reset_failure(ctx, &name),
-        JobsCommand::Hold => super::control::hold(ctx),
+        JobsCommand::Hold { until } => super::control::hold(ctx, until),
         JobsCommand::Release { pending } => super::control::release(ctx, pending),
         JobsCommand::History {
             name,
@@ -299,6 +304,7 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
     if let Some(transaction) = render::transaction(&row) {
         fields.insert(4, ("Transaction", transaction.into()));
     }
+    render::insert_extra_runs(&mut fields, &row, tz, now);
     let width = fields
         .iter()
         .map(|(label, _)| label.len() + 1)

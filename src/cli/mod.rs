@@ -250,6 +250,9 @@ impl<E: clap::ValueEnum + Clone + Send + Sync + 'static> clap::builder::TypedVal
     }
 }
 
+/// The clap id of a built-in job's free arguments (`manage NAME ARG…`).
+pub(crate) const JOB_ARGS: &str = "args";
+
 /// The clap command for one job: its description, and for built-in jobs their
 /// own arguments.
 fn job_command(job: &JobDef) -> clap::Command {
@@ -266,16 +269,28 @@ fn job_command(job: &JobDef) -> clap::Command {
             job.description, job.app
         ));
     match &job.kind {
-        JobKind::Builtin(builtin) => builtin.options.iter().fold(command, |command, option| {
+        JobKind::Builtin(builtin) => builtin.options.iter().fold(
+            // What `jobs run-now NAME -- ARG…` gives one run (§21), after the
+            // job's own options.
             command.arg(
-                clap::Arg::new(option.long)
-                    .long(option.long)
-                    .value_name(option.value_name)
-                    .value_parser(number_in(0, option.max))
-                    .allow_negative_numbers(true)
-                    .help(format!("{}; 0 to {}", option.help, option.max)),
-            )
-        }),
+                clap::Arg::new(JOB_ARGS)
+                    .value_name("ARG")
+                    .num_args(0..)
+                    .trailing_var_arg(true)
+                    .allow_hyphen_values(true)
+                    .help("Arguments for this run, given to the job as they are"),
+            ),
+            |command, option| {
+                command.arg(
+                    clap::Arg::new(option.long)
+                        .long(option.long)
+                        .value_name(option.value_name)
+                        .value_parser(number_in(0, option.max))
+                        .allow_negative_numbers(true)
+                        .help(format!("{}; 0 to {}", option.help, option.max)),
+                )
+            },
+        ),
         JobKind::Declared(_) => command,
     }
 }

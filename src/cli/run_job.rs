@@ -30,10 +30,14 @@ pub fn run(ctx: &Context, name: &str, matches: &ArgMatches) -> anyhow::Result<()
             let run_id = std::env::var(crate::process::RUN_ID_VAR)
                 .ok()
                 .and_then(|id| id.parse().ok());
+            let free: Vec<String> = matches
+                .get_many::<String>(crate::cli::JOB_ARGS)
+                .map(|values| values.cloned().collect())
+                .unwrap_or_default();
             let mut job_ctx = JobContext {
                 client: &mut client,
                 run_id,
-                args: &[],
+                args: &free,
                 out: &mut out,
                 config: &ctx.config,
                 options: &args,

@@ -55,11 +55,31 @@ pub fn output(ctx: &Context, run_id: i64, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&run_json(&run, ctx.config.timezone, true));
     }
+    if !run.args.is_empty() {
+        // The run's arguments (§21), each quoted, so that spaces show.
+        let quoted: Vec<String> = run.args.iter().map(|a| format!("{a:?}")).collect();
+        println!("Arguments: {}", quoted.join(" "));
+    }
     print!("{}", render::job_output(&run.output));
     if !run.output.is_empty() && !run.output.ends_with('\n') {
         println!();
     }
     Ok(())
+}
+
+/// The `Held:` line of `jobs status`: no, or yes with since and until.
+fn held_text(hold: store::Hold, tz: chrono_tz::Tz) -> String {
+    if !hold.held {
+        return "no".into();
+    }
+    let mut text = String::from("yes");
+    if let Some(since) = hold.since {
+        text.push_str(&format!(", since {}", render::human_time(since, tz)));
+    }
+    if let Some(end) = hold.until {
+        text.push_str(&format!(", until {}", render::human_time(end, tz)));
+    }
+    text
 }
 
 pub fn status(ctx: &Context, json: bool) -> anyhow::Result<()> {
@@ -95,14 +115,7 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<()> {
                 runner.version.as_deref().unwrap_or("unknown"),
             );
         }
-        println!(
-            "Held:     {}",
-            match (health.overview.hold.held, health.overview.hold.since) {
-                (true, Some(since)) => format!("yes, since {}", render::human_time(since, tz)),
-                (true, None) => "yes".into(),
-                (false, _) => "no".into(),
-            }
-        );
+        println!("Held:     {}", held_text(health.overview.hold, tz));
         println!(
             "Last run: {}",
             render::human_time_opt(health.overview.last_run, tz, "none yet")

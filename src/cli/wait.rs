@@ -48,6 +48,7 @@ pub fn run_now_and_wait(
     client: &mut postgres::Client,
     row: &Job,
     delay_secs: u32,
+    args: &[String],
     timeout_secs: Option<u32>,
 ) -> anyhow::Result<()> {
     if store::connected_runners(client)?.is_empty() {
@@ -56,7 +57,13 @@ pub fn run_now_and_wait(
     }
     store::listen(client)?;
     let newest_before = store::newest_claim_id(client, &row.name)?;
-    crate::ops::run_now(client, &row.name, delay_secs, &crate::ops::Actor::cli())?;
+    crate::ops::run_now(
+        client,
+        &row.name,
+        delay_secs,
+        args,
+        &crate::ops::Actor::cli(),
+    )?;
     report_trigger(ctx, client, &row.name)?;
     let deadline = timeout_secs.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
     // The trigger is written; from here on a lost connection is reopened.

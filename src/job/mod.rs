@@ -264,6 +264,9 @@ pub struct Job {
     /// overrides it; `None` in both: the global recipient.
     pub builtin_notify: Option<Vec<String>>,
     pub override_notify: Option<Vec<String>>,
+    /// The extra runs pending at an instant (§21: `run-now --at`), earliest
+    /// first; read only by the statements that show jobs (empty elsewhere).
+    pub extra_runs: Vec<DateTime<Utc>>,
 }
 
 /// The range of `alert_after` (§14).
@@ -785,6 +788,7 @@ mod tests {
             paused_until: None,
             builtin_notify: None,
             override_notify: None,
+            extra_runs: Vec::new(),
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,

@@ -590,6 +590,13 @@ impl Loop {
                 )?,
             };
             let measured = Instant::now();
+            if agenda.held && agenda.held_until.is_some_and(|end| end <= agenda.db_now) {
+                // `jobs hold --until` has reached its end: release it (once,
+                // whichever runner is first) and look again.
+                if self.release_ended_hold() {
+                    continue;
+                }
+            }
             let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
             if due_now && free > 0 && !shutting_down {
                 if self.claim(free)? {
@@ -608,8 +615,20 @@ impl Loop {
             }
             let heartbeat = self.shared.timings().heartbeat;
             let wait = if agenda.held || free == 0 || shutting_down {
-                // Only a NOTIFY, a finished run or the heartbeat can change things.
-                heartbeat
+                // Only a NOTIFY, a finished run, the heartbeat or the hold's
+                // end can change things.
+                match agenda
+                    .held_until
+                    .filter(|end| agenda.held && *end > agenda.db_now)
+                {
+                    Some(end) => (end - agenda.db_now)
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                        .saturating_sub(measured.elapsed())
+                        .clamp(Duration::from_millis(1), heartbeat),
+                    // No end, or one that could not be released: as held.
+                    None => heartbeat,
+                }
             } else {
                 match agenda.next_due {
                     Some(next) => {
@@ -649,6 +668,29 @@ impl Loop {
         } else if self.in_flight == 0 {
             log.info("Nothing is scheduled; waiting for a notification");
             self.notifier.send("STATUS=Nothing is scheduled");
+        }
+    }
+
+    /// End a `hold --until` whose end has passed; whether it was ended here
+    /// or by another runner meanwhile (either way: look again). A failure
+    /// is logged, and the loop then sleeps as while held.
+    fn release_ended_hold(&mut self) -> bool {
+        let tz = self.shared.config.timezone;
+        match crate::ops::release_ended_hold(&mut self.client, tz, &crate::ops::Actor::runner()) {
+            Ok(released) => {
+                if released {
+                    self.shared
+                        .log
+                        .info("The hold has reached its end: released, pending jobs rescheduled");
+                }
+                true
+            }
+            Err(e) => {
+                self.shared
+                    .log
+                    .warn(format!("could not end the hold: {e:#}"));
+                false
+            }
         }
     }
 

@@ -246,7 +246,7 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
     );
     let ended = match &def.kind {
         JobKind::Builtin(builtin) if builtin.internal => {
-            run_internal(shared, slot, builtin, claimed.run_id, &heading)
+            run_internal(shared, slot, builtin, &claimed, &heading)
         }
         _ => match def.sql() {
             Some(sql) => run_sql(shared, &claimed, def, sql, &heading),
@@ -296,9 +296,10 @@ fn run_internal(
     shared: &Shared,
     slot: &mut Option<Conn>,
     builtin: &Builtin,
-    run_id: i64,
+    claimed: &Claimed,
     heading: &str,
 ) -> Ended {
+    let run_id = claimed.run_id;
     let max = shared.config.max_output_bytes as usize;
     let mut sink: Vec<u8> = Vec::new();
     let result: anyhow::Result<()> = match connection(shared, slot) {
@@ -307,7 +308,7 @@ fn run_internal(
             let mut ctx = JobContext {
                 client: &mut conn.client,
                 run_id: Some(run_id),
-                args: &[],
+                args: &claimed.args,
                 out: &mut sink,
                 config: &shared.config,
                 options: &JobArgs::default(),
@@ -684,10 +685,16 @@ fn child_spec(shared: &Shared, def: &JobDef, claimed: &Claimed) -> ChildSpec {
         JobKind::Declared(declared) => ChildSpec {
             program: "sh".into(),
             // SQL jobs never get here (`execute` runs them with `run_sql`).
-            args: vec![
-                "-c".into(),
+            // The run's arguments are "$@" (§21): real argv after `sh` as
+            // $0, never spliced into the command's text.
+            args: [
+                "-c".to_string(),
                 declared.command().unwrap_or_default().to_string(),
-            ],
+                "sh".to_string(),
+            ]
+            .into_iter()
+            .chain(claimed.args.iter().cloned())
+            .collect(),
             env: declared
                 .env
                 .iter()
@@ -720,7 +727,9 @@ fn child_spec(shared: &Shared, def: &JobDef, claimed: &Claimed) -> ChildSpec {
             }
             ChildSpec {
                 program: std::env::current_exe().unwrap_or_else(|_| "manage".into()),
-                args: vec![builtin.name.to_string()],
+                args: std::iter::once(builtin.name.to_string())
+                    .chain(claimed.args.iter().cloned())
+                    .collect(),
                 env,
                 env_remove,
                 working_dir: shared.config.base_dir().map(|d| d.to_path_buf()),

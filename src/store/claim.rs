@@ -25,6 +25,9 @@ pub struct Claimed {
     /// The run's mark for its processes (§18); None only for a run claimed
     /// before the token existed.
     pub token: Option<String>,
+    /// The arguments of this one run (§21), from the extra run it took;
+    /// empty for a scheduled run.
+    pub args: Vec<String>,
 }
 
 impl Claimed {
@@ -35,6 +38,7 @@ impl Claimed {
             run_id: row.try_get("run_id")?,
             started_at: row.try_get("run_started_at")?,
             token: row.try_get("run_token")?,
+            args: row.try_get("run_args")?,
         })
     }
 }
@@ -56,7 +60,9 @@ pub struct Claimant<'a> {
 /// columns, then the run's id and start. The arguments name the parameters:
 /// how many, the runner's id, its host, the jobs it defines, the running
 /// state; `gate` is one more condition on claiming at all. `due` is the rule
-/// of `Job::is_due`, less the jobs this runner does not define.
+/// of `Job::is_due`, less the jobs this runner does not define. `extra`
+/// takes each claimed job's earliest due extra run (§21), whose arguments
+/// the run gets: under the job row's lock, so each starts one run.
 macro_rules! claim_ctes {
     ($limit:literal, $runner_id:literal, $host:literal, $defined:literal, $tags:literal, $running:literal, $gate:literal) => {
         concat!(
@@ -66,13 +72,20 @@ macro_rules! claim_ctes {
                    AND ", defined_by_runner!($defined, $tags), " \
                    AND NOT (SELECT held FROM manage.hold) AND ", $gate, " \
                  ORDER BY next_run, name LIMIT ", $limit, " FOR UPDATE SKIP LOCKED \
+             ), extra AS ( \
+                 DELETE FROM manage.extra_runs x WHERE x.id IN ( \
+                     SELECT DISTINCT ON (e.job) e.id FROM manage.extra_runs e JOIN due ON e.job = due.name \
+                     WHERE e.at <= clock_timestamp() ORDER BY e.job, e.at, e.id) \
+                 RETURNING x.job, x.args \
              ), runs AS ( \
-                 INSERT INTO manage.runs (job, state, started_at, runner_id, host, attempt) \
-                 SELECT name, ", $running, ", clock_timestamp(), ", $runner_id, ", ", $host, ", next_attempt FROM due \
-                 RETURNING id, job, started_at, token \
+                 INSERT INTO manage.runs (job, state, started_at, runner_id, host, attempt, args) \
+                 SELECT name, ", $running, ", clock_timestamp(), ", $runner_id, ", ", $host, ", next_attempt, \
+                        coalesce(extra.args, '{}') FROM due LEFT JOIN extra ON extra.job = due.name \
+                 RETURNING id, job, started_at, token, args \
              ), claimed AS ( \
                  UPDATE manage.jobs j SET running_run = runs.id FROM runs WHERE j.name = runs.job \
-                 RETURNING j.*, runs.id AS run_id, runs.started_at AS run_started_at, runs.token AS run_token \
+                 RETURNING j.*, runs.id AS run_id, runs.started_at AS run_started_at, runs.token AS run_token, \
+                     runs.args AS run_args \
              )"
         )
     };
@@ -259,7 +272,8 @@ pub fn record_fast(
 
 /// Give back a claim the runner cannot honour (a job it does not define):
 /// the job is no longer running and keeps its next run and any run request,
-/// so it is still due; the `running` row goes, since nothing ran; and the
+/// so it is still due; the `running` row goes, since nothing ran (its
+/// arguments, which the claim took from an extra run, go back there); and the
 /// runners are woken, so that one that defines the job takes it. False when
 /// the claim was no longer this run's.
 pub fn release_claim(
@@ -273,7 +287,10 @@ pub fn release_claim(
              RETURNING name \
          ), deleted AS ( \
              DELETE FROM manage.runs WHERE id = $2 AND state = $3 AND EXISTS (SELECT 1 FROM released) \
-             RETURNING id \
+             RETURNING id, job, started_at, args \
+         ), requeued AS ( \
+             INSERT INTO manage.extra_runs (job, at, args) \
+             SELECT job, started_at, args FROM deleted WHERE cardinality(args) > 0 \
          ) \
          SELECT pg_notify($4, '') FROM deleted",
         typed![&job, &run_id, &RunState::Running, &CHANNEL],
@@ -285,6 +302,8 @@ pub fn release_claim(
 #[derive(Debug, Clone, Copy)]
 pub struct Agenda {
     pub held: bool,
+    /// When the hold ends by itself (`jobs hold --until`).
+    pub held_until: Option<DateTime<Utc>>,
     /// The earliest next run of a job that this runner could run.
     pub next_due: Option<DateTime<Utc>>,
     pub db_now: DateTime<Utc>,
@@ -295,6 +314,7 @@ impl Agenda {
     pub(super) fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
         Ok(Agenda {
             held: row.try_get("held")?,
+            held_until: row.try_get("held_until")?,
             next_due: row.try_get("next_due")?,
             db_now: row.try_get("db_now")?,
         })

@@ -58,8 +58,22 @@ impl Job {
             paused_until: row.try_get("paused_until")?,
             builtin_notify: row.try_get("builtin_notify")?,
             override_notify: row.try_get("override_notify")?,
+            extra_runs: if row.columns().iter().any(|c| c.name() == "extra_runs") {
+                row.try_get("extra_runs")?
+            } else {
+                Vec::new()
+            },
         })
     }
+}
+
+/// SQL: the `extra_runs` column `Job::from_row` reads when present — the
+/// listed extra runs of the `manage.jobs` row in scope, earliest first.
+macro_rules! extra_runs_column {
+    () => {
+        "ARRAY(SELECT e.at FROM manage.extra_runs e WHERE e.job = manage.jobs.name AND e.listed \
+         ORDER BY e.at) AS extra_runs"
+    };
 }
 
 fn jobs(rows: Vec<postgres::Row>) -> Result<Vec<Job>, postgres::Error> {
@@ -68,21 +82,39 @@ fn jobs(rows: Vec<postgres::Row>) -> Result<Vec<Job>, postgres::Error> {
 
 /// Every job, removed ones included.
 pub fn all_jobs(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::Error> {
-    jobs(client.query_typed("SELECT * FROM manage.jobs ORDER BY name", &[])?)
+    jobs(client.query_typed(
+        concat!(
+            "SELECT *, ",
+            extra_runs_column!(),
+            " FROM manage.jobs ORDER BY name"
+        ),
+        &[],
+    )?)
 }
 
 /// The jobs that are not removed, sorted as `jobs list` shows them: by next
 /// run, unscheduled last, then by name.
 pub fn listed_jobs(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::Error> {
     jobs(client.query_typed(
-        "SELECT * FROM manage.jobs WHERE NOT removed ORDER BY next_run ASC NULLS LAST, name",
+        concat!(
+            "SELECT *, ",
+            extra_runs_column!(),
+            " FROM manage.jobs WHERE NOT removed ORDER BY next_run ASC NULLS LAST, name"
+        ),
         &[],
     )?)
 }
 
 pub fn job(client: &mut impl GenericClient, name: &str) -> Result<Option<Job>, postgres::Error> {
     client
-        .query_typed_opt("SELECT * FROM manage.jobs WHERE name = $1", typed![&name])?
+        .query_typed_opt(
+            concat!(
+                "SELECT *, ",
+                extra_runs_column!(),
+                " FROM manage.jobs WHERE name = $1"
+            ),
+            typed![&name],
+        )?
         .as_ref()
         .map(Job::from_row)
         .transpose()
@@ -369,16 +401,18 @@ pub fn configure(
     Ok((before, row))
 }
 
-/// Run-now: through the same SQL function applications call.
+/// Run-now, with `args` for that run (§21; none: `&[]`): through the same
+/// SQL function applications call, so both refuse and queue alike.
 pub fn trigger_job(
     client: &mut impl GenericClient,
     name: &str,
     delay_secs: u32,
+    args: &[String],
 ) -> Result<(), postgres::Error> {
     let delay = f64::from(delay_secs);
     client.execute_typed(
-        "SELECT manage.trigger_job($1, make_interval(secs => $2))",
-        typed![&name, &delay],
+        "SELECT manage.trigger_job($1, make_interval(secs => $2), $3)",
+        typed![&name, &delay, &args],
     )?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! All SQL, one file per table: [`jobs`], [`runs`], [`runners`], `hold`,
+//! All SQL, one file per table: [`jobs`], [`runs`], [`runners`], `hold`, [`extra_runs`],
 //! [`mail_queue`], [`audit`], and [`claim`] for the runner's multi-table hot path (claim
 //! due jobs, record a run and claim the next, the agenda). Nothing else in
 //! `manage` writes SQL (the migrations aside), so "which SQL touches the jobs
@@ -64,13 +64,14 @@ macro_rules! defined_by_runner {
 }
 
 /// SQL: what the runner's loop needs to decide how long to sleep — whether
-/// jobs are held, the earliest next run of a job it could run, and the
+/// jobs are held and until when, the earliest next run of a job it could run, and the
 /// database's now. `$defined` is as in `defined_by_runner!`: a due job the
 /// runner cannot claim must not wake it, or it would spin.
 macro_rules! agenda_columns {
     ($defined:literal, $tags:literal) => {
         concat!(
             "(SELECT held FROM manage.hold) AS held, \
+             (SELECT held_until FROM manage.hold) AS held_until, \
              (SELECT min(next_run) FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL \
                 AND ",
             defined_by_runner!($defined, $tags),
@@ -82,6 +83,7 @@ macro_rules! agenda_columns {
 
 pub mod audit;
 pub mod claim;
+pub mod extra_runs;
 pub mod hold;
 pub mod jobs;
 pub mod mail_queue;
@@ -92,6 +94,7 @@ pub mod sql_job;
 
 pub use audit::*;
 pub use claim::*;
+pub use extra_runs::*;
 pub use hold::*;
 pub use jobs::*;
 pub use mail_queue::*;

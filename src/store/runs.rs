@@ -19,6 +19,8 @@ pub struct RunRow {
     pub runtime_seconds: Option<f64>,
     /// Its place in a series of retries (§13): 1, 2, …
     pub attempt: i32,
+    /// The arguments given to this one run (§21); empty for most.
+    pub args: Vec<String>,
     /// The whole output, or only its first line in listings.
     pub output: String,
 }
@@ -33,6 +35,7 @@ impl RunRow {
             finished_at: row.try_get("finished_at")?,
             runtime_seconds: row.try_get("runtime_seconds")?,
             attempt: row.try_get("attempt")?,
+            args: row.try_get("args")?,
             output: row.try_get("output")?,
         })
     }
@@ -66,7 +69,7 @@ pub fn history_page(
         .map(|s| s.as_str().to_string())
         .collect();
     let rows = client.query_typed(
-        "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, \
+        "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, args, \
                 split_part(left(output, 4096), E'\\n', 1) AS output \
          FROM manage.runs \
          WHERE ($1::text IS NULL OR job = $1) AND (NOT $2 OR state = ANY($3)) \
@@ -85,7 +88,7 @@ pub fn history_page(
 pub fn run(client: &mut impl GenericClient, id: i64) -> Result<Option<RunRow>, postgres::Error> {
     client
         .query_typed_opt(
-            "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, output \
+            "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, args, output \
              FROM manage.runs WHERE id = $1",
             typed![&id],
         )?
@@ -115,7 +118,7 @@ pub fn first_run_after(
 ) -> Result<Option<RunRow>, postgres::Error> {
     client
         .query_typed_opt(
-            "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, output \
+            "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, args, output \
              FROM manage.runs WHERE job = $1 AND id > $2 ORDER BY id LIMIT 1",
             typed![&job, &after_id],
         )?

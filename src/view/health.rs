@@ -75,9 +75,15 @@ pub fn health(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Health> {
         problems.push("No runner is connected.".to_string());
     }
     if overview.hold.held {
+        let until = overview.hold.until.map_or_else(String::new, |end| {
+            format!(" until {}", text::human_time(end, tz))
+        });
         problems.push(match overview.hold.since {
-            Some(since) => format!("Jobs are held since {}.", text::human_time(since, tz)),
-            None => "Jobs are held.".to_string(),
+            Some(since) => format!(
+                "Jobs are held since {}{until}.",
+                text::human_time(since, tz)
+            ),
+            None => format!("Jobs are held{until}."),
         });
     }
     for (name, next) in &overdue {
@@ -138,6 +144,10 @@ pub fn status_json(health: &Health, tz: Tz) -> Value {
     json!({
         "healthy": health.healthy(),
         "held": health.overview.hold.held,
+        "held_until": text::json_time_opt(
+            health.overview.hold.until.filter(|_| health.overview.hold.held),
+            tz
+        ),
         "runners": health.overview.runners.iter().map(|r| json!({
             "host": r.host,
             "pid": r.pid,
@@ -168,12 +178,15 @@ pub fn banner(overview: &Overview, tz: Tz) -> Vec<String> {
             ));
         }
     }
+    let until = overview.hold.until.map_or_else(String::new, |end| {
+        format!(" until {}", text::human_time(end, tz))
+    });
     lines.push(match (overview.hold.held, overview.hold.since) {
         (true, Some(since)) => format!(
-            "Hold:     jobs are held since {}",
+            "Hold:     jobs are held since {}{until}",
             text::human_time(since, tz)
         ),
-        (true, None) => "Hold:     jobs are held".to_string(),
+        (true, None) => format!("Hold:     jobs are held{until}"),
         (false, _) => "Hold:     jobs are not held".to_string(),
     });
     match overview.last_run {

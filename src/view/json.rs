@@ -35,6 +35,8 @@ pub struct JobJson<'a> {
     jitter: Option<String>,
     /// The end of the job's pause while it lasts (§21), else null.
     paused_until: Value,
+    /// The extra runs pending at an instant (§21: `run-now --at`), earliest first.
+    extra_runs: Vec<String>,
     /// Who its alerts go to (§20): its own `notify`, else the global address.
     notify: Vec<String>,
     consecutive_failures: i32,
@@ -90,6 +92,11 @@ impl<'a> JobJson<'a> {
             jitter: (row.jitter_seconds() > 0)
                 .then(|| schedule::format_duration(row.jitter_seconds())),
             paused_until: text::json_time_opt(row.paused_at(chrono::Utc::now()), tz),
+            extra_runs: row
+                .extra_runs
+                .iter()
+                .map(|at| text::json_time(*at, tz))
+                .collect(),
             notify: text::notify_list(row, global),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
@@ -124,6 +131,7 @@ pub fn run_json(run: &RunRow, tz: Tz, with_output: bool) -> Value {
         "finished_at": text::json_time_opt(run.finished_at, tz),
         "runtime_seconds": run.runtime_seconds,
         "attempt": run.attempt,
+        "args": run.args,
         "output_first_line": run.output_first_line(),
     });
     if with_output {

@@ -146,6 +146,25 @@ pub fn next_run(job: &crate::job::Job, tz: Tz, now: DateTime<Utc>) -> String {
     }
 }
 
+/// Put a job's pending `run-now --at` runs (§21) right after its "Next
+/// run" line, one `Extra run at` line each, as `jobs show` and the job page
+/// list them.
+pub fn insert_extra_runs(
+    facts: &mut Vec<(&str, String)>,
+    job: &crate::job::Job,
+    tz: Tz,
+    now: DateTime<Utc>,
+) {
+    let after = facts
+        .iter()
+        .position(|(label, _)| *label == "Next run")
+        .map_or(facts.len(), |i| i + 1);
+    for (i, at) in job.extra_runs.iter().enumerate() {
+        let line = format!("{} ({})", human_time(*at, tz), relative(*at, now));
+        facts.insert(after + i, ("Extra run at", line));
+    }
+}
+
 /// What an SQL job's run commits (§18); None for other jobs.
 pub fn transaction(job: &crate::job::Job) -> Option<&'static str> {
     match job.kind() {

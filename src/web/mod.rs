@@ -381,7 +381,10 @@ async fn hold(
     CheckedForm(ButtonForm {}): CheckedForm<ButtonForm>,
 ) -> Response {
     let actor = Actor::web(client_ip(address));
-    match web.db(move |client, _| ops::hold(client, &actor)).await {
+    match web
+        .db(move |client, config| ops::hold(client, None, config.timezone, &actor))
+        .await
+    {
         Ok(_) => {
             log_action(address, "hold", None);
             Redirect::to("/").into_response()
@@ -508,7 +511,7 @@ async fn run_now(
         None,
         move |client, _, actor| {
             let delay = form.delay_secs()?;
-            ops::run_now(client, &job, delay, actor).map(|_| ())
+            ops::run_now(client, &job, delay, &[], actor).map(|_| ())
         },
     )
     .await

@@ -370,6 +370,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
     if let Some(transaction) = text::transaction(job) {
         facts.insert(3, ("Transaction", transaction.into()));
     }
+    text::insert_extra_runs(&mut facts, job, tz, view.now);
     let location = job_location(&job.name);
     let more = view.history.len() as u32 == view.per_page;
     layout(
