@@ -11,8 +11,9 @@ use crate::cli::render;
 use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::input::{
-    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_retries_arg, parse_tags_arg,
-    parse_times_arg, parse_until_arg, parse_zone_arg, TagList, TimesList, Until,
+    parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_job_list_arg,
+    parse_overlap_arg, parse_retries_arg, parse_tags_arg, parse_times_arg, parse_until_arg,
+    parse_zone_arg, JobList, TagList, TimesList, Until,
 };
 use crate::job::Job;
 use crate::ops::{self, Actor};
@@ -95,6 +96,27 @@ pub struct ConfigureArgs {
     /// Remove the recipients set with --notify (the declared notify, else notifications.email, applies again)
     #[arg(long)]
     clear_notify: bool,
+    /// What a slot that comes while the job still runs does: wait (run right after it), skip (that slot), or replace (stop the run and start a new one)
+    #[arg(long, value_name = "POLICY", value_parser = parse_overlap_arg,
+          conflicts_with = "clear_overlap")]
+    overlap: Option<crate::job::Overlap>,
+    /// Remove the policy set with --overlap (the declared overlap, else wait, applies again)
+    #[arg(long)]
+    clear_overlap: bool,
+    /// Schedule these jobs at once when a run (after its last retry) succeeds: "JOB,…" (empty: none), overriding the file
+    #[arg(long, value_name = "LIST", value_parser = parse_job_list_arg,
+          conflicts_with = "clear_on_success")]
+    on_success: Option<JobList>,
+    /// Remove the jobs set with --on-success (the declared on_success, if any, applies again)
+    #[arg(long)]
+    clear_on_success: bool,
+    /// Schedule these jobs at once when a run (after its last retry) fails, times out or is interrupted: "JOB,…" (empty: none), overriding the file
+    #[arg(long, value_name = "LIST", value_parser = parse_job_list_arg,
+          conflicts_with = "clear_on_failure")]
+    on_failure: Option<JobList>,
+    /// Remove the jobs set with --on-failure (the declared on_failure, if any, applies again)
+    #[arg(long)]
+    clear_on_failure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -176,7 +198,28 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         jitter_secs: None,
         pause: None,
         notify: None,
+        overlap: None,
+        on_success: None,
+        on_failure: None,
     };
+    if let Some(overlap) = args.overlap {
+        change.overlap = Some(Some(overlap));
+    }
+    if args.clear_overlap {
+        change.overlap = Some(None);
+    }
+    if let Some(jobs) = args.on_success {
+        change.on_success = Some(Some(jobs.0));
+    }
+    if args.clear_on_success {
+        change.on_success = Some(None);
+    }
+    if let Some(jobs) = args.on_failure {
+        change.on_failure = Some(Some(jobs.0));
+    }
+    if args.clear_on_failure {
+        change.on_failure = Some(None);
+    }
     if let Some(list) = &args.notify {
         let items: Vec<String> = list
             .split(',')
@@ -241,7 +284,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
              --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter, --pause-until, --resume, \
-             --notify, --clear-notify",
+             --notify, --clear-notify, --overlap, --clear-overlap, --on-success, --clear-on-success, \
+             --on-failure, --clear-on-failure",
             args.name
         ));
     }
@@ -265,6 +309,15 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Alert after:        {}", render::alert_after(&row));
     println!("Runs on:            {}", render::runs_on(&row));
     println!("Jitter:             {}", render::jitter(&row));
+    println!("Overlap:            {}", render::overlap(&row));
+    println!(
+        "On success:         {}",
+        render::chain(row.on_success(), row.override_on_success.is_some())
+    );
+    println!(
+        "On failure:         {}",
+        render::chain(row.on_failure(), row.override_on_failure.is_some())
+    );
     if let Some(until) = row.paused_at(now) {
         println!(
             "Paused until:       {}",
@@ -396,6 +449,9 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         jitter_secs: None,
         pause: None,
         notify: None,
+        overlap: None,
+        on_success: None,
+        on_failure: None,
     })
 }
 

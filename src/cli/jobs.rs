@@ -254,6 +254,15 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Alert after", render::alert_after(&row)),
         ("Runs on", render::runs_on(&row)),
         ("Jitter", render::jitter(&row)),
+        ("Overlap", render::overlap(&row)),
+        (
+            "On success",
+            render::chain(row.on_success(), row.override_on_success.is_some()),
+        ),
+        (
+            "On failure",
+            render::chain(row.on_failure(), row.override_on_failure.is_some()),
+        ),
         (
             "Paused until",
             render::human_time_opt(row.paused_at(chrono::Utc::now()), tz, "-"),

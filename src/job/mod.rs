@@ -264,7 +264,93 @@ pub struct Job {
     /// overrides it; `None` in both: the global recipient.
     pub builtin_notify: Option<Vec<String>>,
     pub override_notify: Option<Vec<String>>,
+    /// What a slot that comes while it runs does (§21), as declared and as
+    /// the operator overrides it.
+    pub builtin_overlap: Overlap,
+    pub override_overlap: Option<Overlap>,
+    /// With `skip` or `replace`, the slot the run in progress meets while it
+    /// lasts ([`Job::slot_while_running`]); written once the run is claimed.
+    pub overlap_slot: Option<DateTime<Utc>>,
+    /// The run in progress that a runner has asked its owner to stop for a
+    /// new one (`replace`).
+    pub replace_run: Option<i64>,
+    /// Chains on outcome (§21): the jobs scheduled when a run (or its retry
+    /// series) ends in success or in failure, as declared and as the
+    /// operator overrides them (None: no override).
+    pub builtin_on_success: Vec<String>,
+    pub override_on_success: Option<Vec<String>>,
+    pub builtin_on_failure: Vec<String>,
+    pub override_on_failure: Option<Vec<String>>,
 }
+
+/// The overlap policy (§21): what a slot of the schedule that comes while
+/// the job is still running does. Stored as text; this is the one mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// The slot waits: the job runs right after the current run (as before
+    /// the policy existed).
+    #[default]
+    Wait,
+    /// The slot is skipped (`Skipping job NAME: still running`).
+    Skip,
+    /// The current run is stopped, recorded `interrupted`, and the new one
+    /// starts once it is recorded.
+    Replace,
+}
+
+impl Overlap {
+    pub const ALL: [Overlap; 3] = [Overlap::Wait, Overlap::Skip, Overlap::Replace];
+
+    /// The name in the file, on the command line, in the database and the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Wait => "wait",
+            Overlap::Skip => "skip",
+            Overlap::Replace => "replace",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Overlap> {
+        Overlap::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+
+    /// What a bad value is told it should have been.
+    pub const EXPECTED: &'static str = "expected wait, skip or replace";
+}
+
+impl std::fmt::Display for Overlap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for Overlap {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+
+    accepts!(TEXT, VARCHAR);
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Overlap {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str as FromSql>::from_sql(ty, raw)?;
+        Overlap::parse(text).ok_or_else(|| format!("unknown overlap policy \"{text}\"").into())
+    }
+
+    accepts!(TEXT, VARCHAR);
+}
+
+/// The text that ends a run stopped for a new one (`overlap = "replace"`).
+pub const REPLACED: &str = "Interrupted: replaced by a new run";
 
 /// The range of `alert_after` (§14).
 pub const MIN_ALERT_AFTER: i32 = 1;
@@ -445,6 +531,71 @@ impl Job {
         self.override_notify
             .as_deref()
             .or(self.builtin_notify.as_deref())
+    }
+
+    /// The effective overlap policy (§21).
+    pub fn overlap(&self) -> Overlap {
+        self.override_overlap.unwrap_or(self.builtin_overlap)
+    }
+
+    /// The slot a run of this job that started (or whose slot was skipped)
+    /// at `at` meets while it lasts, for `skip` and `replace`: the schedule
+    /// counted as if the run had ended at `at` — for an interval, `at` plus
+    /// the interval (while it overruns, the interval is the period between
+    /// starts); for times and cron, the first slot after `at`. None for
+    /// `wait` (the next run is decided when the run ends, as always) and
+    /// for a job that cannot run.
+    pub fn slot_while_running(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        if self.overlap() == Overlap::Wait {
+            return None;
+        }
+        self.next_run_from(Some(at), None, at, tz)
+    }
+
+    /// The effective `on_success` chain (§21).
+    pub fn on_success(&self) -> &[String] {
+        self.override_on_success
+            .as_deref()
+            .unwrap_or(&self.builtin_on_success)
+    }
+
+    /// The effective `on_failure` chain (§21).
+    pub fn on_failure(&self) -> &[String] {
+        self.override_on_failure
+            .as_deref()
+            .unwrap_or(&self.builtin_on_failure)
+    }
+
+    /// Every job a run of this one may schedule: its `trigger_next` (from
+    /// the definition as synced) and both chains (§21), for the cycle check.
+    pub fn scheduled_after_any(&self) -> impl Iterator<Item = &str> {
+        self.trigger_next()
+            .chain(self.on_success().iter().map(String::as_str))
+            .chain(self.on_failure().iter().map(String::as_str))
+    }
+
+    /// The definition's `trigger_next`, as synced.
+    pub fn trigger_next(&self) -> impl Iterator<Item = &str> {
+        self.definition
+            .get("trigger_next")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+    }
+
+    /// The jobs a run that ended `state` schedules at once beside its
+    /// `trigger_next` (§21): `on_success` for a success, `on_failure` for
+    /// every other ending (failed, timed out, interrupted, and a job that
+    /// could not be started) — but only once the series is over: none
+    /// while a retry is to come.
+    pub fn chained(&self, state: RunState, retrying: bool) -> &[String] {
+        match state {
+            _ if retrying => &[],
+            RunState::Running => &[],
+            RunState::Succeeded => self.on_success(),
+            _ => self.on_failure(),
+        }
     }
 
     /// The effective `runs_on` (§19): the tags a runner needs to take it.
@@ -785,6 +936,14 @@ mod tests {
             paused_until: None,
             builtin_notify: None,
             override_notify: None,
+            builtin_overlap: Overlap::Wait,
+            override_overlap: None,
+            overlap_slot: None,
+            replace_run: None,
+            builtin_on_success: Vec::new(),
+            override_on_success: None,
+            builtin_on_failure: Vec::new(),
+            override_on_failure: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,

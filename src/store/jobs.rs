@@ -58,6 +58,14 @@ impl Job {
             paused_until: row.try_get("paused_until")?,
             builtin_notify: row.try_get("builtin_notify")?,
             override_notify: row.try_get("override_notify")?,
+            builtin_overlap: row.try_get("builtin_overlap")?,
+            override_overlap: row.try_get("override_overlap")?,
+            overlap_slot: row.try_get("overlap_slot")?,
+            replace_run: row.try_get("replace_run")?,
+            builtin_on_success: row.try_get("builtin_on_success")?,
+            override_on_success: row.try_get("override_on_success")?,
+            builtin_on_failure: row.try_get("builtin_on_failure")?,
+            override_on_failure: row.try_get("override_on_failure")?,
         })
     }
 }
@@ -138,14 +146,17 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
          builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds, \
-         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds, builtin_notify) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds, builtin_notify, \
+         builtin_overlap, builtin_on_success, builtin_on_failure) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19, $20, $21) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
              builtin_start_deadline_seconds = $12, builtin_retries = $13, \
              builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16, \
-             builtin_jitter_seconds = $17, builtin_notify = $18",
+             builtin_jitter_seconds = $17, builtin_notify = $18, builtin_overlap = $19, \
+             builtin_on_success = $20, builtin_on_failure = $21",
         typed![
             &def.name,
             &def.app,
@@ -165,6 +176,9 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &def.runs_on,
             &jitter,
             &def.notify,
+            &def.overlap,
+            &def.on_success,
+            &def.on_failure,
         ],
     )?;
     Ok(())
@@ -264,6 +278,13 @@ pub struct ConfigChange {
     /// The operator's `notify` (§20); `Some(None)` returns the job to its
     /// declared one (or the global recipient).
     pub notify: Option<Option<Vec<String>>>,
+    /// The operator's overlap policy (§21); `Some(None)` returns the job
+    /// to its declared one.
+    pub overlap: Option<Option<crate::job::Overlap>>,
+    /// The operator's chains on outcome (§21); `Some(None)` returns the job
+    /// to its declared lists.
+    pub on_success: Option<Option<Vec<String>>>,
+    pub on_failure: Option<Option<Vec<String>>>,
 }
 
 /// Apply a configuration change, reschedule (a pending retry keeps its
@@ -315,6 +336,18 @@ pub fn configure(
     if let Some(jitter) = change.jitter_secs {
         row.override_jitter_seconds = jitter.map(i32::try_from).transpose()?;
     }
+    if let Some(overlap) = change.overlap {
+        row.override_overlap = overlap;
+    }
+    if let Some(on_success) = &change.on_success {
+        row.override_on_success = on_success.clone();
+    }
+    if let Some(on_failure) = &change.on_failure {
+        row.override_on_failure = on_failure.clone();
+    }
+    if change.on_success.is_some() || change.on_failure.is_some() {
+        check_chains(tx, &row)?;
+    }
     if let Some(schedule) = row.effective_schedule() {
         if let Err(problem) =
             crate::config::check_jitter(row.jitter_seconds(), Some(&schedule), row.zone(tz))
@@ -344,7 +377,8 @@ pub fn configure(
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
          override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13, \
-         override_jitter_seconds = $14, paused_until = $15, override_notify = $16 \
+         override_jitter_seconds = $14, paused_until = $15, override_notify = $16, \
+         override_overlap = $17, override_on_success = $18, override_on_failure = $19 \
          WHERE name = $1",
         typed![
             &name,
@@ -363,10 +397,49 @@ pub fn configure(
             &row.override_jitter_seconds,
             &row.paused_until,
             &row.override_notify,
+            &row.override_overlap,
+            &row.override_on_success,
+            &row.override_on_failure,
         ],
     )?;
     notify_runners(tx)?;
     Ok((before, row))
+}
+
+/// The chains of `changed` as `jobs configure` would leave them (§21): every
+/// name a job that is not removed, and no cycle through trigger_next,
+/// on_success and on_failure of all the jobs — else bad input, as the file's
+/// own check says it (§17), and nothing is written.
+fn check_chains(client: &mut impl GenericClient, changed: &Job) -> anyhow::Result<()> {
+    let all = all_jobs(client)?;
+    let known = |name: &str| all.iter().any(|j| j.name == name && !j.removed);
+    for (flag, targets) in [
+        ("--on-success", changed.on_success()),
+        ("--on-failure", changed.on_failure()),
+    ] {
+        if let Some(unknown) = targets.iter().find(|t| !known(t)) {
+            return crate::error::bad_input(format!(
+                "{flag} for job {}: \"{unknown}\" is not a known job",
+                changed.name
+            ));
+        }
+    }
+    let edges: std::collections::BTreeMap<&str, Vec<&str>> = all
+        .iter()
+        .filter(|j| !j.removed)
+        .map(|j| {
+            let job = if j.name == changed.name { changed } else { j };
+            (job.name.as_str(), job.scheduled_after_any().collect())
+        })
+        .collect();
+    match crate::config::cycle_in(&edges) {
+        None => Ok(()),
+        Some(path) => crate::error::bad_input(format!(
+            "job {}: {}",
+            changed.name,
+            crate::config::cycle_problem(&path)
+        )),
+    }
 }
 
 /// Run-now: through the same SQL function applications call.

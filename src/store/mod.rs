@@ -130,6 +130,7 @@ pg_type! {
     str => Type::TEXT,
     String => Type::TEXT,
     RunState => Type::TEXT,
+    crate::job::Overlap => Type::TEXT,
     DateTime<Utc> => Type::TIMESTAMPTZ,
     serde_json::Value => Type::JSONB,
     Vec<NaiveTime> => Type::TIME_ARRAY,
