@@ -25,3 +25,6 @@ ALTER TABLE manage.jobs
     ADD COLUMN override_on_success text[] NULL,
     ADD COLUMN builtin_on_failure text[] NOT NULL DEFAULT '{}',
     ADD COLUMN override_on_failure text[] NULL;
+-- The agenda looks for the earliest overlap slot at every pass: only the
+-- few running skip/replace jobs have one.
+CREATE INDEX jobs_overlap_slot ON manage.jobs (overlap_slot) WHERE overlap_slot IS NOT NULL;

@@ -762,10 +762,7 @@ fn check_triggers(
                 .find(|(_, targets)| targets.iter().any(|t| t == path[1]))
         })
         .map_or("trigger_next", |(key, _)| key);
-    Err((
-        format!("jobs.{}.{key}", path[0]),
-        cycle_problem(&path),
-    ))
+    Err((format!("jobs.{}.{key}", path[0]), cycle_problem(&path)))
 }
 
 /// A job's three lists of jobs to schedule after a run, by key (§21).

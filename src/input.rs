@@ -90,8 +90,12 @@ pub fn parse_job_list_arg(text: &str) -> Result<JobList, String> {
 
 /// `--overlap skip`: an overlap policy (§21).
 pub fn parse_overlap_arg(text: &str) -> Result<crate::job::Overlap, String> {
-    crate::job::Overlap::parse(text.trim())
-        .ok_or_else(|| format!("\"{text}\" is not an overlap policy: {}", crate::job::Overlap::EXPECTED))
+    crate::job::Overlap::parse(text.trim()).ok_or_else(|| {
+        format!(
+            "\"{text}\" is not an overlap policy: {}",
+            crate::job::Overlap::EXPECTED
+        )
+    })
 }
 
 /// `--tag gpu`: one tag (§19).

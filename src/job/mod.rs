@@ -552,6 +552,20 @@ impl Job {
         self.next_run_from(Some(at), None, at, tz)
     }
 
+    /// A `replace` job's slot came while the run that ends at `at` went on.
+    fn slot_came_during_run(&self, at: DateTime<Utc>) -> bool {
+        self.overlap() == Overlap::Replace
+            && self.running()
+            && self.overlap_slot.is_some_and(|slot| slot <= at)
+    }
+
+    /// The run `run_id` was stopped for a new one (`replace`): its end is
+    /// not the end of a series — no chain, no mail, the streak unchanged;
+    /// the run that replaces it is the one whose outcome counts.
+    pub fn replaced(&self, run_id: i64) -> bool {
+        self.replace_run == Some(run_id) && self.running_run == Some(run_id)
+    }
+
     /// The effective `on_success` chain (§21).
     pub fn on_success(&self) -> &[String] {
         self.override_on_success
@@ -683,7 +697,20 @@ impl Job {
     /// the next attempt. A success, the last attempt's failure, or a job
     /// that cannot run any more ends the series: the regular schedule goes
     /// on from this run, and the next run is attempt 1 again.
+    ///
+    /// With `overlap = "replace"` (§21), a slot that came while the run
+    /// went on — whether the run was stopped for it or ended first — is
+    /// owed: the job runs again at once, as attempt 1. The new slot
+    /// supersedes a pending retry series (the operator asked for the newest
+    /// slot to win), so no retry of this run is scheduled.
     pub fn after_run(&self, attempt: i32, state: RunState, at: DateTime<Utc>, tz: Tz) -> AfterRun {
+        if self.slot_came_during_run(at) {
+            return AfterRun {
+                next_run: self.schedulable().then_some(at),
+                next_attempt: 1,
+                retry: None,
+            };
+        }
         let regular = self.next_run_after(at, false, tz);
         let attempt = attempt.max(1);
         let retries = self.retries();
@@ -1239,6 +1266,66 @@ mod tests {
             let a = j.alert_after_run(state, false, true);
             assert_eq!((a.consecutive_failures, a.mail), (2, AlertMail::Failure));
         }
+    }
+
+    #[test]
+    fn a_skip_or_replace_run_meets_the_slot_counted_from_its_start_and_wait_none() {
+        let mut j = job();
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), None);
+        j.builtin_overlap = Overlap::Skip;
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), Some(at(9, 10)));
+        j.override_overlap = Some(Overlap::Wait);
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), None);
+        j.override_overlap = Some(Overlap::Replace);
+        j.builtin_interval_seconds = None;
+        j.builtin_times = Some(vec![NaiveTime::from_hms_opt(9, 30, 0).expect("a time")]);
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), Some(at(9, 30)));
+        j.enabled = false;
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), None);
+    }
+
+    #[test]
+    fn a_replace_slot_that_came_runs_at_once_as_a_new_series() {
+        let mut j = job();
+        j.builtin_overlap = Overlap::Replace;
+        j.builtin_retries = 3;
+        j.running_run = Some(7);
+        j.overlap_slot = Some(at(9, 10));
+        let after = j.after_run(2, RunState::Interrupted, at(9, 10), Tz::UTC);
+        assert_eq!(
+            after,
+            AfterRun {
+                next_run: Some(at(9, 10)),
+                next_attempt: 1,
+                retry: None
+            }
+        );
+        // Ended before its slot: the schedule and the retries as always.
+        let early = j.after_run(1, RunState::Failed, at(9, 5), Tz::UTC);
+        assert_eq!(early.next_attempt, 2);
+        j.replace_run = Some(7);
+        assert!(j.replaced(7));
+        assert!(!j.replaced(8));
+    }
+
+    #[test]
+    fn chains_fire_on_their_outcome_once_the_series_is_over() {
+        let mut j = job();
+        j.builtin_on_success = vec!["report".into()];
+        j.builtin_on_failure = vec!["page".into()];
+        assert_eq!(j.chained(RunState::Succeeded, false), ["report"]);
+        for state in [RunState::Failed, RunState::TimedOut, RunState::Interrupted] {
+            assert_eq!(j.chained(state, false), ["page"]);
+            assert!(j.chained(state, true).is_empty());
+        }
+        j.override_on_failure = Some(Vec::new());
+        assert!(j.chained(RunState::Failed, false).is_empty());
+        assert_eq!(
+            Overlap::ALL.map(Overlap::as_str),
+            ["wait", "skip", "replace"]
+        );
+        assert_eq!(Overlap::parse("replace"), Some(Overlap::Replace));
+        assert_eq!(Overlap::parse("kill"), None);
     }
 
     #[test]

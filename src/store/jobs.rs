@@ -442,6 +442,117 @@ fn check_chains(client: &mut impl GenericClient, changed: &Job) -> anyhow::Resul
     }
 }
 
+/// The slot the run `run_id` of `name` meets while it lasts (§21), written
+/// once it is claimed; nothing when the run is no longer the job's.
+pub fn set_overlap_slot(
+    client: &mut impl GenericClient,
+    name: &str,
+    run_id: i64,
+    slot: DateTime<Utc>,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET overlap_slot = $3 WHERE name = $1 AND running_run = $2",
+        typed![&name, &run_id, &slot],
+    )?;
+    Ok(())
+}
+
+/// The running jobs whose overlap slot has come (§21) and that this runner
+/// may act on (it defines them, they take its tags, nothing is held), not
+/// already asked to be replaced; locked, skipping rows another runner is
+/// acting on. With the database's now.
+pub fn overlapping_jobs(
+    client: &mut impl GenericClient,
+    defined: &[String],
+    tags: &[String],
+) -> Result<(Vec<Job>, DateTime<Utc>), postgres::Error> {
+    let rows = client.query_typed(
+        concat!(
+            "SELECT *, clock_timestamp() AS db_now FROM manage.jobs \
+             WHERE overlap_slot <= clock_timestamp() AND running_run IS NOT NULL \
+               AND replace_run IS DISTINCT FROM running_run AND enabled AND NOT removed \
+               AND NOT (SELECT held FROM manage.hold) AND ",
+            defined_by_runner!("$1", "$2"),
+            " ORDER BY name FOR UPDATE SKIP LOCKED"
+        ),
+        typed![&defined, &tags],
+    )?;
+    let now = match rows.first() {
+        Some(row) => row.try_get("db_now")?,
+        None => db_now(client)?,
+    };
+    Ok((jobs(rows)?, now))
+}
+
+/// An overlap slot skipped (§21): recorded as skips are (`last skip`, its
+/// reason and the running claim's id), and the slot moved on to `next`.
+pub fn skip_overlap(
+    client: &mut impl GenericClient,
+    job: &Job,
+    at: DateTime<Utc>,
+    reason: &str,
+    next: Option<DateTime<Utc>>,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET overlap_slot = $3, last_skip = $4, last_skip_reason = $5, \
+             last_skip_run = running_run \
+         WHERE name = $1 AND running_run = $2",
+        typed![&job.name, &job.running_run, &next, &at, &reason],
+    )?;
+    Ok(())
+}
+
+/// Ask the runner that owns the job's running run to stop it for a new one
+/// (§21): `replace_run` names it, and the NOTIFY's payload tells the owner
+/// which run (`replace:RUN_ID`). A job without an overlap policy any more
+/// just forgets its slot.
+pub fn request_replace(client: &mut impl GenericClient, job: &Job) -> Result<(), postgres::Error> {
+    let Some(run_id) = job.running_run else {
+        return Ok(());
+    };
+    client.execute_typed(
+        "UPDATE manage.jobs SET replace_run = running_run WHERE name = $1 AND running_run = $2",
+        typed![&job.name, &run_id],
+    )?;
+    let payload = format!("{REPLACE_PREFIX}{run_id}");
+    client.execute_typed(
+        "SELECT pg_notify($1, $2)",
+        typed![&super::CHANNEL, &payload],
+    )?;
+    Ok(())
+}
+
+/// Forget a job's overlap slot (its policy is `wait` again).
+pub fn clear_overlap_slot(
+    client: &mut impl GenericClient,
+    job: &Job,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET overlap_slot = NULL WHERE name = $1 AND running_run = $2",
+        typed![&job.name, &job.running_run],
+    )?;
+    Ok(())
+}
+
+/// The NOTIFY payload that asks a run's owner to stop it: `replace:RUN_ID`.
+pub const REPLACE_PREFIX: &str = "replace:";
+
+/// Of `runs` (this runner's own), the ones a runner has asked to be
+/// replaced: the owner's second chance when the NOTIFY was lost.
+pub fn replace_requests(
+    client: &mut impl GenericClient,
+    runs: &[i64],
+) -> Result<Vec<i64>, postgres::Error> {
+    client
+        .query_typed(
+            "SELECT replace_run FROM manage.jobs WHERE replace_run = ANY($1) AND replace_run = running_run",
+            typed![&runs],
+        )?
+        .iter()
+        .map(|row| row.try_get("replace_run"))
+        .collect()
+}
+
 /// Run-now: through the same SQL function applications call.
 pub fn trigger_job(
     client: &mut impl GenericClient,
@@ -524,7 +635,7 @@ pub fn finish_job(
              last_runtime_seconds = coalesce($10, last_runtime_seconds), \
              last_success = CASE WHEN $11 THEN $3 ELSE last_success END, \
              consecutive_failures = coalesce($12, consecutive_failures), \
-             alert_mailed = coalesce($13, alert_mailed) \
+             alert_mailed = coalesce($13, alert_mailed), overlap_slot = NULL, replace_run = NULL \
          WHERE name = $1",
         typed![
             &name,

@@ -90,7 +90,9 @@ pub fn overlap(job: &crate::job::Job) -> String {
     let what = match policy {
         crate::job::Overlap::Wait => "a slot that comes while it runs runs right after it",
         crate::job::Overlap::Skip => "a slot that comes while it runs is skipped",
-        crate::job::Overlap::Replace => "a slot that comes while it runs stops the run and starts anew",
+        crate::job::Overlap::Replace => {
+            "a slot that comes while it runs stops the run and starts anew"
+        }
     };
     format!("{policy}{}: {what}", origin(job.override_overlap.is_some()))
 }
