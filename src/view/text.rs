@@ -88,10 +88,10 @@ fn origin(overridden: bool) -> &'static str {
 pub fn overlap(job: &crate::job::Job) -> String {
     let policy = job.overlap();
     let what = match policy {
-        crate::job::Overlap::Wait => "a slot that comes while it runs runs right after it",
-        crate::job::Overlap::Skip => "a slot that comes while it runs is skipped",
+        crate::job::Overlap::Wait => "a slot that comes during a run waits for it to end",
+        crate::job::Overlap::Skip => "a slot that comes during a run is skipped",
         crate::job::Overlap::Replace => {
-            "a slot that comes while it runs stops the run and starts anew"
+            "a slot that comes during a run stops it and starts a new one"
         }
     };
     format!("{policy}{}: {what}", origin(job.override_overlap.is_some()))
