@@ -1236,3 +1236,51 @@ fn the_form_sets_runs_on_jitter_and_a_pause_as_jobs_configure_does() {
     );
     assert_eq!(reply.status, 400, "{}", reply.body);
 }
+
+#[test]
+fn the_form_sets_overlap_and_chains_as_jobs_configure_does_and_refuses_a_cycle() {
+    let db = setup();
+    let web = start(&db);
+    let page = get(&web.url("/jobs/poll")).body;
+    for field in ["overlap", "on_success", "on_failure"] {
+        assert!(
+            page.contains(&format!("<label for=\"{field}\"")),
+            "no label for {field}"
+        );
+    }
+    let token = csrf(&page);
+    let reply = post(
+        &web.url("/jobs/poll/configure"),
+        &[
+            ("csrf", &token),
+            ("enabled", "on"),
+            ("overlap", "replace"),
+            ("on_success", "nightly, by_hand"),
+            ("on_failure", "by_hand"),
+        ],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let job = show(&db, "poll");
+    assert_eq!(job["overlap"], "replace");
+    assert_eq!(job["on_success"], serde_json::json!(["nightly", "by_hand"]));
+    assert_eq!(job["on_failure"], serde_json::json!(["by_hand"]));
+    // by_hand → poll would close a cycle: refused with the command line's text.
+    let page = get(&web.url("/jobs/by_hand")).body;
+    let token = csrf(&page);
+    let reply = post(
+        &web.url("/jobs/by_hand/configure"),
+        &[("csrf", &token), ("enabled", "on"), ("on_failure", "poll")],
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("is a cycle"), "{}", reply.body);
+    assert_eq!(show(&db, "by_hand")["on_failure"], serde_json::json!([]));
+    // An emptied overlap goes back to the declared one.
+    let page = get(&web.url("/jobs/poll")).body;
+    let token = csrf(&page);
+    let reply = post(
+        &web.url("/jobs/poll/configure"),
+        &[("csrf", &token), ("enabled", "on"), ("overlap", "")],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(show(&db, "poll")["overlap"], "wait");
+}
