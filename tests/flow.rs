@@ -44,12 +44,11 @@ fn runner(db: &TestDb, config: &str, args: &[&str]) -> Background {
         .spawn()
 }
 
-/// The runs of `job` from `jobs history --json`: (start, end, state), oldest first.
-fn history(
-    db: &TestDb,
-    config: &str,
-    job: &str,
-) -> Vec<(DateTime<Utc>, Option<DateTime<Utc>>, String)> {
+/// A run as `jobs history --json` shows it: start, end (while it runs, none), state.
+type Shown = (DateTime<Utc>, Option<DateTime<Utc>>, String);
+
+/// The runs of `job` from `jobs history --json`, oldest first.
+fn history(db: &TestDb, config: &str, job: &str) -> Vec<Shown> {
     let value = db
         .manage()
         .config(config)
@@ -76,7 +75,7 @@ fn history(
 }
 
 /// No run started before the one before it had finished.
-fn assert_never_overlapping(runs: &[(DateTime<Utc>, Option<DateTime<Utc>>, String)]) {
+fn assert_never_overlapping(runs: &[Shown]) {
     for pair in runs.windows(2) {
         let end = pair[0].1.expect("an earlier run has finished");
         assert!(
