@@ -184,6 +184,15 @@ fn print_schedule(row: &Job, ctx: &Context, now: chrono::DateTime<chrono::Utc>) 
     }
 }
 
+/// A flag that sets a value and its `--clear-` twin (clap refuses both at
+/// once), as a `ConfigChange` field: set, cleared (`Some(None)`), or untouched.
+fn set_or_clear<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
+    match value {
+        Some(value) => Some(Some(value)),
+        None => clear.then_some(None),
+    }
+}
+
 pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     let mut change = ConfigChange {
         enabled: args.enabled,
@@ -202,24 +211,9 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         on_success: None,
         on_failure: None,
     };
-    if let Some(overlap) = args.overlap {
-        change.overlap = Some(Some(overlap));
-    }
-    if args.clear_overlap {
-        change.overlap = Some(None);
-    }
-    if let Some(jobs) = args.on_success {
-        change.on_success = Some(Some(jobs.0));
-    }
-    if args.clear_on_success {
-        change.on_success = Some(None);
-    }
-    if let Some(jobs) = args.on_failure {
-        change.on_failure = Some(Some(jobs.0));
-    }
-    if args.clear_on_failure {
-        change.on_failure = Some(None);
-    }
+    change.overlap = set_or_clear(args.overlap, args.clear_overlap);
+    change.on_success = set_or_clear(args.on_success.map(|l| l.0), args.clear_on_success);
+    change.on_failure = set_or_clear(args.on_failure.map(|l| l.0), args.clear_on_failure);
     if let Some(list) = &args.notify {
         let items: Vec<String> = list
             .split(',')

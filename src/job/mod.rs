@@ -87,31 +87,40 @@ impl serde::Serialize for RunState {
     }
 }
 
-impl ToSql for RunState {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        self.as_str().to_sql(ty, out)
-    }
+/// A text column that maps to an enum by its `as_str`/`parse`: the one
+/// mapping, both ways. A value this program does not know is an error,
+/// never a guess.
+macro_rules! text_enum_sql {
+    ($type:ty, $what:literal) => {
+        impl ToSql for $type {
+            fn to_sql(
+                &self,
+                ty: &Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
 
-    accepts!(TEXT, VARCHAR);
-    to_sql_checked!();
+            accepts!(TEXT, VARCHAR);
+            to_sql_checked!();
+        }
+
+        impl<'a> FromSql<'a> for $type {
+            fn from_sql(
+                ty: &Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                let text = <&str as FromSql>::from_sql(ty, raw)?;
+                <$type>::parse(text)
+                    .ok_or_else(|| format!(concat!("unknown ", $what, " \"{}\""), text).into())
+            }
+
+            accepts!(TEXT, VARCHAR);
+        }
+    };
 }
 
-impl<'a> FromSql<'a> for RunState {
-    /// A state this program does not know is an error, never a guess.
-    fn from_sql(
-        ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        let text = <&str as FromSql>::from_sql(ty, raw)?;
-        RunState::parse(text).ok_or_else(|| format!("unknown run state \"{text}\"").into())
-    }
-
-    accepts!(TEXT, VARCHAR);
-}
+text_enum_sql!(RunState, "run state");
 
 /// How a run ended: the states a run can finish in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,30 +333,7 @@ impl std::fmt::Display for Overlap {
     }
 }
 
-impl ToSql for Overlap {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        self.as_str().to_sql(ty, out)
-    }
-
-    accepts!(TEXT, VARCHAR);
-    to_sql_checked!();
-}
-
-impl<'a> FromSql<'a> for Overlap {
-    fn from_sql(
-        ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        let text = <&str as FromSql>::from_sql(ty, raw)?;
-        Overlap::parse(text).ok_or_else(|| format!("unknown overlap policy \"{text}\"").into())
-    }
-
-    accepts!(TEXT, VARCHAR);
-}
+text_enum_sql!(Overlap, "overlap policy");
 
 /// The text that ends a run stopped for a new one (`overlap = "replace"`).
 pub const REPLACED: &str = "Interrupted: replaced by a new run";

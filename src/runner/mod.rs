@@ -190,6 +190,10 @@ impl Shared {
         }
     }
 
+    fn watching_overlaps(&self) -> bool {
+        self.overlap_runs.lock().is_ok_and(|runs| !runs.is_empty())
+    }
+
     fn watched_overlap_runs(&self) -> Vec<i64> {
         self.overlap_runs
             .lock()
@@ -620,7 +624,7 @@ impl Loop {
                 agenda = None;
                 continue;
             }
-            if free == 0 && agenda.is_none() && self.shared.watched_overlap_runs().is_empty() {
+            if free == 0 && agenda.is_none() && !self.shared.watching_overlaps() {
                 // Every slot is busy, and a worker claims its own next run:
                 // nothing this loop could start, so no query either.
                 return Ok(Some(self.shared.timings().heartbeat));
@@ -791,8 +795,8 @@ impl Loop {
         )?;
         // A replace request whose NOTIFY was lost (the LISTEN connection
         // was away) is honoured here, within a heartbeat.
-        let watched = self.shared.watched_overlap_runs();
-        if !watched.is_empty() {
+        if self.shared.watching_overlaps() {
+            let watched = self.shared.watched_overlap_runs();
             for run_id in store::replace_requests(&mut self.client, &watched)? {
                 self.shared.replace_run(run_id);
             }
