@@ -1057,7 +1057,9 @@ pub fn record(
     let retry = after.retry;
     // A run stopped for a new one (§21) ends no series: the new run's
     // outcome is the one that counts, mails and chains.
-    let replaced = row.as_ref().is_some_and(|j| j.replaced(r.run_id));
+    // (A run asked to stop that ended on its own first is an ordinary end.)
+    let replaced =
+        r.state == RunState::Interrupted && row.as_ref().is_some_and(|j| j.replaced(r.run_id));
     let notice = alerts::decide(shared, r, row.as_ref(), retry.is_some() || replaced);
     if ours {
         store::finish_job(
