@@ -335,3 +335,20 @@ fn jobs_configure_sets_and_clears_overlap_and_chains_and_refuses_a_cycle() {
     assert_eq!(back["overlap"], "wait");
     assert_eq!(back["on_failure"], serde_json::json!([]));
 }
+
+#[test]
+fn with_replace_an_sql_job_has_its_statement_cancelled_for_the_new_run() {
+    let (db, config) = migrate(
+        "[jobs.query]\nsql = \"SELECT pg_sleep(30)\"\ninterval = \"00:02\"\noverlap = \"replace\"\n",
+        &["query"],
+    );
+    let runner = runner(&db, &config, &[]);
+    wait_for(Duration::from_secs(30), "a replaced run of query", || {
+        !finished(&db, "query").is_empty()
+    });
+    runner.stop();
+    let done = finished(&db, "query");
+    assert_eq!(done[0].state, "interrupted");
+    assert_eq!(done[0].output, REPLACED);
+    assert_never_overlapping(&history(&db, &config, "query"));
+}
