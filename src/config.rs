@@ -171,6 +171,12 @@ pub struct JobSettings {
     pub notify: Option<Vec<String>>,
     /// The initial value of the operator's *notify on success*.
     pub notify_on_success: bool,
+    /// What a slot that comes while the job runs does (§21).
+    pub overlap: crate::job::Overlap,
+    /// The jobs scheduled at once when a run (or its retry series) ends in
+    /// success, or in failure (§21); `trigger_next` is for any outcome.
+    pub on_success: Vec<String>,
+    pub on_failure: Vec<String>,
 }
 
 impl JobSettings {
@@ -194,6 +200,9 @@ impl JobSettings {
             jitter_secs: 0,
             notify: None,
             notify_on_success: false,
+            overlap: crate::job::Overlap::Wait,
+            on_success: Vec::new(),
+            on_failure: Vec::new(),
         }
     }
 }
@@ -423,11 +432,19 @@ pub fn parse_tags(list: &str) -> Result<Vec<String>, String> {
 /// Tags each checked by [`check_tag`], in order without repeats: what
 /// `runner.tags`, `runs_on`, `--tag` and a comma list all become.
 pub fn checked_tags(tags: impl IntoIterator<Item = String>) -> Result<Vec<String>, String> {
+    checked_list(tags, check_tag)
+}
+
+/// `items` each checked by `check`, in order without repeats.
+pub fn checked_list(
+    items: impl IntoIterator<Item = String>,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<Vec<String>, String> {
     let mut unique: Vec<String> = Vec::new();
-    for tag in tags {
-        check_tag(&tag)?;
-        if !unique.contains(&tag) {
-            unique.push(tag);
+    for item in items {
+        check(&item)?;
+        if !unique.contains(&item) {
+            unique.push(item);
         }
     }
     Ok(unique)
@@ -660,6 +677,9 @@ fn declared_job(
         jitter_secs: raw.jitter.unwrap_or(0),
         notify: raw.notify,
         notify_on_success: raw.notify_on_success.unwrap_or(defaults.notify_on_success),
+        overlap: raw.overlap.unwrap_or_default(),
+        on_success: raw.on_success.unwrap_or_default(),
+        on_failure: raw.on_failure.unwrap_or_default(),
     };
     if let Some(jitter) = raw.jitter {
         check_jitter(
@@ -687,37 +707,37 @@ fn declared_job(
     })
 }
 
-/// trigger_next may name any job, declared or built-in, but no unknown one;
-/// and a job that triggers itself, directly or through others, would run
-/// forever: refused, naming the cycle. Built-in jobs' `trigger_next` count
-/// too: a cycle may pass through one.
+/// trigger_next, on_success and on_failure may name any job, declared or
+/// built-in, but no unknown one; and a job that triggers itself, directly or
+/// through others and through any of the three lists, would run forever:
+/// refused, naming the cycle and the key of its first step. Built-in jobs'
+/// lists count too: a cycle may pass through one.
 fn check_triggers(
     jobs: &BTreeMap<String, DeclaredJob>,
     builtins: &BuiltinJobs,
 ) -> Result<(), KeyProblem> {
     for job in jobs.values() {
-        for target in &job.settings.trigger_next {
-            if !jobs.contains_key(target) && !is_builtin(builtins, target) {
-                return Err((
-                    format!("jobs.{}.trigger_next", job.name),
-                    format!("\"{target}\" is not a known job"),
-                ));
+        for (key, targets) in chain_lists(&job.settings) {
+            for target in targets {
+                if !jobs.contains_key(target) && !is_builtin(builtins, target) {
+                    return Err((
+                        format!("jobs.{}.{key}", job.name),
+                        format!("\"{target}\" is not a known job"),
+                    ));
+                }
             }
         }
     }
     let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (name, trigger_next) in builtins {
-        edges.insert(name, trigger_next.to_vec());
+    for (name, triggers) in builtins {
+        edges.insert(name, triggers.to_vec());
     }
     for job in jobs.values() {
-        edges.insert(
-            &job.name,
-            job.settings
-                .trigger_next
-                .iter()
-                .map(String::as_str)
-                .collect(),
-        );
+        let targets = chain_lists(&job.settings)
+            .into_iter()
+            .flat_map(|(_, targets)| targets.iter().map(String::as_str))
+            .collect();
+        edges.insert(&job.name, targets);
     }
     let Some(cycle) = find_cycle(&edges) else {
         return Ok(());
@@ -733,13 +753,42 @@ fn check_triggers(
         .copied()
         .collect();
     path.push(path[0]);
-    Err((
-        format!("jobs.{}.trigger_next", path[0]),
-        format!(
-            "{} is a cycle: a job may not trigger itself, directly or through others",
-            path.join(" → ")
-        ),
-    ))
+    // The key of the cycle's first step: the list of path[0] naming path[1].
+    let key = jobs
+        .get(path[0])
+        .and_then(|job| {
+            chain_lists(&job.settings)
+                .into_iter()
+                .find(|(_, targets)| targets.iter().any(|t| t == path[1]))
+        })
+        .map_or("trigger_next", |(key, _)| key);
+    Err((format!("jobs.{}.{key}", path[0]), cycle_problem(&path)))
+}
+
+/// A job's three lists of jobs to schedule after a run, by key (§21).
+pub fn chain_lists(settings: &JobSettings) -> [(&'static str, &[String]); 3] {
+    [
+        ("trigger_next", &settings.trigger_next),
+        ("on_success", &settings.on_success),
+        ("on_failure", &settings.on_failure),
+    ]
+}
+
+/// The problem with a cycle, `path` going round it (its first job again at
+/// the end), as the file and `jobs configure` both say it (§17).
+pub fn cycle_problem(path: &[&str]) -> String {
+    format!(
+        "{} is a cycle: a job may not trigger itself, directly or through others",
+        path.join(" → ")
+    )
+}
+
+/// A cycle through the graph of job → the jobs it schedules, as the path
+/// round it (its first job again at the end); `None` when there is none.
+pub fn cycle_in<'a>(edges: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
+    let mut path = find_cycle(edges)?;
+    path.push(path[0]);
+    Some(path)
 }
 
 /// A job name is `[a-z][a-z0-9_]{0,99}` and is not one of `manage`'s commands.

@@ -85,6 +85,31 @@ pub fn parse_tags_arg(text: &str) -> Result<TagList, String> {
     crate::config::parse_tags(text).map(TagList)
 }
 
+/// Job names from one argument (`--on-success a,b`, §21).
+#[derive(Debug, Clone)]
+pub struct JobList(pub Vec<String>);
+
+/// `--on-success a,b`: job names, comma-separated, each a valid name, in
+/// order without repeats; an empty argument is the empty list.
+pub fn parse_job_list_arg(text: &str) -> Result<JobList, String> {
+    let names = text
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from);
+    crate::config::checked_list(names, crate::config::check_job_name).map(JobList)
+}
+
+/// `--overlap skip`: an overlap policy (§21).
+pub fn parse_overlap_arg(text: &str) -> Result<crate::job::Overlap, String> {
+    crate::job::Overlap::parse(text.trim()).ok_or_else(|| {
+        format!(
+            "\"{text}\" is not an overlap policy: {}",
+            crate::job::Overlap::EXPECTED
+        )
+    })
+}
+
 /// `--tag gpu`: one tag (§19).
 pub fn parse_tag_arg(text: &str) -> Result<String, String> {
     crate::config::check_tag(text.trim()).map(|()| text.trim().to_string())

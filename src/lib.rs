@@ -63,6 +63,7 @@ mod suite;
 
 pub use job::builder::{Context, Job, RunFn, ShouldRunFn};
 pub use job::definition::ShouldRun;
+pub use job::Overlap;
 pub use suite::Suite;
 
 #[doc(hidden)]

@@ -147,6 +147,9 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
             job.notify()
                 .map_or_else(none, |list| format!("[{}]", list.join(", "))),
         ),
+        ("overlap", job.overlap().to_string()),
+        ("on_success", format!("[{}]", job.on_success().join(", "))),
+        ("on_failure", format!("[{}]", job.on_failure().join(", "))),
     ]
 }
 

@@ -53,9 +53,22 @@ impl Registry {
         Registry::jobs_of(crate::commands::builtins())
     }
 
-    /// Jobs written in Rust as `Config::load` must know them.
+    /// Jobs written in Rust as `Config::load` must know them: each name
+    /// with every job it may schedule (trigger_next, on_success and
+    /// on_failure, §21), for the cycle check.
     pub fn jobs_of(builtins: &[&'static Builtin]) -> Vec<(&'static str, &'static [&'static str])> {
-        builtins.iter().map(|b| (b.name, b.trigger_next)).collect()
+        builtins
+            .iter()
+            .map(|b| {
+                if b.on_success.is_empty() && b.on_failure.is_empty() {
+                    return (b.name, b.trigger_next);
+                }
+                // Built-in jobs are made once per process (and their data is
+                // already 'static), so joining the lists leaks a few names once.
+                let all: Vec<&'static str> = [b.trigger_next, b.on_success, b.on_failure].concat();
+                (b.name, &*Box::leak(all.into_boxed_slice()))
+            })
+            .collect()
     }
 
     /// The job that delivers the mail queue, triggered whenever a mail is queued.

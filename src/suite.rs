@@ -128,9 +128,23 @@ mod tests {
             .internal(true)
             .timeout(Duration::from_secs(90))
             .trigger_next(&["send_queued_mail"])
+            .on_success(&["purge_job_history"])
+            .on_failure(&["page_someone"])
+            .overlap(crate::job::Overlap::Skip)
             .notify_on_success(true)
             .option("days", "N", "How many days", 30);
         let builtin = job.into_builtin();
+        assert_eq!(builtin.on_success, ["purge_job_history"]);
+        assert_eq!(builtin.on_failure, ["page_someone"]);
+        assert_eq!(builtin.overlap, crate::job::Overlap::Skip);
+        // The cycle check sees every job it may schedule.
+        assert_eq!(
+            crate::registry::Registry::jobs_of(&[builtin]),
+            [(
+                "nightly_report",
+                &["send_queued_mail", "purge_job_history", "page_someone"][..]
+            )]
+        );
         assert_eq!(builtin.name, "nightly_report");
         assert_eq!(builtin.app, "reports");
         assert_eq!(builtin.description, "Nightly report");

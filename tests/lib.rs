@@ -14,6 +14,7 @@ mod configuration;
 mod controls;
 mod database_tls;
 mod embedded;
+mod flow;
 mod high_availability;
 mod jitter;
 mod library;

@@ -1166,18 +1166,23 @@ fn purge_job_history_removes_audit_rows_older_than_the_retention() {
     );
 }
 
-#[test]
-fn the_form_sets_runs_on_jitter_and_a_pause_as_jobs_configure_does() {
-    let db = setup();
-    let web = start(&db);
-    let page = get(&web.url("/jobs/poll")).body;
-    for field in ["runs_on", "jitter", "pause_until"] {
+/// The job page of `job` labels each of `fields`; its form's CSRF token.
+fn labelled_form(web: &WebServer, job: &str, fields: &[&str]) -> String {
+    let page = get(&web.url(&format!("/jobs/{job}"))).body;
+    for field in fields {
         assert!(
             page.contains(&format!("<label for=\"{field}\"")),
             "no label for {field}"
         );
     }
-    let token = csrf(&page);
+    csrf(&page)
+}
+
+#[test]
+fn the_form_sets_runs_on_jitter_and_a_pause_as_jobs_configure_does() {
+    let db = setup();
+    let web = start(&db);
+    let token = labelled_form(&web, "poll", &["runs_on", "jitter", "pause_until"]);
     let reply = post(
         &web.url("/jobs/poll/configure"),
         &[
@@ -1235,4 +1240,43 @@ fn the_form_sets_runs_on_jitter_and_a_pause_as_jobs_configure_does() {
         &[("csrf", &token), ("enabled", "on"), ("jitter", "02:00:00")],
     );
     assert_eq!(reply.status, 400, "{}", reply.body);
+}
+
+#[test]
+fn the_form_sets_overlap_and_chains_as_jobs_configure_does_and_refuses_a_cycle() {
+    let db = setup();
+    let web = start(&db);
+    let token = labelled_form(&web, "poll", &["overlap", "on_success", "on_failure"]);
+    let reply = post(
+        &web.url("/jobs/poll/configure"),
+        &[
+            ("csrf", &token),
+            ("enabled", "on"),
+            ("overlap", "replace"),
+            ("on_success", "nightly, by_hand"),
+            ("on_failure", "by_hand"),
+        ],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let job = show(&db, "poll");
+    assert_eq!(job["overlap"], "replace");
+    assert_eq!(job["on_success"], serde_json::json!(["nightly", "by_hand"]));
+    assert_eq!(job["on_failure"], serde_json::json!(["by_hand"]));
+    // by_hand → poll would close a cycle: refused with the command line's text.
+    let token = labelled_form(&web, "by_hand", &["on_failure"]);
+    let reply = post(
+        &web.url("/jobs/by_hand/configure"),
+        &[("csrf", &token), ("enabled", "on"), ("on_failure", "poll")],
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("is a cycle"), "{}", reply.body);
+    assert_eq!(show(&db, "by_hand")["on_failure"], serde_json::json!([]));
+    // An emptied overlap goes back to the declared one.
+    let token = labelled_form(&web, "poll", &["overlap"]);
+    let reply = post(
+        &web.url("/jobs/poll/configure"),
+        &[("csrf", &token), ("enabled", "on"), ("overlap", "")],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(show(&db, "poll")["overlap"], "wait");
 }

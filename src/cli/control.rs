@@ -12,8 +12,8 @@ use crate::cli::Context;
 use crate::error::{bad_input, Exit};
 use crate::input::{
     parse_alert_after_arg, parse_cron_arg, parse_duration_arg, parse_instant_arg,
-    parse_retries_arg, parse_tags_arg, parse_times_arg, parse_until_arg, parse_zone_arg, TagList,
-    TimesList, Until,
+    parse_job_list_arg, parse_overlap_arg, parse_retries_arg, parse_tags_arg, parse_times_arg,
+    parse_until_arg, parse_zone_arg, JobList, TagList, TimesList, Until,
 };
 use crate::job::Job;
 use crate::ops::{self, Actor};
@@ -96,6 +96,27 @@ pub struct ConfigureArgs {
     /// Remove the recipients set with --notify (the declared notify, else notifications.email, applies again)
     #[arg(long)]
     clear_notify: bool,
+    /// What a slot that comes while the job still runs does: wait (run right after it), skip (that slot), or replace (stop the run and start a new one)
+    #[arg(long, value_name = "POLICY", value_parser = parse_overlap_arg,
+          conflicts_with = "clear_overlap")]
+    overlap: Option<crate::job::Overlap>,
+    /// Remove the policy set with --overlap (the declared overlap, else wait, applies again)
+    #[arg(long)]
+    clear_overlap: bool,
+    /// Schedule these jobs at once when a run (after its last retry) succeeds: "JOB,…" (empty: none), overriding the file
+    #[arg(long, value_name = "LIST", value_parser = parse_job_list_arg,
+          conflicts_with = "clear_on_success")]
+    on_success: Option<JobList>,
+    /// Remove the jobs set with --on-success (the declared on_success, if any, applies again)
+    #[arg(long)]
+    clear_on_success: bool,
+    /// Schedule these jobs at once when a run (after its last retry) fails, times out or is interrupted: "JOB,…" (empty: none), overriding the file
+    #[arg(long, value_name = "LIST", value_parser = parse_job_list_arg,
+          conflicts_with = "clear_on_failure")]
+    on_failure: Option<JobList>,
+    /// Remove the jobs set with --on-failure (the declared on_failure, if any, applies again)
+    #[arg(long)]
+    clear_on_failure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +194,15 @@ fn print_schedule(row: &Job, ctx: &Context, now: chrono::DateTime<chrono::Utc>) 
     }
 }
 
+/// A flag that sets a value and its `--clear-` twin (clap refuses both at
+/// once), as a `ConfigChange` field: set, cleared (`Some(None)`), or untouched.
+fn set_or_clear<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
+    match value {
+        Some(value) => Some(Some(value)),
+        None => clear.then_some(None),
+    }
+}
+
 pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     let mut change = ConfigChange {
         enabled: args.enabled,
@@ -187,7 +217,13 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         jitter_secs: None,
         pause: None,
         notify: None,
+        overlap: None,
+        on_success: None,
+        on_failure: None,
     };
+    change.overlap = set_or_clear(args.overlap, args.clear_overlap);
+    change.on_success = set_or_clear(args.on_success.map(|l| l.0), args.clear_on_success);
+    change.on_failure = set_or_clear(args.on_failure.map(|l| l.0), args.clear_on_failure);
     if let Some(list) = &args.notify {
         let items: Vec<String> = list
             .split(',')
@@ -252,7 +288,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
              --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter, --pause-until, --resume, \
-             --notify, --clear-notify",
+             --notify, --clear-notify, --overlap, --clear-overlap, --on-success, --clear-on-success, \
+             --on-failure, --clear-on-failure",
             args.name
         ));
     }
@@ -276,6 +313,15 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Alert after:        {}", render::alert_after(&row));
     println!("Runs on:            {}", render::runs_on(&row));
     println!("Jitter:             {}", render::jitter(&row));
+    println!("Overlap:            {}", render::overlap(&row));
+    println!(
+        "On success:         {}",
+        render::chain(row.on_success(), row.override_on_success.is_some())
+    );
+    println!(
+        "On failure:         {}",
+        render::chain(row.on_failure(), row.override_on_failure.is_some())
+    );
     if let Some(until) = row.paused_at(now) {
         println!(
             "Paused until:       {}",
@@ -407,6 +453,9 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         jitter_secs: None,
         pause: None,
         notify: None,
+        overlap: None,
+        on_success: None,
+        on_failure: None,
     })
 }
 

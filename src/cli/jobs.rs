@@ -54,7 +54,7 @@ pub enum JobsCommand {
         json: bool,
     },
     /// Change a job's configuration (interactively, on a terminal, with no options)
-    Configure(super::control::ConfigureArgs),
+    Configure(Box<super::control::ConfigureArgs>),
     /// Schedule an immediate (or delayed) run through the runner, or an extra run at an instant; `-- ARG…` gives that run arguments
     #[command(name = "run-now")]
     RunNow(super::control::RunNowArgs),
@@ -126,7 +126,7 @@ fn page_parser() -> impl Fn(&str) -> Result<u32, String> + Clone + Send + Sync {
 
 pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
     match command {
-        JobsCommand::Configure(args) => super::control::configure(ctx, args),
+        JobsCommand::Configure(args) => super::control::configure(ctx, *args),
         JobsCommand::RunNow(args) => super::control::run_now(ctx, args),
         JobsCommand::ResetFailure { name } => super::control::reset_failure(ctx, &name),
         JobsCommand::Hold { until } => super::control::hold(ctx, until),
@@ -259,6 +259,15 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Alert after", render::alert_after(&row)),
         ("Runs on", render::runs_on(&row)),
         ("Jitter", render::jitter(&row)),
+        ("Overlap", render::overlap(&row)),
+        (
+            "On success",
+            render::chain(row.on_success(), row.override_on_success.is_some()),
+        ),
+        (
+            "On failure",
+            render::chain(row.on_failure(), row.override_on_failure.is_some()),
+        ),
         (
             "Paused until",
             render::human_time_opt(row.paused_at(chrono::Utc::now()), tz, "-"),

@@ -136,6 +136,12 @@ pub(super) struct RawJob {
     pub should_run: Option<String>,
     #[serde(deserialize_with = "keys::strings")]
     pub trigger_next: Option<Vec<String>>,
+    #[serde(deserialize_with = "keys::strings")]
+    pub on_success: Option<Vec<String>>,
+    #[serde(deserialize_with = "keys::strings")]
+    pub on_failure: Option<Vec<String>>,
+    #[serde(deserialize_with = "keys::overlap")]
+    pub overlap: Option<crate::job::Overlap>,
     #[serde(deserialize_with = "keys::tags")]
     pub runs_on: Option<Vec<String>>,
     #[serde(deserialize_with = "keys::duration")]

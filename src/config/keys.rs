@@ -183,6 +183,17 @@ pub(super) fn app<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
     })
 }
 
+/// An overlap policy (§21): `wait`, `skip` or `replace`.
+pub(super) fn overlap<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::job::Overlap>, D::Error> {
+    read(d, |v| {
+        let text = string(v)?;
+        crate::job::Overlap::parse(&text)
+            .ok_or_else(|| format!("\"{text}\": {}", crate::job::Overlap::EXPECTED))
+    })
+}
+
 /// A list of strings (`trigger_next`).
 pub(super) fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     let expected = "expected an array of strings";

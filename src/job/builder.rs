@@ -60,6 +60,9 @@ pub struct Job {
     internal: bool,
     timeout: Duration,
     trigger_next: Vec<String>,
+    on_success: Vec<String>,
+    on_failure: Vec<String>,
+    overlap: super::Overlap,
     runs_on: Vec<String>,
     notify_on_success: bool,
     delivers_mail: bool,
@@ -89,6 +92,9 @@ impl Job {
             internal: false,
             timeout: Duration::from_secs(u64::from(crate::config::DEFAULT_TIMEOUT_SECS)),
             trigger_next: Vec::new(),
+            on_success: Vec::new(),
+            on_failure: Vec::new(),
+            overlap: super::Overlap::Wait,
             runs_on: Vec::new(),
             notify_on_success: false,
             delivers_mail: false,
@@ -158,6 +164,28 @@ impl Job {
     /// its outcome.
     pub fn trigger_next(mut self, jobs: &[&str]) -> Job {
         self.trigger_next = jobs.iter().map(|j| j.to_string()).collect();
+        self
+    }
+
+    /// The jobs to schedule at once when a run of this one succeeds (after
+    /// its retries, if it has any; §21).
+    pub fn on_success(mut self, jobs: &[&str]) -> Job {
+        self.on_success = jobs.iter().map(|j| j.to_string()).collect();
+        self
+    }
+
+    /// The jobs to schedule at once when a run of this one fails, times
+    /// out or is interrupted — once its last retry has (§21).
+    pub fn on_failure(mut self, jobs: &[&str]) -> Job {
+        self.on_failure = jobs.iter().map(|j| j.to_string()).collect();
+        self
+    }
+
+    /// What a slot that comes while the job still runs does (§21): wait
+    /// for the run (the default), be skipped, or replace the run. The
+    /// operator may change it with `jobs configure --overlap`.
+    pub fn overlap(mut self, overlap: super::Overlap) -> Job {
+        self.overlap = overlap;
         self
     }
 
@@ -286,6 +314,9 @@ impl Job {
             internal: self.internal,
             timeout_secs: u32::try_from(self.timeout.as_secs()).unwrap_or(u32::MAX),
             trigger_next: leak_all(self.trigger_next),
+            on_success: leak_all(self.on_success),
+            on_failure: leak_all(self.on_failure),
+            overlap: self.overlap,
             runs_on: leak_all(self.runs_on),
             default_notify_on_success: self.notify_on_success,
             delivers_mail: self.delivers_mail,

@@ -103,6 +103,12 @@ pub struct Builtin {
     pub internal: bool,
     pub timeout_secs: u32,
     pub trigger_next: &'static [&'static str],
+    /// The jobs scheduled when a run (or its retry series) succeeds, or
+    /// fails (§21).
+    pub on_success: &'static [&'static str],
+    pub on_failure: &'static [&'static str],
+    /// What a slot that comes while it runs does (§21).
+    pub overlap: super::Overlap,
     /// The tags a runner needs to take it (§19).
     pub runs_on: &'static [&'static str],
     pub default_notify_on_success: bool,
@@ -147,6 +153,9 @@ impl Builtin {
             timeout_secs: self.timeout_secs,
             trigger_next: self.trigger_next.iter().map(|s| s.to_string()).collect(),
             runs_on: self.runs_on.iter().map(|s| s.to_string()).collect(),
+            on_success: self.on_success.iter().map(|s| s.to_string()).collect(),
+            on_failure: self.on_failure.iter().map(|s| s.to_string()).collect(),
+            overlap: self.overlap,
             notify_on_success: self.default_notify_on_success,
             ..JobSettings::new(self.name)
         }
@@ -188,6 +197,10 @@ pub struct JobDef {
     pub jitter_secs: u32,
     /// Who its alerts go to (§20); `None`: the global recipient.
     pub notify: Option<Vec<String>>,
+    /// The overlap policy and the chains on outcome (§21).
+    pub overlap: super::Overlap,
+    pub on_success: Vec<String>,
+    pub on_failure: Vec<String>,
     pub kind: JobKind,
 }
 
@@ -256,6 +269,9 @@ impl JobDef {
             runs_on: settings.runs_on.clone(),
             jitter_secs: settings.jitter_secs,
             notify: settings.notify.clone(),
+            overlap: settings.overlap,
+            on_success: settings.on_success.clone(),
+            on_failure: settings.on_failure.clone(),
             kind,
         }
     }
@@ -315,6 +331,9 @@ impl JobDef {
             || stored.builtin_runs_on != self.runs_on
             || i64::from(stored.builtin_jitter_seconds) != i64::from(self.jitter_secs)
             || stored.builtin_notify != self.notify
+            || stored.builtin_overlap != self.overlap
+            || stored.builtin_on_success != self.on_success
+            || stored.builtin_on_failure != self.on_failure
     }
 
     /// Whether an SQL job's statements run outside a transaction block (§18).

@@ -87,31 +87,40 @@ impl serde::Serialize for RunState {
     }
 }
 
-impl ToSql for RunState {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        self.as_str().to_sql(ty, out)
-    }
+/// A text column that maps to an enum by its `as_str`/`parse`: the one
+/// mapping, both ways. A value this program does not know is an error,
+/// never a guess.
+macro_rules! text_enum_sql {
+    ($type:ty, $what:literal) => {
+        impl ToSql for $type {
+            fn to_sql(
+                &self,
+                ty: &Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
 
-    accepts!(TEXT, VARCHAR);
-    to_sql_checked!();
+            accepts!(TEXT, VARCHAR);
+            to_sql_checked!();
+        }
+
+        impl<'a> FromSql<'a> for $type {
+            fn from_sql(
+                ty: &Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                let text = <&str as FromSql>::from_sql(ty, raw)?;
+                <$type>::parse(text)
+                    .ok_or_else(|| format!(concat!("unknown ", $what, " \"{}\""), text).into())
+            }
+
+            accepts!(TEXT, VARCHAR);
+        }
+    };
 }
 
-impl<'a> FromSql<'a> for RunState {
-    /// A state this program does not know is an error, never a guess.
-    fn from_sql(
-        ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        let text = <&str as FromSql>::from_sql(ty, raw)?;
-        RunState::parse(text).ok_or_else(|| format!("unknown run state \"{text}\"").into())
-    }
-
-    accepts!(TEXT, VARCHAR);
-}
+text_enum_sql!(RunState, "run state");
 
 /// How a run ended: the states a run can finish in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +276,70 @@ pub struct Job {
     /// The extra runs pending at an instant (§21: `run-now --at`), earliest
     /// first; read only by the statements that show jobs (empty elsewhere).
     pub extra_runs: Vec<DateTime<Utc>>,
+    /// What a slot that comes while it runs does (§21), as declared and as
+    /// the operator overrides it.
+    pub builtin_overlap: Overlap,
+    pub override_overlap: Option<Overlap>,
+    /// With `skip` or `replace`, the slot the run in progress meets while it
+    /// lasts ([`Job::slot_while_running`]); written once the run is claimed.
+    pub overlap_slot: Option<DateTime<Utc>>,
+    /// The run in progress that a runner has asked its owner to stop for a
+    /// new one (`replace`).
+    pub replace_run: Option<i64>,
+    /// Chains on outcome (§21): the jobs scheduled when a run (or its retry
+    /// series) ends in success or in failure, as declared and as the
+    /// operator overrides them (None: no override).
+    pub builtin_on_success: Vec<String>,
+    pub override_on_success: Option<Vec<String>>,
+    pub builtin_on_failure: Vec<String>,
+    pub override_on_failure: Option<Vec<String>>,
 }
+
+/// The overlap policy (§21): what a slot of the schedule that comes while
+/// the job is still running does. Stored as text; this is the one mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// The slot waits: the job runs right after the current run (as before
+    /// the policy existed).
+    #[default]
+    Wait,
+    /// The slot is skipped (`Skipping job NAME: still running`).
+    Skip,
+    /// The current run is stopped, recorded `interrupted`, and the new one
+    /// starts once it is recorded.
+    Replace,
+}
+
+impl Overlap {
+    pub const ALL: [Overlap; 3] = [Overlap::Wait, Overlap::Skip, Overlap::Replace];
+
+    /// The name in the file, on the command line, in the database and the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Wait => "wait",
+            Overlap::Skip => "skip",
+            Overlap::Replace => "replace",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Overlap> {
+        Overlap::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+
+    /// What a bad value is told it should have been.
+    pub const EXPECTED: &'static str = "expected wait, skip or replace";
+}
+
+impl std::fmt::Display for Overlap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+text_enum_sql!(Overlap, "overlap policy");
+
+/// The text that ends a run stopped for a new one (`overlap = "replace"`).
+pub const REPLACED: &str = "Interrupted: replaced by a new run";
 
 /// The range of `alert_after` (§14).
 pub const MIN_ALERT_AFTER: i32 = 1;
@@ -450,6 +522,85 @@ impl Job {
             .or(self.builtin_notify.as_deref())
     }
 
+    /// The effective overlap policy (§21).
+    pub fn overlap(&self) -> Overlap {
+        self.override_overlap.unwrap_or(self.builtin_overlap)
+    }
+
+    /// The slot a run of this job that started (or whose slot was skipped)
+    /// at `at` meets while it lasts, for `skip` and `replace`: the schedule
+    /// counted as if the run had ended at `at` — for an interval, `at` plus
+    /// the interval (while it overruns, the interval is the period between
+    /// starts); for times and cron, the first slot after `at`. None for
+    /// `wait` (the next run is decided when the run ends, as always) and
+    /// for a job that cannot run.
+    pub fn slot_while_running(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        if self.overlap() == Overlap::Wait {
+            return None;
+        }
+        self.next_run_from(Some(at), None, at, tz)
+    }
+
+    /// A `replace` job's slot came while the run that ends at `at` went on.
+    fn slot_came_during_run(&self, at: DateTime<Utc>) -> bool {
+        self.overlap() == Overlap::Replace
+            && self.running()
+            && self.overlap_slot.is_some_and(|slot| slot <= at)
+    }
+
+    /// The run `run_id` was stopped for a new one (`replace`): its end is
+    /// not the end of a series — no chain, no mail, the streak unchanged;
+    /// the run that replaces it is the one whose outcome counts.
+    pub fn replaced(&self, run_id: i64) -> bool {
+        self.replace_run == Some(run_id) && self.running_run == Some(run_id)
+    }
+
+    /// The effective `on_success` chain (§21).
+    pub fn on_success(&self) -> &[String] {
+        self.override_on_success
+            .as_deref()
+            .unwrap_or(&self.builtin_on_success)
+    }
+
+    /// The effective `on_failure` chain (§21).
+    pub fn on_failure(&self) -> &[String] {
+        self.override_on_failure
+            .as_deref()
+            .unwrap_or(&self.builtin_on_failure)
+    }
+
+    /// Every job a run of this one may schedule: its `trigger_next` (from
+    /// the definition as synced) and both chains (§21), for the cycle check.
+    pub fn scheduled_after_any(&self) -> impl Iterator<Item = &str> {
+        self.trigger_next()
+            .chain(self.on_success().iter().map(String::as_str))
+            .chain(self.on_failure().iter().map(String::as_str))
+    }
+
+    /// The definition's `trigger_next`, as synced.
+    pub fn trigger_next(&self) -> impl Iterator<Item = &str> {
+        self.definition
+            .get("trigger_next")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+    }
+
+    /// The jobs a run that ended `state` schedules at once beside its
+    /// `trigger_next` (§21): `on_success` for a success, `on_failure` for
+    /// every other ending (failed, timed out, interrupted, and a job that
+    /// could not be started) — but only once the series is over: none
+    /// while a retry is to come.
+    pub fn chained(&self, state: RunState, retrying: bool) -> &[String] {
+        match state {
+            _ if retrying => &[],
+            RunState::Running => &[],
+            RunState::Succeeded => self.on_success(),
+            _ => self.on_failure(),
+        }
+    }
+
     /// The effective `runs_on` (§19): the tags a runner needs to take it.
     pub fn runs_on(&self) -> &[String] {
         self.override_runs_on
@@ -535,7 +686,20 @@ impl Job {
     /// the next attempt. A success, the last attempt's failure, or a job
     /// that cannot run any more ends the series: the regular schedule goes
     /// on from this run, and the next run is attempt 1 again.
+    ///
+    /// With `overlap = "replace"` (§21), a slot that came while the run
+    /// went on — whether the run was stopped for it or ended first — is
+    /// owed: the job runs again at once, as attempt 1. The new slot
+    /// supersedes a pending retry series (the operator asked for the newest
+    /// slot to win), so no retry of this run is scheduled.
     pub fn after_run(&self, attempt: i32, state: RunState, at: DateTime<Utc>, tz: Tz) -> AfterRun {
+        if self.slot_came_during_run(at) {
+            return AfterRun {
+                next_run: self.schedulable().then_some(at),
+                next_attempt: 1,
+                retry: None,
+            };
+        }
         let regular = self.next_run_after(at, false, tz);
         let attempt = attempt.max(1);
         let retries = self.retries();
@@ -789,6 +953,14 @@ mod tests {
             builtin_notify: None,
             override_notify: None,
             extra_runs: Vec::new(),
+            builtin_overlap: Overlap::Wait,
+            override_overlap: None,
+            overlap_slot: None,
+            replace_run: None,
+            builtin_on_success: Vec::new(),
+            override_on_success: None,
+            builtin_on_failure: Vec::new(),
+            override_on_failure: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,
@@ -1084,6 +1256,66 @@ mod tests {
             let a = j.alert_after_run(state, false, true);
             assert_eq!((a.consecutive_failures, a.mail), (2, AlertMail::Failure));
         }
+    }
+
+    #[test]
+    fn a_skip_or_replace_run_meets_the_slot_counted_from_its_start_and_wait_none() {
+        let mut j = job();
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), None);
+        j.builtin_overlap = Overlap::Skip;
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), Some(at(9, 10)));
+        j.override_overlap = Some(Overlap::Wait);
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), None);
+        j.override_overlap = Some(Overlap::Replace);
+        j.builtin_interval_seconds = None;
+        j.builtin_times = Some(vec![NaiveTime::from_hms_opt(9, 30, 0).expect("a time")]);
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), Some(at(9, 30)));
+        j.enabled = false;
+        assert_eq!(j.slot_while_running(at(9, 0), Tz::UTC), None);
+    }
+
+    #[test]
+    fn a_replace_slot_that_came_runs_at_once_as_a_new_series() {
+        let mut j = job();
+        j.builtin_overlap = Overlap::Replace;
+        j.builtin_retries = 3;
+        j.running_run = Some(7);
+        j.overlap_slot = Some(at(9, 10));
+        let after = j.after_run(2, RunState::Interrupted, at(9, 10), Tz::UTC);
+        assert_eq!(
+            after,
+            AfterRun {
+                next_run: Some(at(9, 10)),
+                next_attempt: 1,
+                retry: None
+            }
+        );
+        // Ended before its slot: the schedule and the retries as always.
+        let early = j.after_run(1, RunState::Failed, at(9, 5), Tz::UTC);
+        assert_eq!(early.next_attempt, 2);
+        j.replace_run = Some(7);
+        assert!(j.replaced(7));
+        assert!(!j.replaced(8));
+    }
+
+    #[test]
+    fn chains_fire_on_their_outcome_once_the_series_is_over() {
+        let mut j = job();
+        j.builtin_on_success = vec!["report".into()];
+        j.builtin_on_failure = vec!["page".into()];
+        assert_eq!(j.chained(RunState::Succeeded, false), ["report"]);
+        for state in [RunState::Failed, RunState::TimedOut, RunState::Interrupted] {
+            assert_eq!(j.chained(state, false), ["page"]);
+            assert!(j.chained(state, true).is_empty());
+        }
+        j.override_on_failure = Some(Vec::new());
+        assert!(j.chained(RunState::Failed, false).is_empty());
+        assert_eq!(
+            Overlap::ALL.map(Overlap::as_str),
+            ["wait", "skip", "replace"]
+        );
+        assert_eq!(Overlap::parse("replace"), Some(Overlap::Replace));
+        assert_eq!(Overlap::parse("kill"), None);
     }
 
     #[test]

@@ -25,7 +25,17 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                 let mut iter = notifications.blocking_iter();
                 loop {
                     match iter.next() {
-                        Ok(Some(_)) => {
+                        Ok(Some(notification)) => {
+                            // A runner asks for one of our runs to be
+                            // stopped for a new one (§21): done from here,
+                            // whatever the loop is busy with.
+                            if let Some(run_id) = notification
+                                .payload()
+                                .strip_prefix(crate::store::REPLACE_PREFIX)
+                                .and_then(|id| id.parse::<i64>().ok())
+                            {
+                                shared.replace_run(run_id);
+                            }
                             if events.send(Event::Changed).is_err() {
                                 return;
                             }

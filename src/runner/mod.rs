@@ -110,6 +110,11 @@ pub struct Shared {
     /// that is not here after a reconnection is a claim whose answer was
     /// lost with the old primary (§19), and is recorded interrupted.
     open_runs: Mutex<std::collections::HashSet<i64>>,
+    /// This runner's runs of skip/replace jobs with an overlap slot (§21):
+    /// while there are any, the loop watches the slots even with every
+    /// worker busy, and the heartbeat looks for replace requests whose
+    /// NOTIFY was lost.
+    overlap_runs: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Shared {
@@ -171,6 +176,49 @@ impl Shared {
         self.open_runs
             .lock()
             .map_or(true, |open| open.contains(&run_id))
+    }
+
+    fn watch_overlap(&self, run_id: i64) {
+        if let Ok(mut runs) = self.overlap_runs.lock() {
+            runs.insert(run_id);
+        }
+    }
+
+    fn unwatch_overlap(&self, run_id: Option<i64>) {
+        if let (Some(run_id), Ok(mut runs)) = (run_id, self.overlap_runs.lock()) {
+            runs.remove(&run_id);
+        }
+    }
+
+    fn watching_overlaps(&self) -> bool {
+        self.overlap_runs.lock().is_ok_and(|runs| !runs.is_empty())
+    }
+
+    fn watched_overlap_runs(&self) -> Vec<i64> {
+        self.overlap_runs
+            .lock()
+            .map(|runs| runs.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stop one of this runner's runs for a new one (`overlap = "replace"`,
+    /// §21), as a timeout stops it (an SQL job's statement is cancelled);
+    /// it is then recorded `interrupted` with [`crate::job::REPLACED`]. A run
+    /// this runner does not have (another's, or already over) is left alone.
+    fn replace_run(&self, run_id: i64) {
+        let handle = self
+            .children
+            .lock()
+            .ok()
+            .and_then(|children| children.get(&run_id).cloned());
+        if let Some(handle) = handle {
+            if !handle.stopped() {
+                self.log.event(
+                    Entry::info(format!("Stopping run {run_id} for a new run")).run_id(run_id),
+                );
+                handle.stop(crate::job::REPLACED);
+            }
+        }
     }
 
     fn stop_all_children(&self, reason: &str) {
@@ -298,6 +346,7 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
         runner_id,
         log,
         children: Mutex::new(HashMap::new()),
+        overlap_runs: Mutex::default(),
         stopping: std::sync::atomic::AtomicBool::new(false),
         liveness,
         idle_connections: Mutex::new(Vec::new()),
@@ -575,7 +624,7 @@ impl Loop {
                 agenda = None;
                 continue;
             }
-            if free == 0 && agenda.is_none() {
+            if free == 0 && agenda.is_none() && !self.shared.watching_overlaps() {
                 // Every slot is busy, and a worker claims its own next run:
                 // nothing this loop could start, so no query either.
                 return Ok(Some(self.shared.timings().heartbeat));
@@ -598,6 +647,12 @@ impl Loop {
                 }
             }
             let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
+            // A slot that came while its job runs (§21) needs no worker.
+            let overlap_now =
+                !agenda.held && agenda.next_overlap.is_some_and(|d| d <= agenda.db_now);
+            if overlap_now && !shutting_down && self.overlaps()? {
+                continue;
+            }
             if due_now && free > 0 && !shutting_down {
                 if self.claim(free)? {
                     continue;
@@ -614,7 +669,7 @@ impl Loop {
                 return Ok(None);
             }
             let heartbeat = self.shared.timings().heartbeat;
-            let wait = if agenda.held || free == 0 || shutting_down {
+            let wait = if agenda.held || shutting_down {
                 // Only a NOTIFY, a finished run, the heartbeat or the hold's
                 // end can change things.
                 match agenda
@@ -630,7 +685,9 @@ impl Loop {
                     None => heartbeat,
                 }
             } else {
-                match agenda.next_due {
+                // With every worker busy only an overlap slot can be acted on.
+                let next_due = if free == 0 { None } else { agenda.next_due };
+                match next_due.into_iter().chain(agenda.next_overlap).min() {
                     Some(next) => {
                         let until = (next - agenda.db_now).to_std().unwrap_or(Duration::ZERO);
                         until.saturating_sub(measured.elapsed())
@@ -694,6 +751,54 @@ impl Loop {
         }
     }
 
+    /// Act on the slots that came while their jobs run (§21): a `skip`
+    /// job's is skipped (and its slot moved on), a `replace` job's owner is
+    /// asked to stop its run (the new run is claimed once that run is
+    /// recorded, like any due run). Whether there were any. The lines are
+    /// logged once the transaction is committed.
+    fn overlaps(&mut self) -> Result<bool, postgres::Error> {
+        let tz = self.shared.config.timezone;
+        let mut tx = self.client.transaction()?;
+        let (jobs, now) = store::overlapping_jobs(
+            &mut tx,
+            &self.shared.defined,
+            &self.shared.config.runner.tags,
+        )?;
+        let mut lines = Vec::new();
+        for job in &jobs {
+            match job.overlap() {
+                crate::job::Overlap::Wait => store::clear_overlap_slot(&mut tx, job)?,
+                crate::job::Overlap::Skip => {
+                    let reason = "still running";
+                    let next = job.slot_while_running(now, tz);
+                    store::skip_overlap(&mut tx, job, now, reason, next)?;
+                    lines.push(
+                        Entry::info(format!("Skipping job {}: {reason}", job.name))
+                            .job(&job.name)
+                            .state("skipped"),
+                    );
+                }
+                crate::job::Overlap::Replace => {
+                    store::request_replace(&mut tx, job)?;
+                    let run = job.running_run.unwrap_or_default();
+                    lines.push(
+                        Entry::info(format!(
+                            "Replacing job {}: a new slot came while run {run} was running",
+                            job.name
+                        ))
+                        .job(&job.name)
+                        .run_id(run),
+                    );
+                }
+            }
+        }
+        tx.commit()?;
+        for line in lines {
+            self.shared.log.event(line);
+        }
+        Ok(!jobs.is_empty())
+    }
+
     /// Claim up to `free` due jobs and hand them to the workers; whether any were.
     fn claim(&mut self, free: usize) -> Result<bool, postgres::Error> {
         let claimed = store::claim_due(
@@ -730,6 +835,14 @@ impl Loop {
             &self.shared.defined,
             &self.shared.config.runner.tags,
         )?;
+        // A replace request whose NOTIFY was lost (the LISTEN connection
+        // was away) is honoured here, within a heartbeat.
+        if self.shared.watching_overlaps() {
+            let watched = self.shared.watched_overlap_runs();
+            for run_id in store::replace_requests(&mut self.client, &watched)? {
+                self.shared.replace_run(run_id);
+            }
+        }
         if orphans {
             recover::recover_orphans(&self.shared, &mut self.client, &mut self.prepared)?;
             return store::agenda(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub use super::record::Record;
 use super::{alerts, Entry, Event, Shared, APPLICATION_NAME};
 use crate::job::definition::{Builtin, JobArgs, JobContext, JobDef, JobKind, ShouldRun};
-use crate::job::{AfterRun, Ended, Finished, Retry, RunState};
+use crate::job::{AfterRun, Ended, Finished, Overlap, Retry, RunState};
 use crate::process::{self, ChildSpec, Ending, RunMark, StopHandle};
 use crate::schedule;
 use crate::store::{self, Claimed, SqlFailure};
@@ -224,6 +224,10 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         let next = skip_with_retry(shared, slot, &claimed, started.elapsed(), &reason);
         return (true, next);
     }
+    // With skip or replace (§21), the slot this run would meet is written
+    // with it, for every runner to watch; best effort, as the group is: a
+    // slot not written only makes the run wait, as it always did.
+    let watched = watch_overlap(shared, slot, &claimed);
     let heading = match should_run(shared, slot, def, claimed.run_id) {
         Check::Skip(reason) => {
             log.event(
@@ -233,6 +237,7 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
                     .state("skipped"),
             );
             let next = skip_with_retry(shared, slot, &claimed, started.elapsed(), &reason);
+            shared.unwatch_overlap(watched);
             return (true, next);
         }
         Check::Run => String::new(),
@@ -268,6 +273,7 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
     let failed = !succeeded && !ended.disable;
     let run_id = claimed.run_id;
     let recorded = record_with_retry(shared, slot, &claimed, Some(def), runtime, ended);
+    shared.unwatch_overlap(watched);
     // What is logged is what was recorded (§18): the outcome lines come
     // once the run is written; a failure's says whether, and when, it is
     // retried (§13).
@@ -290,6 +296,18 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         );
     }
     (succeeded, recorded.next)
+}
+
+/// Write the slot a skip/replace run meets while it lasts (§21) and note
+/// the run as one this runner watches; the run's id when it is.
+fn watch_overlap(shared: &Shared, slot: &mut Option<Conn>, claimed: &Claimed) -> Option<i64> {
+    let at = claimed
+        .job
+        .slot_while_running(claimed.started_at, shared.config.timezone)?;
+    let conn = connection(shared, slot).ok()?;
+    store::set_overlap_slot(&mut conn.client, &claimed.job.name, claimed.run_id, at).ok()?;
+    shared.watch_overlap(claimed.run_id);
+    Some(claimed.run_id)
 }
 
 fn run_internal(
@@ -1046,7 +1064,12 @@ pub fn record(
         },
     };
     let retry = after.retry;
-    let notice = alerts::decide(shared, r, row.as_ref(), retry.is_some());
+    // A run stopped for a new one (§21) ends no series: the new run's
+    // outcome is the one that counts, mails and chains.
+    // (A run asked to stop that ended on its own first is an ordinary end.)
+    let replaced =
+        r.state == RunState::Interrupted && row.as_ref().is_some_and(|j| j.replaced(r.run_id));
+    let notice = alerts::decide(shared, r, row.as_ref(), retry.is_some() || replaced);
     if ours {
         store::finish_job(
             &mut tx,
@@ -1063,7 +1086,14 @@ pub fn record(
             r.disable,
         )?;
     }
-    for target in r.trigger_next {
+    // trigger_next on any outcome, on_success / on_failure once the run or
+    // its series ended that way (§21): all scheduled the same way.
+    let chained: &[String] = match &row {
+        Some(row) if ours && !replaced => row.chained(r.state, retry.is_some()),
+        _ => &[],
+    };
+    let scheduled = if replaced { &[][..] } else { r.trigger_next };
+    for target in scheduled.iter().chain(chained) {
         if !store::schedule_now(&mut tx, target)? {
             shared.log.event(
                 Entry::warn(format!(
@@ -1135,6 +1165,13 @@ fn record_fast(
         return Ok(None);
     };
     if r.disable || !r.trigger_next.is_empty() || (r.state.is_failure() && job.retries() > 0) {
+        return Ok(None);
+    }
+    // An overlap policy or a chain on outcome (§21): the general path.
+    if job.overlap() != Overlap::Wait
+        || !job.on_success().is_empty()
+        || !job.on_failure().is_empty()
+    {
         return Ok(None);
     }
     let notice = alerts::decide(shared, r, Some(job), false);

@@ -140,7 +140,9 @@ pub fn claim_due(
 /// The next run was computed from the job as it was claimed, so the statement
 /// only applies while that configuration still holds (and the run is still
 /// this runner's): `Ok(None)` means nothing was written and the caller takes
-/// the general path. It ends any series of retries (§13): the caller sends
+/// the general path. A job with an overlap policy other than `wait`, or with
+/// a chain on outcome (§21), always takes the general path; the statement
+/// checks it still has neither. It ends any series of retries (§13): the caller sends
 /// a failure that needs a retry down the general path, and the statement
 /// checks that the job's retries are still what the caller decided by.
 pub struct FastRecord<'a> {
@@ -194,6 +196,9 @@ pub fn record_fast(
                AND builtin_timezone IS NOT DISTINCT FROM $22 \
                AND paused_until IS NOT DISTINCT FROM $33 \
                AND coalesce(override_jitter_seconds, builtin_jitter_seconds) = $34 \
+               AND coalesce(override_overlap, builtin_overlap) = $35 \
+               AND cardinality(coalesce(override_on_success, builtin_on_success)) = 0 \
+               AND cardinality(coalesce(override_on_failure, builtin_on_failure)) = 0 \
              RETURNING name, next_run \
          ), recorded AS ( \
              UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
@@ -256,7 +261,8 @@ pub fn record_fast(
             &RunState::Succeeded,
             &tags,
             &job.paused_until,
-            &jitter
+            &jitter,
+            &crate::job::Overlap::Wait
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;
@@ -306,6 +312,9 @@ pub struct Agenda {
     pub held_until: Option<DateTime<Utc>>,
     /// The earliest next run of a job that this runner could run.
     pub next_due: Option<DateTime<Utc>>,
+    /// The earliest slot that a running skip/replace job this runner could
+    /// act on meets while it runs (§21).
+    pub next_overlap: Option<DateTime<Utc>>,
     pub db_now: DateTime<Utc>,
 }
 
@@ -316,6 +325,7 @@ impl Agenda {
             held: row.try_get("held")?,
             held_until: row.try_get("held_until")?,
             next_due: row.try_get("next_due")?,
+            next_overlap: row.try_get("next_overlap")?,
             db_now: row.try_get("db_now")?,
         })
     }

@@ -63,6 +63,14 @@ impl Job {
             } else {
                 Vec::new()
             },
+            builtin_overlap: row.try_get("builtin_overlap")?,
+            override_overlap: row.try_get("override_overlap")?,
+            overlap_slot: row.try_get("overlap_slot")?,
+            replace_run: row.try_get("replace_run")?,
+            builtin_on_success: row.try_get("builtin_on_success")?,
+            override_on_success: row.try_get("override_on_success")?,
+            builtin_on_failure: row.try_get("builtin_on_failure")?,
+            override_on_failure: row.try_get("override_on_failure")?,
         })
     }
 }
@@ -170,14 +178,17 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
          builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds, \
-         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds, builtin_notify) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds, builtin_notify, \
+         builtin_overlap, builtin_on_success, builtin_on_failure) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19, $20, $21) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
              builtin_start_deadline_seconds = $12, builtin_retries = $13, \
              builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16, \
-             builtin_jitter_seconds = $17, builtin_notify = $18",
+             builtin_jitter_seconds = $17, builtin_notify = $18, builtin_overlap = $19, \
+             builtin_on_success = $20, builtin_on_failure = $21",
         typed![
             &def.name,
             &def.app,
@@ -197,6 +208,9 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &def.runs_on,
             &jitter,
             &def.notify,
+            &def.overlap,
+            &def.on_success,
+            &def.on_failure,
         ],
     )?;
     Ok(())
@@ -296,6 +310,13 @@ pub struct ConfigChange {
     /// The operator's `notify` (§20); `Some(None)` returns the job to its
     /// declared one (or the global recipient).
     pub notify: Option<Option<Vec<String>>>,
+    /// The operator's overlap policy (§21); `Some(None)` returns the job
+    /// to its declared one.
+    pub overlap: Option<Option<crate::job::Overlap>>,
+    /// The operator's chains on outcome (§21); `Some(None)` returns the job
+    /// to its declared lists.
+    pub on_success: Option<Option<Vec<String>>>,
+    pub on_failure: Option<Option<Vec<String>>>,
 }
 
 /// Apply a configuration change, reschedule (a pending retry keeps its
@@ -347,6 +368,18 @@ pub fn configure(
     if let Some(jitter) = change.jitter_secs {
         row.override_jitter_seconds = jitter.map(i32::try_from).transpose()?;
     }
+    if let Some(overlap) = change.overlap {
+        row.override_overlap = overlap;
+    }
+    if let Some(on_success) = &change.on_success {
+        row.override_on_success = on_success.clone();
+    }
+    if let Some(on_failure) = &change.on_failure {
+        row.override_on_failure = on_failure.clone();
+    }
+    if change.on_success.is_some() || change.on_failure.is_some() {
+        check_chains(tx, &row)?;
+    }
     if let Some(schedule) = row.effective_schedule() {
         if let Err(problem) =
             crate::config::check_jitter(row.jitter_seconds(), Some(&schedule), row.zone(tz))
@@ -376,7 +409,8 @@ pub fn configure(
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
          override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13, \
-         override_jitter_seconds = $14, paused_until = $15, override_notify = $16 \
+         override_jitter_seconds = $14, paused_until = $15, override_notify = $16, \
+         override_overlap = $17, override_on_success = $18, override_on_failure = $19 \
          WHERE name = $1",
         typed![
             &name,
@@ -395,10 +429,160 @@ pub fn configure(
             &row.override_jitter_seconds,
             &row.paused_until,
             &row.override_notify,
+            &row.override_overlap,
+            &row.override_on_success,
+            &row.override_on_failure,
         ],
     )?;
     notify_runners(tx)?;
     Ok((before, row))
+}
+
+/// The chains of `changed` as `jobs configure` would leave them (§21): every
+/// name a job that is not removed, and no cycle through trigger_next,
+/// on_success and on_failure of all the jobs — else bad input, as the file's
+/// own check says it (§17), and nothing is written.
+fn check_chains(client: &mut impl GenericClient, changed: &Job) -> anyhow::Result<()> {
+    let all = all_jobs(client)?;
+    let known = |name: &str| all.iter().any(|j| j.name == name && !j.removed);
+    for (flag, targets) in [
+        ("--on-success", changed.on_success()),
+        ("--on-failure", changed.on_failure()),
+    ] {
+        if let Some(unknown) = targets.iter().find(|t| !known(t)) {
+            return crate::error::bad_input(format!(
+                "{flag} for job {}: \"{unknown}\" is not a known job",
+                changed.name
+            ));
+        }
+    }
+    let edges: std::collections::BTreeMap<&str, Vec<&str>> = all
+        .iter()
+        .filter(|j| !j.removed)
+        .map(|j| {
+            let job = if j.name == changed.name { changed } else { j };
+            (job.name.as_str(), job.scheduled_after_any().collect())
+        })
+        .collect();
+    match crate::config::cycle_in(&edges) {
+        None => Ok(()),
+        Some(path) => crate::error::bad_input(format!(
+            "job {}: {}",
+            changed.name,
+            crate::config::cycle_problem(&path)
+        )),
+    }
+}
+
+/// The slot the run `run_id` of `name` meets while it lasts (§21), written
+/// once it is claimed; nothing when the run is no longer the job's.
+pub fn set_overlap_slot(
+    client: &mut impl GenericClient,
+    name: &str,
+    run_id: i64,
+    slot: DateTime<Utc>,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET overlap_slot = $3 WHERE name = $1 AND running_run = $2",
+        typed![&name, &run_id, &slot],
+    )?;
+    Ok(())
+}
+
+/// The running jobs whose overlap slot has come (§21) and that this runner
+/// may act on (it defines them, they take its tags, nothing is held), not
+/// already asked to be replaced; locked, skipping rows another runner is
+/// acting on. With the database's now.
+pub fn overlapping_jobs(
+    client: &mut impl GenericClient,
+    defined: &[String],
+    tags: &[String],
+) -> Result<(Vec<Job>, DateTime<Utc>), postgres::Error> {
+    let rows = client.query_typed(
+        concat!(
+            "SELECT *, clock_timestamp() AS db_now FROM manage.jobs \
+             WHERE overlap_slot <= clock_timestamp() AND running_run IS NOT NULL \
+               AND replace_run IS DISTINCT FROM running_run AND enabled AND NOT removed \
+               AND NOT (SELECT held FROM manage.hold) AND ",
+            defined_by_runner!("$1", "$2"),
+            " ORDER BY name FOR UPDATE SKIP LOCKED"
+        ),
+        typed![&defined, &tags],
+    )?;
+    let now = match rows.first() {
+        Some(row) => row.try_get("db_now")?,
+        None => db_now(client)?,
+    };
+    Ok((jobs(rows)?, now))
+}
+
+/// An overlap slot skipped (§21): recorded as skips are (`last skip`, its
+/// reason and the running claim's id), and the slot moved on to `next`.
+pub fn skip_overlap(
+    client: &mut impl GenericClient,
+    job: &Job,
+    at: DateTime<Utc>,
+    reason: &str,
+    next: Option<DateTime<Utc>>,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET overlap_slot = $3, last_skip = $4, last_skip_reason = $5, \
+             last_skip_run = running_run \
+         WHERE name = $1 AND running_run = $2",
+        typed![&job.name, &job.running_run, &next, &at, &reason],
+    )?;
+    Ok(())
+}
+
+/// Ask the runner that owns the job's running run to stop it for a new one
+/// (§21): `replace_run` names it, and the NOTIFY's payload tells the owner
+/// which run (`replace:RUN_ID`). A job without an overlap policy any more
+/// just forgets its slot.
+pub fn request_replace(client: &mut impl GenericClient, job: &Job) -> Result<(), postgres::Error> {
+    let Some(run_id) = job.running_run else {
+        return Ok(());
+    };
+    client.execute_typed(
+        "UPDATE manage.jobs SET replace_run = running_run WHERE name = $1 AND running_run = $2",
+        typed![&job.name, &run_id],
+    )?;
+    let payload = format!("{REPLACE_PREFIX}{run_id}");
+    client.execute_typed(
+        "SELECT pg_notify($1, $2)",
+        typed![&super::CHANNEL, &payload],
+    )?;
+    Ok(())
+}
+
+/// Forget a job's overlap slot (its policy is `wait` again).
+pub fn clear_overlap_slot(
+    client: &mut impl GenericClient,
+    job: &Job,
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "UPDATE manage.jobs SET overlap_slot = NULL WHERE name = $1 AND running_run = $2",
+        typed![&job.name, &job.running_run],
+    )?;
+    Ok(())
+}
+
+/// The NOTIFY payload that asks a run's owner to stop it: `replace:RUN_ID`.
+pub const REPLACE_PREFIX: &str = "replace:";
+
+/// Of `runs` (this runner's own), the ones a runner has asked to be
+/// replaced: the owner's second chance when the NOTIFY was lost.
+pub fn replace_requests(
+    client: &mut impl GenericClient,
+    runs: &[i64],
+) -> Result<Vec<i64>, postgres::Error> {
+    client
+        .query_typed(
+            "SELECT replace_run FROM manage.jobs WHERE replace_run = ANY($1) AND replace_run = running_run",
+            typed![&runs],
+        )?
+        .iter()
+        .map(|row| row.try_get("replace_run"))
+        .collect()
 }
 
 /// Run-now, with `args` for that run (§21; none: `&[]`): through the same
@@ -485,7 +669,7 @@ pub fn finish_job(
              last_runtime_seconds = coalesce($10, last_runtime_seconds), \
              last_success = CASE WHEN $11 THEN $3 ELSE last_success END, \
              consecutive_failures = coalesce($12, consecutive_failures), \
-             alert_mailed = coalesce($13, alert_mailed) \
+             alert_mailed = coalesce($13, alert_mailed), overlap_slot = NULL, replace_run = NULL \
          WHERE name = $1",
         typed![
             &name,

@@ -76,6 +76,11 @@ macro_rules! agenda_columns {
                 AND ",
             defined_by_runner!($defined, $tags),
             ") AS next_due, \
+             (SELECT min(overlap_slot) FROM manage.jobs WHERE overlap_slot IS NOT NULL \
+                AND running_run IS NOT NULL AND replace_run IS DISTINCT FROM running_run \
+                AND enabled AND NOT removed AND ",
+            defined_by_runner!($defined, $tags),
+            ") AS next_overlap, \
              clock_timestamp() AS db_now"
         )
     };
@@ -133,6 +138,7 @@ pg_type! {
     str => Type::TEXT,
     String => Type::TEXT,
     RunState => Type::TEXT,
+    crate::job::Overlap => Type::TEXT,
     DateTime<Utc> => Type::TIMESTAMPTZ,
     serde_json::Value => Type::JSONB,
     Vec<NaiveTime> => Type::TIME_ARRAY,

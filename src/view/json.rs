@@ -39,6 +39,11 @@ pub struct JobJson<'a> {
     extra_runs: Vec<String>,
     /// Who its alerts go to (§20): its own `notify`, else the global address.
     notify: Vec<String>,
+    /// The overlap policy (§21): "wait", "skip" or "replace".
+    overlap: &'static str,
+    /// The jobs scheduled when a run (or its series) succeeds or fails (§21).
+    on_success: &'a [String],
+    on_failure: &'a [String],
     consecutive_failures: i32,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
@@ -98,6 +103,9 @@ impl<'a> JobJson<'a> {
                 .map(|at| text::json_time(*at, tz))
                 .collect(),
             notify: text::notify_list(row, global),
+            overlap: row.overlap().as_str(),
+            on_success: row.on_success(),
+            on_failure: row.on_failure(),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),

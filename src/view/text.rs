@@ -74,6 +74,39 @@ pub fn runs_on(job: &crate::job::Job) -> String {
     format!("{what}{origin}")
 }
 
+/// A `(override)` mark when the operator set the value shown.
+fn origin(overridden: bool) -> &'static str {
+    if overridden {
+        " (override)"
+    } else {
+        ""
+    }
+}
+
+/// A job's overlap policy (§21), with what it means and whether the
+/// operator set it.
+pub fn overlap(job: &crate::job::Job) -> String {
+    let policy = job.overlap();
+    let what = match policy {
+        crate::job::Overlap::Wait => "a slot that comes during a run waits for it to end",
+        crate::job::Overlap::Skip => "a slot that comes during a run is skipped",
+        crate::job::Overlap::Replace => {
+            "a slot that comes during a run stops it and starts a new one"
+        }
+    };
+    format!("{policy}{}: {what}", origin(job.override_overlap.is_some()))
+}
+
+/// A chain on outcome (§21): the jobs it schedules, or `none`.
+pub fn chain(jobs: &[String], overridden: bool) -> String {
+    let what = if jobs.is_empty() {
+        "none".to_string()
+    } else {
+        jobs.join(", ")
+    };
+    format!("{what}{}", origin(overridden))
+}
+
 /// A job's jitter (§21): `none`, or `up to 00:05:00 after each slot`, and
 /// whether the operator set it.
 pub fn jitter(job: &crate::job::Job) -> String {

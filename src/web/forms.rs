@@ -74,6 +74,9 @@ pub struct ConfigForm {
     pub runs_on: Option<String>,
     pub jitter: Option<String>,
     pub pause_until: Option<String>,
+    pub overlap: Option<String>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
 }
 
 /// `invalid value 'X' for FIELD: PROBLEM`, as clap words a refused flag value.
@@ -131,6 +134,9 @@ impl ConfigForm {
                     .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_default(),
             ),
+            overlap: Some(job.overlap().to_string()),
+            on_success: Some(job.on_success().join(",")),
+            on_failure: Some(job.on_failure().join(",")),
         }
     }
 
@@ -262,6 +268,42 @@ impl ConfigForm {
                     input::parse_until_arg(pause).map_err(|p| refused("pause until", pause, p))?,
                 ))
             };
+        }
+        let overlap = &sent(&self.overlap, &shown.overlap);
+        if *overlap != shown_text(&shown.overlap) {
+            // Emptied: back to the declared policy, as --clear-overlap.
+            change.overlap = if overlap.is_empty() {
+                Some(None)
+            } else {
+                let wanted = input::parse_overlap_arg(overlap)
+                    .map_err(|p| refused("overlap", overlap, p))?;
+                (wanted != job.overlap()).then_some(Some(wanted))
+            };
+        }
+        let chains = [
+            (
+                &self.on_success,
+                "on success",
+                &shown.on_success,
+                job.on_success(),
+                &mut change.on_success,
+            ),
+            (
+                &self.on_failure,
+                "on failure",
+                &shown.on_failure,
+                job.on_failure(),
+                &mut change.on_failure,
+            ),
+        ];
+        for (field, label, shown_list, current, slot) in chains {
+            let list = &sent(field, shown_list);
+            if *list != shown_text(shown_list) {
+                let wanted = input::parse_job_list_arg(list)
+                    .map_err(|p| refused(label, list, p))?
+                    .0;
+                *slot = (wanted != current).then_some(Some(wanted));
+            }
         }
         Ok(change)
     }

@@ -325,6 +325,12 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
                 (text_field("jitter", "Jitter", form.jitter.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS after each slot, at most the gap between slots; empty: the declared one"))
                 (text_field("pause_until", "Paused until", form.pause_until.as_deref().unwrap_or(""), "an RFC 3339 instant, or HH:MM:SS from now; empty: not paused"))
             }
+            fieldset {
+                legend { "Overlap and chains" }
+                (text_field("overlap", "Overlap", form.overlap.as_deref().unwrap_or(""), "wait, skip or replace: what a slot that comes during a run does; empty: the declared one"))
+                (text_field("on_success", "On success", form.on_success.as_deref().unwrap_or(""), "JOB,… scheduled when a run (after its retries) succeeds; empty: none"))
+                (text_field("on_failure", "On failure", form.on_failure.as_deref().unwrap_or(""), "JOB,… scheduled when a run (after its retries) fails; empty: none"))
+            }
             button type="submit" { "Save" }
         }
     }
@@ -365,6 +371,15 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
         ("Running", yes_no(job.running()).into()),
         ("Retries", text::retries(job)),
         ("Alert after", text::alert_after(job)),
+        ("Overlap", text::overlap(job)),
+        (
+            "On success",
+            text::chain(job.on_success(), job.override_on_success.is_some()),
+        ),
+        (
+            "On failure",
+            text::chain(job.on_failure(), job.override_on_failure.is_some()),
+        ),
         ("Consecutive failures", job.consecutive_failures.to_string()),
     ];
     if let Some(transaction) = text::transaction(job) {
