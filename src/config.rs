@@ -169,6 +169,12 @@ pub struct JobSettings {
     /// Who this job's alerts go to (§20), instead of `notifications.email`:
     /// mail addresses and `webhook:NAME`s. `None`: the global recipient.
     pub notify: Option<Vec<String>>,
+    /// The dead-man alert (§20): overdue when it has not succeeded for this
+    /// many seconds. `None`: never overdue for that reason.
+    pub expect_success_within_secs: Option<u32>,
+    /// The slow-run warning (§20): one alert when a run is still going after
+    /// this many seconds.
+    pub warn_after_secs: Option<u32>,
     /// The initial value of the operator's *notify on success*.
     pub notify_on_success: bool,
 }
@@ -193,6 +199,8 @@ impl JobSettings {
             runs_on: Vec::new(),
             jitter_secs: 0,
             notify: None,
+            expect_success_within_secs: None,
+            warn_after_secs: None,
             notify_on_success: false,
         }
     }
@@ -391,6 +399,20 @@ pub fn check_jitter(jitter_secs: u32, schedule: Option<&Schedule>, tz: Tz) -> Re
         )),
         _ => Ok(()),
     }
+}
+
+/// A slow-run warning (§20) must come before the timeout: at the timeout
+/// the run is stopped, so a warning at or after it could never be sent.
+pub fn check_warn_after(warn_after_secs: u32, timeout_secs: u32) -> Result<(), String> {
+    if warn_after_secs >= timeout_secs {
+        return Err(format!(
+            "{} is not shorter than the job's timeout ({}): expected less than the timeout, \
+             which stops the run",
+            schedule::format_duration(warn_after_secs),
+            schedule::format_duration(timeout_secs)
+        ));
+    }
+    Ok(())
 }
 
 /// A runner tag (§19): 1 to 63 letters, digits, `_`, `-` or `.`, so that a
@@ -659,8 +681,14 @@ fn declared_job(
         runs_on: raw.runs_on.unwrap_or_default(),
         jitter_secs: raw.jitter.unwrap_or(0),
         notify: raw.notify,
+        expect_success_within_secs: raw.expect_success_within,
+        warn_after_secs: raw.warn_after,
         notify_on_success: raw.notify_on_success.unwrap_or(defaults.notify_on_success),
     };
+    if let Some(warn_after) = settings.warn_after_secs {
+        check_warn_after(warn_after, settings.timeout_secs)
+            .map_err(|problem| (k("warn_after"), problem))?;
+    }
     if let Some(jitter) = raw.jitter {
         check_jitter(
             jitter,

@@ -147,6 +147,16 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
             job.notify()
                 .map_or_else(none, |list| format!("[{}]", list.join(", "))),
         ),
+        (
+            "expect_success_within",
+            job.expect_success_within_seconds()
+                .map_or_else(none, schedule::format_duration),
+        ),
+        (
+            "warn_after",
+            job.warn_after_seconds()
+                .map_or_else(none, schedule::format_duration),
+        ),
     ]
 }
 

@@ -95,6 +95,20 @@ pub struct ConfigureArgs {
     /// Remove the recipients set with --notify (the declared notify, else notifications.email, applies again)
     #[arg(long)]
     clear_notify: bool,
+    /// Alert once when the job has not succeeded for this long (MM:SS or HH:MM:SS), whatever the reason, overriding the file
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
+          allow_negative_numbers = true, conflicts_with = "clear_expect_success_within")]
+    expect_success_within: Option<u32>,
+    /// Remove the value set with --expect-success-within (the declared one, if any, applies again)
+    #[arg(long)]
+    clear_expect_success_within: bool,
+    /// Alert once when a run is still going after this long (MM:SS or HH:MM:SS, less than the timeout), overriding the file
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
+          allow_negative_numbers = true, conflicts_with = "clear_warn_after")]
+    warn_after: Option<u32>,
+    /// Remove the value set with --warn-after (the declared one, if any, applies again)
+    #[arg(long)]
+    clear_warn_after: bool,
 }
 
 #[derive(Debug, Args)]
@@ -176,7 +190,21 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         jitter_secs: None,
         pause: None,
         notify: None,
+        expect_success_within_secs: None,
+        warn_after_secs: None,
     };
+    if let Some(within) = args.expect_success_within {
+        change.expect_success_within_secs = Some(Some(within));
+    }
+    if args.clear_expect_success_within {
+        change.expect_success_within_secs = Some(None);
+    }
+    if let Some(after) = args.warn_after {
+        change.warn_after_secs = Some(Some(after));
+    }
+    if args.clear_warn_after {
+        change.warn_after_secs = Some(None);
+    }
     if let Some(list) = &args.notify {
         let items: Vec<String> = list
             .split(',')
@@ -241,7 +269,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
              --override-times, --override-interval, --override-cron, --clear-override, --timezone, \
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
              --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter, --pause-until, --resume, \
-             --notify, --clear-notify",
+             --notify, --clear-notify, --expect-success-within, --clear-expect-success-within, \
+             --warn-after, --clear-warn-after",
             args.name
         ));
     }
@@ -265,6 +294,11 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     println!("Alert after:        {}", render::alert_after(&row));
     println!("Runs on:            {}", render::runs_on(&row));
     println!("Jitter:             {}", render::jitter(&row));
+    println!(
+        "Expect success in:  {}",
+        render::expect_success_within(&row)
+    );
+    println!("Warn after:         {}", render::warn_after(&row));
     if let Some(until) = row.paused_at(now) {
         println!(
             "Paused until:       {}",
@@ -396,6 +430,8 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         jitter_secs: None,
         pause: None,
         notify: None,
+        expect_success_within_secs: None,
+        warn_after_secs: None,
     })
 }
 

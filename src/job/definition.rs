@@ -188,6 +188,10 @@ pub struct JobDef {
     pub jitter_secs: u32,
     /// Who its alerts go to (§20); `None`: the global recipient.
     pub notify: Option<Vec<String>>,
+    /// The dead-man alert's silence, in seconds (§20).
+    pub expect_success_within_secs: Option<u32>,
+    /// The slow-run warning, in seconds (§20).
+    pub warn_after_secs: Option<u32>,
     pub kind: JobKind,
 }
 
@@ -256,6 +260,8 @@ impl JobDef {
             runs_on: settings.runs_on.clone(),
             jitter_secs: settings.jitter_secs,
             notify: settings.notify.clone(),
+            expect_success_within_secs: settings.expect_success_within_secs,
+            warn_after_secs: settings.warn_after_secs,
             kind,
         }
     }
@@ -315,6 +321,10 @@ impl JobDef {
             || stored.builtin_runs_on != self.runs_on
             || i64::from(stored.builtin_jitter_seconds) != i64::from(self.jitter_secs)
             || stored.builtin_notify != self.notify
+            || stored.builtin_expect_success_within_seconds.map(i64::from)
+                != self.expect_success_within_secs.map(i64::from)
+            || stored.builtin_warn_after_seconds.map(i64::from)
+                != self.warn_after_secs.map(i64::from)
     }
 
     /// Whether an SQL job's statements run outside a transaction block (§18).

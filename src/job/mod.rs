@@ -264,6 +264,17 @@ pub struct Job {
     /// overrides it; `None` in both: the global recipient.
     pub builtin_notify: Option<Vec<String>>,
     pub override_notify: Option<Vec<String>>,
+    /// The dead-man alert (§20), in seconds, as declared and as the operator
+    /// overrides it; when its effective value last changed; and when its
+    /// alert last went out.
+    pub builtin_expect_success_within_seconds: Option<i32>,
+    pub override_expect_success_within_seconds: Option<i32>,
+    pub expect_success_since: Option<DateTime<Utc>>,
+    pub overdue_alerted_at: Option<DateTime<Utc>>,
+    /// The slow-run warning (§20), in seconds, as declared and as the
+    /// operator overrides it.
+    pub builtin_warn_after_seconds: Option<i32>,
+    pub override_warn_after_seconds: Option<i32>,
 }
 
 /// The range of `alert_after` (§14).
@@ -447,6 +458,48 @@ impl Job {
             .or(self.builtin_notify.as_deref())
     }
 
+    /// The effective `expect_success_within` (§20), in seconds.
+    pub fn expect_success_within_seconds(&self) -> Option<u32> {
+        self.override_expect_success_within_seconds
+            .or(self.builtin_expect_success_within_seconds)
+            .and_then(|s| u32::try_from(s).ok())
+    }
+
+    /// The effective `warn_after` (§20), in seconds.
+    pub fn warn_after_seconds(&self) -> Option<u32> {
+        self.override_warn_after_seconds
+            .or(self.builtin_warn_after_seconds)
+            .and_then(|s| u32::try_from(s).ok())
+    }
+
+    /// Since when the job has been silent for the dead-man alert (§20): its
+    /// last success, or when the expectation took effect if that is later.
+    pub fn silent_since(&self) -> Option<DateTime<Utc>> {
+        self.last_success.max(self.expect_success_since)
+    }
+
+    /// Overdue for the dead-man alert (§20) at `now`: it expects a success
+    /// within D and has not had one for longer than that. The SQL of
+    /// `store::dead_man_alerts` says the same.
+    pub fn overdue_since_success(&self, now: DateTime<Utc>) -> bool {
+        match (self.expect_success_within_seconds(), self.silent_since()) {
+            (Some(within), Some(since)) if !self.removed => {
+                now - since > chrono::Duration::seconds(i64::from(within))
+            }
+            _ => false,
+        }
+    }
+
+    /// The dead-man alert went out for the current silence: the next
+    /// success sends the recovery mail (§20).
+    pub fn dead_man_alerted(&self) -> bool {
+        match (self.overdue_alerted_at, self.silent_since()) {
+            (Some(alerted), Some(since)) => alerted >= since,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
     /// The effective `runs_on` (§19): the tags a runner needs to take it.
     pub fn runs_on(&self) -> &[String] {
         self.override_runs_on
@@ -491,7 +544,11 @@ impl Job {
                 },
             }
         } else {
-            let recovered = mail_possible && self.alert_mailed && streak > 0;
+            // A dead-man alert (§20) is ended by the success like a mailed
+            // failure streak, and its recovery mail says how many of the
+            // silent time's runs failed (perhaps none: disabled, skipped).
+            let recovered =
+                mail_possible && ((self.alert_mailed && streak > 0) || self.dead_man_alerted());
             Alert {
                 consecutive_failures: 0,
                 alert_mailed: false,
@@ -785,6 +842,12 @@ mod tests {
             paused_until: None,
             builtin_notify: None,
             override_notify: None,
+            builtin_expect_success_within_seconds: None,
+            override_expect_success_within_seconds: None,
+            expect_success_since: None,
+            overdue_alerted_at: None,
+            builtin_warn_after_seconds: None,
+            override_warn_after_seconds: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,

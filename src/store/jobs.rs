@@ -58,6 +58,14 @@ impl Job {
             paused_until: row.try_get("paused_until")?,
             builtin_notify: row.try_get("builtin_notify")?,
             override_notify: row.try_get("override_notify")?,
+            builtin_expect_success_within_seconds: row
+                .try_get("builtin_expect_success_within_seconds")?,
+            override_expect_success_within_seconds: row
+                .try_get("override_expect_success_within_seconds")?,
+            expect_success_since: row.try_get("expect_success_since")?,
+            overdue_alerted_at: row.try_get("overdue_alerted_at")?,
+            builtin_warn_after_seconds: row.try_get("builtin_warn_after_seconds")?,
+            override_warn_after_seconds: row.try_get("override_warn_after_seconds")?,
         })
     }
 }
@@ -134,18 +142,34 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
     let retry_delay = i32::try_from(def.retry_delay_secs)?;
     let alert_after = i32::try_from(def.alert_after)?;
     let jitter = i32::try_from(def.jitter_secs)?;
+    let expect = def
+        .expect_success_within_secs
+        .map(i32::try_from)
+        .transpose()?;
+    let warn_after = def.warn_after_secs.map(i32::try_from).transpose()?;
+    // The dead-man's silence is counted from when its effective value took
+    // a new one (§20): here when the declared value changes and no override
+    // hides it (the old row's values on the right of each SET).
     client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
          builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds, \
-         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds, builtin_notify) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         builtin_alert_after, builtin_runs_on, builtin_jitter_seconds, builtin_notify, \
+         builtin_expect_success_within_seconds, expect_success_since, builtin_warn_after_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, CASE WHEN $19 IS NULL THEN NULL ELSE now() END, $20) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
              builtin_start_deadline_seconds = $12, builtin_retries = $13, \
              builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16, \
-             builtin_jitter_seconds = $17, builtin_notify = $18",
+             builtin_jitter_seconds = $17, builtin_notify = $18, \
+             builtin_expect_success_within_seconds = $19, builtin_warn_after_seconds = $20, \
+             expect_success_since = CASE \
+                 WHEN coalesce(manage.jobs.override_expect_success_within_seconds, $19) \
+                     IS DISTINCT FROM coalesce(manage.jobs.override_expect_success_within_seconds, \
+                         manage.jobs.builtin_expect_success_within_seconds) \
+                 THEN now() ELSE manage.jobs.expect_success_since END",
         typed![
             &def.name,
             &def.app,
@@ -165,6 +189,8 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &def.runs_on,
             &jitter,
             &def.notify,
+            &expect,
+            &warn_after,
         ],
     )?;
     Ok(())
@@ -264,6 +290,10 @@ pub struct ConfigChange {
     /// The operator's `notify` (§20); `Some(None)` returns the job to its
     /// declared one (or the global recipient).
     pub notify: Option<Option<Vec<String>>>,
+    /// The operator's dead-man silence and slow-run warning in seconds
+    /// (§20); `Some(None)` returns the job to its declared one.
+    pub expect_success_within_secs: Option<Option<u32>>,
+    pub warn_after_secs: Option<Option<u32>>,
 }
 
 /// Apply a configuration change, reschedule (a pending retry keeps its
@@ -315,6 +345,18 @@ pub fn configure(
     if let Some(jitter) = change.jitter_secs {
         row.override_jitter_seconds = jitter.map(i32::try_from).transpose()?;
     }
+    if let Some(expect) = change.expect_success_within_secs {
+        row.override_expect_success_within_seconds = expect.map(i32::try_from).transpose()?;
+    }
+    if let Some(warn_after) = change.warn_after_secs {
+        row.override_warn_after_seconds = warn_after.map(i32::try_from).transpose()?;
+    }
+    if let Some(warn_after) = row.warn_after_seconds() {
+        let timeout = u32::try_from(row.timeout_seconds).unwrap_or(u32::MAX);
+        if let Err(problem) = crate::config::check_warn_after(warn_after, timeout) {
+            return crate::error::bad_input(format!("--warn-after for job {name}: {problem}"));
+        }
+    }
     if let Some(schedule) = row.effective_schedule() {
         if let Err(problem) =
             crate::config::check_jitter(row.jitter_seconds(), Some(&schedule), row.zone(tz))
@@ -338,13 +380,18 @@ pub fn configure(
             }
         };
     }
+    if row.expect_success_within_seconds() != before.expect_success_within_seconds() {
+        row.expect_success_since = row.expect_success_within_seconds().map(|_| now);
+    }
     row.next_run = row.next_run(now, tz);
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
          override_interval_seconds = $5, next_run = $6, override_cron = $7, override_timezone = $8, \
          override_start_deadline_seconds = $9, override_retries = $10, \
          override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13, \
-         override_jitter_seconds = $14, paused_until = $15, override_notify = $16 \
+         override_jitter_seconds = $14, paused_until = $15, override_notify = $16, \
+         override_expect_success_within_seconds = $17, override_warn_after_seconds = $18, \
+         expect_success_since = $19 \
          WHERE name = $1",
         typed![
             &name,
@@ -363,6 +410,9 @@ pub fn configure(
             &row.override_jitter_seconds,
             &row.paused_until,
             &row.override_notify,
+            &row.override_expect_success_within_seconds,
+            &row.override_warn_after_seconds,
+            &row.expect_success_since,
         ],
     )?;
     notify_runners(tx)?;

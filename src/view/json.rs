@@ -37,6 +37,12 @@ pub struct JobJson<'a> {
     paused_until: Value,
     /// Who its alerts go to (§20): its own `notify`, else the global address.
     notify: Vec<String>,
+    /// The dead-man alert's silence (§20): `HH:MM:SS`, or null for none.
+    expect_success_within: Option<String>,
+    /// Whether it has not succeeded within that (§20).
+    overdue: bool,
+    /// The slow-run warning (§20): `HH:MM:SS`, or null for none.
+    warn_after: Option<String>,
     consecutive_failures: i32,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
@@ -91,6 +97,11 @@ impl<'a> JobJson<'a> {
                 .then(|| schedule::format_duration(row.jitter_seconds())),
             paused_until: text::json_time_opt(row.paused_at(chrono::Utc::now()), tz),
             notify: text::notify_list(row, global),
+            expect_success_within: row
+                .expect_success_within_seconds()
+                .map(schedule::format_duration),
+            overdue: row.overdue_since_success(chrono::Utc::now()),
+            warn_after: row.warn_after_seconds().map(schedule::format_duration),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),
