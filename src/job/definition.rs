@@ -105,6 +105,11 @@ pub struct Builtin {
     pub trigger_next: &'static [&'static str],
     /// The tags a runner needs to take it (§19).
     pub runs_on: &'static [&'static str],
+    /// Who its alerts go to (§20) instead of `notifications.email`.
+    pub notify: Option<&'static [&'static str]>,
+    /// The dead-man alert's silence and the slow-run warning, in seconds (§20).
+    pub expect_success_within_secs: Option<u32>,
+    pub warn_after_secs: Option<u32>,
     pub default_notify_on_success: bool,
     /// This job delivers the mail queue: it is triggered whenever a mail is
     /// queued, and its own failures are never mailed (that would loop).
@@ -147,6 +152,11 @@ impl Builtin {
             timeout_secs: self.timeout_secs,
             trigger_next: self.trigger_next.iter().map(|s| s.to_string()).collect(),
             runs_on: self.runs_on.iter().map(|s| s.to_string()).collect(),
+            notify: self
+                .notify
+                .map(|list| list.iter().map(|s| s.to_string()).collect()),
+            expect_success_within_secs: self.expect_success_within_secs,
+            warn_after_secs: self.warn_after_secs,
             notify_on_success: self.default_notify_on_success,
             ..JobSettings::new(self.name)
         }
