@@ -6,10 +6,12 @@
 //! (§20): the job's own `notify` list, else `notifications.email`, each a
 //! mail address or a `webhook:NAME`, queued one row each.
 
+use super::log::Entry;
 use super::record::Record;
 use super::Shared;
 use crate::job::{Alert, AlertMail, Job, Outcome, RunState};
 use crate::mail;
+use crate::schedule;
 use crate::store;
 use crate::webhook;
 
@@ -130,41 +132,156 @@ pub fn queue(
             webhook::Event::Recovered,
         ),
     };
+    let payload = webhook::Payload {
+        event,
+        job: Some(r.job.to_string()),
+        description: Some(r.description.to_string()),
+        host: shared.host.clone(),
+        run_id: Some(r.run_id),
+        state: Some(r.state.to_string()),
+        started_at: Some(r.started_at),
+        runtime_seconds: Some(r.runtime_seconds),
+        output: r.output.to_string(),
+        text: composed.subject.clone(),
+    };
+    queue_to(shared, tx, &recipients, &composed, &payload)
+}
+
+/// Queue one alert to each recipient — a mail, or for a `webhook:NAME` the
+/// JSON `payload` — and trigger the mail deliverer to send them.
+fn queue_to(
+    shared: &Shared,
+    tx: &mut postgres::Transaction,
+    recipients: &[String],
+    composed: &mail::Mail,
+    payload: &webhook::Payload,
+) -> Result<(), postgres::Error> {
     let sender = shared
         .config
         .notifications
         .sender
         .clone()
         .unwrap_or_else(|| format!("manage@{}", shared.host));
-    for recipient in &recipients {
+    for recipient in recipients {
         if recipient.starts_with(webhook::RECIPIENT_PREFIX) {
-            let payload = webhook::Payload {
-                event,
-                job: Some(r.job.to_string()),
-                description: Some(r.description.to_string()),
-                host: shared.host.clone(),
-                run_id: Some(r.run_id),
-                state: Some(r.state.to_string()),
-                started_at: Some(r.started_at),
-                runtime_seconds: Some(r.runtime_seconds),
-                output: r.output.to_string(),
-                text: composed.subject.clone(),
-            };
             store::queue_webhook(
                 tx,
                 recipient,
                 &composed.subject,
                 &payload.to_body(),
-                r.run_id,
+                payload.run_id,
             )?;
         } else {
-            store::queue_mail(tx, recipient, &sender, &composed, Some(r.run_id))?;
+            store::queue_mail(tx, recipient, &sender, composed, payload.run_id)?;
         }
     }
     if let Some(mailer) = shared.registry.mailer() {
         store::schedule_now(tx, &mailer.name)?;
     }
     Ok(())
+}
+
+/// The dead-man check (§20), on a heartbeat that saw one due: in one
+/// transaction, mark the alerts sent (`store::take_dead_man_alerts`, which
+/// makes them once-only across runners) and queue them.
+pub fn dead_man(shared: &Shared, client: &mut postgres::Client) -> Result<(), postgres::Error> {
+    let tz = shared.config.timezone;
+    let mut tx = client.transaction()?;
+    let jobs = store::take_dead_man_alerts(&mut tx)?;
+    if jobs.is_empty() {
+        return tx.commit();
+    }
+    let now = store::db_now(&mut tx)?;
+    let hold = store::hold(&mut tx)?;
+    let runners = store::connected_runners(&mut tx)?;
+    for job in &jobs {
+        let Some(within_secs) = job.expect_success_within_seconds() else {
+            continue;
+        };
+        let mut reasons = Vec::new();
+        if !job.enabled {
+            reasons.push("disabled".to_string());
+        }
+        if hold.held {
+            reasons.push(match hold.since {
+                Some(since) => format!("held since {}", schedule::human_instant(since, tz)),
+                None => "held".to_string(),
+            });
+        }
+        if let Some(until) = job.paused_at(now) {
+            reasons.push(format!(
+                "paused until {}",
+                schedule::human_instant(until, tz)
+            ));
+        }
+        let tags = job.runs_on();
+        if !tags.is_empty()
+            && !runners
+                .iter()
+                .any(|r| tags.iter().all(|t| r.tags.contains(t)))
+        {
+            reasons.push(format!("no live runner has tags {}", tags.join(", ")));
+        }
+        if job.consecutive_failures > 0 {
+            let since = store::failing_since(&mut tx, &job.name, job.last_success)?;
+            reasons.push(match since {
+                Some(since) => format!(
+                    "failing since {} ({} failed runs)",
+                    schedule::human_instant(since, tz),
+                    job.consecutive_failures
+                ),
+                None => format!("failing ({} failed runs)", job.consecutive_failures),
+            });
+        }
+        if let Some(skip) = job.last_skip {
+            reasons.push(format!("skipped at {}", schedule::human_instant(skip, tz)));
+        }
+        let composed = mail::compose_overdue(
+            &mail::OverdueFacts {
+                job: &job.name,
+                description: &job.description,
+                host: &shared.host,
+                within_secs,
+                last_success: job.last_success,
+                last_run: job.last_run,
+                last_state: job.last_state,
+                next_run: job.next_run,
+                reasons: &reasons,
+            },
+            tz,
+        );
+        shared.log.event(
+            Entry::warn(format!(
+                "Job {} is overdue: it has not succeeded for {}",
+                job.name,
+                schedule::format_duration(within_secs)
+            ))
+            .job(&job.name),
+        );
+        if !mail_possible(shared, &job.name, Some(job)) {
+            continue;
+        }
+        let payload = webhook::Payload {
+            event: webhook::Event::Overdue,
+            job: Some(job.name.clone()),
+            description: Some(job.description.clone()),
+            host: shared.host.clone(),
+            run_id: None,
+            state: job.last_state.map(|s| s.to_string()),
+            started_at: None,
+            runtime_seconds: None,
+            output: composed.body.clone(),
+            text: composed.subject.clone(),
+        };
+        queue_to(
+            shared,
+            &mut tx,
+            &recipients(shared, Some(job)),
+            &composed,
+            &payload,
+        )?;
+    }
+    tx.commit()
 }
 
 /// The webhook `event` of a run's usual mail (§20). An interrupted run is a

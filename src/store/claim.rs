@@ -137,7 +137,9 @@ pub struct FastRecord<'a> {
     pub runtime_seconds: f64,
     pub output: &'a str,
     pub next_run: Option<DateTime<Utc>>,
-    /// The job as claimed: its configuration is the guard.
+    /// The job as claimed: its configuration is the guard, and so is its
+    /// `overdue_alerted_at`: a dead-man alert sent since the claim (§20)
+    /// needs the recovery mail that only the general path queues.
     pub job: &'a Job,
     /// The failure streak after this run (§14), decided from the job as
     /// claimed: the statement writes it only if the streak and alert_after
@@ -181,6 +183,7 @@ pub fn record_fast(
                AND builtin_timezone IS NOT DISTINCT FROM $22 \
                AND paused_until IS NOT DISTINCT FROM $33 \
                AND coalesce(override_jitter_seconds, builtin_jitter_seconds) = $34 \
+               AND overdue_alerted_at IS NOT DISTINCT FROM $35 \
              RETURNING name, next_run \
          ), recorded AS ( \
              UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
@@ -243,7 +246,8 @@ pub fn record_fast(
             &RunState::Succeeded,
             &tags,
             &job.paused_until,
-            &jitter
+            &jitter,
+            &job.overdue_alerted_at
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;

@@ -569,3 +569,36 @@ pub fn schedule_now(client: &mut impl GenericClient, name: &str) -> Result<bool,
     )?;
     Ok(row.is_some())
 }
+
+/// Mark the dead-man alert (§20) sent for every job that is silent too long
+/// and has not had it for this silence, and return those jobs. One
+/// conditional UPDATE in the caller's transaction, which queues the alerts:
+/// a second runner doing the same at once waits for the row, then finds it
+/// marked, so each alert goes out once.
+pub fn take_dead_man_alerts(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::Error> {
+    let sql = concat!(
+        "UPDATE manage.jobs SET overdue_alerted_at = clock_timestamp() WHERE ",
+        silent_too_long!(),
+        " AND NOT ",
+        dead_man_alerted!(),
+        " RETURNING *"
+    );
+    jobs(client.query_typed(sql, &[])?)
+}
+
+/// When the job's current failure streak began: the end of its first run
+/// after `after` (its last success) that did not succeed.
+pub fn failing_since(
+    client: &mut impl GenericClient,
+    job: &str,
+    after: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, postgres::Error> {
+    client
+        .query_typed_one(
+            "SELECT min(finished_at) AS since FROM manage.runs \
+             WHERE job = $1 AND state <> $2 AND state <> $3 \
+               AND ($4::timestamptz IS NULL OR finished_at > $4)",
+            typed![&job, &RunState::Running, &RunState::Succeeded, &after],
+        )?
+        .try_get("since")
+}
