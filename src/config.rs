@@ -685,6 +685,12 @@ fn declared_job(
         warn_after_secs: raw.warn_after,
         notify_on_success: raw.notify_on_success.unwrap_or(defaults.notify_on_success),
     };
+    if settings.warn_after_secs.is_some() && matches!(action, DeclaredAction::Sql(_)) {
+        return Err((
+            k("warn_after"),
+            "applies to a job with a command only; an SQL job's timeout cancels it".into(),
+        ));
+    }
     if let Some(warn_after) = settings.warn_after_secs {
         check_warn_after(warn_after, settings.timeout_secs)
             .map_err(|problem| (k("warn_after"), problem))?;

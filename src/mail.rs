@@ -176,6 +176,44 @@ pub fn compose_overdue(facts: &OverdueFacts, tz: Tz) -> Mail {
     }
 }
 
+/// The most of a run's output so far that a slow-run warning carries (§20).
+pub const MAX_SLOW_OUTPUT: usize = 4 * 1024;
+
+/// What a slow-run warning (§20) reports.
+pub struct SlowFacts<'a> {
+    pub job: &'a str,
+    pub description: &'a str,
+    pub host: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub after_secs: u32,
+    /// The output so far, at most [`MAX_SLOW_OUTPUT`] bytes.
+    pub output: &'a str,
+}
+
+/// The slow-run warning (§20): subject `Scheduled job '<description>' is
+/// still running after DURATION`; the run itself goes on.
+pub fn compose_slow(facts: &SlowFacts, tz: Tz) -> Mail {
+    let description = header_safe(facts.description);
+    let after = crate::schedule::format_duration(facts.after_secs);
+    let output = if facts.output.is_empty() {
+        "(no output)"
+    } else {
+        facts.output.trim_end_matches('\n')
+    };
+    Mail {
+        subject: format!("Scheduled job '{description}' is still running after {after}"),
+        body: format!(
+            "Job {} ({}) is still running after {after}; it goes on, and its timeout still applies.\n\n\
+             Started: {}\nHost: {}\n\nOutput so far:\n{output}\n",
+            facts.job,
+            facts.description,
+            crate::schedule::human_instant(facts.started_at, tz),
+            facts.host,
+        ),
+        headers: auto_headers(),
+    }
+}
+
 /// The usual fields (§6): the output, then job, host, start, runtime, state.
 fn run_body(facts: &RunFacts, tz: Tz) -> String {
     let output = if facts.output.is_empty() {

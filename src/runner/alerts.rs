@@ -177,8 +177,71 @@ fn queue_to(
     }
     if let Some(mailer) = shared.registry.mailer() {
         store::schedule_now(tx, &mailer.name)?;
+        // The runners learn of the deliverer's new next run at once (in
+        // the record transaction this NOTIFY is its own, merged into one).
+        store::notify_runners(tx)?;
     }
     Ok(())
+}
+
+/// The slow-run warning (§20) of run `run_id` of `job`, still going after
+/// `warn_after_secs`, with `output` written so far: marked on the run
+/// (`store::mark_slow_warned`, once per run) and queued in one transaction.
+/// Only the runner that owns the run calls it: it alone has the output.
+pub fn slow(
+    shared: &Shared,
+    client: &mut postgres::Client,
+    job: &Job,
+    run_id: i64,
+    started_at: chrono::DateTime<chrono::Utc>,
+    warn_after_secs: u32,
+    output: &str,
+) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    if !store::mark_slow_warned(&mut tx, run_id)? {
+        return tx.commit();
+    }
+    let after = schedule::format_duration(warn_after_secs);
+    shared.log.event(
+        Entry::warn(format!("Job {} is still running after {after}", job.name))
+            .job(&job.name)
+            .run_id(run_id),
+    );
+    if mail_possible(shared, &job.name, Some(job)) {
+        let output = webhook::truncate(output, mail::MAX_SLOW_OUTPUT);
+        let composed = mail::compose_slow(
+            &mail::SlowFacts {
+                job: &job.name,
+                description: &job.description,
+                host: &shared.host,
+                started_at,
+                after_secs: warn_after_secs,
+                output,
+            },
+            shared.config.timezone,
+        );
+        let now = store::db_now(&mut tx)?;
+        let payload = webhook::Payload {
+            event: webhook::Event::Slow,
+            job: Some(job.name.clone()),
+            description: Some(job.description.clone()),
+            host: shared.host.clone(),
+            run_id: Some(run_id),
+            state: Some(RunState::Running.to_string()),
+            started_at: Some(started_at),
+            runtime_seconds: Some((now - started_at).num_milliseconds() as f64 / 1000.0),
+            output: output.to_string(),
+            text: composed.subject.clone(),
+        };
+        queue_to(
+            shared,
+            &mut tx,
+            &recipients(shared, Some(job)),
+            &composed,
+            &payload,
+        )?;
+    }
+    tx.commit()
 }
 
 /// The dead-man check (§20), on a heartbeat that saw one due: in one

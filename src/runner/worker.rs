@@ -759,11 +759,50 @@ fn run_child(
     // what proves it is the run's: if this runner dies, another one on this
     // machine kills what is left of it, and nobody else's group.
     let run_id = claimed.run_id;
-    let result = process::run_child(&spec, &stop, |group| {
-        if let Ok(conn) = connection(shared, slot) {
-            let _ = store::set_run_group(&mut conn.client, run_id, group);
+    // Both calls below use the worker's connection while the child runs.
+    let slot = std::cell::RefCell::new(slot);
+    let warn_after = claimed.job.warn_after_seconds();
+    let mut warn = |so_far: &[u8]| {
+        let Some(after) = warn_after else { return };
+        let output = output_text(so_far, 0);
+        let mut slot = slot.borrow_mut();
+        let sent = connection(shared, &mut slot).and_then(|conn| {
+            alerts::slow(
+                shared,
+                &mut conn.client,
+                &claimed.job,
+                run_id,
+                claimed.started_at,
+                after,
+                &output,
+            )
+            .map_err(anyhow::Error::from)
+        });
+        if let Err(e) = sent {
+            shared.log.event(
+                Entry::warn(format!(
+                    "Could not queue the slow-run warning of job {}: {e:#}",
+                    claimed.job.name
+                ))
+                .job(&claimed.job.name)
+                .run_id(run_id),
+            );
         }
+    };
+    let slow = warn_after.map(|after| process::SlowWarning {
+        after: Duration::from_secs(u64::from(after)),
+        warn: &mut warn,
     });
+    let result = process::run_child_watched(
+        &spec,
+        &stop,
+        |group| {
+            if let Ok(conn) = connection(shared, &mut slot.borrow_mut()) {
+                let _ = store::set_run_group(&mut conn.client, run_id, group);
+            }
+        },
+        slow,
+    );
     if let Ok(mut children) = shared.children.lock() {
         children.remove(&claimed.run_id);
     }
