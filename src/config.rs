@@ -544,6 +544,18 @@ fn webhooks(
     Ok(hooks)
 }
 
+/// A `--notify` list as the command line and the web form take it:
+/// comma-separated, blanks dropped, checked as [`check_notify`] checks.
+pub fn notify_arg(text: &str, webhooks: &BTreeMap<String, Webhook>) -> Result<Vec<String>, String> {
+    let items: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(String::from)
+        .collect();
+    check_notify(&items, webhooks)
+}
+
 /// A job's `notify` (§20): mail addresses and `webhook:NAME`s of configured
 /// webhooks, in order without repeats; the problem names the first bad one.
 pub fn check_notify(

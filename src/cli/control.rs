@@ -206,13 +206,7 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         change.warn_after_secs = Some(None);
     }
     if let Some(list) = &args.notify {
-        let items: Vec<String> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|i| !i.is_empty())
-            .map(String::from)
-            .collect();
-        match crate::config::check_notify(&items, &ctx.config.notifications.webhooks) {
+        match crate::config::notify_arg(list, &ctx.config.notifications.webhooks) {
             Ok(checked) => change.notify = Some(Some(checked)),
             Err(e) => return bad_input(format!("--notify: {e}")),
         }

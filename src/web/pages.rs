@@ -325,6 +325,12 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
                 (text_field("jitter", "Jitter", form.jitter.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS after each slot, at most the gap between slots; empty: the declared one"))
                 (text_field("pause_until", "Paused until", form.pause_until.as_deref().unwrap_or(""), "an RFC 3339 instant, or HH:MM:SS from now; empty: not paused"))
             }
+            fieldset {
+                legend { "Alerts" }
+                (text_field("notify", "Notify", form.notify.as_deref().unwrap_or(""), "ADDRESS or webhook:NAME, comma-separated, instead of notifications.email; empty: the declared list, else notifications.email"))
+                (text_field("expect_success_within", "Expect success within", form.expect_success_within.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS: one alert when the job has not succeeded for this long; empty: the declared one"))
+                (text_field("warn_after", "Warn after", form.warn_after.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS, less than the timeout: one alert when a run is still going after this long; empty: the declared one"))
+            }
             button type="submit" { "Save" }
         }
     }
