@@ -959,7 +959,7 @@ mod tests {
     }
 
     #[test]
-    fn the_examples_commented_webhooks_and_notify_load() {
+    fn the_examples_commented_webhooks_notify_and_dead_man_settings_load() {
         let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
         let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
         let text = std::fs::read_to_string(&example).unwrap();
@@ -973,7 +973,14 @@ mod tests {
                     in_hooks = false;
                 }
                 match line.strip_prefix("# ") {
-                    Some(rest) if in_hooks || rest.starts_with("notify = ") => format!("{rest}\n"),
+                    Some(rest)
+                        if in_hooks
+                            || ["notify = ", "expect_success_within = ", "warn_after = "]
+                                .iter()
+                                .any(|key| rest.starts_with(key)) =>
+                    {
+                        format!("{rest}\n")
+                    }
                     _ => format!("{line}\n"),
                 }
             })
@@ -1000,6 +1007,9 @@ mod tests {
             config.jobs["refresh_exchange_rates"].settings.notify,
             Some(vec!["ops@example.com".into(), "webhook:chat".into()])
         );
+        let settings = &config.jobs["refresh_exchange_rates"].settings;
+        assert_eq!(settings.expect_success_within_secs, Some(26 * 3600));
+        assert_eq!(settings.warn_after_secs, Some(180));
     }
 
     #[test]
