@@ -929,6 +929,62 @@ mod tests {
     }
 
     #[test]
+    fn a_job_is_silent_too_long_only_past_its_expectation_counted_from_the_later_of_success_and_setting(
+    ) {
+        let mut j = job();
+        assert!(!j.overdue_since_success(at(12, 0)), "no expectation, never");
+        j.builtin_expect_success_within_seconds = Some(3600);
+        j.expect_success_since = Some(at(9, 0));
+        assert!(
+            !j.overdue_since_success(at(10, 0)),
+            "exactly D is not longer than D"
+        );
+        assert!(j.overdue_since_success(at(10, 1)));
+        // A success after the setting counts from the success; one before
+        // it does not shorten the grace the setting gives.
+        j.last_success = Some(at(9, 30));
+        assert!(!j.overdue_since_success(at(10, 1)));
+        assert!(j.overdue_since_success(at(10, 31)));
+        j.last_success = Some(at(8, 0));
+        assert!(!j.overdue_since_success(at(9, 59)));
+        // The operator's value wins over the declared one.
+        j.override_expect_success_within_seconds = Some(60);
+        assert!(j.overdue_since_success(at(9, 2)));
+        j.removed = true;
+        assert!(
+            !j.overdue_since_success(at(12, 0)),
+            "a removed job is never overdue"
+        );
+    }
+
+    #[test]
+    fn the_dead_man_alert_belongs_to_one_silence_and_its_success_mails_the_recovery() {
+        let mut j = job();
+        j.builtin_expect_success_within_seconds = Some(60);
+        j.expect_success_since = Some(at(9, 0));
+        assert!(!j.dead_man_alerted());
+        j.overdue_alerted_at = Some(at(9, 2));
+        assert!(j.dead_man_alerted());
+        // Not failing (disabled, skipped): the recovery still goes out,
+        // counting no failed runs.
+        let after = j.alert_after_run(RunState::Succeeded, false, true);
+        assert_eq!(after.mail, AlertMail::Recovery { failed_runs: 0 });
+        assert_eq!(
+            j.alert_after_run(RunState::Succeeded, false, false).mail,
+            AlertMail::None,
+            "nobody to mail"
+        );
+        // A success after the alert starts a new silence: the old alert is
+        // not this one's.
+        j.last_success = Some(at(9, 5));
+        assert!(!j.dead_man_alerted());
+        assert_eq!(
+            j.alert_after_run(RunState::Succeeded, false, true).mail,
+            AlertMail::None
+        );
+    }
+
+    #[test]
     fn due_overdue_and_failing_follow_the_spec() {
         let mut j = job();
         j.next_run = Some(at(9, 0));
