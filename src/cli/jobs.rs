@@ -54,7 +54,7 @@ pub enum JobsCommand {
         json: bool,
     },
     /// Change a job's configuration (interactively, on a terminal, with no options)
-    Configure(super::control::ConfigureArgs),
+    Configure(Box<super::control::ConfigureArgs>),
     /// Schedule an immediate (or delayed) run through the runner
     #[command(name = "run-now")]
     RunNow(super::control::RunNowArgs),
@@ -121,7 +121,7 @@ fn page_parser() -> impl Fn(&str) -> Result<u32, String> + Clone + Send + Sync {
 
 pub fn run(ctx: &Context, command: JobsCommand) -> anyhow::Result<()> {
     match command {
-        JobsCommand::Configure(args) => super::control::configure(ctx, args),
+        JobsCommand::Configure(args) => super::control::configure(ctx, *args),
         JobsCommand::RunNow(args) => super::control::run_now(ctx, args),
         JobsCommand::ResetFailure { name } => super::control::reset_failure(ctx, &name),
         JobsCommand::Hold => super::control::hold(ctx),
