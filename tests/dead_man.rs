@@ -5,11 +5,8 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
 use crate::harness::{wait_for, Background, TestDb};
-use crate::receiver::Receiver;
+use crate::receiver::{hmac_hex, Receiver};
 use crate::smtp::SmtpServer;
 
 const RUNNER: &str =
@@ -32,23 +29,8 @@ fn runner(db: &TestDb, config: &str) -> Background {
         .spawn()
 }
 
-fn subjects(server: &SmtpServer) -> Vec<String> {
-    server
-        .received()
-        .iter()
-        .map(|m| m.header("Subject").unwrap_or_default())
-        .collect()
-}
-
 fn overdue_mails(server: &SmtpServer, subject: &str) -> usize {
-    subjects(server).iter().filter(|s| *s == subject).count()
-}
-
-fn show(db: &TestDb, config: &str, name: &str) -> serde_json::Value {
-    db.manage()
-        .config(config)
-        .args(["jobs", "show", name, "--json"])
-        .json()
+    server.subjects().iter().filter(|s| *s == subject).count()
 }
 
 #[test]
@@ -95,9 +77,9 @@ fn a_job_failing_every_second_sends_one_overdue_alert_and_its_next_success_a_rec
         overdue_mails(&server, subject),
         1,
         "{:#?}",
-        subjects(&server)
+        server.subjects()
     );
-    assert_eq!(show(&db, &config, "flaky")["overdue"], true);
+    assert_eq!(db.job_json(&config, "flaky")["overdue"], true);
 
     std::fs::write(&flag, "").unwrap();
     let mails = server.wait_for(2);
@@ -112,25 +94,15 @@ fn a_job_failing_every_second_sends_one_overdue_alert_and_its_next_success_a_rec
         recovery.body()
     );
     assert!(recovery.body().contains("\nState: succeeded\n"));
-    let job = show(&db, &config, "flaky");
+    let job = db.job_json(&config, "flaky");
     assert_eq!(job["overdue"], false);
     assert_eq!(job["consecutive_failures"], 0);
     runner.stop();
     assert_eq!(
-        subjects(&server),
+        server.subjects(),
         [subject, "Scheduled job 'Flaky job' recovered"],
         "one alert, one recovery"
     );
-}
-
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]
@@ -153,7 +125,7 @@ fn a_disabled_job_is_overdue_in_status_metrics_mail_and_webhook_and_the_mail_say
         .config(&config)
         .args(["jobs", "configure", "nightly", "--enabled", "false"])
         .ok();
-    let job = show(&db, &config, "nightly");
+    let job = db.job_json(&config, "nightly");
     assert_eq!(job["expect_success_within"], "00:00:02");
     assert_eq!(job["warn_after"], serde_json::Value::Null);
     assert_eq!(
@@ -256,7 +228,7 @@ fn two_runners_send_exactly_one_overdue_mail() {
     std::thread::sleep(Duration::from_secs(4));
     first.stop();
     second.stop();
-    assert_eq!(subjects(&server), [subject]);
+    assert_eq!(server.subjects(), [subject]);
     assert_eq!(
         db.value("SELECT count(*) FROM manage.mail_queue WHERE subject LIKE '%has not succeeded%'"),
         "0",
@@ -284,7 +256,7 @@ fn a_run_still_going_after_warn_after_sends_one_alert_with_its_output_so_far_and
     );
     let mails = server.wait_for(1);
     assert_eq!(
-        subjects(&server),
+        server.subjects(),
         ["Scheduled job 'Slow export' is still running after 00:00:02"]
     );
     let body = mails[0].body();
@@ -298,7 +270,7 @@ fn a_run_still_going_after_warn_after_sends_one_alert_with_its_output_so_far_and
     assert_eq!(row[0], "succeeded", "the run was not touched");
     assert_eq!(row[1], "first part\nsecond part\n");
     assert_eq!(row[2], "true");
-    assert_eq!(show(&db, &config, "slow")["warn_after"], "00:00:02");
+    assert_eq!(db.job_json(&config, "slow")["warn_after"], "00:00:02");
 }
 
 #[test]

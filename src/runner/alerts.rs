@@ -184,6 +184,23 @@ fn queue_to(
     Ok(())
 }
 
+/// [`queue_to`] the recipients of `job`'s alerts.
+fn queue_for(
+    shared: &Shared,
+    tx: &mut postgres::Transaction,
+    job: &Job,
+    composed: &mail::Mail,
+    payload: &webhook::Payload,
+) -> Result<(), postgres::Error> {
+    queue_to(
+        shared,
+        tx,
+        &recipients(shared, Some(job)),
+        composed,
+        payload,
+    )
+}
+
 /// The slow-run warning (§20) of run `run_id` of `job`, still going after
 /// `warn_after_secs`, with `output` written so far: marked on the run
 /// (`store::mark_slow_warned`, once per run) and queued in one transaction.
@@ -222,24 +239,14 @@ pub fn slow(
         );
         let now = store::db_now(&mut tx)?;
         let payload = webhook::Payload {
-            event: webhook::Event::Slow,
-            job: Some(job.name.clone()),
-            description: Some(job.description.clone()),
-            host: shared.host.clone(),
             run_id: Some(run_id),
             state: Some(RunState::Running.to_string()),
             started_at: Some(started_at),
             runtime_seconds: Some((now - started_at).num_milliseconds() as f64 / 1000.0),
             output: output.to_string(),
-            text: composed.subject.clone(),
+            ..job_payload(shared, webhook::Event::Slow, job, &composed)
         };
-        queue_to(
-            shared,
-            &mut tx,
-            &recipients(shared, Some(job)),
-            &composed,
-            &payload,
-        )?;
+        queue_for(shared, &mut tx, job, &composed, &payload)?;
     }
     tx.commit()
 }
@@ -325,26 +332,35 @@ pub fn dead_man(shared: &Shared, client: &mut postgres::Client) -> Result<(), po
             continue;
         }
         let payload = webhook::Payload {
-            event: webhook::Event::Overdue,
-            job: Some(job.name.clone()),
-            description: Some(job.description.clone()),
-            host: shared.host.clone(),
-            run_id: None,
             state: job.last_state.map(|s| s.to_string()),
-            started_at: None,
-            runtime_seconds: None,
             output: composed.body.clone(),
-            text: composed.subject.clone(),
+            ..job_payload(shared, webhook::Event::Overdue, job, &composed)
         };
-        queue_to(
-            shared,
-            &mut tx,
-            &recipients(shared, Some(job)),
-            &composed,
-            &payload,
-        )?;
+        queue_for(shared, &mut tx, job, &composed, &payload)?;
     }
     tx.commit()
+}
+
+/// The payload of an alert about `job` rather than one finished run (§20):
+/// no run, state, start or runtime until the caller says otherwise.
+fn job_payload(
+    shared: &Shared,
+    event: webhook::Event,
+    job: &Job,
+    composed: &mail::Mail,
+) -> webhook::Payload {
+    webhook::Payload {
+        event,
+        job: Some(job.name.clone()),
+        description: Some(job.description.clone()),
+        host: shared.host.clone(),
+        run_id: None,
+        state: None,
+        started_at: None,
+        runtime_seconds: None,
+        output: String::new(),
+        text: composed.subject.clone(),
+    }
 }
 
 /// The webhook `event` of a run's usual mail (§20). An interrupted run is a
