@@ -27,6 +27,12 @@ ALTER TABLE manage.jobs
     ADD COLUMN override_warn_after_seconds integer NULL
         CHECK (override_warn_after_seconds > 0);
 
+-- Every heartbeat of every runner asks whether some job is silent too long:
+-- with this index it reads only the jobs that expect a success at all.
+CREATE INDEX jobs_expecting_success ON manage.jobs (name)
+    WHERE coalesce(override_expect_success_within_seconds,
+                   builtin_expect_success_within_seconds) IS NOT NULL;
+
 -- The slow-run warning of a run went out (set by the runner that owns the
 -- run, which alone has its output so far): at most one per run.
 ALTER TABLE manage.runs ADD COLUMN slow_warned boolean NOT NULL DEFAULT false;

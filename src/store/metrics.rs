@@ -49,9 +49,9 @@ pub struct GlobalFigures {
 pub fn job_figures(client: &mut impl GenericClient) -> anyhow::Result<Vec<JobFigures>> {
     let sql = concat!(
         "SELECT j.name, j.enabled, j.running_run IS NOT NULL AS running, j.next_run, j.last_run, \
-                j.last_success, j.last_runtime_seconds, j.consecutive_failures, ",
+                j.last_success, j.last_runtime_seconds, j.consecutive_failures, coalesce(",
         silent_too_long!(),
-        " AS overdue, coalesce(t.runs, '{}'::jsonb) AS runs \
+        ", false) AS overdue, coalesce(t.runs, '{}'::jsonb) AS runs \
          FROM manage.jobs j \
          LEFT JOIN ( \
              SELECT job, jsonb_object_agg(state, n) AS runs FROM ( \
