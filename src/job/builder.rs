@@ -360,3 +360,48 @@ impl Job {
 fn seconds(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop(_: &mut JobContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[test]
+    fn notify_expect_success_within_and_warn_after_reach_the_jobs_settings() {
+        let job = Job::new("backup", noop)
+            .timeout(Duration::from_secs(600))
+            .notify(&["dba@example.com", "webhook:chat"])
+            .expect_success_within(Duration::from_secs(26 * 3600))
+            .warn_after(Duration::from_secs(300));
+        assert_eq!(job.problem(), None);
+        let settings = job.into_builtin().settings();
+        assert_eq!(
+            settings.notify,
+            Some(vec!["dba@example.com".into(), "webhook:chat".into()])
+        );
+        assert_eq!(settings.expect_success_within_secs, Some(26 * 3600));
+        assert_eq!(settings.warn_after_secs, Some(300));
+    }
+
+    #[test]
+    fn a_warning_not_before_the_timeout_or_a_bad_address_is_a_problem() {
+        let late = Job::new("backup", noop)
+            .timeout(Duration::from_secs(60))
+            .warn_after(Duration::from_secs(60));
+        let problem = late.problem().unwrap_or_default();
+        assert!(
+            problem.starts_with("job backup: warn_after: 00:01:00"),
+            "{problem}"
+        );
+        let bad = Job::new("backup", noop).notify(&["not an address"]);
+        let problem = bad.problem().unwrap_or_default();
+        assert!(problem.contains("notify: "), "{problem}");
+        assert!(
+            problem.contains("expected a mail address or webhook:NAME"),
+            "{problem}"
+        );
+    }
+}
