@@ -298,6 +298,13 @@ fn bad_dead_man_and_slow_run_settings_are_refused_and_change_nothing() {
         .args(["jobs", "list"])
         .run()
         .assert_bad_input(&["jobs.q.warn_after", "command"]);
+    let sql_job = format!("{jobs}[jobs.q]\nsql = \"SELECT 1\"\n");
+    db.manage().config(&sql_job).arg("migrate").ok();
+    db.manage()
+        .config(&sql_job)
+        .args(["jobs", "configure", "q", "--warn-after", "00:01"])
+        .run()
+        .assert_bad_input(&["--warn-after", "job q", "SQL"]);
     let before = db
         .manage()
         .config(jobs)

@@ -260,10 +260,13 @@ impl Job {
             if after < Duration::from_secs(1) {
                 return named("warn_after must be at least one second".into());
             }
-            if let Err(problem) =
-                crate::config::check_warn_after(seconds(after), seconds(self.timeout))
-            {
-                return named(format!("warn_after: {problem}"));
+            // An internal job has no timeout that stops it (§2).
+            if !self.internal {
+                if let Err(problem) =
+                    crate::config::check_warn_after(seconds(after), seconds(self.timeout))
+                {
+                    return named(format!("warn_after: {problem}"));
+                }
             }
         }
         for recipient in self.notify.iter().flatten() {

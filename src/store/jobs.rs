@@ -351,7 +351,17 @@ pub fn configure(
     if let Some(warn_after) = change.warn_after_secs {
         row.override_warn_after_seconds = warn_after.map(i32::try_from).transpose()?;
     }
-    if let Some(warn_after) = row.warn_after_seconds() {
+    if row.warn_after_seconds().is_some() && row.kind() == crate::job::Kind::Sql {
+        return crate::error::bad_input(format!(
+            "--warn-after for job {name}: applies to a job with a command or written in Rust; \
+             an SQL job's timeout cancels it"
+        ));
+    }
+    // Only a child process has a timeout that stops it (§2).
+    if let Some(warn_after) = row
+        .warn_after_seconds()
+        .filter(|_| row.kind() == crate::job::Kind::Process)
+    {
         let timeout = u32::try_from(row.timeout_seconds).unwrap_or(u32::MAX);
         if let Err(problem) = crate::config::check_warn_after(warn_after, timeout) {
             return crate::error::bad_input(format!("--warn-after for job {name}: {problem}"));
