@@ -169,6 +169,12 @@ pub struct JobSettings {
     /// Who this job's alerts go to (§20), instead of `notifications.email`:
     /// mail addresses and `webhook:NAME`s. `None`: the global recipient.
     pub notify: Option<Vec<String>>,
+    /// The dead-man alert (§20): overdue when it has not succeeded for this
+    /// many seconds. `None`: never overdue for that reason.
+    pub expect_success_within_secs: Option<u32>,
+    /// The slow-run warning (§20): one alert when a run is still going after
+    /// this many seconds.
+    pub warn_after_secs: Option<u32>,
     /// The initial value of the operator's *notify on success*.
     pub notify_on_success: bool,
     /// What a slot that comes while the job runs does (§21).
@@ -199,6 +205,8 @@ impl JobSettings {
             runs_on: Vec::new(),
             jitter_secs: 0,
             notify: None,
+            expect_success_within_secs: None,
+            warn_after_secs: None,
             notify_on_success: false,
             overlap: crate::job::Overlap::Wait,
             on_success: Vec::new(),
@@ -402,6 +410,20 @@ pub fn check_jitter(jitter_secs: u32, schedule: Option<&Schedule>, tz: Tz) -> Re
     }
 }
 
+/// A slow-run warning (§20) must come before the timeout: at the timeout
+/// the run is stopped, so a warning at or after it could never be sent.
+pub fn check_warn_after(warn_after_secs: u32, timeout_secs: u32) -> Result<(), String> {
+    if warn_after_secs >= timeout_secs {
+        return Err(format!(
+            "{} is not shorter than the job's timeout ({}): expected less than the timeout, \
+             which stops the run",
+            schedule::format_duration(warn_after_secs),
+            schedule::format_duration(timeout_secs)
+        ));
+    }
+    Ok(())
+}
+
 /// A runner tag (§19): 1 to 63 letters, digits, `_`, `-` or `.`, so that a
 /// comma-separated list (`--runs-on gpu,eu`, `MANAGE_RUNNER_TAGS`) and the
 /// problem texts can hold it as it is.
@@ -537,6 +559,18 @@ fn webhooks(
         );
     }
     Ok(hooks)
+}
+
+/// A `--notify` list as the command line and the web form take it:
+/// comma-separated, blanks dropped, checked as [`check_notify`] checks.
+pub fn notify_arg(text: &str, webhooks: &BTreeMap<String, Webhook>) -> Result<Vec<String>, String> {
+    let items: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(String::from)
+        .collect();
+    check_notify(&items, webhooks)
 }
 
 /// A job's `notify` (§20): mail addresses and `webhook:NAME`s of configured
@@ -676,11 +710,23 @@ fn declared_job(
         runs_on: raw.runs_on.unwrap_or_default(),
         jitter_secs: raw.jitter.unwrap_or(0),
         notify: raw.notify,
+        expect_success_within_secs: raw.expect_success_within,
+        warn_after_secs: raw.warn_after,
         notify_on_success: raw.notify_on_success.unwrap_or(defaults.notify_on_success),
         overlap: raw.overlap.unwrap_or_default(),
         on_success: raw.on_success.unwrap_or_default(),
         on_failure: raw.on_failure.unwrap_or_default(),
     };
+    if settings.warn_after_secs.is_some() && matches!(action, DeclaredAction::Sql(_)) {
+        return Err((
+            k("warn_after"),
+            "applies to a job with a command only; an SQL job's timeout cancels it".into(),
+        ));
+    }
+    if let Some(warn_after) = settings.warn_after_secs {
+        check_warn_after(warn_after, settings.timeout_secs)
+            .map_err(|problem| (k("warn_after"), problem))?;
+    }
     if let Some(jitter) = raw.jitter {
         check_jitter(
             jitter,
@@ -962,7 +1008,7 @@ mod tests {
     }
 
     #[test]
-    fn the_examples_commented_webhooks_and_notify_load() {
+    fn the_examples_commented_webhooks_notify_and_dead_man_settings_load() {
         let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
         let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
         let text = std::fs::read_to_string(&example).unwrap();
@@ -976,7 +1022,14 @@ mod tests {
                     in_hooks = false;
                 }
                 match line.strip_prefix("# ") {
-                    Some(rest) if in_hooks || rest.starts_with("notify = ") => format!("{rest}\n"),
+                    Some(rest)
+                        if in_hooks
+                            || ["notify = ", "expect_success_within = ", "warn_after = "]
+                                .iter()
+                                .any(|key| rest.starts_with(key)) =>
+                    {
+                        format!("{rest}\n")
+                    }
                     _ => format!("{line}\n"),
                 }
             })
@@ -1003,6 +1056,9 @@ mod tests {
             config.jobs["refresh_exchange_rates"].settings.notify,
             Some(vec!["ops@example.com".into(), "webhook:chat".into()])
         );
+        let settings = &config.jobs["refresh_exchange_rates"].settings;
+        assert_eq!(settings.expect_success_within_secs, Some(26 * 3600));
+        assert_eq!(settings.warn_after_secs, Some(180));
     }
 
     #[test]

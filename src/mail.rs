@@ -121,6 +121,99 @@ pub fn compose_recovery(failed_runs: u32, facts: &RunFacts, tz: Tz) -> Mail {
     }
 }
 
+/// What a dead-man alert (§20) reports: how long the job has been silent,
+/// its last success and run, its next run, and why it is not running.
+pub struct OverdueFacts<'a> {
+    pub job: &'a str,
+    pub description: &'a str,
+    pub host: &'a str,
+    pub within_secs: u32,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_state: Option<crate::job::RunState>,
+    pub next_run: Option<DateTime<Utc>>,
+    /// Why it is not running, each a phrase (`disabled`, `paused until …`);
+    /// empty when nothing is known to stop it.
+    pub reasons: &'a [String],
+}
+
+/// The dead-man alert (§20): subject `Scheduled job '<description>' has not
+/// succeeded for DURATION`.
+pub fn compose_overdue(facts: &OverdueFacts, tz: Tz) -> Mail {
+    let description = header_safe(facts.description);
+    let within = crate::schedule::format_duration(facts.within_secs);
+    let instant = |t: Option<DateTime<Utc>>, none: &str| {
+        t.map_or_else(
+            || none.to_string(),
+            |t| crate::schedule::human_instant(t, tz),
+        )
+    };
+    let last_run = match (facts.last_run, facts.last_state) {
+        (Some(at), Some(state)) => format!("{} ({state})", instant(Some(at), "")),
+        (Some(at), None) => instant(Some(at), ""),
+        (None, _) => "never".to_string(),
+    };
+    let why = if facts.reasons.is_empty() {
+        "unknown".to_string()
+    } else {
+        facts.reasons.join("; ")
+    };
+    Mail {
+        subject: format!("Scheduled job '{description}' has not succeeded for {within}"),
+        body: format!(
+            "Job {} ({}) has not succeeded for {within}.\n\n\
+             Last success: {}\nLast run: {last_run}\nNext run: {}\nNot running because: {why}\n\n\
+             Job: {} ({})\nHost: {}\n",
+            facts.job,
+            facts.description,
+            instant(facts.last_success, "never"),
+            instant(facts.next_run, "none"),
+            facts.job,
+            facts.description,
+            facts.host,
+        ),
+        headers: auto_headers(),
+    }
+}
+
+/// The most of a run's output so far that a slow-run warning carries (§20).
+pub const MAX_SLOW_OUTPUT: usize = 4 * 1024;
+
+/// What a slow-run warning (§20) reports.
+pub struct SlowFacts<'a> {
+    pub job: &'a str,
+    pub description: &'a str,
+    pub host: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub after_secs: u32,
+    /// The output so far, at most [`MAX_SLOW_OUTPUT`] bytes.
+    pub output: &'a str,
+}
+
+/// The slow-run warning (§20): subject `Scheduled job '<description>' is
+/// still running after DURATION`; the run itself goes on.
+pub fn compose_slow(facts: &SlowFacts, tz: Tz) -> Mail {
+    let description = header_safe(facts.description);
+    let after = crate::schedule::format_duration(facts.after_secs);
+    let output = if facts.output.is_empty() {
+        "(no output)"
+    } else {
+        facts.output.trim_end_matches('\n')
+    };
+    Mail {
+        subject: format!("Scheduled job '{description}' is still running after {after}"),
+        body: format!(
+            "Job {} ({}) is still running after {after}; it goes on, and its timeout still applies.\n\n\
+             Started: {}\nHost: {}\n\nOutput so far:\n{output}\n",
+            facts.job,
+            facts.description,
+            crate::schedule::human_instant(facts.started_at, tz),
+            facts.host,
+        ),
+        headers: auto_headers(),
+    }
+}
+
 /// The usual fields (§6): the output, then job, host, start, runtime, state.
 fn run_body(facts: &RunFacts, tz: Tz) -> String {
     let output = if facts.output.is_empty() {

@@ -165,6 +165,13 @@ pub fn format(jobs: &[JobFigures], globals: &GlobalFigures) -> String {
         "Failed runs (a retry series counts once) since the job's last success.",
         |j| Some(f64::from(j.consecutive_failures)),
     );
+    job_gauge(
+        &mut out,
+        jobs,
+        "manage_job_overdue",
+        "Whether the job has not succeeded within its expect_success_within (1) or has (0).",
+        |j| Some(flag(j.overdue)),
+    );
 
     let name = "manage_job_runs_total";
     let mut family = Family::new(
@@ -253,6 +260,7 @@ mod tests {
             last_success: None,
             last_runtime_seconds: None,
             consecutive_failures: 0,
+            overdue: false,
             runs: BTreeMap::new(),
         }
     }
@@ -277,6 +285,7 @@ mod tests {
             "manage_job_last_success_timestamp_seconds",
             "manage_job_last_duration_seconds",
             "manage_job_consecutive_failures",
+            "manage_job_overdue",
             "manage_job_runs_total",
             "manage_jobs_held",
             "manage_runners",

@@ -150,6 +150,16 @@ fn settings(job: &Job, tz: Tz) -> Vec<(&'static str, String)> {
         ("overlap", job.overlap().to_string()),
         ("on_success", format!("[{}]", job.on_success().join(", "))),
         ("on_failure", format!("[{}]", job.on_failure().join(", "))),
+        (
+            "expect_success_within",
+            job.expect_success_within_seconds()
+                .map_or_else(none, schedule::format_duration),
+        ),
+        (
+            "warn_after",
+            job.warn_after_seconds()
+                .map_or_else(none, schedule::format_duration),
+        ),
     ]
 }
 

@@ -42,21 +42,6 @@ fn run_due(db: &TestDb, config: &str, job: &str) {
         .run();
 }
 
-fn subjects(server: &SmtpServer) -> Vec<String> {
-    server
-        .received()
-        .iter()
-        .map(|m| m.header("Subject").unwrap_or_default())
-        .collect()
-}
-
-fn job_json(db: &TestDb, config: &str, job: &str) -> serde_json::Value {
-    db.manage()
-        .config(config)
-        .args(["jobs", "show", job, "--json"])
-        .json()
-}
-
 #[test]
 fn failures_mail_from_the_alert_after_th_on_and_the_success_after_them_mails_a_recovery() {
     let server = SmtpServer::plain();
@@ -69,10 +54,10 @@ fn failures_mail_from_the_alert_after_th_on_and_the_success_after_them_mails_a_r
     let mut seen = Vec::new();
     for n in 1..=4 {
         run_due(&db, &config, "flaky");
-        let job = job_json(&db, &config, "flaky");
+        let job = db.job_json(&config, "flaky");
         assert_eq!(job["consecutive_failures"], n, "after failure {n}");
         assert_eq!(job["alert_after"], 3);
-        seen.push(subjects(&server).len());
+        seen.push(server.subjects().len());
     }
     assert_eq!(
         seen,
@@ -80,7 +65,7 @@ fn failures_mail_from_the_alert_after_th_on_and_the_success_after_them_mails_a_r
         "no mail before the 3rd failure, one per failure from then on"
     );
     assert_eq!(
-        subjects(&server),
+        server.subjects(),
         ["Scheduled job 'Flaky job' failed"; 2],
         "{:#?}",
         server.received()
@@ -104,7 +89,7 @@ fn failures_mail_from_the_alert_after_th_on_and_the_success_after_them_mails_a_r
     );
     assert!(recovery.body().contains("\nJob: flaky (Flaky job)\n"));
     assert!(recovery.body().contains("\nState: succeeded\n"));
-    assert_eq!(job_json(&db, &config, "flaky")["consecutive_failures"], 0);
+    assert_eq!(db.job_json(&config, "flaky")["consecutive_failures"], 0);
 
     // A second success mails nothing more.
     run_due(&db, &config, "flaky");
@@ -121,10 +106,10 @@ fn a_streak_that_never_reached_alert_after_ends_without_a_recovery_mail() {
     db.manage().config(&config).arg("migrate").ok();
     run_due(&db, &config, "flaky");
     run_due(&db, &config, "flaky");
-    assert_eq!(job_json(&db, &config, "flaky")["consecutive_failures"], 2);
+    assert_eq!(db.job_json(&config, "flaky")["consecutive_failures"], 2);
     std::fs::write(&flag, "").unwrap();
     run_due(&db, &config, "flaky");
-    assert_eq!(job_json(&db, &config, "flaky")["consecutive_failures"], 0);
+    assert_eq!(db.job_json(&config, "flaky")["consecutive_failures"], 0);
     assert!(server.received().is_empty(), "{:#?}", server.received());
     assert_eq!(db.value("SELECT count(*) FROM manage.mail_queue"), "0");
 }
@@ -144,12 +129,12 @@ fn a_retry_series_counts_as_one_failure() {
         run_due(&db, &config, "flaky");
         let expected = if attempt < 3 { 0 } else { 1 };
         assert_eq!(
-            job_json(&db, &config, "flaky")["consecutive_failures"],
+            db.job_json(&config, "flaky")["consecutive_failures"],
             expected,
             "after attempt {attempt}"
         );
     }
-    assert_eq!(subjects(&server), ["Scheduled job 'Flaky job' failed"]);
+    assert_eq!(server.subjects(), ["Scheduled job 'Flaky job' failed"]);
 }
 
 /// What an operator may do while a retry waits (§18): none of it ends the
@@ -260,7 +245,7 @@ fn what_the_operator_does_during_a_retry_delay_never_ends_the_failure_streak() {
                 "{interruption:?}: after series {streak}"
             );
             assert_eq!(
-                subjects(&server),
+                server.subjects(),
                 vec!["Scheduled job 'Flaky job' failed".to_string(); mails],
                 "{interruption:?}: mails after series {streak}"
             );

@@ -984,6 +984,11 @@ const NUMERIC_ARGUMENTS: &[(&[&str], &str)] = &[
         "8784:00:01",
     ),
     (&["jobs", "configure", "poll", "--jitter"], "8784:00:01"),
+    (
+        &["jobs", "configure", "poll", "--expect-success-within"],
+        "8784:00:01",
+    ),
+    (&["jobs", "configure", "poll", "--warn-after"], "8784:00:01"),
     (&["jobs", "run-now", "poll", "--in"], "8784:00:01"),
     (&["jobs", "run-now", "poll", "--timeout"], "8784:00:01"),
     (&["purge_job_history", "--keep-days"], "1000001"),

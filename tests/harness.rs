@@ -411,6 +411,14 @@ impl TestDb {
             .run()
     }
 
+    /// `jobs show NAME --json` under `config`.
+    pub fn job_json(&self, config: &str, name: &str) -> serde_json::Value {
+        self.manage()
+            .config(config)
+            .args(["jobs", "show", name, "--json"])
+            .json()
+    }
+
     /// How many mails and webhook deliveries are queued.
     pub fn queue_len(&self) -> i64 {
         self.value("SELECT count(*) FROM manage.mail_queue")

@@ -13,6 +13,7 @@ mod browser;
 mod configuration;
 mod controls;
 mod database_tls;
+mod dead_man;
 mod embedded;
 mod flow;
 mod high_availability;

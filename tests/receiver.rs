@@ -159,3 +159,16 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         Answer::Silence => state.lock().unwrap().held.push(stream),
     }
 }
+
+/// The HMAC-SHA256 of `body` under `secret`, in hex: the signature a
+/// webhook with that secret must carry, computed apart from `manage`.
+pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

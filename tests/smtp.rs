@@ -256,6 +256,14 @@ impl SmtpServer {
         self.received.lock().unwrap().clone()
     }
 
+    /// The subjects of the messages received so far, in order.
+    pub fn subjects(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .map(|m| m.header("Subject").unwrap_or_default())
+            .collect()
+    }
+
     /// Wait until `count` messages have arrived (at most 20 s).
     pub fn wait_for(&self, count: usize) -> Vec<Received> {
         crate::harness::wait_for(Duration::from_secs(20), "mail to arrive", || {

@@ -1280,3 +1280,73 @@ fn the_form_sets_overlap_and_chains_as_jobs_configure_does_and_refuses_a_cycle()
     assert_eq!(reply.status, 303, "{}", reply.body);
     assert_eq!(show(&db, "poll")["overlap"], "wait");
 }
+
+/// Post the job form of `poll` (enabled) with `fields` besides its token.
+fn configure_poll(web: &WebServer, token: &str, fields: &[(&str, &str)]) -> Reply {
+    let mut form = vec![("csrf", token), ("enabled", "on")];
+    form.extend_from_slice(fields);
+    post(&web.url("/jobs/poll/configure"), &form)
+}
+
+#[test]
+fn the_form_sets_notify_expect_success_within_and_warn_after_as_jobs_configure_does() {
+    let db = setup();
+    let web = start(&db);
+    let page = get(&web.url("/jobs/poll")).body;
+    for field in ["notify", "expect_success_within", "warn_after"] {
+        assert!(page.contains(&format!("<label for=\"{field}\"")), "{field}");
+    }
+    let token = csrf(&page);
+    let set = [
+        ("notify", "ops@example.org, dev@example.org"),
+        ("expect_success_within", "02:00:00"),
+        ("warn_after", "01:00"),
+    ];
+    let reply = configure_poll(&web, &token, &set);
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let job = show(&db, "poll");
+    let recipients = serde_json::json!(["ops@example.org", "dev@example.org"]);
+    assert_eq!(job["notify"], recipients);
+    assert_eq!(job["expect_success_within"], "02:00:00");
+    assert_eq!(job["warn_after"], "00:01:00");
+    // Shown back; sent back as shown it changes nothing.
+    let page = get(&web.url("/jobs/poll")).body;
+    assert!(page.contains("value=\"ops@example.org,dev@example.org\""));
+    let token = csrf(&page);
+    let shown = [
+        ("notify", "ops@example.org,dev@example.org"),
+        ("expect_success_within", "02:00:00"),
+        ("warn_after", "00:01:00"),
+    ];
+    assert_eq!(configure_poll(&web, &token, &shown).status, 303);
+    assert_eq!(show(&db, "poll"), job);
+    // Refused as on the command line, and nothing changes: an unknown
+    // webhook, a warning not before the timeout.
+    for (field, value, needle) in [
+        (
+            "notify",
+            "webhook:chat",
+            "no [notifications.webhooks] are configured",
+        ),
+        ("warn_after", "05:00", "timeout"),
+    ] {
+        let reply = configure_poll(&web, &token, &[(field, value)]);
+        assert_eq!(reply.status, 400, "{field}: {}", reply.body);
+        assert!(reply.body.contains(needle), "{field}: {}", reply.body);
+        assert_eq!(show(&db, "poll"), job);
+    }
+    // Emptied: the declared values (none) and the global recipient.
+    let emptied = [
+        ("notify", ""),
+        ("expect_success_within", ""),
+        ("warn_after", ""),
+    ];
+    assert_eq!(configure_poll(&web, &token, &emptied).status, 303);
+    let job = show(&db, "poll");
+    assert!(job["expect_success_within"].is_null(), "{job}");
+    assert!(job["warn_after"].is_null(), "{job}");
+    assert_eq!(
+        db.value("SELECT override_notify IS NULL FROM manage.jobs WHERE name = 'poll'"),
+        "t"
+    );
+}

@@ -8,11 +8,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
 use crate::harness::TestDb;
-use crate::receiver::{Answer, Receiver};
+use crate::receiver::{hmac_hex, Answer, Receiver};
 use crate::smtp::{free_port, SmtpServer};
 
 const SECRET: &str = "hook-s3cret";
@@ -20,16 +17,6 @@ const SECRET: &str = "hook-s3cret";
 /// `[notifications]` with webhook `ops` (JSON, signed) at `url`, then `rest`.
 fn config(url: &str, rest: &str) -> String {
     format!("[notifications.webhooks.ops]\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n{rest}")
-}
-
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Queue `count` webhook alerts for `ops` directly: `alert 1`, `alert 2`, …

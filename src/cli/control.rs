@@ -117,6 +117,20 @@ pub struct ConfigureArgs {
     /// Remove the jobs set with --on-failure (the declared on_failure, if any, applies again)
     #[arg(long)]
     clear_on_failure: bool,
+    /// Alert once when the job has not succeeded for this long (MM:SS or HH:MM:SS), whatever the reason, overriding the file
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
+          allow_negative_numbers = true, conflicts_with = "clear_expect_success_within")]
+    expect_success_within: Option<u32>,
+    /// Remove the value set with --expect-success-within (the declared one, if any, applies again)
+    #[arg(long)]
+    clear_expect_success_within: bool,
+    /// Alert once when a run is still going after this long (MM:SS or HH:MM:SS, less than the timeout), overriding the file
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg,
+          allow_negative_numbers = true, conflicts_with = "clear_warn_after")]
+    warn_after: Option<u32>,
+    /// Remove the value set with --warn-after (the declared one, if any, applies again)
+    #[arg(long)]
+    clear_warn_after: bool,
 }
 
 #[derive(Debug, Args)]
@@ -220,18 +234,17 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         overlap: None,
         on_success: None,
         on_failure: None,
+        expect_success_within_secs: None,
+        warn_after_secs: None,
     };
     change.overlap = set_or_clear(args.overlap, args.clear_overlap);
     change.on_success = set_or_clear(args.on_success.map(|l| l.0), args.clear_on_success);
     change.on_failure = set_or_clear(args.on_failure.map(|l| l.0), args.clear_on_failure);
+    change.expect_success_within_secs =
+        set_or_clear(args.expect_success_within, args.clear_expect_success_within);
+    change.warn_after_secs = set_or_clear(args.warn_after, args.clear_warn_after);
     if let Some(list) = &args.notify {
-        let items: Vec<String> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|i| !i.is_empty())
-            .map(String::from)
-            .collect();
-        match crate::config::check_notify(&items, &ctx.config.notifications.webhooks) {
+        match crate::config::notify_arg(list, &ctx.config.notifications.webhooks) {
             Ok(checked) => change.notify = Some(Some(checked)),
             Err(e) => return bad_input(format!("--notify: {e}")),
         }
@@ -289,7 +302,8 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
              --clear-timezone, --start-deadline, --clear-start-deadline, --retries, --retry-delay, \
              --alert-after, --runs-on, --clear-runs-on, --jitter, --clear-jitter, --pause-until, --resume, \
              --notify, --clear-notify, --overlap, --clear-overlap, --on-success, --clear-on-success, \
-             --on-failure, --clear-on-failure",
+             --on-failure, --clear-on-failure, --expect-success-within, --clear-expect-success-within, \
+             --warn-after, --clear-warn-after",
             args.name
         ));
     }
@@ -322,6 +336,11 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
         "On failure:         {}",
         render::chain(row.on_failure(), row.override_on_failure.is_some())
     );
+    println!(
+        "Expect success in:  {}",
+        render::expect_success_within(&row)
+    );
+    println!("Warn after:         {}", render::warn_after(&row));
     if let Some(until) = row.paused_at(now) {
         println!(
             "Paused until:       {}",
@@ -456,6 +475,8 @@ fn ask(row: &Job) -> anyhow::Result<ConfigChange> {
         overlap: None,
         on_success: None,
         on_failure: None,
+        expect_success_within_secs: None,
+        warn_after_secs: None,
     })
 }
 

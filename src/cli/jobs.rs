@@ -276,6 +276,8 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
             "Notify",
             render::notify(&row, ctx.config.notifications.email.as_deref()),
         ),
+        ("Expect success in", render::expect_success_within(&row)),
+        ("Warn after", render::warn_after(&row)),
         ("Consecutive failures", row.consecutive_failures.to_string()),
         (
             "Built-in schedule",

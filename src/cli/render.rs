@@ -11,8 +11,9 @@ use comfy_table::{Cell, Color, ContentArrangement, Table};
 // Re-exported so that the commands keep calling `render::human_time` beside
 // `render::table`: one name for everything the command line shows.
 pub use crate::view::text::{
-    alert_after, chain, human_time, human_time_opt, insert_extra_runs, jitter, json_time, kind,
-    next_run, notify, notify_list, overlap, relative, retries, runs_on, seconds, transaction,
+    alert_after, chain, expect_success_within, human_time, human_time_opt, insert_extra_runs,
+    jitter, json_time, kind, next_run, notify, notify_list, overlap, relative, retries, runs_on,
+    seconds, transaction, warn_after,
 };
 
 /// Control characters other than newline and tab written as `\xNN` (C1

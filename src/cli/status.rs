@@ -121,10 +121,7 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<()> {
             render::human_time_opt(health.overview.last_run, tz, "none yet")
         );
         println!("Running:  {}", list(health.running.clone()));
-        println!(
-            "Overdue:  {}",
-            list(health.overdue.iter().map(|(n, _)| n.clone()).collect())
-        );
+        println!("Overdue:  {}", list(health.overdue_names.clone()));
         println!(
             "Failing:  {}",
             list(health.failing.iter().map(|(n, _)| n.clone()).collect())

@@ -150,6 +150,10 @@ pub(super) struct RawJob {
     pub notify_on_success: Option<bool>,
     #[serde(deserialize_with = "keys::strings")]
     pub notify: Option<Vec<String>>,
+    #[serde(deserialize_with = "keys::duration")]
+    pub expect_success_within: Option<u32>,
+    #[serde(deserialize_with = "keys::duration")]
+    pub warn_after: Option<u32>,
     #[serde(deserialize_with = "keys::app")]
     pub app: Option<String>,
     #[serde(deserialize_with = "keys::text")]

@@ -64,6 +64,9 @@ pub struct Job {
     on_failure: Vec<String>,
     overlap: super::Overlap,
     runs_on: Vec<String>,
+    notify: Option<Vec<String>>,
+    expect_success_within: Option<Duration>,
+    warn_after: Option<Duration>,
     notify_on_success: bool,
     delivers_mail: bool,
     options: Vec<JobOption>,
@@ -96,6 +99,9 @@ impl Job {
             on_failure: Vec::new(),
             overlap: super::Overlap::Wait,
             runs_on: Vec::new(),
+            notify: None,
+            expect_success_within: None,
+            warn_after: None,
             notify_on_success: false,
             delivers_mail: false,
             options: Vec::new(),
@@ -197,6 +203,32 @@ impl Job {
         self
     }
 
+    /// Send this job's alerts to these instead of `notifications.email`
+    /// (§20): mail addresses and `webhook:NAME`s of configured webhooks; an
+    /// empty list is nobody. The operator may change it with `jobs
+    /// configure --notify`.
+    pub fn notify(mut self, recipients: &[&str]) -> Job {
+        self.notify = Some(recipients.iter().map(|r| r.to_string()).collect());
+        self
+    }
+
+    /// The dead-man alert (§20): one alert when the job has not succeeded
+    /// for longer than this, whatever the reason (failing, skipped,
+    /// disabled, held, no runner); the next success sends a recovery.
+    /// Whole seconds, at least one.
+    pub fn expect_success_within(mut self, within: Duration) -> Job {
+        self.expect_success_within = Some(within);
+        self
+    }
+
+    /// The slow-run warning (§20): one alert when a run is still going
+    /// after this long, with its output so far; the run goes on. Whole
+    /// seconds, at least one, less than the timeout.
+    pub fn warn_after(mut self, after: Duration) -> Job {
+        self.warn_after = Some(after);
+        self
+    }
+
     /// Mail a success too, not only failures (the default is false; the
     /// operator may change it with `jobs configure`).
     pub fn notify_on_success(mut self, notify: bool) -> Job {
@@ -245,6 +277,34 @@ impl Job {
         }
         if self.timeout < Duration::from_secs(1) {
             return named("a timeout must be at least one second".into());
+        }
+        if self
+            .expect_success_within
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return named("expect_success_within must be at least one second".into());
+        }
+        if let Some(after) = self.warn_after {
+            if after < Duration::from_secs(1) {
+                return named("warn_after must be at least one second".into());
+            }
+            // An internal job has no timeout that stops it (§2).
+            if !self.internal {
+                if let Err(problem) =
+                    crate::config::check_warn_after(seconds(after), seconds(self.timeout))
+                {
+                    return named(format!("warn_after: {problem}"));
+                }
+            }
+        }
+        for recipient in self.notify.iter().flatten() {
+            if !recipient.starts_with(crate::webhook::RECIPIENT_PREFIX) {
+                if let Err(problem) = crate::mail::check_address(recipient) {
+                    return named(format!(
+                        "notify: {problem}; expected a mail address or webhook:NAME"
+                    ));
+                }
+            }
         }
         for option in &self.options {
             let valid = !option.long.is_empty()
@@ -312,17 +372,70 @@ impl Job {
             description: leak(description),
             schedule,
             internal: self.internal,
-            timeout_secs: u32::try_from(self.timeout.as_secs()).unwrap_or(u32::MAX),
+            timeout_secs: seconds(self.timeout),
             trigger_next: leak_all(self.trigger_next),
             on_success: leak_all(self.on_success),
             on_failure: leak_all(self.on_failure),
             overlap: self.overlap,
             runs_on: leak_all(self.runs_on),
+            notify: self.notify.map(leak_all),
+            expect_success_within_secs: self.expect_success_within.map(seconds),
+            warn_after_secs: self.warn_after.map(seconds),
             default_notify_on_success: self.notify_on_success,
             delivers_mail: self.delivers_mail,
             options: Box::leak(self.options.into_boxed_slice()),
             should_run: self.should_run,
             run: self.run,
         }))
+    }
+}
+
+/// Whole seconds of a duration, as the settings keep them.
+fn seconds(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop(_: &mut JobContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[test]
+    fn notify_expect_success_within_and_warn_after_reach_the_jobs_settings() {
+        let job = Job::new("backup", noop)
+            .timeout(Duration::from_secs(600))
+            .notify(&["dba@example.com", "webhook:chat"])
+            .expect_success_within(Duration::from_secs(26 * 3600))
+            .warn_after(Duration::from_secs(300));
+        assert_eq!(job.problem(), None);
+        let settings = job.into_builtin().settings();
+        assert_eq!(
+            settings.notify,
+            Some(vec!["dba@example.com".into(), "webhook:chat".into()])
+        );
+        assert_eq!(settings.expect_success_within_secs, Some(26 * 3600));
+        assert_eq!(settings.warn_after_secs, Some(300));
+    }
+
+    #[test]
+    fn a_warning_not_before_the_timeout_or_a_bad_address_is_a_problem() {
+        let late = Job::new("backup", noop)
+            .timeout(Duration::from_secs(60))
+            .warn_after(Duration::from_secs(60));
+        let problem = late.problem().unwrap_or_default();
+        assert!(
+            problem.starts_with("job backup: warn_after: 00:01:00"),
+            "{problem}"
+        );
+        let bad = Job::new("backup", noop).notify(&["not an address"]);
+        let problem = bad.problem().unwrap_or_default();
+        assert!(problem.contains("notify: "), "{problem}");
+        assert!(
+            problem.contains("expected a mail address or webhook:NAME"),
+            "{problem}"
+        );
     }
 }

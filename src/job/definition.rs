@@ -111,6 +111,11 @@ pub struct Builtin {
     pub overlap: super::Overlap,
     /// The tags a runner needs to take it (§19).
     pub runs_on: &'static [&'static str],
+    /// Who its alerts go to (§20) instead of `notifications.email`.
+    pub notify: Option<&'static [&'static str]>,
+    /// The dead-man alert's silence and the slow-run warning, in seconds (§20).
+    pub expect_success_within_secs: Option<u32>,
+    pub warn_after_secs: Option<u32>,
     pub default_notify_on_success: bool,
     /// This job delivers the mail queue: it is triggered whenever a mail is
     /// queued, and its own failures are never mailed (that would loop).
@@ -156,6 +161,11 @@ impl Builtin {
             on_success: self.on_success.iter().map(|s| s.to_string()).collect(),
             on_failure: self.on_failure.iter().map(|s| s.to_string()).collect(),
             overlap: self.overlap,
+            notify: self
+                .notify
+                .map(|list| list.iter().map(|s| s.to_string()).collect()),
+            expect_success_within_secs: self.expect_success_within_secs,
+            warn_after_secs: self.warn_after_secs,
             notify_on_success: self.default_notify_on_success,
             ..JobSettings::new(self.name)
         }
@@ -201,6 +211,10 @@ pub struct JobDef {
     pub overlap: super::Overlap,
     pub on_success: Vec<String>,
     pub on_failure: Vec<String>,
+    /// The dead-man alert's silence, in seconds (§20).
+    pub expect_success_within_secs: Option<u32>,
+    /// The slow-run warning, in seconds (§20).
+    pub warn_after_secs: Option<u32>,
     pub kind: JobKind,
 }
 
@@ -272,6 +286,8 @@ impl JobDef {
             overlap: settings.overlap,
             on_success: settings.on_success.clone(),
             on_failure: settings.on_failure.clone(),
+            expect_success_within_secs: settings.expect_success_within_secs,
+            warn_after_secs: settings.warn_after_secs,
             kind,
         }
     }
@@ -334,6 +350,10 @@ impl JobDef {
             || stored.builtin_overlap != self.overlap
             || stored.builtin_on_success != self.on_success
             || stored.builtin_on_failure != self.on_failure
+            || stored.builtin_expect_success_within_seconds.map(i64::from)
+                != self.expect_success_within_secs.map(i64::from)
+            || stored.builtin_warn_after_seconds.map(i64::from)
+                != self.warn_after_secs.map(i64::from)
     }
 
     /// Whether an SQL job's statements run outside a transaction block (§18).

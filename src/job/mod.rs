@@ -293,6 +293,17 @@ pub struct Job {
     pub override_on_success: Option<Vec<String>>,
     pub builtin_on_failure: Vec<String>,
     pub override_on_failure: Option<Vec<String>>,
+    /// The dead-man alert (§20), in seconds, as declared and as the operator
+    /// overrides it; when its effective value last changed; and when its
+    /// alert last went out.
+    pub builtin_expect_success_within_seconds: Option<i32>,
+    pub override_expect_success_within_seconds: Option<i32>,
+    pub expect_success_since: Option<DateTime<Utc>>,
+    pub overdue_alerted_at: Option<DateTime<Utc>>,
+    /// The slow-run warning (§20), in seconds, as declared and as the
+    /// operator overrides it.
+    pub builtin_warn_after_seconds: Option<i32>,
+    pub override_warn_after_seconds: Option<i32>,
 }
 
 /// The overlap policy (§21): what a slot of the schedule that comes while
@@ -601,6 +612,48 @@ impl Job {
         }
     }
 
+    /// The effective `expect_success_within` (§20), in seconds.
+    pub fn expect_success_within_seconds(&self) -> Option<u32> {
+        self.override_expect_success_within_seconds
+            .or(self.builtin_expect_success_within_seconds)
+            .and_then(|s| u32::try_from(s).ok())
+    }
+
+    /// The effective `warn_after` (§20), in seconds.
+    pub fn warn_after_seconds(&self) -> Option<u32> {
+        self.override_warn_after_seconds
+            .or(self.builtin_warn_after_seconds)
+            .and_then(|s| u32::try_from(s).ok())
+    }
+
+    /// Since when the job has been silent for the dead-man alert (§20): its
+    /// last success, or when the expectation took effect if that is later.
+    pub fn silent_since(&self) -> Option<DateTime<Utc>> {
+        self.last_success.max(self.expect_success_since)
+    }
+
+    /// Overdue for the dead-man alert (§20) at `now`: it expects a success
+    /// within D and has not had one for longer than that. The SQL of
+    /// `store::dead_man_alerts` says the same.
+    pub fn overdue_since_success(&self, now: DateTime<Utc>) -> bool {
+        match (self.expect_success_within_seconds(), self.silent_since()) {
+            (Some(within), Some(since)) if !self.removed => {
+                now - since > chrono::Duration::seconds(i64::from(within))
+            }
+            _ => false,
+        }
+    }
+
+    /// The dead-man alert went out for the current silence: the next
+    /// success sends the recovery mail (§20).
+    pub fn dead_man_alerted(&self) -> bool {
+        match (self.overdue_alerted_at, self.silent_since()) {
+            (Some(alerted), Some(since)) => alerted >= since,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
     /// The effective `runs_on` (§19): the tags a runner needs to take it.
     pub fn runs_on(&self) -> &[String] {
         self.override_runs_on
@@ -645,7 +698,11 @@ impl Job {
                 },
             }
         } else {
-            let recovered = mail_possible && self.alert_mailed && streak > 0;
+            // A dead-man alert (§20) is ended by the success like a mailed
+            // failure streak, and its recovery mail says how many of the
+            // silent time's runs failed (perhaps none: disabled, skipped).
+            let recovered =
+                mail_possible && ((self.alert_mailed && streak > 0) || self.dead_man_alerted());
             Alert {
                 consecutive_failures: 0,
                 alert_mailed: false,
@@ -961,6 +1018,12 @@ mod tests {
             override_on_success: None,
             builtin_on_failure: Vec::new(),
             override_on_failure: None,
+            builtin_expect_success_within_seconds: None,
+            override_expect_success_within_seconds: None,
+            expect_success_since: None,
+            overdue_alerted_at: None,
+            builtin_warn_after_seconds: None,
+            override_warn_after_seconds: None,
             consecutive_failures: 0,
             alert_mailed: false,
             last_success: None,
@@ -1039,6 +1102,62 @@ mod tests {
         m.builtin_interval_seconds = None;
         assert_eq!(m.next_run(at(9, 0), Tz::UTC), None);
         assert!(m.upcoming_runs(None, at(9, 0), 3, Tz::UTC).is_empty());
+    }
+
+    #[test]
+    fn a_job_is_silent_too_long_only_past_its_expectation_counted_from_the_later_of_success_and_setting(
+    ) {
+        let mut j = job();
+        assert!(!j.overdue_since_success(at(12, 0)), "no expectation, never");
+        j.builtin_expect_success_within_seconds = Some(3600);
+        j.expect_success_since = Some(at(9, 0));
+        assert!(
+            !j.overdue_since_success(at(10, 0)),
+            "exactly D is not longer than D"
+        );
+        assert!(j.overdue_since_success(at(10, 1)));
+        // A success after the setting counts from the success; one before
+        // it does not shorten the grace the setting gives.
+        j.last_success = Some(at(9, 30));
+        assert!(!j.overdue_since_success(at(10, 1)));
+        assert!(j.overdue_since_success(at(10, 31)));
+        j.last_success = Some(at(8, 0));
+        assert!(!j.overdue_since_success(at(9, 59)));
+        // The operator's value wins over the declared one.
+        j.override_expect_success_within_seconds = Some(60);
+        assert!(j.overdue_since_success(at(9, 2)));
+        j.removed = true;
+        assert!(
+            !j.overdue_since_success(at(12, 0)),
+            "a removed job is never overdue"
+        );
+    }
+
+    #[test]
+    fn the_dead_man_alert_belongs_to_one_silence_and_its_success_mails_the_recovery() {
+        let mut j = job();
+        j.builtin_expect_success_within_seconds = Some(60);
+        j.expect_success_since = Some(at(9, 0));
+        assert!(!j.dead_man_alerted());
+        j.overdue_alerted_at = Some(at(9, 2));
+        assert!(j.dead_man_alerted());
+        // Not failing (disabled, skipped): the recovery still goes out,
+        // counting no failed runs.
+        let after = j.alert_after_run(RunState::Succeeded, false, true);
+        assert_eq!(after.mail, AlertMail::Recovery { failed_runs: 0 });
+        assert_eq!(
+            j.alert_after_run(RunState::Succeeded, false, false).mail,
+            AlertMail::None,
+            "nobody to mail"
+        );
+        // A success after the alert starts a new silence: the old alert is
+        // not this one's.
+        j.last_success = Some(at(9, 5));
+        assert!(!j.dead_man_alerted());
+        assert_eq!(
+            j.alert_after_run(RunState::Succeeded, false, true).mail,
+            AlertMail::None
+        );
     }
 
     #[test]

@@ -352,12 +352,31 @@ fn wait_until(
     }
 }
 
+/// A call made once while a child is still running after `after`, with
+/// what it has written so far (the slow-run warning of §20); the child is
+/// not touched.
+pub struct SlowWarning<'a> {
+    pub after: Duration,
+    pub warn: &'a mut dyn FnMut(&[u8]),
+}
+
 /// Spawn the child; `started(group)` is called as soon as it runs (the caller
 /// records the group with the run). Blocks until the run is over.
 pub fn run_child(
     spec: &ChildSpec,
     stop: &StopHandle,
     started: impl FnOnce(&GroupIdentity),
+) -> std::io::Result<Finished> {
+    run_child_watched(spec, stop, started, None)
+}
+
+/// [`run_child`], with a slow-run warning when one is asked for and comes
+/// before the timeout.
+pub fn run_child_watched(
+    spec: &ChildSpec,
+    stop: &StopHandle,
+    started: impl FnOnce(&GroupIdentity),
+    slow: Option<SlowWarning>,
 ) -> std::io::Result<Finished> {
     let (read_end, write_end) = pipe()?;
     let mut env = spec.env.clone();
@@ -412,19 +431,35 @@ pub fn run_child(
     }
 
     let pidfd = pidfd_open(pgid);
-    let status = match wait_until(&mut child, pidfd.as_ref(), spec.timeout)? {
+    let waiting_since = Instant::now();
+    let mut exited = None;
+    if let Some(slow) = slow.filter(|s| s.after < spec.timeout) {
+        exited = wait_until(&mut child, pidfd.as_ref(), slow.after)?;
+        if exited.is_none() {
+            let so_far = captured.lock().map(|c| c.bytes.clone()).unwrap_or_default();
+            (slow.warn)(&so_far);
+        }
+    }
+    let status = match exited {
         Some(status) => Some(status),
-        None => {
-            kill_group(pgid, libc::SIGTERM);
-            match wait_until(&mut child, pidfd.as_ref(), KILL_AFTER)? {
-                Some(_) => None,
-                None => {
-                    kill_group(pgid, libc::SIGKILL);
-                    child.wait()?;
-                    None
+        None => match wait_until(
+            &mut child,
+            pidfd.as_ref(),
+            spec.timeout.saturating_sub(waiting_since.elapsed()),
+        )? {
+            Some(status) => Some(status),
+            None => {
+                kill_group(pgid, libc::SIGTERM);
+                match wait_until(&mut child, pidfd.as_ref(), KILL_AFTER)? {
+                    Some(_) => None,
+                    None => {
+                        kill_group(pgid, libc::SIGKILL);
+                        child.wait()?;
+                        None
+                    }
                 }
             }
-        }
+        },
     };
     // The run ends with the direct child; what is left of its group goes now,
     // and then whatever left the group but still carries the run's mark.

@@ -827,7 +827,11 @@ impl Loop {
     /// One statement: the heartbeat, the agenda, and whether any dead
     /// runner left a run behind (recovered only then).
     fn heartbeat(&mut self) -> Result<store::Agenda, postgres::Error> {
-        let (agenda, orphans) = store::heartbeat(
+        let store::Heartbeat {
+            agenda,
+            orphans,
+            dead_man_due,
+        } = store::heartbeat(
             &mut self.client,
             &mut self.prepared,
             self.shared.runner_id,
@@ -842,6 +846,11 @@ impl Loop {
             for run_id in store::replace_requests(&mut self.client, &watched)? {
                 self.shared.replace_run(run_id);
             }
+        }
+        // Checked on the heartbeat's tick, so an idle runner wakes no more
+        // often for it (§20: within 60 s of the moment).
+        if dead_man_due {
+            alerts::dead_man(&self.shared, &mut self.client)?;
         }
         if orphans {
             recover::recover_orphans(&self.shared, &mut self.client, &mut self.prepared)?;

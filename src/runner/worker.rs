@@ -310,6 +310,23 @@ fn watch_overlap(shared: &Shared, slot: &mut Option<Conn>, claimed: &Claimed) ->
     Some(claimed.run_id)
 }
 
+/// The output of an internal job, shared with the thread that may send its
+/// slow-run warning meanwhile (§20).
+struct SharedSink<'a>(&'a std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for SharedSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut sink) => sink.write(bytes),
+            Err(_) => Err(std::io::Error::other("the output sink is poisoned")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn run_internal(
     shared: &Shared,
     slot: &mut Option<Conn>,
@@ -317,29 +334,52 @@ fn run_internal(
     claimed: &Claimed,
     heading: &str,
 ) -> Ended {
-    let run_id = claimed.run_id;
     let max = shared.config.max_output_bytes as usize;
-    let mut sink: Vec<u8> = Vec::new();
-    let result: anyhow::Result<()> = match connection(shared, slot) {
-        Err(e) => Err(e),
-        Ok(conn) => {
-            let mut ctx = JobContext {
-                client: &mut conn.client,
-                run_id: Some(run_id),
-                args: &claimed.args,
-                out: &mut sink,
-                config: &shared.config,
-                options: &JobArgs::default(),
-            };
-            match std::panic::catch_unwind(AssertUnwindSafe(|| (builtin.run)(&mut ctx))) {
-                Ok(result) => result,
-                Err(panic) => Err(anyhow::anyhow!(
-                    "the job panicked: {}",
-                    panic_message(&panic)
-                )),
-            }
+    let shared_sink = std::sync::Mutex::new(Vec::new());
+    let (done, watch) = std::sync::mpsc::channel::<()>();
+    let result: anyhow::Result<()> = std::thread::scope(|scope| {
+        // The job runs on this thread and its connection: its warning comes
+        // from a watcher with a connection of its own.
+        if let Some(after) = claimed.job.warn_after_seconds() {
+            let sink = &shared_sink;
+            scope.spawn(move || {
+                let waited = watch.recv_timeout(Duration::from_secs(u64::from(after)));
+                if waited != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    return;
+                }
+                let so_far = sink.lock().map(|s| s.clone()).unwrap_or_default();
+                let mut own = shared.take_connection();
+                warn_slow(shared, &mut own, claimed, after, &so_far);
+                if let Some(conn) = own {
+                    shared.put_back_connection(conn);
+                }
+            });
         }
-    };
+        let result = match connection(shared, slot) {
+            Err(e) => Err(e),
+            Ok(conn) => {
+                let mut out = SharedSink(&shared_sink);
+                let mut ctx = JobContext {
+                    client: &mut conn.client,
+                    run_id: Some(claimed.run_id),
+                    args: &claimed.args,
+                    out: &mut out,
+                    config: &shared.config,
+                    options: &JobArgs::default(),
+                };
+                match std::panic::catch_unwind(AssertUnwindSafe(|| (builtin.run)(&mut ctx))) {
+                    Ok(result) => result,
+                    Err(panic) => Err(anyhow::anyhow!(
+                        "the job panicked: {}",
+                        panic_message(&panic)
+                    )),
+                }
+            }
+        };
+        drop(done);
+        result
+    });
+    let mut sink = shared_sink.into_inner().unwrap_or_default();
     let dropped = sink.len().saturating_sub(max) as u64;
     sink.truncate(max);
     let mut output = format!("{heading}{}", output_text(&sink, dropped));
@@ -786,11 +826,28 @@ fn run_child(
     // what proves it is the run's: if this runner dies, another one on this
     // machine kills what is left of it, and nobody else's group.
     let run_id = claimed.run_id;
-    let result = process::run_child(&spec, &stop, |group| {
-        if let Ok(conn) = connection(shared, slot) {
-            let _ = store::set_run_group(&mut conn.client, run_id, group);
+    // Both calls below use the worker's connection while the child runs.
+    let slot = std::cell::RefCell::new(slot);
+    let warn_after = claimed.job.warn_after_seconds();
+    let mut warn = |so_far: &[u8]| {
+        if let Some(after) = warn_after {
+            warn_slow(shared, &mut slot.borrow_mut(), claimed, after, so_far);
         }
+    };
+    let slow = warn_after.map(|after| process::SlowWarning {
+        after: Duration::from_secs(u64::from(after)),
+        warn: &mut warn,
     });
+    let result = process::run_child_watched(
+        &spec,
+        &stop,
+        |group| {
+            if let Ok(conn) = connection(shared, &mut slot.borrow_mut()) {
+                let _ = store::set_run_group(&mut conn.client, run_id, group);
+            }
+        },
+        slow,
+    );
     if let Ok(mut children) = shared.children.lock() {
         children.remove(&claimed.run_id);
     }
@@ -831,6 +888,41 @@ fn run_child(
             };
             Ended::new(state, output)
         }
+    }
+}
+
+/// Send the slow-run warning (§20) of `claimed`, still going after `after`
+/// seconds with `so_far` written, on the connection in `slot`; a failure is
+/// logged, and the run goes on either way.
+fn warn_slow(
+    shared: &Shared,
+    slot: &mut Option<Conn>,
+    claimed: &Claimed,
+    after: u32,
+    so_far: &[u8],
+) {
+    let output = output_text(so_far, 0);
+    let sent = connection(shared, slot).and_then(|conn| {
+        alerts::slow(
+            shared,
+            &mut conn.client,
+            &claimed.job,
+            claimed.run_id,
+            claimed.started_at,
+            after,
+            &output,
+        )
+        .map_err(anyhow::Error::from)
+    });
+    if let Err(e) = sent {
+        shared.log.event(
+            Entry::warn(format!(
+                "Could not queue the slow-run warning of job {}: {e:#}",
+                claimed.job.name
+            ))
+            .job(&claimed.job.name)
+            .run_id(claimed.run_id),
+        );
     }
 }
 

@@ -152,7 +152,9 @@ pub struct FastRecord<'a> {
     pub runtime_seconds: f64,
     pub output: &'a str,
     pub next_run: Option<DateTime<Utc>>,
-    /// The job as claimed: its configuration is the guard.
+    /// The job as claimed: its configuration is the guard, and so is its
+    /// `overdue_alerted_at`: a dead-man alert sent since the claim (§20)
+    /// needs the recovery mail that only the general path queues.
     pub job: &'a Job,
     /// The failure streak after this run (§14), decided from the job as
     /// claimed: the statement writes it only if the streak and alert_after
@@ -199,6 +201,7 @@ pub fn record_fast(
                AND coalesce(override_overlap, builtin_overlap) = $35 \
                AND cardinality(coalesce(override_on_success, builtin_on_success)) = 0 \
                AND cardinality(coalesce(override_on_failure, builtin_on_failure)) = 0 \
+               AND overdue_alerted_at IS NOT DISTINCT FROM $36 \
              RETURNING name, next_run \
          ), recorded AS ( \
              UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
@@ -262,7 +265,8 @@ pub fn record_fast(
             &tags,
             &job.paused_until,
             &jitter,
-            &crate::job::Overlap::Wait
+            &crate::job::Overlap::Wait,
+            &job.overdue_alerted_at
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;

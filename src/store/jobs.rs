@@ -71,6 +71,14 @@ impl Job {
             override_on_success: row.try_get("override_on_success")?,
             builtin_on_failure: row.try_get("builtin_on_failure")?,
             override_on_failure: row.try_get("override_on_failure")?,
+            builtin_expect_success_within_seconds: row
+                .try_get("builtin_expect_success_within_seconds")?,
+            override_expect_success_within_seconds: row
+                .try_get("override_expect_success_within_seconds")?,
+            expect_success_since: row.try_get("expect_success_since")?,
+            overdue_alerted_at: row.try_get("overdue_alerted_at")?,
+            builtin_warn_after_seconds: row.try_get("builtin_warn_after_seconds")?,
+            override_warn_after_seconds: row.try_get("override_warn_after_seconds")?,
         })
     }
 }
@@ -174,21 +182,36 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
     let retry_delay = i32::try_from(def.retry_delay_secs)?;
     let alert_after = i32::try_from(def.alert_after)?;
     let jitter = i32::try_from(def.jitter_secs)?;
+    let expect = def
+        .expect_success_within_secs
+        .map(i32::try_from)
+        .transpose()?;
+    let warn_after = def.warn_after_secs.map(i32::try_from).transpose()?;
+    // The dead-man's silence is counted from when its effective value took
+    // a new one (§20): here when the declared value changes and no override
+    // hides it (the old row's values on the right of each SET).
     client.execute_typed(
         "INSERT INTO manage.jobs (name, app, description, internal, timeout_seconds, builtin_times, \
          builtin_interval_seconds, definition, notify_on_success, builtin_cron, builtin_timezone, \
          builtin_start_deadline_seconds, builtin_retries, builtin_retry_delay_seconds, \
          builtin_alert_after, builtin_runs_on, builtin_jitter_seconds, builtin_notify, \
-         builtin_overlap, builtin_on_success, builtin_on_failure) \
+         builtin_overlap, builtin_on_success, builtin_on_failure, \
+         builtin_expect_success_within_seconds, expect_success_since, builtin_warn_after_seconds) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                 $19, $20, $21) \
+                 $19, $20, $21, $22, CASE WHEN $22 IS NULL THEN NULL ELSE now() END, $23) \
          ON CONFLICT (name) DO UPDATE SET app = $2, description = $3, internal = $4, \
              timeout_seconds = $5, builtin_times = $6, builtin_interval_seconds = $7, \
              definition = $8, removed = false, builtin_cron = $10, builtin_timezone = $11, \
              builtin_start_deadline_seconds = $12, builtin_retries = $13, \
              builtin_retry_delay_seconds = $14, builtin_alert_after = $15, builtin_runs_on = $16, \
              builtin_jitter_seconds = $17, builtin_notify = $18, builtin_overlap = $19, \
-             builtin_on_success = $20, builtin_on_failure = $21",
+             builtin_on_success = $20, builtin_on_failure = $21, \
+             builtin_expect_success_within_seconds = $22, builtin_warn_after_seconds = $23, \
+             expect_success_since = CASE \
+                 WHEN coalesce(manage.jobs.override_expect_success_within_seconds, $22) \
+                     IS DISTINCT FROM coalesce(manage.jobs.override_expect_success_within_seconds, \
+                         manage.jobs.builtin_expect_success_within_seconds) \
+                 THEN now() ELSE manage.jobs.expect_success_since END",
         typed![
             &def.name,
             &def.app,
@@ -211,6 +234,8 @@ pub fn write_definition(client: &mut impl GenericClient, def: &JobDef) -> anyhow
             &def.overlap,
             &def.on_success,
             &def.on_failure,
+            &expect,
+            &warn_after,
         ],
     )?;
     Ok(())
@@ -317,6 +342,10 @@ pub struct ConfigChange {
     /// to its declared lists.
     pub on_success: Option<Option<Vec<String>>>,
     pub on_failure: Option<Option<Vec<String>>>,
+    /// The operator's dead-man silence and slow-run warning in seconds
+    /// (§20); `Some(None)` returns the job to its declared one.
+    pub expect_success_within_secs: Option<Option<u32>>,
+    pub warn_after_secs: Option<Option<u32>>,
 }
 
 /// Apply a configuration change, reschedule (a pending retry keeps its
@@ -380,6 +409,28 @@ pub fn configure(
     if change.on_success.is_some() || change.on_failure.is_some() {
         check_chains(tx, &row)?;
     }
+    if let Some(expect) = change.expect_success_within_secs {
+        row.override_expect_success_within_seconds = expect.map(i32::try_from).transpose()?;
+    }
+    if let Some(warn_after) = change.warn_after_secs {
+        row.override_warn_after_seconds = warn_after.map(i32::try_from).transpose()?;
+    }
+    if row.warn_after_seconds().is_some() && row.kind() == crate::job::Kind::Sql {
+        return crate::error::bad_input(format!(
+            "--warn-after for job {name}: applies to a job with a command or written in Rust; \
+             an SQL job's timeout cancels it"
+        ));
+    }
+    // Only a child process has a timeout that stops it (§2).
+    if let Some(warn_after) = row
+        .warn_after_seconds()
+        .filter(|_| row.kind() == crate::job::Kind::Process)
+    {
+        let timeout = u32::try_from(row.timeout_seconds).unwrap_or(u32::MAX);
+        if let Err(problem) = crate::config::check_warn_after(warn_after, timeout) {
+            return crate::error::bad_input(format!("--warn-after for job {name}: {problem}"));
+        }
+    }
     if let Some(schedule) = row.effective_schedule() {
         if let Err(problem) =
             crate::config::check_jitter(row.jitter_seconds(), Some(&schedule), row.zone(tz))
@@ -403,6 +454,9 @@ pub fn configure(
             }
         };
     }
+    if row.expect_success_within_seconds() != before.expect_success_within_seconds() {
+        row.expect_success_since = row.expect_success_within_seconds().map(|_| now);
+    }
     row.next_run = row.next_run(now, tz);
     tx.execute_typed(
         "UPDATE manage.jobs SET enabled = $2, notify_on_success = $3, override_times = $4, \
@@ -410,7 +464,9 @@ pub fn configure(
          override_start_deadline_seconds = $9, override_retries = $10, \
          override_retry_delay_seconds = $11, override_alert_after = $12, override_runs_on = $13, \
          override_jitter_seconds = $14, paused_until = $15, override_notify = $16, \
-         override_overlap = $17, override_on_success = $18, override_on_failure = $19 \
+         override_overlap = $17, override_on_success = $18, override_on_failure = $19, \
+         override_expect_success_within_seconds = $20, override_warn_after_seconds = $21, \
+         expect_success_since = $22 \
          WHERE name = $1",
         typed![
             &name,
@@ -432,6 +488,9 @@ pub fn configure(
             &row.override_overlap,
             &row.override_on_success,
             &row.override_on_failure,
+            &row.override_expect_success_within_seconds,
+            &row.override_warn_after_seconds,
+            &row.expect_success_since,
         ],
     )?;
     notify_runners(tx)?;
@@ -736,4 +795,37 @@ pub fn schedule_now(client: &mut impl GenericClient, name: &str) -> Result<bool,
         typed![&name],
     )?;
     Ok(row.is_some())
+}
+
+/// Mark the dead-man alert (§20) sent for every job that is silent too long
+/// and has not had it for this silence, and return those jobs. One
+/// conditional UPDATE in the caller's transaction, which queues the alerts:
+/// a second runner doing the same at once waits for the row, then finds it
+/// marked, so each alert goes out once.
+pub fn take_dead_man_alerts(client: &mut impl GenericClient) -> Result<Vec<Job>, postgres::Error> {
+    let sql = concat!(
+        "UPDATE manage.jobs SET overdue_alerted_at = clock_timestamp() WHERE ",
+        silent_too_long!(),
+        " AND NOT ",
+        dead_man_alerted!(),
+        " RETURNING *"
+    );
+    jobs(client.query_typed(sql, &[])?)
+}
+
+/// When the job's current failure streak began: the end of its first run
+/// after `after` (its last success) that did not succeed.
+pub fn failing_since(
+    client: &mut impl GenericClient,
+    job: &str,
+    after: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, postgres::Error> {
+    client
+        .query_typed_one(
+            "SELECT min(finished_at) AS since FROM manage.runs \
+             WHERE job = $1 AND state <> $2 AND state <> $3 \
+               AND ($4::timestamptz IS NULL OR finished_at > $4)",
+            typed![&job, &RunState::Running, &RunState::Succeeded, &after],
+        )?
+        .try_get("since")
 }

@@ -66,7 +66,7 @@ pub fn queue_webhook(
     recipient: &str,
     subject: &str,
     payload: &str,
-    run_id: i64,
+    run_id: Option<i64>,
 ) -> Result<(), postgres::Error> {
     client.execute_typed(
         "INSERT INTO manage.mail_queue (recipient, sender, subject, body, run_id) \

@@ -21,6 +21,8 @@ pub struct JobFigures {
     pub last_success: Option<DateTime<Utc>>,
     pub last_runtime_seconds: Option<f64>,
     pub consecutive_failures: i32,
+    /// It has not succeeded within its `expect_success_within` (§20).
+    pub overdue: bool,
     /// Every recorded run since the job was created, by state: those in the
     /// history and those purged from it.
     pub runs: BTreeMap<String, i64>,
@@ -45,10 +47,11 @@ pub struct GlobalFigures {
 
 /// The jobs `jobs list` shows (removed ones are not), by name.
 pub fn job_figures(client: &mut impl GenericClient) -> anyhow::Result<Vec<JobFigures>> {
-    let rows = client.query_typed(
+    let sql = concat!(
         "SELECT j.name, j.enabled, j.running_run IS NOT NULL AS running, j.next_run, j.last_run, \
-                j.last_success, j.last_runtime_seconds, j.consecutive_failures, \
-                coalesce(t.runs, '{}'::jsonb) AS runs \
+                j.last_success, j.last_runtime_seconds, j.consecutive_failures, coalesce(",
+        silent_too_long!(),
+        ", false) AS overdue, coalesce(t.runs, '{}'::jsonb) AS runs \
          FROM manage.jobs j \
          LEFT JOIN ( \
              SELECT job, jsonb_object_agg(state, n) AS runs FROM ( \
@@ -61,9 +64,9 @@ pub fn job_figures(client: &mut impl GenericClient) -> anyhow::Result<Vec<JobFig
              ) per_state GROUP BY job \
          ) t ON t.job = j.name \
          WHERE NOT j.removed \
-         ORDER BY j.name",
-        typed![&RunState::Running],
-    )?;
+         ORDER BY j.name"
+    );
+    let rows = client.query_typed(sql, typed![&RunState::Running])?;
     rows.iter()
         .map(|row| {
             let runs: serde_json::Value = row.try_get("runs")?;
@@ -85,6 +88,7 @@ pub fn job_figures(client: &mut impl GenericClient) -> anyhow::Result<Vec<JobFig
                 last_success: row.try_get("last_success")?,
                 last_runtime_seconds: row.try_get("last_runtime_seconds")?,
                 consecutive_failures: row.try_get("consecutive_failures")?,
+                overdue: row.try_get("overdue")?,
                 runs,
             })
         })

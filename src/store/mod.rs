@@ -43,6 +43,30 @@ macro_rules! orphaned {
     };
 }
 
+/// SQL: the `manage.jobs` row in scope has not succeeded within its
+/// `expect_success_within` (§20), counted from its last success or from
+/// when the setting took effect, whichever is later — what
+/// `Job::overdue_since_success` says, on the database's clock. NULL (not
+/// true) for a job that never had either instant; its second clause is the
+/// predicate of the partial index `jobs_expecting_success`.
+macro_rules! silent_too_long {
+    () => {
+        "(NOT removed \
+           AND coalesce(override_expect_success_within_seconds, builtin_expect_success_within_seconds) IS NOT NULL \
+           AND clock_timestamp() - greatest(last_success, expect_success_since) > make_interval(secs => \
+               coalesce(override_expect_success_within_seconds, builtin_expect_success_within_seconds)))"
+    };
+}
+
+/// SQL: the dead-man alert of the `manage.jobs` row in scope went out for
+/// its current silence (`Job::dead_man_alerted`).
+macro_rules! dead_man_alerted {
+    () => {
+        "(overdue_alerted_at IS NOT NULL AND overdue_alerted_at >= \
+           coalesce(greatest(last_success, expect_success_since), '-infinity'))"
+    };
+}
+
 /// SQL: the `manage.jobs` row in scope is one the runner defines; `$defined`
 /// names the `text[]` parameter holding the names it defines (§17: a runner
 /// never claims a job it does not define). `array_position`, not

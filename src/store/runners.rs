@@ -96,7 +96,7 @@ pub fn heartbeat(
     dead_after: std::time::Duration,
     defined: &[String],
     tags: &[String],
-) -> Result<(Agenda, bool), postgres::Error> {
+) -> Result<Heartbeat, postgres::Error> {
     let sql = concat!(
         "WITH beat AS ( \
              UPDATE manage.runners SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid() \
@@ -106,7 +106,11 @@ pub fn heartbeat(
         ", EXISTS (SELECT 1 FROM manage.runs r LEFT JOIN manage.runners w ON w.id = r.runner_id \
                    WHERE ",
         orphaned!(),
-        ") AS orphans"
+        ") AS orphans, EXISTS (SELECT 1 FROM manage.jobs WHERE ",
+        silent_too_long!(),
+        " AND NOT ",
+        dead_man_alerted!(),
+        ") AS dead_man_due"
     );
     let row = prepared.query_one(
         client,
@@ -121,7 +125,20 @@ pub fn heartbeat(
             &tags
         ],
     )?;
-    Ok((Agenda::from_row(&row)?, row.try_get("orphans")?))
+    Ok(Heartbeat {
+        agenda: Agenda::from_row(&row)?,
+        orphans: row.try_get("orphans")?,
+        dead_man_due: row.try_get("dead_man_due")?,
+    })
+}
+
+/// What a heartbeat learns besides the agenda: whether a dead runner left
+/// a run behind, and whether a job's dead-man alert (§20) is due — so that
+/// an idle runner does either only when there is something to do.
+pub struct Heartbeat {
+    pub agenda: Agenda,
+    pub orphans: bool,
+    pub dead_man_due: bool,
 }
 
 /// After a reconnection: take the runner's lock again and make sure its row

@@ -343,3 +343,18 @@ pub fn lock_running_run(
         )?
         .is_some())
 }
+
+/// Mark run `run_id`'s slow-run warning (§20) sent; false when it was
+/// already, or the run is no longer running (then nothing is sent).
+pub fn mark_slow_warned(
+    client: &mut impl GenericClient,
+    run_id: i64,
+) -> Result<bool, postgres::Error> {
+    Ok(client
+        .query_typed_opt(
+            "UPDATE manage.runs SET slow_warned = true \
+             WHERE id = $1 AND state = $2 AND NOT slow_warned RETURNING id",
+            typed![&run_id, &RunState::Running],
+        )?
+        .is_some())
+}

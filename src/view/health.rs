@@ -44,7 +44,10 @@ pub fn overview(client: &mut postgres::Client) -> anyhow::Result<Overview> {
 pub struct Health {
     pub overview: Overview,
     pub running: Vec<String>,
-    pub overdue: Vec<(String, DateTime<Utc>)>,
+    /// Every overdue job, in the order of the jobs table: those past their
+    /// next run by over a minute (§10) and those that have not succeeded within their
+    /// `expect_success_within` (§20), each once.
+    pub overdue_names: Vec<String>,
     pub failing: Vec<(String, String)>,
     pub problems: Vec<String>,
 }
@@ -65,6 +68,17 @@ pub fn health(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Health> {
             .filter_map(|r| Some((r.name.clone(), r.next_run?)))
             .collect()
     };
+    let silent: Vec<&Job> = rows
+        .iter()
+        .filter(|r| r.overdue_since_success(overview.now))
+        .collect();
+    let overdue_names: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            overdue.iter().any(|(n, _)| *n == r.name) || silent.iter().any(|s| s.name == r.name)
+        })
+        .map(|r| r.name.clone())
+        .collect();
     let failing: Vec<(String, String)> = rows
         .iter()
         .filter(|r| r.is_failing())
@@ -92,6 +106,9 @@ pub fn health(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Health> {
             text::human_time(*next, tz)
         ));
     }
+    for job in &silent {
+        problems.push(silent_problem(job, tz));
+    }
     if !overview.hold.held {
         for job in &rows {
             if let Some(tags) = untaken(job, &overview) {
@@ -111,10 +128,22 @@ pub fn health(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Health> {
     Ok(Health {
         overview,
         running,
-        overdue,
+        overdue_names,
         failing,
         problems,
     })
+}
+
+/// The problem line of a job overdue for its dead-man alert (§20).
+fn silent_problem(job: &Job, tz: Tz) -> String {
+    let within = job
+        .expect_success_within_seconds()
+        .map_or_else(String::new, crate::schedule::format_duration);
+    let last = text::human_time_opt(job.last_success, tz, "never");
+    format!(
+        "Job {} is overdue: it has not succeeded for {within} (last success: {last}).",
+        job.name
+    )
 }
 
 /// The tags of a job that has been due for a minute and that no live runner
@@ -157,7 +186,7 @@ pub fn status_json(health: &Health, tz: Tz) -> Value {
         })).collect::<Vec<_>>(),
         "last_run": text::json_time_opt(health.overview.last_run, tz),
         "running": names(&health.running),
-        "overdue": names(&health.overdue.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
+        "overdue": names(&health.overdue_names),
         "failing": names(&health.failing.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()),
         "problems": health.problems,
     })

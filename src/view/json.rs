@@ -44,6 +44,12 @@ pub struct JobJson<'a> {
     /// The jobs scheduled when a run (or its series) succeeds or fails (§21).
     on_success: &'a [String],
     on_failure: &'a [String],
+    /// The dead-man alert's silence (§20): `HH:MM:SS`, or null for none.
+    expect_success_within: Option<String>,
+    /// Whether it has not succeeded within that (§20).
+    overdue: bool,
+    /// The slow-run warning (§20): `HH:MM:SS`, or null for none.
+    warn_after: Option<String>,
     consecutive_failures: i32,
     builtin_times: Option<Vec<String>>,
     builtin_interval: Option<String>,
@@ -106,6 +112,11 @@ impl<'a> JobJson<'a> {
             overlap: row.overlap().as_str(),
             on_success: row.on_success(),
             on_failure: row.on_failure(),
+            expect_success_within: row
+                .expect_success_within_seconds()
+                .map(schedule::format_duration),
+            overdue: row.overdue_since_success(chrono::Utc::now()),
+            warn_after: row.warn_after_seconds().map(schedule::format_duration),
             consecutive_failures: row.consecutive_failures,
             builtin_times: times_strings(&row.builtin_times),
             builtin_interval: interval_string(row.builtin_interval_seconds),

@@ -107,6 +107,30 @@ pub fn chain(jobs: &[String], overridden: bool) -> String {
     format!("{what}{}", origin(overridden))
 }
 
+/// An optional duration setting (§20) as people read it: `none`, or
+/// `HH:MM:SS`, with `(override)` when the operator set it.
+fn duration_setting(secs: Option<u32>, overridden: bool) -> String {
+    let what = secs.map_or_else(|| "none".to_string(), crate::schedule::format_duration);
+    let origin = if overridden { " (override)" } else { "" };
+    format!("{what}{origin}")
+}
+
+/// A job's dead-man silence (§20), `expect_success_within`.
+pub fn expect_success_within(job: &crate::job::Job) -> String {
+    duration_setting(
+        job.expect_success_within_seconds(),
+        job.override_expect_success_within_seconds.is_some(),
+    )
+}
+
+/// A job's slow-run warning (§20), `warn_after`.
+pub fn warn_after(job: &crate::job::Job) -> String {
+    duration_setting(
+        job.warn_after_seconds(),
+        job.override_warn_after_seconds.is_some(),
+    )
+}
+
 /// A job's jitter (§21): `none`, or `up to 00:05:00 after each slot`, and
 /// whether the operator set it.
 pub fn jitter(job: &crate::job::Job) -> String {

@@ -3,7 +3,8 @@
 //! (`crate::input`), so that a bad value is refused with the text `jobs
 //! configure` prints.
 
-use chrono_tz::Tz;
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::error::BadInput;
@@ -12,6 +13,7 @@ use crate::job::Job;
 use crate::ops::Pending;
 use crate::schedule::{self, Schedule};
 use crate::store::ConfigChange;
+use crate::webhook::Webhook;
 
 // Every form also carries the CSRF token, which `security::CheckedForm`
 // checks before any of these is parsed (the fields it ignores): none of
@@ -77,6 +79,9 @@ pub struct ConfigForm {
     pub overlap: Option<String>,
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
+    pub notify: Option<String>,
+    pub expect_success_within: Option<String>,
+    pub warn_after: Option<String>,
 }
 
 /// `invalid value 'X' for FIELD: PROBLEM`, as clap words a refused flag value.
@@ -137,12 +142,28 @@ impl ConfigForm {
             overlap: Some(job.overlap().to_string()),
             on_success: Some(job.on_success().join(",")),
             on_failure: Some(job.on_failure().join(",")),
+            notify: Some(job.notify().map(|list| list.join(",")).unwrap_or_default()),
+            expect_success_within: Some(
+                job.expect_success_within_seconds()
+                    .map(schedule::format_duration)
+                    .unwrap_or_default(),
+            ),
+            warn_after: Some(
+                job.warn_after_seconds()
+                    .map(schedule::format_duration)
+                    .unwrap_or_default(),
+            ),
         }
     }
 
     /// The change this form asks of `job`: only the fields that differ from
     /// what the page showed, each parsed as its `jobs configure` flag is.
-    pub fn change(&self, job: &Job, _tz: Tz) -> anyhow::Result<ConfigChange> {
+    /// `webhooks`: the configured ones, which a `notify` list may name.
+    pub fn change(
+        &self,
+        job: &Job,
+        webhooks: &BTreeMap<String, Webhook>,
+    ) -> anyhow::Result<ConfigChange> {
         let shown = ConfigForm::from_job(job);
         let mut change = ConfigChange::default();
         if self.enabled.is_some() != job.enabled {
@@ -257,6 +278,39 @@ impl ConfigForm {
                     input::parse_duration_arg(jitter).map_err(|p| refused("jitter", jitter, p))?;
                 (wanted != job.jitter_seconds()).then_some(Some(wanted))
             };
+        }
+        let notify = &sent(&self.notify, &shown.notify);
+        if *notify != shown_text(&shown.notify) {
+            // Emptied: back to the declared list or the global recipient,
+            // as --clear-notify.
+            change.notify = Some(if notify.is_empty() {
+                None
+            } else {
+                Some(
+                    crate::config::notify_arg(notify, webhooks)
+                        .map_err(|p| refused("notify", notify, p))?,
+                )
+            });
+        }
+        // Emptied: back to the declared value, as the --clear- flags.
+        let duration = |text: &str, field: &str| -> anyhow::Result<Option<u32>> {
+            if text.is_empty() {
+                return Ok(None);
+            }
+            input::parse_duration_arg(text)
+                .map(Some)
+                .map_err(|p| refused(field, text, p))
+        };
+        let expect = &sent(&self.expect_success_within, &shown.expect_success_within);
+        if *expect != shown_text(&shown.expect_success_within) {
+            let wanted = duration(expect, "expect success within")?;
+            change.expect_success_within_secs =
+                (wanted != job.expect_success_within_seconds()).then_some(wanted);
+        }
+        let warn_after = &sent(&self.warn_after, &shown.warn_after);
+        if *warn_after != shown_text(&shown.warn_after) {
+            let wanted = duration(warn_after, "warn after")?;
+            change.warn_after_secs = (wanted != job.warn_after_seconds()).then_some(wanted);
         }
         let pause = &sent(&self.pause_until, &shown.pause_until);
         if *pause != shown_text(&shown.pause_until) {

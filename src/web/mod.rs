@@ -486,7 +486,7 @@ async fn configure(
         Some(sent),
         move |client, config, actor| {
             let row = ops::existing_job(client, &job)?;
-            let change = form.change(&row, config.timezone)?;
+            let change = form.change(&row, &config.notifications.webhooks)?;
             if change != store::ConfigChange::default() {
                 ops::configure(client, &job, &change, config.timezone, actor)?;
             }

@@ -331,6 +331,12 @@ fn config_form(page: &Page, view: &JobView) -> Markup {
                 (text_field("on_success", "On success", form.on_success.as_deref().unwrap_or(""), "JOB,… scheduled when a run (after its retries) succeeds; empty: none"))
                 (text_field("on_failure", "On failure", form.on_failure.as_deref().unwrap_or(""), "JOB,… scheduled when a run (after its retries) fails; empty: none"))
             }
+            fieldset {
+                legend { "Alerts" }
+                (text_field("notify", "Notify", form.notify.as_deref().unwrap_or(""), "ADDRESS or webhook:NAME, comma-separated, instead of notifications.email; empty: the declared list, else notifications.email"))
+                (text_field("expect_success_within", "Expect success within", form.expect_success_within.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS: one alert when the job has not succeeded for this long; empty: the declared one"))
+                (text_field("warn_after", "Warn after", form.warn_after.as_deref().unwrap_or(""), "MM:SS or HH:MM:SS, less than the timeout: one alert when a run is still going after this long; empty: the declared one"))
+            }
             button type="submit" { "Save" }
         }
     }
