@@ -9,18 +9,24 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::job::{Job, RunState};
 use crate::schedule::{self, Schedule};
-use crate::store::{self, AuditRow, RunRow};
+use crate::store::{self, AuditRow, RunRow, StripRun};
 use crate::view::health::{banner, list_schedule, overview};
 use crate::view::text;
 
+use super::filters::{AuditFilter, JobFilter, JobState, RunFilter};
 use super::forms::ConfigForm;
 use super::job_location;
+
+/// Runs in a job's strip on the frontpage (§23).
+pub const STRIP_RUNS: u32 = 30;
 
 /// What every page needs to know about the server.
 pub struct Page<'a> {
     pub tz: Tz,
     pub csrf: &'a str,
     pub read_only: bool,
+    /// The user a trusted proxy named (§23), if any.
+    pub user: Option<&'a str>,
 }
 
 fn layout(page: &Page, title: &str, body: Markup) -> Markup {
@@ -32,11 +38,22 @@ fn layout(page: &Page, title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · manage" }
                 link rel="stylesheet" href="/static/style.css";
+                // Refreshes the tables marked data-live (§23); the page is
+                // whole without it.
+                script src="/static/live.js" defer {}
             }
             body {
                 header.top {
-                    a href="/" { "manage" }
+                    a.home href="/" { "manage" }
+                    nav aria-label="Pages" {
+                        a href="/" { "Jobs" }
+                        a href="/runs" { "Runs" }
+                        a href="/audit" { "Audit" }
+                    }
                     span.zone { "Times in " (page.tz.name()) }
+                    @if let Some(user) = page.user {
+                        span.user { "Signed in as " (user) }
+                    }
                     @if page.read_only {
                         span.readonly { "read-only" }
                     }
@@ -76,24 +93,177 @@ pub fn error_page(page: &Page, status: axum::http::StatusCode, message: &str) ->
     )
 }
 
+/// The counts of the frontpage's summary line (§23), over all jobs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub jobs: usize,
+    pub failing: usize,
+    pub running: usize,
+    pub overdue: usize,
+    pub paused: usize,
+    pub runners: usize,
+}
+
 /// The frontpage's facts.
 pub struct FrontView {
     pub banner: Vec<String>,
     pub held: bool,
     pub no_runner: bool,
+    pub summary: Summary,
+    pub filter: JobFilter,
+    /// The apps of all jobs, for the filter's choice.
+    pub apps: Vec<String>,
+    /// The jobs the filter keeps.
     pub jobs: Vec<Job>,
+    /// Their newest runs, newest first.
+    pub strips: std::collections::HashMap<String, Vec<StripRun>>,
 }
 
 impl FrontView {
-    pub fn load(client: &mut postgres::Client, tz: Tz) -> anyhow::Result<Self> {
-        let jobs = store::listed_jobs(client)?;
+    pub fn load(client: &mut postgres::Client, tz: Tz, filter: JobFilter) -> anyhow::Result<Self> {
+        let all = store::listed_jobs(client)?;
         let overview = overview(client)?;
+        let (now, held) = (overview.now, overview.hold.held);
+        let count = |state: JobState| all.iter().filter(|j| state.holds(j, now, held)).count();
+        let summary = Summary {
+            jobs: all.len(),
+            failing: count(JobState::Failed),
+            running: count(JobState::Running),
+            overdue: count(JobState::Overdue),
+            paused: count(JobState::Paused),
+            runners: overview.runners.len(),
+        };
+        let mut apps: Vec<String> = all.iter().map(|j| j.app.clone()).collect();
+        apps.sort();
+        apps.dedup();
+        let jobs: Vec<Job> = all
+            .into_iter()
+            .filter(|j| filter.keeps(j, now, held))
+            .collect();
+        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+        let strips = store::recent_runs(client, &names, STRIP_RUNS)?;
         Ok(FrontView {
             banner: banner(&overview, tz),
-            held: overview.hold.held,
+            held,
             no_runner: overview.runners.is_empty(),
+            summary,
+            filter,
+            apps,
             jobs,
+            strips,
         })
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "12 jobs: 1 failing, 0 running, 2 overdue, 0 paused · 1 runner connected",
+/// each count a link to the jobs it counts.
+fn summary_line(view: &FrontView) -> Markup {
+    let s = &view.summary;
+    let counts = [
+        (JobState::Failed, s.failing, "failing"),
+        (JobState::Running, s.running, "running"),
+        (JobState::Overdue, s.overdue, "overdue"),
+        (JobState::Paused, s.paused, "paused"),
+    ];
+    html! {
+        p.summary id="summary" data-live {
+            (plural(s.jobs, "job", "jobs")) ": "
+            @for (i, (state, n, word)) in counts.iter().enumerate() {
+                @if i > 0 { ", " }
+                a href=(JobFilter::default().with_state(*state))
+                    class=[(*n > 0 && *state != JobState::Paused).then_some("count-bad")] {
+                    (n) " " (word)
+                }
+            }
+            " · " (plural(s.runners, "runner", "runners")) " connected"
+        }
+    }
+}
+
+fn filter_form(view: &FrontView) -> Markup {
+    let f = &view.filter;
+    html! {
+        form.filter method="get" action="/" role="search" {
+            div.field {
+                label for="q" { "Find" }
+                input type="search" id="q" name="q" value=(f.q) placeholder="name or description"
+                    autocomplete="off" spellcheck="false";
+            }
+            div.field {
+                label for="state" { "State" }
+                select id="state" name="state" {
+                    option value="" selected[f.state.is_none()] { "any" }
+                    @for state in JobState::ALL {
+                        option value=(state.as_str()) selected[f.state == Some(state)] { (state.as_str()) }
+                    }
+                }
+            }
+            div.field {
+                label for="app" { "App" }
+                select id="app" name="app" {
+                    option value="" selected[f.app.is_empty()] { "any" }
+                    @for app in &view.apps {
+                        option value=(app) selected[f.app == *app] { (app) }
+                    }
+                    @if !f.app.is_empty() && !view.apps.contains(&f.app) {
+                        option value=(f.app) selected { (f.app) }
+                    }
+                }
+            }
+            // An input, not a button: a filter changes nothing, and is
+            // offered on a read-only page too (which shows no buttons, §16).
+            input.submit type="submit" value="Filter";
+            @if !f.is_empty() {
+                a.clear href="/" { "Show all jobs" }
+            }
+        }
+    }
+}
+
+/// The colour class of a run's mark, and its height: a failure stands
+/// taller than a success, so that the strip reads without colour too.
+fn mark(state: RunState) -> (&'static str, u32) {
+    match state {
+        RunState::Succeeded => ("ok", 10),
+        RunState::Running => ("running", 14),
+        RunState::Failed => ("bad", 18),
+        RunState::TimedOut => ("late", 18),
+        RunState::Interrupted => ("cut", 18),
+    }
+}
+
+/// A job's newest runs as marks, oldest on the left, each a link to its run
+/// with its start and runtime as its title (shown on hover): plain SVG.
+fn strip(runs: &[StripRun], tz: Tz) -> Markup {
+    const STEP: u32 = 8;
+    const HEIGHT: u32 = 18;
+    let width = STEP * STRIP_RUNS;
+    let label = format!("the last {} runs", runs.len());
+    let offset = STRIP_RUNS.saturating_sub(runs.len() as u32);
+    html! {
+        @if runs.is_empty() {
+            span.none { "no runs" }
+        } @else {
+            svg.strip xmlns="http://www.w3.org/2000/svg" role="group" aria-label=(label)
+                width=(width) height=(HEIGHT) viewBox=(format!("0 0 {width} {HEIGHT}")) {
+                @for (i, run) in runs.iter().rev().enumerate() {
+                    @let (class, height) = mark(run.state);
+                    @let runtime = run.runtime_seconds.map_or_else(|| "-".into(), text::seconds);
+                    a href=(format!("/runs/{}", run.id)) {
+                        title {
+                            "Run " (run.id) ": " (run.state) ", started "
+                            (text::human_time(run.started_at, tz)) ", runtime " (runtime)
+                        }
+                        rect class=(class) x=((offset + i as u32) * STEP) y=(HEIGHT - height)
+                            width=(STEP - 2) height=(height) {}
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -105,6 +275,7 @@ pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
         html! {
             h1 { "Scheduled jobs" }
             section.banners aria-label="Runners and hold" {
+                (summary_line(view))
                 @for line in &view.banner {
                     @let warn = line.starts_with("warning")
                         || (line.starts_with("Runner:") && view.no_runner)
@@ -137,8 +308,12 @@ pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
                 }
             }
             h2 { "Jobs" }
+            (filter_form(view))
+            @if !view.filter.is_empty() {
+                p.shown { (view.jobs.len()) " of " (plural(view.summary.jobs, "job", "jobs")) " shown" }
+            }
             div.scroll {
-                table.jobs {
+                table.jobs id="jobs" data-live {
                     thead {
                         tr {
                             th scope="col" { "Name" }
@@ -150,6 +325,7 @@ pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
                             th scope="col" { "Last run" }
                             th scope="col" { "Last status" }
                             th scope="col" { "Last skipped" }
+                            th scope="col" { "Recent runs" }
                         }
                     }
                     tbody {
@@ -174,13 +350,16 @@ pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
                                     @if failed { strong.failed { "! " (status) } } @else { (status) }
                                 }
                                 td { (time_opt(job.last_skip, tz, "-")) }
+                                td.strip { (strip(view.strips.get(&job.name).map_or(&[][..], Vec::as_slice), tz)) }
                             }
                         }
                     }
                 }
             }
-            @if view.jobs.is_empty() {
+            @if view.summary.jobs == 0 {
                 p { "No jobs yet: run " code { "manage migrate" } "." }
+            } @else if view.jobs.is_empty() {
+                p { "No job matches the filter." }
             }
         },
     )
@@ -383,7 +562,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
             }
             div.job-top {
                 div.summary {
-                    dl.facts {
+                    dl.facts id="facts" data-live {
                         @for (label, value) in &facts {
                             dt { (label) }
                             dd { (value) }
@@ -411,7 +590,7 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
                         @if !job.enabled {
                             p { "The job is disabled; if it were enabled it would run at:" }
                         }
-                        ol.upcoming {
+                        ol.upcoming id="upcoming" data-live {
                             @for at in &view.upcoming {
                                 li { (text::human_time(*at, tz)) }
                             }
@@ -423,32 +602,27 @@ pub fn job_page(page: &Page, view: &JobView) -> Markup {
                 }
             }
             h2 { "History" }
-            (history_table(&view.history, tz))
-            nav.pages aria-label="History pages" {
-                @if view.page > 1 {
-                    a href=(format!("{location}?page={}", view.page - 1)) rel="prev" { "‹ Newer" }
-                }
-                span { "Page " (view.page) }
-                @if more {
-                    a href=(format!("{location}?page={}", view.page + 1)) rel="next" { "Older ›" }
-                }
-            }
+            (history_table(&view.history, tz, false))
+            (pages_nav("History pages", view.page, more, |n| format!("{location}?page={n}")))
             h2 { "Recent changes" }
-            (audit_table(&view.audit, tz))
+            (audit_table(&view.audit, tz, false))
+            p { a href=(AuditFilter { job: job.name.clone(), page: 1 }.page_location(1)) { "All changes to " (job.name) } }
         },
     )
 }
 
-fn history_table(runs: &[RunRow], tz: Tz) -> Markup {
+/// Runs, newest first; `with_job`: with the job of each (the history of all jobs).
+fn history_table(runs: &[RunRow], tz: Tz, with_job: bool) -> Markup {
     html! {
         @if runs.is_empty() {
-            p { "(no runs)" }
+            p id="history" data-live { "(no runs)" }
         } @else {
             div.scroll {
-                table.history {
+                table.history id="history" data-live {
                     thead {
                         tr {
                             th scope="col" { "Run" }
+                            @if with_job { th scope="col" { "Job" } }
                             th scope="col" { "Started" }
                             th scope="col" { "State" }
                             th scope="col" { "Attempt" }
@@ -461,6 +635,7 @@ fn history_table(runs: &[RunRow], tz: Tz) -> Markup {
                             @let failed = run.state.is_failure();
                             tr class=[failed.then_some("failed")] {
                                 td { a href=(format!("/runs/{}", run.id)) { (run.id) } }
+                                @if with_job { td { a href=(job_location(&run.job)) { (run.job) } } }
                                 td { (text::human_time(run.started_at, tz)) }
                                 td { @if failed { strong.failed { "! " (run.state) } } @else { (run.state) } }
                                 td { (run.attempt) }
@@ -475,18 +650,20 @@ fn history_table(runs: &[RunRow], tz: Tz) -> Markup {
     }
 }
 
-fn audit_table(rows: &[AuditRow], tz: Tz) -> Markup {
+/// Audit rows, newest first; `with_job`: with the job of each, as `jobs audit`.
+fn audit_table(rows: &[AuditRow], tz: Tz, with_job: bool) -> Markup {
     html! {
         @if rows.is_empty() {
-            p { "(no changes)" }
+            p id="audit" data-live { "(no changes)" }
         } @else {
             div.scroll {
-                table.audit {
+                table.audit id="audit" data-live {
                     thead {
                         tr {
                             th scope="col" { "Time" }
                             th scope="col" { "Actor" }
                             th scope="col" { "Action" }
+                            @if with_job { th scope="col" { "Job" } }
                             th scope="col" { "Details" }
                         }
                     }
@@ -496,6 +673,14 @@ fn audit_table(rows: &[AuditRow], tz: Tz) -> Markup {
                                 td { (text::human_time(row.at, tz)) }
                                 td { (row.actor) }
                                 td { (row.action) }
+                                @if with_job {
+                                    td {
+                                        @match &row.job {
+                                            Some(job) => a href=(AuditFilter { job: job.clone(), page: 1 }.page_location(1)) { (job) },
+                                            None => "-",
+                                        }
+                                    }
+                                }
                                 td { (row.details) }
                             }
                         }
@@ -533,6 +718,80 @@ pub fn run_page(page: &Page, run: &RunRow) -> Markup {
             } @else {
                 pre.output { (run.output) }
             }
+        },
+    )
+}
+
+/// Previous and next links of a paged list, its filter kept.
+fn pages_nav(label: &str, page: u32, more: bool, at: impl Fn(u32) -> String) -> Markup {
+    html! {
+        nav.pages aria-label=(label) {
+            @if page > 1 {
+                a href=(at(page - 1)) rel="prev" { "‹ Newer" }
+            }
+            span { "Page " (page) }
+            @if more {
+                a href=(at(page + 1)) rel="next" { "Older ›" }
+            }
+        }
+    }
+}
+
+/// `/runs`: the history of all jobs, filtered (§23).
+pub fn runs_page(page: &Page, filter: &RunFilter, runs: &[RunRow], per_page: u32) -> Markup {
+    let more = runs.len() as u32 == per_page;
+    layout(
+        page,
+        "Runs",
+        html! {
+            h1 { "Runs" }
+            form.filter method="get" action="/runs" role="search" {
+                div.field {
+                    label for="job" { "Job" }
+                    input type="search" id="job" name="job" value=(filter.job) placeholder="a job's name"
+                        autocomplete="off" spellcheck="false";
+                }
+                div.field {
+                    label for="state" { "State" }
+                    select id="state" name="state" {
+                        option value="" selected[filter.state.is_none()] { "any" }
+                        @for state in RunState::ALL {
+                            option value=(state.as_str()) selected[filter.state == Some(state)] { (state.as_str()) }
+                        }
+                    }
+                }
+                input.submit type="submit" value="Filter";
+                @if filter.state.is_some() || !filter.job.is_empty() {
+                    a.clear href="/runs" { "Show all runs" }
+                }
+            }
+            (history_table(runs, page.tz, true))
+            (pages_nav("Run pages", filter.page, more, |n| filter.page_location(n)))
+        },
+    )
+}
+
+/// `/audit`: the rows of `jobs audit`, filtered by job (§23).
+pub fn audit_page(page: &Page, filter: &AuditFilter, rows: &[AuditRow], per_page: u32) -> Markup {
+    let more = rows.len() as u32 == per_page;
+    layout(
+        page,
+        "Audit",
+        html! {
+            h1 { "Audit" }
+            form.filter method="get" action="/audit" role="search" {
+                div.field {
+                    label for="job" { "Job" }
+                    input type="search" id="job" name="job" value=(filter.job) placeholder="a job's name"
+                        autocomplete="off" spellcheck="false";
+                }
+                input.submit type="submit" value="Filter";
+                @if !filter.job.is_empty() {
+                    a.clear href="/audit" { "Show all changes" }
+                }
+            }
+            (audit_table(rows, page.tz, true))
+            (pages_nav("Audit pages", filter.page, more, |n| filter.page_location(n)))
         },
     )
 }
