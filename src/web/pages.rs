@@ -312,11 +312,12 @@ pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
             @if !view.filter.is_empty() {
                 p.shown { (view.jobs.len()) " of " (plural(view.summary.jobs, "job", "jobs")) " shown" }
             }
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label="Jobs" {
                 table.jobs id="jobs" data-live {
                     thead {
                         tr {
                             th scope="col" { "Name" }
+                            th scope="col" { "Recent runs" }
                             th scope="col" { "Description" }
                             th scope="col" { "App" }
                             th scope="col" { "Enabled" }
@@ -325,7 +326,6 @@ pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
                             th scope="col" { "Last run" }
                             th scope="col" { "Last status" }
                             th scope="col" { "Last skipped" }
-                            th scope="col" { "Recent runs" }
                         }
                     }
                     tbody {
@@ -340,7 +340,8 @@ pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
                                 th scope="row" {
                                     a href=(job_location(&job.name)) { (job.name) }
                                 }
-                                td { (job.description) }
+                                td.strip { (strip(view.strips.get(&job.name).map_or(&[][..], Vec::as_slice), tz)) }
+                                td.desc { (job.description) }
                                 td { (job.app) }
                                 td { (yes_no(job.enabled)) }
                                 td { (list_schedule(job, tz)) }
@@ -350,7 +351,6 @@ pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
                                     @if failed { strong.failed { "! " (status) } } @else { (status) }
                                 }
                                 td { (time_opt(job.last_skip, tz, "-")) }
-                                td.strip { (strip(view.strips.get(&job.name).map_or(&[][..], Vec::as_slice), tz)) }
                             }
                         }
                     }
@@ -617,7 +617,7 @@ fn history_table(runs: &[RunRow], tz: Tz, with_job: bool) -> Markup {
         @if runs.is_empty() {
             p id="history" data-live { "(no runs)" }
         } @else {
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label="Runs" {
                 table.history id="history" data-live {
                     thead {
                         tr {
@@ -656,7 +656,7 @@ fn audit_table(rows: &[AuditRow], tz: Tz, with_job: bool) -> Markup {
         @if rows.is_empty() {
             p id="audit" data-live { "(no changes)" }
         } @else {
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label="Changes" {
                 table.audit id="audit" data-live {
                     thead {
                         tr {
