@@ -1034,6 +1034,42 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_commented_trusted_proxy_keys_load() {
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
+        let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
+        let text = std::fs::read_to_string(&example).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with("trusted_prox") => format!("{rest}\n"),
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manage.toml");
+        std::fs::write(&path, uncommented).unwrap();
+        let config = Config::load(
+            &Sources {
+                config_path: Some(path),
+                ..sources(&[])
+            },
+            builtins,
+        )
+        .unwrap();
+        assert_eq!(
+            config.web.trusted_proxy_header.as_deref(),
+            Some("X-Forwarded-User")
+        );
+        assert_eq!(
+            config.web.trusted_proxies,
+            [
+                Cidr::parse("127.0.0.1/32").unwrap(),
+                Cidr::parse("::1/128").unwrap()
+            ]
+        );
+    }
+
+    #[test]
     fn the_runner_has_a_database_url_of_its_own_and_the_environment_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manage.toml");
