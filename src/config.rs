@@ -989,22 +989,18 @@ mod tests {
         assert!(config.runner.database_url.is_some());
     }
 
-    #[test]
-    fn the_examples_commented_webhooks_and_notify_load() {
+    /// The example file with the commented `# key = value` lines that `wanted`
+    /// picks (it sees every line, in order) uncommented, loaded.
+    fn load_example_uncommenting(mut wanted: impl FnMut(&str) -> bool) -> Config {
         let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
         let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
         let text = std::fs::read_to_string(&example).unwrap();
-        let mut in_hooks = false;
         let uncommented: String = text
             .lines()
             .map(|line| {
-                if line.starts_with("# [") {
-                    in_hooks = line.starts_with("# [notifications.webhooks.");
-                } else if !line.starts_with("# ") {
-                    in_hooks = false;
-                }
+                let keep = wanted(line);
                 match line.strip_prefix("# ") {
-                    Some(rest) if in_hooks || rest.starts_with("notify = ") => format!("{rest}\n"),
+                    Some(rest) if keep => format!("{rest}\n"),
                     _ => format!("{line}\n"),
                 }
             })
@@ -1012,14 +1008,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manage.toml");
         std::fs::write(&path, uncommented).unwrap();
-        let config = Config::load(
+        Config::load(
             &Sources {
                 config_path: Some(path),
                 ..sources(&[])
             },
             builtins,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_examples_commented_webhooks_and_notify_load() {
+        let mut in_hooks = false;
+        let config = load_example_uncommenting(|line| {
+            if line.starts_with("# [") {
+                in_hooks = line.starts_with("# [notifications.webhooks.");
+            } else if !line.starts_with("# ") {
+                in_hooks = false;
+            }
+            in_hooks || line.starts_with("# notify = ")
+        });
         let hooks: Vec<&str> = config
             .notifications
             .webhooks
@@ -1035,27 +1044,7 @@ mod tests {
 
     #[test]
     fn the_examples_commented_trusted_proxy_keys_load() {
-        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
-        let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
-        let text = std::fs::read_to_string(&example).unwrap();
-        let uncommented: String = text
-            .lines()
-            .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if rest.starts_with("trusted_prox") => format!("{rest}\n"),
-                _ => format!("{line}\n"),
-            })
-            .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("manage.toml");
-        std::fs::write(&path, uncommented).unwrap();
-        let config = Config::load(
-            &Sources {
-                config_path: Some(path),
-                ..sources(&[])
-            },
-            builtins,
-        )
-        .unwrap();
+        let config = load_example_uncommenting(|line| line.starts_with("# trusted_prox"));
         assert_eq!(
             config.web.trusted_proxy_header.as_deref(),
             Some("X-Forwarded-User")

@@ -74,6 +74,28 @@ fn refused(key: &str, value: &str, expected: &str) -> anyhow::Error {
     BadInput::new(format!("{key} \"{value}\": expected {expected}")).into()
 }
 
+/// The `state` of the query, one of `all` by its name, or none when empty.
+fn state_of<T: Copy>(
+    raw: &RawQuery,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> anyhow::Result<Option<T>> {
+    let Some(text) = given(&raw.state) else {
+        return Ok(None);
+    };
+    match all.iter().copied().find(|s| name(*s) == text) {
+        Some(state) => Ok(Some(state)),
+        None => {
+            let names: Vec<&str> = all.iter().map(|s| name(*s)).collect();
+            Err(refused(
+                "state",
+                text,
+                &format!("one of {}", names.join(", ")),
+            ))
+        }
+    }
+}
+
 fn page_of(raw: &RawQuery) -> anyhow::Result<u32> {
     match given(&raw.page) {
         None => Ok(1),
@@ -114,21 +136,7 @@ pub struct JobFilter {
 
 impl JobFilter {
     pub fn parse(raw: &RawQuery) -> anyhow::Result<JobFilter> {
-        let state = match given(&raw.state) {
-            None => None,
-            Some(text) => Some(
-                JobState::ALL
-                    .into_iter()
-                    .find(|s| s.as_str() == text)
-                    .ok_or_else(|| {
-                        refused(
-                            "state",
-                            text,
-                            "one of failed, running, overdue, paused, disabled",
-                        )
-                    })?,
-            ),
-        };
+        let state = state_of(raw, &JobState::ALL, JobState::as_str)?;
         Ok(JobFilter {
             q: given(&raw.q).unwrap_or("").to_string(),
             state,
@@ -172,16 +180,7 @@ pub struct RunFilter {
 
 impl RunFilter {
     pub fn parse(raw: &RawQuery) -> anyhow::Result<RunFilter> {
-        let state = match given(&raw.state) {
-            None => None,
-            Some(text) => Some(RunState::parse(text).ok_or_else(|| {
-                refused(
-                    "state",
-                    text,
-                    "one of running, succeeded, failed, timed_out, interrupted",
-                )
-            })?),
-        };
+        let state = state_of(raw, &RunState::ALL, RunState::as_str)?;
         Ok(RunFilter {
             job: given(&raw.job).unwrap_or("").to_string(),
             state,

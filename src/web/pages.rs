@@ -184,36 +184,46 @@ fn summary_line(view: &FrontView) -> Markup {
     }
 }
 
+/// A filter's text field.
+fn search_field(id: &str, label: &str, value: &str, placeholder: &str) -> Markup {
+    html! {
+        div.field {
+            label for=(id) { (label) }
+            input type="search" id=(id) name=(id) value=(value) placeholder=(placeholder)
+                autocomplete="off" spellcheck="false";
+        }
+    }
+}
+
+/// A filter's choice: "any" (the empty value), then `choices`.
+fn choice_field<'a>(
+    id: &str,
+    label: &str,
+    chosen: &str,
+    choices: impl IntoIterator<Item = &'a str>,
+) -> Markup {
+    html! {
+        div.field {
+            label for=(id) { (label) }
+            select id=(id) name=(id) {
+                option value="" selected[chosen.is_empty()] { "any" }
+                @for choice in choices {
+                    option value=(choice) selected[chosen == choice] { (choice) }
+                }
+            }
+        }
+    }
+}
+
 fn filter_form(view: &FrontView) -> Markup {
     let f = &view.filter;
     html! {
         form.filter method="get" action="/" role="search" {
-            div.field {
-                label for="q" { "Find" }
-                input type="search" id="q" name="q" value=(f.q) placeholder="name or description"
-                    autocomplete="off" spellcheck="false";
-            }
-            div.field {
-                label for="state" { "State" }
-                select id="state" name="state" {
-                    option value="" selected[f.state.is_none()] { "any" }
-                    @for state in JobState::ALL {
-                        option value=(state.as_str()) selected[f.state == Some(state)] { (state.as_str()) }
-                    }
-                }
-            }
-            div.field {
-                label for="app" { "App" }
-                select id="app" name="app" {
-                    option value="" selected[f.app.is_empty()] { "any" }
-                    @for app in &view.apps {
-                        option value=(app) selected[f.app == *app] { (app) }
-                    }
-                    @if !f.app.is_empty() && !view.apps.contains(&f.app) {
-                        option value=(f.app) selected { (f.app) }
-                    }
-                }
-            }
+            (search_field("q", "Find", &f.q, "name or description"))
+            (choice_field("state", "State", f.state.map_or("", JobState::as_str), JobState::ALL.map(JobState::as_str)))
+            // An app no job has (yet) is shown as chosen all the same.
+            @let unknown = (!f.app.is_empty() && !view.apps.contains(&f.app)).then_some(f.app.as_str());
+            (choice_field("app", "App", &f.app, view.apps.iter().map(String::as_str).chain(unknown)))
             // An input, not a button: a filter changes nothing, and is
             // offered on a read-only page too (which shows no buttons, §16).
             input.submit type="submit" value="Filter";
@@ -238,33 +248,69 @@ fn mark(state: RunState) -> (&'static str, u32) {
 
 /// A job's newest runs as marks, oldest on the left, each a link to its run
 /// with its start and runtime as its title (shown on hover): plain SVG.
+///
+/// Written straight into one string rather than through the template: the
+/// frontpage of 1,000 jobs has 30,000 marks, and this is most of its time
+/// (BENCHMARKS.md, scenario 9). Nothing in a mark comes from a user but the
+/// zone's abbreviation, which is escaped; the rest is numbers and state names.
 fn strip(runs: &[StripRun], tz: Tz) -> Markup {
+    use chrono::{Datelike as _, Offset as _, Timelike as _};
+    use std::fmt::Write as _;
     const STEP: u32 = 8;
     const HEIGHT: u32 = 18;
-    let width = STEP * STRIP_RUNS;
-    let label = format!("the last {} runs", runs.len());
-    let offset = STRIP_RUNS.saturating_sub(runs.len() as u32);
-    html! {
-        @if runs.is_empty() {
-            span.none { "no runs" }
-        } @else {
-            svg.strip xmlns="http://www.w3.org/2000/svg" role="group" aria-label=(label)
-                width=(width) height=(HEIGHT) viewBox=(format!("0 0 {width} {HEIGHT}")) {
-                @for (i, run) in runs.iter().rev().enumerate() {
-                    @let (class, height) = mark(run.state);
-                    @let runtime = run.runtime_seconds.map_or_else(|| "-".into(), text::seconds);
-                    a href=(format!("/runs/{}", run.id)) {
-                        title {
-                            "Run " (run.id) ": " (run.state) ", started "
-                            (text::human_time(run.started_at, tz)) ", runtime " (runtime)
-                        }
-                        rect class=(class) x=((offset + i as u32) * STEP) y=(HEIGHT - height)
-                            width=(STEP - 2) height=(height) {}
-                    }
-                }
-            }
-        }
+    if runs.is_empty() {
+        return html! { span.none { "no runs" } };
     }
+    let width = STEP * STRIP_RUNS;
+    let offset = STRIP_RUNS.saturating_sub(runs.len() as u32);
+    let mut out = String::with_capacity(200 * runs.len() + 200);
+    let _ = write!(
+        out,
+        "<svg class=\"strip\" xmlns=\"http://www.w3.org/2000/svg\" role=\"group\" \
+         aria-label=\"the last {} runs\" width=\"{width}\" height=\"{HEIGHT}\" \
+         viewBox=\"0 0 {width} {HEIGHT}\">",
+        runs.len()
+    );
+    // The zone's abbreviation (as `human_time` writes it), looked up again
+    // only when the offset changes.
+    let mut zone: Option<(chrono::FixedOffset, String)> = None;
+    for (i, run) in runs.iter().rev().enumerate() {
+        let (class, height) = mark(run.state);
+        let local = run.started_at.with_timezone(&tz);
+        let fixed = local.offset().fix();
+        if zone.as_ref().is_none_or(|(at, _)| *at != fixed) {
+            let mut name = String::new();
+            let _ = write!(maud::Escaper::new(&mut name), "{}", local.format("%Z"));
+            zone = Some((fixed, name));
+        }
+        let abbreviation = zone.as_ref().map_or("", |(_, name)| name.as_str());
+        let _ = write!(
+            out,
+            "<a href=\"/runs/{id}\"><title>Run {id}: {state}, started \
+             {:04}-{:02}-{:02} {:02}:{:02}:{:02} {abbreviation}, runtime ",
+            local.year(),
+            local.month(),
+            local.day(),
+            local.hour(),
+            local.minute(),
+            local.second(),
+            id = run.id,
+            state = run.state.as_str(),
+        );
+        match run.runtime_seconds {
+            Some(secs) => out.push_str(&text::seconds(secs)),
+            None => out.push('-'),
+        }
+        let _ = write!(
+            out,
+            "</title><rect class=\"{class}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{height}\"></rect></a>",
+            (offset + i as u32) * STEP,
+            HEIGHT - height,
+            STEP - 2,
+        );
+    }
+    out.push_str("</svg>");
+    maud::PreEscaped(out)
 }
 
 pub fn frontpage(page: &Page, view: &FrontView) -> Markup {
@@ -746,20 +792,8 @@ pub fn runs_page(page: &Page, filter: &RunFilter, runs: &[RunRow], per_page: u32
         html! {
             h1 { "Runs" }
             form.filter method="get" action="/runs" role="search" {
-                div.field {
-                    label for="job" { "Job" }
-                    input type="search" id="job" name="job" value=(filter.job) placeholder="a job's name"
-                        autocomplete="off" spellcheck="false";
-                }
-                div.field {
-                    label for="state" { "State" }
-                    select id="state" name="state" {
-                        option value="" selected[filter.state.is_none()] { "any" }
-                        @for state in RunState::ALL {
-                            option value=(state.as_str()) selected[filter.state == Some(state)] { (state.as_str()) }
-                        }
-                    }
-                }
+                (search_field("job", "Job", &filter.job, "a job's name"))
+                (choice_field("state", "State", filter.state.map_or("", RunState::as_str), RunState::ALL.map(RunState::as_str)))
                 input.submit type="submit" value="Filter";
                 @if filter.state.is_some() || !filter.job.is_empty() {
                     a.clear href="/runs" { "Show all runs" }
@@ -780,11 +814,7 @@ pub fn audit_page(page: &Page, filter: &AuditFilter, rows: &[AuditRow], per_page
         html! {
             h1 { "Audit" }
             form.filter method="get" action="/audit" role="search" {
-                div.field {
-                    label for="job" { "Job" }
-                    input type="search" id="job" name="job" value=(filter.job) placeholder="a job's name"
-                        autocomplete="off" spellcheck="false";
-                }
+                (search_field("job", "Job", &filter.job, "a job's name"))
                 input.submit type="submit" value="Filter";
                 @if !filter.job.is_empty() {
                     a.clear href="/audit" { "Show all changes" }
@@ -794,4 +824,53 @@ pub fn audit_page(page: &Page, filter: &AuditFilter, rows: &[AuditRow], per_page
             (pages_nav("Audit pages", filter.page, more, |n| filter.page_location(n)))
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strips_titles_say_the_start_as_human_time_does_across_a_dst_change() {
+        let zone: Tz = "Europe/Berlin".parse().unwrap();
+        let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+        let runs = [
+            StripRun {
+                id: 7,
+                state: RunState::Succeeded,
+                started_at: at("2026-03-29T01:30:00Z"),
+                runtime_seconds: Some(0.25),
+            },
+            StripRun {
+                id: 6,
+                state: RunState::TimedOut,
+                started_at: at("2026-03-29T00:30:00Z"),
+                runtime_seconds: None,
+            },
+        ];
+        let svg = strip(&runs, zone).into_string();
+        for run in &runs {
+            let title = format!(
+                "<title>Run {}: {}, started {}, runtime {}</title>",
+                run.id,
+                run.state,
+                text::human_time(run.started_at, zone),
+                run.runtime_seconds
+                    .map_or_else(|| "-".into(), text::seconds)
+            );
+            assert!(svg.contains(&title), "{title} not in {svg}");
+        }
+        assert!(svg.contains("started 2026-03-29 01:30:00 CET"));
+        assert!(svg.contains("started 2026-03-29 03:30:00 CEST"));
+        // Oldest on the left, right-aligned: run 6 then run 7 in the last two places.
+        let six = svg.find("/runs/6").unwrap();
+        let seven = svg.find("/runs/7").unwrap();
+        assert!(six < seven);
+        assert!(svg.contains("<rect class=\"late\" x=\"224\" y=\"0\" width=\"6\" height=\"18\">"));
+        assert!(svg.contains("<rect class=\"ok\" x=\"232\" y=\"8\" width=\"6\" height=\"10\">"));
+        assert_eq!(
+            strip(&[], zone).into_string(),
+            "<span class=\"none\">no runs</span>"
+        );
+    }
 }
