@@ -234,15 +234,57 @@ fn filter_form(view: &FrontView) -> Markup {
     }
 }
 
-/// The colour class of a run's mark, and its height: a failure stands
-/// taller than a success, so that the strip reads without colour too.
-fn mark(state: RunState) -> (&'static str, u32) {
+/// The strip's geometry: a mark every `STEP` px, `HEIGHT` px high.
+const STEP: u32 = 8;
+const HEIGHT: u32 = 18;
+
+/// The colour class of a run's mark and its geometry but `x`: a failure
+/// stands taller than a success, so that the strip reads without colour too.
+fn mark(state: RunState) -> &'static str {
     match state {
-        RunState::Succeeded => ("ok", 10),
-        RunState::Running => ("running", 14),
-        RunState::Failed => ("bad", 18),
-        RunState::TimedOut => ("late", 18),
-        RunState::Interrupted => ("cut", 18),
+        RunState::Succeeded => "ok\" y=\"8\" width=\"6\" height=\"10",
+        RunState::Running => "running\" y=\"4\" width=\"6\" height=\"14",
+        RunState::Failed => "bad\" y=\"0\" width=\"6\" height=\"18",
+        RunState::TimedOut => "late\" y=\"0\" width=\"6\" height=\"18",
+        RunState::Interrupted => "cut\" y=\"0\" width=\"6\" height=\"18",
+    }
+}
+
+/// `n` with at least two digits, as `{:02}` writes it.
+fn push_two(out: &mut String, n: u32) {
+    if n < 10 {
+        out.push('0');
+    }
+    push_number(out, n.into());
+}
+
+fn push_number(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|d| char::from(*d)));
+}
+
+/// `text::seconds`, without the float formatter where rounding to tenths
+/// is plain (anything not within a hair of a tie).
+fn push_seconds(out: &mut String, secs: f64) {
+    let tenths = secs * 10.0;
+    if secs >= 0.0 && tenths < 1e15 && ((tenths.fract() - 0.5).abs() > 1e-6) {
+        let tenths = tenths.round() as u64;
+        push_number(out, tenths / 10);
+        out.push('.');
+        push_number(out, tenths % 10);
+        out.push_str(" s");
+    } else {
+        out.push_str(&text::seconds(secs));
     }
 }
 
@@ -256,8 +298,6 @@ fn mark(state: RunState) -> (&'static str, u32) {
 fn strip(runs: &[StripRun], tz: Tz) -> Markup {
     use chrono::{Datelike as _, Offset as _, Timelike as _};
     use std::fmt::Write as _;
-    const STEP: u32 = 8;
-    const HEIGHT: u32 = 18;
     if runs.is_empty() {
         return html! { span.none { "no runs" } };
     }
@@ -275,7 +315,6 @@ fn strip(runs: &[StripRun], tz: Tz) -> Markup {
     // only when the offset changes.
     let mut zone: Option<(chrono::FixedOffset, String)> = None;
     for (i, run) in runs.iter().rev().enumerate() {
-        let (class, height) = mark(run.state);
         let local = run.started_at.with_timezone(&tz);
         let fixed = local.offset().fix();
         if zone.as_ref().is_none_or(|(at, _)| *at != fixed) {
@@ -283,31 +322,37 @@ fn strip(runs: &[StripRun], tz: Tz) -> Markup {
             let _ = write!(maud::Escaper::new(&mut name), "{}", local.format("%Z"));
             zone = Some((fixed, name));
         }
-        let abbreviation = zone.as_ref().map_or("", |(_, name)| name.as_str());
-        let _ = write!(
-            out,
-            "<a href=\"/runs/{id}\"><title>Run {id}: {state}, started \
-             {:04}-{:02}-{:02} {:02}:{:02}:{:02} {abbreviation}, runtime ",
-            local.year(),
-            local.month(),
-            local.day(),
-            local.hour(),
-            local.minute(),
-            local.second(),
-            id = run.id,
-            state = run.state.as_str(),
-        );
+        let id = run.id.unsigned_abs();
+        out.push_str("<a href=\"/runs/");
+        push_number(&mut out, id);
+        out.push_str("\"><title>Run ");
+        push_number(&mut out, id);
+        out.push_str(": ");
+        out.push_str(run.state.as_str());
+        out.push_str(", started ");
+        push_number(&mut out, local.year().unsigned_abs().into());
+        for (separator, part) in [
+            ('-', local.month()),
+            ('-', local.day()),
+            (' ', local.hour()),
+            (':', local.minute()),
+            (':', local.second()),
+        ] {
+            out.push(separator);
+            push_two(&mut out, part);
+        }
+        out.push(' ');
+        out.push_str(zone.as_ref().map_or("", |(_, name)| name.as_str()));
+        out.push_str(", runtime ");
         match run.runtime_seconds {
-            Some(secs) => out.push_str(&text::seconds(secs)),
+            Some(secs) => push_seconds(&mut out, secs),
             None => out.push('-'),
         }
-        let _ = write!(
-            out,
-            "</title><rect class=\"{class}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{height}\"></rect></a>",
-            (offset + i as u32) * STEP,
-            HEIGHT - height,
-            STEP - 2,
-        );
+        out.push_str("</title><rect class=\"");
+        out.push_str(mark(run.state));
+        out.push_str("\" x=\"");
+        push_number(&mut out, ((offset + i as u32) * STEP).into());
+        out.push_str("\"></rect></a>");
     }
     out.push_str("</svg>");
     maud::PreEscaped(out)
@@ -866,11 +911,39 @@ mod tests {
         let six = svg.find("/runs/6").unwrap();
         let seven = svg.find("/runs/7").unwrap();
         assert!(six < seven);
-        assert!(svg.contains("<rect class=\"late\" x=\"224\" y=\"0\" width=\"6\" height=\"18\">"));
-        assert!(svg.contains("<rect class=\"ok\" x=\"232\" y=\"8\" width=\"6\" height=\"10\">"));
+        assert!(svg.contains("<rect class=\"late\" y=\"0\" width=\"6\" height=\"18\" x=\"224\">"));
+        assert!(svg.contains("<rect class=\"ok\" y=\"8\" width=\"6\" height=\"10\" x=\"232\">"));
         assert_eq!(
             strip(&[], zone).into_string(),
             "<span class=\"none\">no runs</span>"
         );
+    }
+
+    #[test]
+    fn a_runtime_is_written_as_text_seconds_writes_it() {
+        for secs in [
+            0.0,
+            0.04,
+            0.05,
+            0.15,
+            0.25,
+            0.35,
+            1.5,
+            1.449_999,
+            9.95,
+            59.96,
+            123_456.789,
+            1e20,
+        ] {
+            let mut out = String::new();
+            push_seconds(&mut out, secs);
+            assert_eq!(out, text::seconds(secs), "{secs}");
+        }
+        let mut out = String::new();
+        push_number(&mut out, 0);
+        push_two(&mut out, 7);
+        push_two(&mut out, 12);
+        push_number(&mut out, u64::MAX);
+        assert_eq!(out, format!("00712{}", u64::MAX));
     }
 }
