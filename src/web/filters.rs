@@ -279,9 +279,11 @@ mod tests {
     fn an_empty_value_is_no_filter_and_a_wrong_one_is_refused() {
         let filter = JobFilter::parse(&raw(&[])).unwrap();
         assert!(filter.is_empty());
-        let mut empty = RawQuery::default();
-        empty.state = Some(" ".into());
-        empty.page = Some(String::new());
+        let empty = RawQuery {
+            state: Some(" ".into()),
+            page: Some(String::new()),
+            ..RawQuery::default()
+        };
         assert!(JobFilter::parse(&empty).unwrap().is_empty());
         assert_eq!(RunFilter::parse(&empty).unwrap().page, 1);
         let error = JobFilter::parse(&raw(&[("state", "broken")])).unwrap_err();
