@@ -70,6 +70,11 @@ fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// A text filter: the value, trimmed, or empty.
+fn text_of(value: &Option<String>) -> String {
+    given(value).unwrap_or("").to_string()
+}
+
 fn refused(key: &str, value: &str, expected: &str) -> anyhow::Error {
     BadInput::new(format!("{key} \"{value}\": expected {expected}")).into()
 }
@@ -138,9 +143,9 @@ impl JobFilter {
     pub fn parse(raw: &RawQuery) -> anyhow::Result<JobFilter> {
         let state = state_of(raw, &JobState::ALL, JobState::as_str)?;
         Ok(JobFilter {
-            q: given(&raw.q).unwrap_or("").to_string(),
+            q: text_of(&raw.q),
             state,
-            app: given(&raw.app).unwrap_or("").to_string(),
+            app: text_of(&raw.app),
         })
     }
 
@@ -182,7 +187,7 @@ impl RunFilter {
     pub fn parse(raw: &RawQuery) -> anyhow::Result<RunFilter> {
         let state = state_of(raw, &RunState::ALL, RunState::as_str)?;
         Ok(RunFilter {
-            job: given(&raw.job).unwrap_or("").to_string(),
+            job: text_of(&raw.job),
             state,
             page: page_of(raw)?,
         })
@@ -216,7 +221,7 @@ pub struct AuditFilter {
 impl AuditFilter {
     pub fn parse(raw: &RawQuery) -> anyhow::Result<AuditFilter> {
         Ok(AuditFilter {
-            job: given(&raw.job).unwrap_or("").to_string(),
+            job: text_of(&raw.job),
             page: page_of(raw)?,
         })
     }
