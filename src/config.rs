@@ -245,6 +245,65 @@ pub struct WebConfig {
     pub listen: Option<std::net::SocketAddr>,
     /// `token` (env `MANAGE_WEB_TOKEN`): with one, every request must carry it.
     pub token: Option<String>,
+    /// `trusted_proxy_header` (§23): the header a trusted proxy names the
+    /// signed-in user with, e.g. `X-Forwarded-User`.
+    pub trusted_proxy_header: Option<String>,
+    /// `trusted_proxies`: the addresses whose `trusted_proxy_header` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// A block of addresses, `ADDR/BITS` (`127.0.0.1/32`, `fd00::/8`); a bare
+/// address is the block of that one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let problem = || {
+            format!("\"{text}\" is not an address block: expected ADDR/BITS, e.g. 127.0.0.1/32 or ::1/128")
+        };
+        let (address, bits) = match text.trim().split_once('/') {
+            Some((address, bits)) => (address, Some(bits)),
+            None => (text.trim(), None),
+        };
+        let network: std::net::IpAddr = address.parse().map_err(|_| problem())?;
+        let most = if network.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => most,
+            Some(bits) => bits
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= most)
+                .ok_or_else(problem)?,
+        };
+        Ok(Cidr { network, bits })
+    }
+
+    /// Whether `address` is in the block (an IPv4-mapped IPv6 address counts
+    /// as its IPv4 address).
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        fn masked(value: u128, width: u32, bits: u8) -> u128 {
+            let bits = u32::from(bits);
+            if bits == 0 {
+                0
+            } else {
+                value >> (width - bits)
+            }
+        }
+        match (self.network, address.to_canonical()) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                masked(u128::from(u32::from(net)), 32, self.bits)
+                    == masked(u128::from(u32::from(ip)), 32, self.bits)
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                masked(u128::from(net), 128, self.bits) == masked(u128::from(ip), 128, self.bits)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Where `manage web` listens: `ADDR:PORT` (`127.0.0.1:8000`, `[::1]:8000`),
@@ -354,7 +413,25 @@ impl Config {
                 .var("MANAGE_WEB_TOKEN")?
                 .or(web.token)
                 .filter(|t| !t.trim().is_empty()),
+            trusted_proxy_header: web.trusted_proxy_header,
+            trusted_proxies: web.trusted_proxies.unwrap_or_default(),
         };
+        match (&web.trusted_proxy_header, web.trusted_proxies.is_empty()) {
+            (Some(_), true) => {
+                return Err(at(
+                    "web.trusted_proxy_header",
+                    "needs web.trusted_proxies, the addresses of the proxies that set it".into(),
+                ))
+            }
+            (None, false) => {
+                return Err(at(
+                    "web.trusted_proxies",
+                    "needs web.trusted_proxy_header, the header those proxies name the user in"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
 
         let mut jobs = BTreeMap::new();
         for (keys::JobName(name), keys::Table(job)) in raw.jobs.unwrap_or_default() {
@@ -1007,29 +1084,18 @@ mod tests {
         assert!(config.runner.database_url.is_some());
     }
 
-    #[test]
-    fn the_examples_commented_webhooks_notify_and_dead_man_settings_load() {
+    /// The example file with the commented `# key = value` lines that `wanted`
+    /// picks (it sees every line, in order) uncommented, loaded.
+    fn load_example_uncommenting(mut wanted: impl FnMut(&str) -> bool) -> Config {
         let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manage.example.toml");
         let builtins: &BuiltinJobs = &[("purge_job_history", &[]), ("send_queued_mail", &[])];
         let text = std::fs::read_to_string(&example).unwrap();
-        let mut in_hooks = false;
         let uncommented: String = text
             .lines()
             .map(|line| {
-                if line.starts_with("# [") {
-                    in_hooks = line.starts_with("# [notifications.webhooks.");
-                } else if !line.starts_with("# ") {
-                    in_hooks = false;
-                }
+                let keep = wanted(line);
                 match line.strip_prefix("# ") {
-                    Some(rest)
-                        if in_hooks
-                            || ["notify = ", "expect_success_within = ", "warn_after = "]
-                                .iter()
-                                .any(|key| rest.starts_with(key)) =>
-                    {
-                        format!("{rest}\n")
-                    }
+                    Some(rest) if keep => format!("{rest}\n"),
                     _ => format!("{line}\n"),
                 }
             })
@@ -1037,14 +1103,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manage.toml");
         std::fs::write(&path, uncommented).unwrap();
-        let config = Config::load(
+        Config::load(
             &Sources {
                 config_path: Some(path),
                 ..sources(&[])
             },
             builtins,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_examples_commented_webhooks_notify_and_dead_man_settings_load() {
+        let mut in_hooks = false;
+        let config = load_example_uncommenting(|line| {
+            if line.starts_with("# [") {
+                in_hooks = line.starts_with("# [notifications.webhooks.");
+            } else if !line.starts_with("# ") {
+                in_hooks = false;
+            }
+            in_hooks
+                || [
+                    "# notify = ",
+                    "# expect_success_within = ",
+                    "# warn_after = ",
+                ]
+                .iter()
+                .any(|key| line.starts_with(key))
+        });
         let hooks: Vec<&str> = config
             .notifications
             .webhooks
@@ -1059,6 +1145,22 @@ mod tests {
         let settings = &config.jobs["refresh_exchange_rates"].settings;
         assert_eq!(settings.expect_success_within_secs, Some(26 * 3600));
         assert_eq!(settings.warn_after_secs, Some(180));
+    }
+
+    #[test]
+    fn the_examples_commented_trusted_proxy_keys_load() {
+        let config = load_example_uncommenting(|line| line.starts_with("# trusted_prox"));
+        assert_eq!(
+            config.web.trusted_proxy_header.as_deref(),
+            Some("X-Forwarded-User")
+        );
+        assert_eq!(
+            config.web.trusted_proxies,
+            [
+                Cidr::parse("127.0.0.1/32").unwrap(),
+                Cidr::parse("::1/128").unwrap()
+            ]
+        );
     }
 
     #[test]
@@ -1177,5 +1279,31 @@ mod tests {
     fn a_posix_tz_string_falls_through_to_the_system_zone() {
         // Not an error: TZ belongs to the machine.
         assert!(Config::load(&sources(&[("TZ", "CET-1CEST")]), &[]).is_ok());
+    }
+
+    #[test]
+    fn an_address_block_holds_the_addresses_under_its_mask() {
+        let block = |text: &str| Cidr::parse(text).unwrap();
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        assert!(block("127.0.0.1/32").contains(ip("127.0.0.1")));
+        assert!(!block("127.0.0.1/32").contains(ip("127.0.0.2")));
+        assert!(block("10.0.0.0/8").contains(ip("10.200.3.4")));
+        assert!(!block("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(block("0.0.0.0/0").contains(ip("192.0.2.1")));
+        assert!(block("127.0.0.1").contains(ip("::ffff:127.0.0.1")));
+        assert!(block("::1/128").contains(ip("::1")));
+        assert!(!block("::1/128").contains(ip("127.0.0.1")));
+        assert!(block("fd00::/8").contains(ip("fd12:3456::1")));
+        assert!(!block("fd00::/8").contains(ip("fe80::1")));
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+        ] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -37,6 +37,11 @@ impl Actor {
         Actor(format!("web:{addr}"))
     }
 
+    /// A user a trusted proxy signed in (§23): `web:USER`.
+    pub fn web_user(user: &str) -> Self {
+        Actor(format!("web:{user}"))
+    }
+
     /// The runner's own sync at start-up: `runner:HOST`.
     pub fn runner() -> Self {
         Actor(format!("runner:{}", crate::host::short_host_name()))

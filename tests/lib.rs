@@ -36,4 +36,5 @@ mod schedules;
 mod sql_jobs;
 mod sync;
 mod web;
+mod web_pages;
 mod webhooks;

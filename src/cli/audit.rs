@@ -9,9 +9,6 @@ use crate::cli::render::{self, print_json};
 use crate::cli::Context;
 use crate::store::{self, AuditRow};
 
-/// Rows per page, as `jobs history`.
-pub const AUDIT_PAGE: u32 = 50;
-
 /// The audit object of `jobs audit --json`.
 pub fn audit_json(row: &AuditRow, tz: Tz) -> Value {
     json!({
@@ -32,7 +29,7 @@ pub fn audit(ctx: &Context, name: Option<&str>, page: u32, json: bool) -> anyhow
             return no_such_job(name);
         }
     }
-    let rows = store::audit_page(&mut client, name, page, AUDIT_PAGE)?;
+    let rows = store::audit_page(&mut client, name, page, store::AUDIT_PAGE)?;
     if json {
         return print_json(&Value::from(
             rows.iter().map(|r| audit_json(r, tz)).collect::<Vec<_>>(),

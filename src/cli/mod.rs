@@ -159,10 +159,14 @@ pub enum Command {
     /// Serve the web page: the jobs, their configuration, run now, hold and release
     #[command(
         long_about = "Serve the web page: the jobs, their configuration, run now, hold and \
-        release, /healthz, /metrics and /api/jobs.\n\n\
+        release, /healthz, /metrics and /api/jobs; each job's last 30 runs, filters \
+        (/?q=TEXT&state=STATE&app=APP), the history of all jobs (/runs) and the audit \
+        (/audit).\n\n\
         Without a token it listens only on a loopback address. With a token ([web] token in \
         the file, or the environment variable MANAGE_WEB_TOKEN) every request must carry it: \
-        `Authorization: Bearer TOKEN`, or HTTP Basic with the token as the password."
+        `Authorization: Bearer TOKEN`, or HTTP Basic with the token as the password. Behind a \
+        proxy that signs its users in, [web] trusted_proxy_header and trusted_proxies name \
+        the header and the addresses it is believed from (audit actor web:USER)."
     )]
     Web(web_cmd::WebArgs),
     /// The embedded default database cluster

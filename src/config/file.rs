@@ -99,6 +99,10 @@ pub(super) struct RawWeb {
     pub listen: Option<SocketAddr>,
     #[serde(deserialize_with = "keys::text")]
     pub token: Option<String>,
+    #[serde(deserialize_with = "keys::header_name")]
+    pub trusted_proxy_header: Option<String>,
+    #[serde(deserialize_with = "keys::cidrs")]
+    pub trusted_proxies: Option<Vec<super::Cidr>>,
 }
 
 /// `[jobs.NAME]`: what the job does (command or sql, and how), then the

@@ -174,6 +174,36 @@ pub(super) fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAdd
     })
 }
 
+/// `web.trusted_proxy_header`: an HTTP header name.
+pub(super) fn header_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    read(d, |v| {
+        let text = string(v)?;
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if !text.is_empty() && text.chars().all(token) {
+            Ok(text)
+        } else {
+            Err(format!(
+                "\"{text}\" is not a header name: expected letters, digits and '-', e.g. X-Forwarded-User"
+            ))
+        }
+    })
+}
+
+/// `web.trusted_proxies`: an array of address blocks.
+pub(super) fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<super::Cidr>>, D::Error> {
+    let expected = "expected an array of address blocks, e.g. [\"127.0.0.1/32\", \"::1/128\"]";
+    read(d, |value| match value {
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(text) => super::Cidr::parse(&text),
+                other => Err(format!("{expected}, found {} in it", describe(&other))),
+            })
+            .collect(),
+        other => Err(format!("{expected}, found {}", describe(&other))),
+    })
+}
+
 /// A job's `app`: any name but an empty one.
 pub(super) fn app<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     read(d, |v| {

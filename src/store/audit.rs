@@ -6,6 +6,9 @@
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
+/// Rows per page of `jobs audit` and of the web page's `/audit`, as `jobs history`.
+pub const AUDIT_PAGE: u32 = 50;
+
 /// One audit row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {

@@ -61,6 +61,18 @@ pub fn history_page(
     page: u32,
     per_page: u32,
 ) -> Result<Vec<RunRow>, postgres::Error> {
+    runs_page(client, filter, None, page, per_page)
+}
+
+/// [`history_page`], and with `state` only the runs in that state (the web
+/// page's `/runs?state=STATE`, §23).
+pub fn runs_page(
+    client: &mut impl GenericClient,
+    filter: &HistoryFilter,
+    state: Option<RunState>,
+    page: u32,
+    per_page: u32,
+) -> Result<Vec<RunRow>, postgres::Error> {
     let offset = i64::from(page.saturating_sub(1)) * i64::from(per_page);
     let limit = i64::from(per_page);
     let failures: Vec<String> = crate::job::RunState::ALL
@@ -68,11 +80,15 @@ pub fn history_page(
         .filter(|s| s.is_failure())
         .map(|s| s.as_str().to_string())
         .collect();
+    let state = state.map(RunState::as_str);
+    // An unnamed statement is planned with its values, so the NULL tests
+    // fold away and each filter uses its index (migrations 0001, 0020).
     let rows = client.query_typed(
         "SELECT id, job, state, started_at, finished_at, runtime_seconds, attempt, args, \
                 split_part(left(output, 4096), E'\\n', 1) AS output \
          FROM manage.runs \
          WHERE ($1::text IS NULL OR job = $1) AND (NOT $2 OR state = ANY($3)) \
+           AND ($6::text IS NULL OR state = $6) \
          ORDER BY started_at DESC, id DESC LIMIT $4 OFFSET $5",
         &[
             (&filter.job, postgres::types::Type::TEXT),
@@ -80,9 +96,55 @@ pub fn history_page(
             (&failures, postgres::types::Type::TEXT_ARRAY),
             (&limit, postgres::types::Type::INT8),
             (&offset, postgres::types::Type::INT8),
+            (&state, postgres::types::Type::TEXT),
         ],
     )?;
     rows.iter().map(RunRow::from_row).collect()
+}
+
+/// One mark of a job's run strip (§23).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StripRun {
+    pub id: i64,
+    pub state: RunState,
+    pub started_at: DateTime<Utc>,
+    pub runtime_seconds: Option<f64>,
+}
+
+/// The newest `per_job` runs of each of `jobs`, newest first, by job: one
+/// statement, each job's runs read off the index `runs_job_strip` (0020)
+/// alone.
+pub fn recent_runs(
+    client: &mut impl GenericClient,
+    jobs: &[String],
+    per_job: u32,
+) -> Result<std::collections::HashMap<String, Vec<StripRun>>, postgres::Error> {
+    let per_job = i64::from(per_job);
+    let rows = client.query_typed(
+        "SELECT j.name AS job, r.id, r.state, r.started_at, r.runtime_seconds \
+         FROM unnest($1::text[]) AS j(name) \
+         CROSS JOIN LATERAL (SELECT id, state, started_at, runtime_seconds \
+                             FROM manage.runs WHERE job = j.name \
+                             ORDER BY started_at DESC, id DESC LIMIT $2) r",
+        &[
+            (&jobs, postgres::types::Type::TEXT_ARRAY),
+            (&per_job, postgres::types::Type::INT8),
+        ],
+    )?;
+    let mut strips: std::collections::HashMap<String, Vec<StripRun>> =
+        std::collections::HashMap::new();
+    for row in &rows {
+        strips
+            .entry(row.try_get("job")?)
+            .or_default()
+            .push(StripRun {
+                id: row.try_get("id")?,
+                state: row.try_get("state")?,
+                started_at: row.try_get("started_at")?,
+                runtime_seconds: row.try_get("runtime_seconds")?,
+            });
+    }
+    Ok(strips)
 }
 
 pub fn run(client: &mut impl GenericClient, id: i64) -> Result<Option<RunRow>, postgres::Error> {

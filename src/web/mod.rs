@@ -1,4 +1,5 @@
-//! `manage web` (§16): the frontpage, a page per job and per run, `/healthz`,
+//! `manage web` (§16, §23): the frontpage, a page per job and per run, the
+//! history of all jobs (`/runs`), the audit (`/audit`), `/healthz`,
 //! `/metrics` and `/api/`, served with axum on a small tokio runtime.
 //!
 //! The database work of a request runs on tokio's blocking pool with the same
@@ -16,9 +17,11 @@
 //! (`security::CheckedForm`), and every POST must come from our own origin; a GET
 //! never changes anything; `--read-only` shows no form and refuses every
 //! POST. Every response has a strict Content-Security-Policy (no inline
-//! script or style: the one stylesheet is `/static/style.css`). maud escapes
-//! everything it interpolates (`pages.rs`).
+//! script or style: the one stylesheet is `/static/style.css`, the one script
+//! `/static/live.js`, which refreshes the tables and which the pages do not
+//! need). maud escapes everything it interpolates (`pages.rs`).
 
+mod filters;
 mod forms;
 mod pages;
 mod security;
@@ -26,7 +29,7 @@ mod security;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -38,8 +41,9 @@ use crate::error::BadInput;
 use crate::ops::{self, Actor};
 use crate::store;
 
+use filters::{AuditFilter, JobFilter, RawQuery, RunFilter};
 use forms::{ButtonForm, ConfigForm, ReleaseForm, RunNowForm};
-use security::CheckedForm;
+use security::{CheckedForm, Who};
 
 /// How `manage web` connects to the database (`pg_stat_activity` shows it).
 pub const APPLICATION_NAME: &str = "manage web";
@@ -53,8 +57,12 @@ const HISTORY_PAGE: u32 = 15;
 /// Audit rows on a job's page.
 const AUDIT_ROWS: u32 = 10;
 
-/// The stylesheet, the page's only other resource.
+/// Runs per page of `/runs`.
+const RUNS_PAGE: u32 = 50;
+
+/// The stylesheet and the script, the page's only other resources.
 const STYLE: &str = include_str!("style.css");
+const SCRIPT: &str = include_str!("live.js");
 
 /// What `manage web` was told on its command line.
 pub struct Options {
@@ -119,10 +127,16 @@ impl Web {
     }
 
     fn page(&self) -> pages::Page<'_> {
+        self.page_for(None)
+    }
+
+    /// The page as `who` sees it: with the user a trusted proxy named.
+    fn page_for<'a>(&'a self, who: Option<&'a Who>) -> pages::Page<'a> {
         pages::Page {
             tz: self.config.timezone,
             csrf: &self.csrf,
             read_only: self.read_only,
+            user: who.and_then(|w| w.user.as_deref()),
         }
     }
 }
@@ -199,12 +213,15 @@ fn app(web: Shared) -> Router {
         .route("/jobs/{name}/configure", post(configure))
         .route("/jobs/{name}/run-now", post(run_now))
         .route("/jobs/{name}/reset-failure", post(reset_failure))
+        .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
+        .route("/audit", get(audit_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/jobs", get(api_jobs))
         .route("/api/jobs/{name}", get(api_job))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/live.js", get(script))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&web),
@@ -269,23 +286,122 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 // ---------------------------------------------------------------------------
 // Pages.
 
-async fn stylesheet() -> Response {
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
-        STYLE,
+        body,
     )
         .into_response()
 }
 
-async fn frontpage(State(web): State<Shared>) -> Response {
+async fn stylesheet() -> Response {
+    static_file("text/css; charset=utf-8", STYLE)
+}
+
+async fn script() -> Response {
+    static_file("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// A filter's job: none when empty; an unknown one is bad input, as for
+/// `jobs history NAME` and `jobs audit NAME` (a removed job's runs and rows
+/// can still be read).
+fn known_job<'a>(client: &mut postgres::Client, job: &'a str) -> anyhow::Result<Option<&'a str>> {
+    if job.is_empty() {
+        return Ok(None);
+    }
+    if !store::job_exists(client, job)? {
+        return ops::no_such_job(job);
+    }
+    Ok(Some(job))
+}
+
+/// The query of a filtered page; a value that is no filter is bad input (400).
+fn filter_query(
+    query: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
+) -> anyhow::Result<RawQuery> {
+    match query {
+        Ok(Query(raw)) => Ok(raw),
+        Err(rejection) => {
+            Err(BadInput::new(format!("the query: {}", rejection.body_text())).into())
+        }
+    }
+}
+
+async fn frontpage(
+    State(web): State<Shared>,
+    who: Who,
+    query: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let filter = match filter_query(query).and_then(|raw| JobFilter::parse(&raw)) {
+        Ok(filter) => filter,
+        Err(e) => return error_response(&web, &e),
+    };
     let view = web
-        .db(|client, config| pages::FrontView::load(client, config.timezone))
+        .db(|client, config| pages::FrontView::load(client, config.timezone, filter))
         .await;
     match view {
-        Ok(view) => pages::frontpage(&web.page(), &view).into_response(),
+        Ok(view) => pages::frontpage(&web.page_for(Some(&who)), &view).into_response(),
+        Err(e) => error_response(&web, &e),
+    }
+}
+
+async fn runs_page(
+    State(web): State<Shared>,
+    who: Who,
+    query: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let filter = match filter_query(query).and_then(|raw| RunFilter::parse(&raw)) {
+        Ok(filter) => filter,
+        Err(e) => return error_response(&web, &e),
+    };
+    let wanted = filter.clone();
+    let runs = web
+        .db(move |client, _| {
+            let job = known_job(client, &wanted.job)?;
+            Ok(store::runs_page(
+                client,
+                &store::HistoryFilter { job, failed: false },
+                wanted.state,
+                wanted.page,
+                RUNS_PAGE,
+            )?)
+        })
+        .await;
+    match runs {
+        Ok(runs) => {
+            pages::runs_page(&web.page_for(Some(&who)), &filter, &runs, RUNS_PAGE).into_response()
+        }
+        Err(e) => error_response(&web, &e),
+    }
+}
+
+async fn audit_page(
+    State(web): State<Shared>,
+    who: Who,
+    query: Result<Query<RawQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let filter = match filter_query(query).and_then(|raw| AuditFilter::parse(&raw)) {
+        Ok(filter) => filter,
+        Err(e) => return error_response(&web, &e),
+    };
+    let wanted = filter.clone();
+    let rows = web
+        .db(move |client, _| {
+            let job = known_job(client, &wanted.job)?;
+            Ok(store::audit_page(
+                client,
+                job,
+                wanted.page,
+                store::AUDIT_PAGE,
+            )?)
+        })
+        .await;
+    match rows {
+        Ok(rows) => pages::audit_page(&web.page_for(Some(&who)), &filter, &rows, store::AUDIT_PAGE)
+            .into_response(),
         Err(e) => error_response(&web, &e),
     }
 }
@@ -307,6 +423,7 @@ fn page_number(query: &PageQuery) -> Result<u32, String> {
 /// was sent, when a change was refused.
 async fn show_job(
     web: &Shared,
+    who: &Who,
     name: String,
     page: u32,
     refused: Option<(String, Option<ConfigForm>)>,
@@ -336,7 +453,7 @@ async fn show_job(
                     view.form = form;
                 }
             }
-            (status, pages::job_page(&web.page(), &view)).into_response()
+            (status, pages::job_page(&web.page_for(Some(who)), &view)).into_response()
         }
         Ok(None) => not_found_page(web, "there is no such job (or it has been removed)"),
         Err(e) => error_response(web, &e),
@@ -345,11 +462,12 @@ async fn show_job(
 
 async fn job_page(
     State(web): State<Shared>,
+    who: Who,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Response {
     match page_number(&query) {
-        Ok(page) => show_job(&web, name, page, None).await,
+        Ok(page) => show_job(&web, &who, name, page, None).await,
         Err(problem) => error_response(
             &web,
             &BadInput::new(format!(
@@ -377,16 +495,16 @@ async fn run_page(State(web): State<Shared>, Path(id): Path<String>) -> Response
 
 async fn hold(
     State(web): State<Shared>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    who: Who,
     CheckedForm(ButtonForm {}): CheckedForm<ButtonForm>,
 ) -> Response {
-    let actor = Actor::web(client_ip(address));
+    let actor = who.actor();
     match web
         .db(move |client, config| ops::hold(client, None, config.timezone, &actor))
         .await
     {
         Ok(_) => {
-            log_action(address, "hold", None);
+            log_action(who.address, "hold", None);
             Redirect::to("/").into_response()
         }
         Err(e) => error_response(&web, &e),
@@ -395,20 +513,20 @@ async fn hold(
 
 async fn release(
     State(web): State<Shared>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    who: Who,
     CheckedForm(form): CheckedForm<ReleaseForm>,
 ) -> Response {
     let pending = match form.pending() {
         Ok(pending) => pending,
         Err(e) => return error_response(&web, &e),
     };
-    let actor = Actor::web(client_ip(address));
+    let actor = who.actor();
     let result = web
         .db(move |client, config| ops::release(client, pending, config.timezone, &actor))
         .await;
     match result {
         Ok(_) => {
-            log_action(address, "release", None);
+            log_action(who.address, "release", None);
             Redirect::to("/").into_response()
         }
         Err(e) => error_response(&web, &e),
@@ -440,7 +558,7 @@ fn job_location(name: &str) -> String {
 /// then `change`; refused input shows the job page again with the error (400).
 async fn job_change<F>(
     web: Shared,
-    address: SocketAddr,
+    who: Who,
     name: String,
     action: &'static str,
     form: Option<ConfigForm>,
@@ -454,17 +572,17 @@ where
         Ok(false) => return not_found_page(&web, "there is no such job (or it has been removed)"),
         Err(e) => return error_response(&web, &e),
     }
-    let actor = Actor::web(client_ip(address));
+    let actor = who.actor();
     match web
         .db(move |client, config| change(client, config, &actor))
         .await
     {
         Ok(()) => {
-            log_action(address, action, Some(&name));
+            log_action(who.address, action, Some(&name));
             Redirect::to(&job_location(&name)).into_response()
         }
         Err(e) => match e.downcast_ref::<BadInput>() {
-            Some(bad) => show_job(&web, name, 1, Some((bad.0.clone(), form))).await,
+            Some(bad) => show_job(&web, &who, name, 1, Some((bad.0.clone(), form))).await,
             None => error_response(&web, &e),
         },
     }
@@ -472,7 +590,7 @@ where
 
 async fn configure(
     State(web): State<Shared>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    who: Who,
     Path(name): Path<String>,
     CheckedForm(form): CheckedForm<ConfigForm>,
 ) -> Response {
@@ -480,7 +598,7 @@ async fn configure(
     let job = name.clone();
     job_change(
         web,
-        address,
+        who,
         name,
         "configure",
         Some(sent),
@@ -498,35 +616,28 @@ async fn configure(
 
 async fn run_now(
     State(web): State<Shared>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    who: Who,
     Path(name): Path<String>,
     CheckedForm(form): CheckedForm<RunNowForm>,
 ) -> Response {
     let job = name.clone();
-    job_change(
-        web,
-        address,
-        name,
-        "run-now",
-        None,
-        move |client, _, actor| {
-            let delay = form.delay_secs()?;
-            ops::run_now(client, &job, delay, &[], actor).map(|_| ())
-        },
-    )
+    job_change(web, who, name, "run-now", None, move |client, _, actor| {
+        let delay = form.delay_secs()?;
+        ops::run_now(client, &job, delay, &[], actor).map(|_| ())
+    })
     .await
 }
 
 async fn reset_failure(
     State(web): State<Shared>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    who: Who,
     Path(name): Path<String>,
     CheckedForm(ButtonForm {}): CheckedForm<ButtonForm>,
 ) -> Response {
     let job = name.clone();
     job_change(
         web,
-        address,
+        who,
         name,
         "reset-failure",
         None,

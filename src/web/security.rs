@@ -9,7 +9,10 @@
 //! type or body, never the form parser's 415 or 422.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Form, FromRequest, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,11 +20,12 @@ use serde::de::DeserializeOwned;
 
 use super::{pages, Shared, Web};
 
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+     style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Every response's headers: a strict Content-Security-Policy (no script, no
-/// inline style, no framing), no sniffing, no referrer to other sites.
+/// Every response's headers: a strict Content-Security-Policy (no inline
+/// script or style, only our own `/static/` files; no framing), no sniffing,
+/// no referrer to other sites.
 pub(super) async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
@@ -80,6 +84,64 @@ pub(super) async fn guard(State(web): State<Shared>, request: Request, next: Nex
         }
     }
     next.run(request).await
+}
+
+/// Who sent a request: its address, and the user a trusted proxy (§23)
+/// named in `[web] trusted_proxy_header`. The header is believed only from
+/// an address of `[web] trusted_proxies`; from anywhere else it is ignored,
+/// as is a value that is empty, not text, or too long to be a user name.
+pub(super) struct Who {
+    pub address: SocketAddr,
+    pub user: Option<String>,
+}
+
+/// The longest user name a proxy may send.
+const USER_MAX_CHARS: usize = 200;
+
+impl Who {
+    /// The audit actor: `web:USER`, else `web:ADDR`.
+    pub fn actor(&self) -> crate::ops::Actor {
+        match &self.user {
+            Some(user) => crate::ops::Actor::web_user(user),
+            None => crate::ops::Actor::web(super::client_ip(self.address)),
+        }
+    }
+}
+
+fn proxied_user(web: &Web, address: SocketAddr, headers: &HeaderMap) -> Option<String> {
+    let name = web.config.web.trusted_proxy_header.as_deref()?;
+    let ip = super::client_ip(address);
+    if !web
+        .config
+        .web
+        .trusted_proxies
+        .iter()
+        .any(|b| b.contains(ip))
+    {
+        return None;
+    }
+    let user = headers.get(name)?.to_str().ok()?.trim();
+    (!user.is_empty()
+        && user.chars().count() <= USER_MAX_CHARS
+        && !user.chars().any(char::is_control))
+    .then(|| user.to_string())
+}
+
+impl FromRequestParts<Shared> for Who {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Shared) -> Result<Self, Response> {
+        let Some(ConnectInfo(address)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned()
+        else {
+            return Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the client's address is unknown\n",
+            )
+                .into_response());
+        };
+        let user = proxied_user(web, address, &parts.headers);
+        Ok(Who { address, user })
+    }
 }
 
 /// Compare without an early exit, so that timing says nothing of the token.

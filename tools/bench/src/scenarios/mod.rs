@@ -1,4 +1,4 @@
-//! The scenarios of the brief (and 7, the peers; 8, failover), one module each, run in order against the
+//! The scenarios of the brief (and 7, the peers; 8, failover; 9, the web page), one module each, run in order against the
 //! benchmark's database. Each starts from an empty schema (`Server::reset`).
 
 mod failover;
@@ -8,6 +8,7 @@ mod peers;
 mod scale;
 mod startup;
 mod throughput;
+mod web;
 
 use std::path::{Path, PathBuf};
 
@@ -121,6 +122,10 @@ pub fn run_all(bench: &mut Bench, only: &[u32]) -> anyhow::Result<()> {
     if wanted(8) {
         crate::say("8. failover: primary stopped, standby promoted");
         failover::run(bench).context("scenario 8 (failover)")?;
+    }
+    if wanted(9) {
+        crate::say("9. the web page: every page with 1,000 jobs and 1,000,000 runs");
+        web::run(bench).context("scenario 9 (web page)")?;
     }
     Ok(())
 }

@@ -88,16 +88,15 @@ fn probe_loop(
     Ok((times, missed))
 }
 
-pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
-    let jobs = bench.pick(10_000, 1_000) as i64;
-    let runs = bench.pick(1_000_000, 100_000) as i64;
-    let extra = [inproc::noop_job("bench_probe", BuiltinSchedule::Manual)];
-    let config = bench
-        .server
-        .config(None, &bench.work, &inproc::builtin_jobs(&extra))?;
-    let registry = Registry::new(Some(&config)).with_builtins(extra);
-    let mut client = bench.server.reset(&config, &registry)?;
-
+/// `jobs` jobs named `scale_job_NNNNN` (every 50th failing) and `runs`
+/// history rows spread evenly over the last 100 days, oldest first, then
+/// VACUUM ANALYZE: the data of scenarios 6 and 9.
+pub(super) fn write_jobs_and_runs(
+    bench: &mut Bench,
+    client: &mut postgres::Client,
+    jobs: i64,
+    runs: i64,
+) -> anyhow::Result<()> {
     crate::say(&format!("  writing {jobs} jobs and {runs} history rows"));
     let start = Instant::now();
     client
@@ -140,6 +139,21 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
         "scale data: {jobs} jobs and {runs} runs written with generate_series in {:.0} s, then VACUUM ANALYZE",
         start.elapsed().as_secs_f64()
     ));
+
+    Ok(())
+}
+
+pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
+    let jobs = bench.pick(10_000, 1_000) as i64;
+    let runs = bench.pick(1_000_000, 100_000) as i64;
+    let extra = [inproc::noop_job("bench_probe", BuiltinSchedule::Manual)];
+    let config = bench
+        .server
+        .config(None, &bench.work, &inproc::builtin_jobs(&extra))?;
+    let registry = Registry::new(Some(&config)).with_builtins(extra);
+    let mut client = bench.server.reset(&config, &registry)?;
+
+    write_jobs_and_runs(bench, &mut client, jobs, runs)?;
 
     let manage = bench.manage(None);
     let reps = bench.pick(20, 5);
