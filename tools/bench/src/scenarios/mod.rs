@@ -2,6 +2,7 @@
 //! benchmark's database. Each starts from an empty schema (`Server::reset`).
 
 mod failover;
+mod fleet;
 mod idle;
 mod latency;
 mod peers;
@@ -121,6 +122,10 @@ pub fn run_all(bench: &mut Bench, only: &[u32]) -> anyhow::Result<()> {
     if wanted(8) {
         crate::say("8. failover: primary stopped, standby promoted");
         failover::run(bench).context("scenario 8 (failover)")?;
+    }
+    if wanted(9) {
+        crate::say("9. fleet: 1, 2, 4, 8 runners on one database");
+        fleet::run(bench).context("scenario 9 (fleet)")?;
     }
     Ok(())
 }
