@@ -64,7 +64,7 @@ impl Watched {
         let dir = server
             .data_dir()
             .context("the fleet runs on an embedded cluster")?;
-        let pid = std::fs::read_to_string(dir.join("postmaster.pid"))
+        let pid = std::fs::read_to_string(dir.join("pg").join("postmaster.pid"))
             .context("reading postmaster.pid")?;
         pid.lines()
             .next()
