@@ -20,7 +20,7 @@
 //! in `pg_stat_statements` over it, scaled to a minute, are the idle
 //! queries per minute.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -179,28 +179,7 @@ fn burst(
     client.batch_execute(&format!(
         "{MARK} SELECT pg_notify('manage_scheduled_jobs', '')"
     ))?;
-    let mut span = 0.0;
-    wait_until(
-        Duration::from_secs(600),
-        "the fleet's burst to finish",
-        || {
-            std::thread::sleep(Duration::from_millis(80));
-            let row = client.query_one(
-            &format!(
-                "{MARK} SELECT count(*) FILTER (WHERE r.state = 'succeeded'), \
-                        count(*) FILTER (WHERE r.state NOT IN ('running', 'succeeded')), \
-                        extract(epoch FROM max(r.finished_at) - min(r.started_at))::float8 \
-                 FROM manage.runs r JOIN manage.jobs j ON j.name = r.job WHERE r.id > $1 AND j.app = $2"
-            ),
-            &[&after, &app],
-        )?;
-            let done: i64 = row.try_get(0)?;
-            let failed: i64 = row.try_get(1)?;
-            anyhow::ensure!(failed == 0, "{failed} runs of the burst failed");
-            span = row.try_get::<_, Option<f64>>(2)?.unwrap_or(0.0);
-            Ok(done >= count)
-        },
-    )?;
+    let span = super::throughput::wait_for_burst(client, MARK, after, app, count)?;
     // Everything recorded: the statistics and the WAL of the burst.
     let cpu_after = watched.cpu_ns();
     let (_, exec_ms) = runner_statements(client)?;
@@ -276,17 +255,7 @@ fn start_processes(
         let file = bench.work.join(format!("fleet-runner-{i}.toml"));
         std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
         let log = bench.work.join(format!("fleet-runner-{i}.log"));
-        let child = bench
-            .manage(Some(&file))
-            .command(&["scheduled_jobs_runner", "--no-migrate"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(&log)
-                    .with_context(|| format!("creating {}", log.display()))?,
-            )
-            .spawn()
-            .context("starting manage scheduled_jobs_runner")?;
+        let child = bench.manage(Some(&file)).runner(&["--no-migrate"], &log)?;
         children.0.push(child);
         wait_until(Duration::from_secs(60), "a runner to listen", || {
             let listening: i64 = client
@@ -442,39 +411,26 @@ fn push_steps(bench: &mut Bench, kind: &str, label: &str, jobs: usize, steps: &S
             .note("target: not below the figure with fewer runners"),
         );
         best_rate = best_rate.max(rate);
-        let one_db = at(1, |b| b.db_ms_per_run);
-        let one_wal = at(1, |b| b.wal_per_run);
-        bench.push(
-            Figure::distribution(
-                &format!("fleet.{kind}.db_ms_per_run_{count}"),
-                &format!("{label}, {count} runner(s): database time per run"),
-                "ms",
-                &bursts.iter().map(|b| b.db_ms_per_run).collect::<Vec<_>>(),
-            )
-            .target(Target::at_most(one_db * 1.2, "median"))
-            .note("pg_stat_statements total_exec_time of the runners' statements / runs (wall time in the server, so it includes waiting for a core); target 1.2× the 1-runner figure"),
-        );
-        bench.push(
-            Figure::distribution(
-                &format!("fleet.{kind}.wal_per_run_{count}"),
-                &format!("{label}, {count} runner(s): WAL per run"),
-                "bytes",
-                &bursts.iter().map(|b| b.wal_per_run).collect::<Vec<_>>(),
-            )
-            .target(Target::at_most(one_wal * 1.2, "median"))
-            .note("pg_current_wal_lsn() after − before the burst (after a CHECKPOINT and the bench's UPDATE) / runs; target 1.2× the 1-runner figure"),
-        );
-        let one_cpu = at(1, |b| b.server_cpu_ms_per_run);
-        bench.push(
-            Figure::distribution(
-                &format!("fleet.{kind}.server_cpu_ms_per_run_{count}"),
-                &format!("{label}, {count} runner(s): server CPU per run"),
-                "ms",
-                &bursts.iter().map(|b| b.server_cpu_ms_per_run).collect::<Vec<_>>(),
-            )
-            .target(Target::at_most(one_cpu * 1.2, "median"))
-            .note("CPU time (schedstat) of all the server's processes over the burst / runs: the database's work, without the queueing for a core that total_exec_time includes"),
-        );
+        let per_run: [(&str, &str, &'static str, fn(&Burst) -> f64, &str); 3] = [
+            ("db_ms", "database time", "ms", |b| b.db_ms_per_run,
+             "pg_stat_statements total_exec_time of the runners' statements / runs (wall time in the server, so it includes waiting for a core)"),
+            ("wal", "WAL", "bytes", |b| b.wal_per_run,
+             "pg_current_wal_lsn() after − before the burst (after a CHECKPOINT and the bench's UPDATE) / runs"),
+            ("server_cpu_ms", "server CPU", "ms", |b| b.server_cpu_ms_per_run,
+             "CPU time (schedstat) of all the server's processes over the burst / runs: the database's work, without the queueing for a core that total_exec_time includes"),
+        ];
+        for (key, what, unit, f, note) in per_run {
+            bench.push(
+                Figure::distribution(
+                    &format!("fleet.{kind}.{key}_per_run_{count}"),
+                    &format!("{label}, {count} runner(s): {what} per run"),
+                    unit,
+                    &bursts.iter().map(f).collect::<Vec<_>>(),
+                )
+                .target(Target::at_most(at(1, f) * 1.2, "median"))
+                .note(format!("{note}; target 1.2× the 1-runner figure")),
+            );
+        }
         bench.push(
             Figure::distribution(
                 &format!("fleet.{kind}.runner_cpu_ms_per_run_{count}"),
