@@ -56,6 +56,8 @@ struct Burst {
 /// children) and the runners (processes, or the bench itself).
 struct Watched {
     postmaster: u32,
+    /// The bench's own backend (its polls are not the runners' cost).
+    bench_backend: u32,
     runners: Vec<u32>,
 }
 
@@ -89,7 +91,7 @@ impl Watched {
                     .rfind(')')
                     .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
                     .and_then(|p| p.parse::<u32>().ok());
-                if ppid == Some(self.postmaster) {
+                if ppid == Some(self.postmaster) && pid != self.bench_backend {
                     server += procs::counters(pid).map_or(0, |c| c.cpu_ns);
                 }
             }
@@ -135,6 +137,13 @@ fn top_statements(client: &mut postgres::Client, by: &str) -> anyhow::Result<Str
         parts.push(format!("{calls}× {ms:.0} ms {query}"));
     }
     Ok(parts.join("; "))
+}
+
+fn backend_pid(client: &mut postgres::Client) -> anyhow::Result<u32> {
+    let pid: i32 = client
+        .query_one(&format!("{MARK} SELECT pg_backend_pid()"), &[])?
+        .try_get(0)?;
+    Ok(pid.unsigned_abs())
 }
 
 fn reset_statements(client: &mut postgres::Client) -> anyhow::Result<()> {
@@ -299,6 +308,7 @@ fn processes(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<(Ste
         let mut fleet = start_processes(bench, count, &text, &mut client)?;
         let watched = Watched {
             postmaster: Watched::postmaster(&bench.server)?,
+            bench_backend: backend_pid(&mut client)?,
             runners: fleet.0.iter().map(Child::id).collect(),
         };
         let mut bursts = Vec::new();
@@ -355,6 +365,7 @@ fn internal(bench: &mut Bench, jobs: usize, reps: usize) -> anyhow::Result<Steps
         let runners = Runners::start(count, &config, &extra, &mut client)?;
         let watched = Watched {
             postmaster: Watched::postmaster(&bench.server)?,
+            bench_backend: backend_pid(&mut client)?,
             runners: vec![std::process::id()],
         };
         let bursts = (0..reps)
