@@ -283,6 +283,15 @@ fn start_processes(
     Ok(children)
 }
 
+/// A per-run figure: key, what, unit, the value of a burst, and its note.
+type PerRun = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Burst) -> f64,
+    &'static str,
+);
+
 /// The fleet's figures for one kind of job: per runner count, the bursts.
 type Steps = Vec<(usize, Vec<Burst>)>;
 
@@ -422,7 +431,7 @@ fn push_steps(bench: &mut Bench, kind: &str, label: &str, jobs: usize, steps: &S
             .note("target: not below the figure with fewer runners"),
         );
         best_rate = best_rate.max(rate);
-        let per_run: [(&str, &str, &'static str, fn(&Burst) -> f64, &str); 3] = [
+        let per_run: [PerRun; 3] = [
             ("db_ms", "database time", "ms", |b| b.db_ms_per_run,
              "pg_stat_statements total_exec_time of the runners' statements / runs (wall time in the server, so it includes waiting for a core)"),
             ("wal", "WAL", "bytes", |b| b.wal_per_run,
