@@ -10,8 +10,8 @@ use super::{Event, Shared, APPLICATION_NAME};
 use crate::db::socket::SocketHandle;
 
 /// A thread that holds its own connection, LISTENs, and turns every
-/// notification into `Event::Changed`. When the connection breaks it
-/// reconnects with backoff; notifications sent meanwhile are lost, so a
+/// notification this runner can act on (`can_act_on`) into `Event::Changed`.
+/// When the connection breaks it reconnects with backoff; notifications sent meanwhile are lost, so a
 /// reconnection is itself reported as a change (the loop rescans).
 pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Result<()> {
     let mut client = shared.target.connect(APPLICATION_NAME)?;
@@ -35,6 +35,9 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
                                 .and_then(|id| id.parse::<i64>().ok())
                             {
                                 shared.replace_run(run_id);
+                            }
+                            if !can_act_on(&shared.defined, notification.payload()) {
+                                continue;
                             }
                             if events.send(Event::Changed).is_err() {
                                 return;
@@ -94,6 +97,15 @@ pub fn spawn_listener(shared: Arc<Shared>, events: Sender<Event>) -> anyhow::Res
     Ok(())
 }
 
+/// Whether a NOTIFY with this payload may give a runner that defines the
+/// jobs `defined` work. An empty payload (a record, a change, a hold) may; a
+/// trigger's payload is its job's name (`manage.trigger_job`), and a job the
+/// runner does not define is never its to claim (§17): in a fleet, only the
+/// runners that define a triggered job wake for it.
+fn can_act_on(defined: &[String], payload: &str) -> bool {
+    payload.is_empty() || defined.iter().any(|name| name == payload)
+}
+
 /// SIGTERM and SIGINT become `Event::Signal`, so shutdown goes through the
 /// same channel as everything else (and are told to the guard).
 pub fn spawn_signals(
@@ -113,4 +125,20 @@ pub fn spawn_signals(
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::can_act_on;
+
+    #[test]
+    fn a_runner_wakes_for_records_and_for_triggers_of_its_own_jobs_only() {
+        let defined = vec!["backup".to_string(), "report".to_string()];
+        assert!(can_act_on(&defined, ""));
+        assert!(can_act_on(&defined, "report"));
+        assert!(!can_act_on(&defined, "cleanup"));
+        assert!(!can_act_on(&defined, "Report"));
+        assert!(!can_act_on(&[], "report"));
+        assert!(can_act_on(&[], ""));
+    }
 }

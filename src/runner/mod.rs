@@ -35,6 +35,7 @@ mod log;
 mod notify;
 mod record;
 mod recover;
+mod trim;
 mod worker;
 
 use std::collections::HashMap;
@@ -361,6 +362,8 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
     let _guard_ends = GuardEnds(Arc::clone(&shared.liveness));
     listen::spawn_listener(Arc::clone(&shared), events_tx.clone())?;
     let pool = worker::Pool::start(Arc::clone(&shared), events_tx.clone());
+    // Start-up is over: its code need not stay resident (see `trim`).
+    trim::drop_startup_code();
     let notifier = notify::Notifier::from_env();
     notifier.send(&format!(
         "READY=1\nSTATUS=Runner {runner_id} connected and listening"

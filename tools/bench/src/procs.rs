@@ -34,6 +34,19 @@ impl Manage {
         command
     }
 
+    /// `manage scheduled_jobs_runner ARGS` started in the background, its
+    /// log (stderr) to `log`.
+    pub fn runner(&self, args: &[&str], log: &Path) -> anyhow::Result<std::process::Child> {
+        let stderr =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        self.command(&[&["scheduled_jobs_runner"], args].concat())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .context("starting manage scheduled_jobs_runner")
+    }
+
     /// Run once and check that it succeeded; returns its stdout.
     pub fn check(&self, args: &[&str]) -> anyhow::Result<String> {
         let output = self

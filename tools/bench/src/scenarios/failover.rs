@@ -288,18 +288,7 @@ fn once(
         bench.work.join("failover-no-cluster").display().to_string(),
     ));
     let log = bench.work.join(format!("failover-runner-{rep}.log"));
-    let runner = Runner(
-        manage
-            .command(&["scheduled_jobs_runner"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(&log)
-                    .with_context(|| format!("creating {}", log.display()))?,
-            )
-            .spawn()
-            .context("starting manage scheduled_jobs_runner")?,
-    );
+    let runner = Runner(manage.runner(&[], &log)?);
 
     // Runs on the primary, and replayed on the standby.
     wait_until(Duration::from_secs(60), "runs on the primary", || {

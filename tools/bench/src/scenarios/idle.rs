@@ -3,10 +3,8 @@
 //! switches of all its threads) over an idle window. The benchmark only reads
 //! /proc at the window's edges (and RSS every 5 s), so it does not wake it.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
-
-use anyhow::Context as _;
 
 use super::Bench;
 use crate::inproc::wait_until;
@@ -34,14 +32,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let registry = manage::registry::Registry::new(Some(&config));
     let mut client = bench.server.reset(&config, &registry)?;
     let log = bench.work.join("idle-runner.log");
-    let child = bench
-        .manage(Some(&file))
-        .command(&["scheduled_jobs_runner"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?)
-        .spawn()
-        .context("starting manage scheduled_jobs_runner")?;
+    let child = bench.manage(Some(&file)).runner(&[], &log)?;
     let mut child = Reaper(child);
     let pid = child.0.id();
     wait_until(Duration::from_secs(60), "the runner to register", || {

@@ -1,7 +1,8 @@
-//! The scenarios of the brief (and 7, the peers; 8, failover; 9, the web page), one module each, run in order against the
+//! The scenarios of the brief (and 7, the peers; 8, failover; 9, the web page; 10, the fleet), one module each, run in order against the
 //! benchmark's database. Each starts from an empty schema (`Server::reset`).
 
 mod failover;
+mod fleet;
 mod idle;
 mod latency;
 mod peers;
@@ -126,6 +127,10 @@ pub fn run_all(bench: &mut Bench, only: &[u32]) -> anyhow::Result<()> {
     if wanted(9) {
         crate::say("9. the web page: every page with 1,000 jobs and 1,000,000 runs");
         web::run(bench).context("scenario 9 (web page)")?;
+    }
+    if wanted(10) {
+        crate::say("10. fleet: 1, 2, 4, 8 runners on one database");
+        fleet::run(bench).context("scenario 10 (fleet)")?;
     }
     Ok(())
 }

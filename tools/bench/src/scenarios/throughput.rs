@@ -31,22 +31,37 @@ fn burst(client: &mut postgres::Client, app: &str, count: i64) -> anyhow::Result
     );
     tx.execute("SELECT pg_notify('manage_scheduled_jobs', '')", &[])?;
     tx.commit()?;
+    let span = wait_for_burst(client, "", after, app, count)?;
+    Ok(count as f64 / span.max(1e-9))
+}
+
+/// Poll (every 80 ms) until the `count` runs of `app` after run `after` have
+/// all succeeded; their span in seconds, first start to last finish.
+/// `mark` prefixes the query (a comment that tells the bench's statements
+/// from the runners').
+pub(super) fn wait_for_burst(
+    client: &mut postgres::Client,
+    mark: &str,
+    after: i64,
+    app: &str,
+    count: i64,
+) -> anyhow::Result<f64> {
+    let sql = format!(
+        "{mark} SELECT count(*) FILTER (WHERE r.state = 'succeeded'), count(*) FILTER (WHERE r.state NOT IN ('running', 'succeeded')), \
+                extract(epoch FROM max(r.finished_at) - min(r.started_at))::float8 \
+         FROM manage.runs r JOIN manage.jobs j ON j.name = r.job WHERE r.id > $1 AND j.app = $2"
+    );
     let mut span = 0.0;
     wait_until(Duration::from_secs(600), "the burst to finish", || {
         std::thread::sleep(Duration::from_millis(80));
-        let row = client.query_one(
-            "SELECT count(*) FILTER (WHERE r.state = 'succeeded'), count(*) FILTER (WHERE r.state NOT IN ('running', 'succeeded')), \
-                    extract(epoch FROM max(r.finished_at) - min(r.started_at))::float8 \
-             FROM manage.runs r JOIN manage.jobs j ON j.name = r.job WHERE r.id > $1 AND j.app = $2",
-            &[&after, &app],
-        )?;
+        let row = client.query_one(&sql, &[&after, &app])?;
         let done: i64 = row.try_get(0)?;
         let failed: i64 = row.try_get(1)?;
         anyhow::ensure!(failed == 0, "{failed} runs of the burst failed");
         span = row.try_get::<_, Option<f64>>(2)?.unwrap_or(0.0);
         Ok(done >= count)
     })?;
-    Ok(count as f64 / span.max(1e-9))
+    Ok(span)
 }
 
 fn internal(
