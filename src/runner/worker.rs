@@ -259,7 +259,9 @@ fn execute(shared: &Shared, slot: &mut Option<Conn>, claimed: Claimed) -> (bool,
         },
     };
     let runtime = started.elapsed();
-    let secs = runtime.as_secs_f64();
+    // To the millisecond, as the JSON log writes it, so that the line's one
+    // decimal is the rounding of the JSON's duration_seconds.
+    let secs = (runtime.as_secs_f64() * 1000.0).round() / 1000.0;
     let succeeded = ended.finished == Finished::Succeeded;
     let state = ended.state();
     let finished_entry = |entry: Entry| {
