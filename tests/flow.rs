@@ -132,6 +132,38 @@ fn with_wait_a_job_that_outlives_its_interval_is_neither_skipped_nor_stopped() {
 }
 
 #[test]
+fn with_wait_a_time_of_day_that_passes_during_the_run_runs_right_after_it() {
+    // Two slots two seconds apart, and a run of four: the second slot comes
+    // while the first run goes on, waits for it, and runs once right after
+    // it (§21) — not a day later.
+    let now = Utc::now();
+    let slot = |secs| (now + chrono::Duration::seconds(secs)).format("%H:%M:%S");
+    let (db, config) = migrate(
+        &format!(
+            "[jobs.slow]\ncommand = \"sleep 4\"\ntimezone = \"UTC\"\n\
+             times = [\"{}\", \"{}\"]\n",
+            slot(3),
+            slot(5)
+        ),
+        &[],
+    );
+    let runner = runner(&db, &config, &[]);
+    wait_for(Duration::from_secs(30), "two runs of slow", || {
+        finished(&db, "slow").len() >= 2
+    });
+    let log = runner.stop();
+    let runs = history(&db, &config, "slow");
+    assert_eq!(runs.len(), 2, "{runs:?}\n{log}");
+    assert_never_overlapping(&runs);
+    let gap = runs[1].0 - runs[0].1.unwrap();
+    assert!(
+        gap < chrono::Duration::milliseconds(1500),
+        "the waiting slot started {gap:?} after the run it waited for\n{log}"
+    );
+    assert!(!log.contains("still running"), "{log}");
+}
+
+#[test]
 fn with_replace_the_running_run_is_interrupted_and_the_new_one_starts_after_it() {
     let (db, config) = migrate(
         "[jobs.long]\ncommand = \"echo started; sleep 30\"\ninterval = \"00:02\"\n\

@@ -750,6 +750,20 @@ impl Job {
     /// supersedes a pending retry series (the operator asked for the newest
     /// slot to win), so no retry of this run is scheduled.
     pub fn after_run(&self, attempt: i32, state: RunState, at: DateTime<Utc>, tz: Tz) -> AfterRun {
+        self.after_run_started(attempt, state, at, at, tz)
+    }
+
+    /// [`Job::after_run`] for a run that started at `started`: with
+    /// `overlap = "wait"` a slot that came while it ran waits for it and
+    /// runs right after it ([`Job::next_run_after_run`]).
+    pub fn after_run_started(
+        &self,
+        attempt: i32,
+        state: RunState,
+        started: DateTime<Utc>,
+        at: DateTime<Utc>,
+        tz: Tz,
+    ) -> AfterRun {
         if self.slot_came_during_run(at) {
             return AfterRun {
                 next_run: self.schedulable().then_some(at),
@@ -757,7 +771,7 @@ impl Job {
                 retry: None,
             };
         }
-        let regular = self.next_run_after(at, false, tz);
+        let regular = self.next_run_after_run(started, at, tz);
         let attempt = attempt.max(1);
         let retries = self.retries();
         let k = attempt.unsigned_abs();
@@ -782,6 +796,29 @@ impl Job {
                 of: retries,
                 at: next_run,
             }),
+        }
+    }
+
+    /// The next run once a run that started at `started` ended at `at`
+    /// (§21, `overlap = "wait"`): a slot of a times or cron schedule that
+    /// came while it ran is not lost — it waited for the run, which ends
+    /// now, so the job runs again at once (once, however many slots
+    /// passed). An interval counts from the end of the run (§3), so none
+    /// can come during it. Otherwise [`Job::next_run_after`].
+    pub fn next_run_after_run(
+        &self,
+        started: DateTime<Utc>,
+        at: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        let regular = self.next_run_after(at, false, tz);
+        let counts_from_the_end = matches!(self.effective_schedule(), Some(Schedule::Interval(_)));
+        if self.overlap() != Overlap::Wait || counts_from_the_end || regular.is_none() {
+            return regular;
+        }
+        match self.next_run_from(Some(started), None, started, tz) {
+            Some(slot) if slot <= at => Some(at),
+            _ => regular,
         }
     }
 
@@ -1079,6 +1116,52 @@ mod tests {
         assert_eq!(j.next_run_after(at(10, 0), false, Tz::UTC), Some(at(10, 0)));
         j.enabled = false;
         assert_eq!(j.next_run_after(at(10, 0), false, Tz::UTC), None);
+    }
+
+    #[test]
+    fn with_wait_a_times_slot_that_came_during_the_run_runs_right_after_it() {
+        let mut j = job();
+        j.builtin_interval_seconds = None;
+        let slot = |h, m| NaiveTime::from_hms_opt(h, m, 0).expect("a time");
+        j.builtin_times = Some(vec![slot(10, 0), slot(10, 5), slot(12, 0)]);
+        // Started at the 10:00 slot, ended at 10:07: 10:05 came meanwhile,
+        // and waited for it — once, at the end of the run.
+        assert_eq!(
+            j.next_run_after_run(at(10, 0), at(10, 7), Tz::UTC),
+            Some(at(10, 7))
+        );
+        let after = j.after_run_started(1, RunState::Succeeded, at(10, 0), at(10, 7), Tz::UTC);
+        assert_eq!(after.next_run, Some(at(10, 7)));
+        // Ended before the next slot: the schedule as always.
+        assert_eq!(
+            j.next_run_after_run(at(10, 0), at(10, 3), Tz::UTC),
+            Some(at(10, 5))
+        );
+        // The slot that waited has run (10:07 to 10:08): no other came.
+        assert_eq!(
+            j.next_run_after_run(at(10, 7), at(10, 8), Tz::UTC),
+            Some(at(12, 0))
+        );
+        // skip and replace deal with such a slot themselves; a disabled job
+        // has none.
+        j.builtin_overlap = Overlap::Skip;
+        assert_eq!(
+            j.next_run_after_run(at(10, 0), at(10, 7), Tz::UTC),
+            Some(at(12, 0))
+        );
+        j.builtin_overlap = Overlap::Wait;
+        j.enabled = false;
+        assert_eq!(j.next_run_after_run(at(10, 0), at(10, 7), Tz::UTC), None);
+    }
+
+    #[test]
+    fn with_wait_an_interval_still_counts_from_the_end_of_a_long_run() {
+        let j = job();
+        // 600 s interval; a run of 15 minutes.
+        assert_eq!(
+            j.next_run_after_run(at(10, 0), at(10, 15), Tz::UTC),
+            Some(at(10, 25))
+        );
     }
 
     #[test]

@@ -1150,7 +1150,9 @@ pub fn record(
         .is_some_and(|j| j.running_run == Some(r.run_id));
     let after = match &row {
         // A job that cannot be started is disabled, never retried.
-        Some(row) if ours && !r.disable => row.after_run(attempt, r.state, r.finished_at, tz),
+        Some(row) if ours && !r.disable => {
+            row.after_run_started(attempt, r.state, r.started_at, r.finished_at, tz)
+        }
         _ => AfterRun {
             next_run: None,
             next_attempt: 1,
@@ -1274,7 +1276,7 @@ fn record_fast(
     };
     // run_requested is false as claimed; the statement itself honours a
     // request made since.
-    let next_run = job.next_run_after(r.finished_at, false, shared.config.timezone);
+    let next_run = job.next_run_after_run(r.started_at, r.finished_at, shared.config.timezone);
     let claim = (claim && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst))
         .then(|| shared.claimant());
     store::record_fast(
