@@ -261,6 +261,13 @@ fn show(ctx: &Context, name: &str, page: u32, json: bool) -> anyhow::Result<()> 
         ("Jitter", render::jitter(&row)),
         ("Overlap", render::overlap(&row)),
         (
+            "Trigger next",
+            render::chain(
+                &row.trigger_next().map(String::from).collect::<Vec<_>>(),
+                false,
+            ),
+        ),
+        (
             "On success",
             render::chain(row.on_success(), row.override_on_success.is_some()),
         ),
