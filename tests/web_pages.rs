@@ -443,3 +443,69 @@ fn read_only_offers_no_change_on_the_new_pages_and_refuses_their_posts() {
         .iter()
         .all(|r| r["action"] == "sync"));
 }
+
+#[test]
+fn the_frontpage_lists_a_hundred_jobs_a_page_and_keeps_the_filter_in_its_page_links() {
+    let db = TestDb::new();
+    // 250 jobs, every other one in app "b": 125 of them, two pages.
+    let mut config = String::from("timezone = \"UTC\"\n");
+    for i in 0..250 {
+        let app = if i % 2 == 0 { "a" } else { "b" };
+        config.push_str(&format!(
+            "[jobs.job_{i:03}]\ncommand = \"true\"\napp = \"{app}\"\n"
+        ));
+    }
+    db.manage().config(&config).arg("migrate").ok();
+    // With the built-in jobs: three pages, the last one short.
+    let total: usize = db
+        .value("SELECT count(*) FROM manage.jobs WHERE NOT removed")
+        .parse()
+        .unwrap();
+    assert!((201..300).contains(&total), "{total}");
+    let web = WebServer::start(&db, &config, &[], &[]);
+    let first = get(&web.url("/")).body;
+    let names = listed(&first);
+    assert_eq!(names.len(), 100, "{names:?}");
+    assert!(
+        first.contains(&format!("1–100 of {total} shown")),
+        "{first}"
+    );
+    assert!(first.contains("href=\"/?page=2\""), "{first}");
+    assert!(!first.contains("rel=\"prev\""), "{first}");
+    // The summary line still counts every job.
+    assert!(first.contains(&format!("{total} jobs: ")), "{first}");
+    let third = get(&web.url("/?page=3")).body;
+    assert_eq!(listed(&third).len(), total - 200);
+    assert!(
+        third.contains(&format!("201–{total} of {total} shown")),
+        "{third}"
+    );
+    // Every job once over the three pages.
+    let mut all: Vec<String> = [first.as_str(), &get(&web.url("/?page=2")).body, &third]
+        .iter()
+        .flat_map(|page| listed(page))
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total);
+    assert!(third.contains("href=\"/?page=2\" rel=\"prev\""), "{third}");
+    assert!(!third.contains("rel=\"next\""), "{third}");
+    // Filtered: the filter rides along in the page links.
+    let b = get(&web.url("/?app=b")).body;
+    assert_eq!(listed(&b).len(), 100);
+    assert!(
+        b.contains(&format!("1–100 of 125 (of {total} jobs) shown")),
+        "{b}"
+    );
+    assert!(b.contains("href=\"/?app=b&amp;page=2\""), "{b}");
+    let b2 = get(&web.url("/?app=b&page=2")).body;
+    let rest = listed(&b2);
+    assert_eq!(rest.len(), 25, "{rest:?}");
+    assert!(
+        rest.iter().all(|n| n.ends_with(['1', '3', '5', '7', '9'])),
+        "{rest:?}"
+    );
+    assert!(b2.contains("href=\"/?app=b\" rel=\"prev\""), "{b2}");
+    // A bad page is refused as on /runs.
+    assert_eq!(get(&web.url("/?page=0")).status, 400);
+}

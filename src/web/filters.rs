@@ -137,6 +137,8 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     /// The app, exactly.
     pub app: String,
+    /// The page of the jobs it keeps (1 when not given; 0 reads as 1).
+    pub page: u32,
 }
 
 impl JobFilter {
@@ -146,11 +148,31 @@ impl JobFilter {
             q: text_of(&raw.q),
             state,
             app: text_of(&raw.app),
+            page: page_of(raw)?,
         })
     }
 
+    /// No filter at all (whatever the page).
     pub fn is_empty(&self) -> bool {
-        *self == JobFilter::default()
+        self.q.is_empty() && self.state.is_none() && self.app.is_empty()
+    }
+
+    /// This filter's page `page`.
+    pub fn page_location(&self, page: u32) -> String {
+        let page = if page > 1 {
+            page.to_string()
+        } else {
+            String::new()
+        };
+        location(
+            "/",
+            &[
+                ("q", &self.q),
+                ("state", self.state.map_or("", JobState::as_str)),
+                ("app", &self.app),
+                ("page", &page),
+            ],
+        )
     }
 
     pub fn keeps(&self, job: &Job, now: DateTime<Utc>, held: bool) -> bool {
