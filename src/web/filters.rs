@@ -120,6 +120,15 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
     out.finish()
 }
 
+/// A page number as a link writes it: none for the first page.
+fn page_text(page: u32) -> String {
+    if page > 1 {
+        page.to_string()
+    } else {
+        String::new()
+    }
+}
+
 fn location(path: &str, pairs: &[(&str, &str)]) -> String {
     let query = query_string(pairs);
     if query.is_empty() {
@@ -159,11 +168,7 @@ impl JobFilter {
 
     /// This filter's page `page`.
     pub fn page_location(&self, page: u32) -> String {
-        let page = if page > 1 {
-            page.to_string()
-        } else {
-            String::new()
-        };
+        let page = page_text(page);
         location(
             "/",
             &[
@@ -217,11 +222,7 @@ impl RunFilter {
 
     /// This filter's page `page`.
     pub fn page_location(&self, page: u32) -> String {
-        let page = if page > 1 {
-            page.to_string()
-        } else {
-            String::new()
-        };
+        let page = page_text(page);
         location(
             "/runs",
             &[
@@ -249,11 +250,7 @@ impl AuditFilter {
     }
 
     pub fn page_location(&self, page: u32) -> String {
-        let page = if page > 1 {
-            page.to_string()
-        } else {
-            String::new()
-        };
+        let page = page_text(page);
         location("/audit", &[("job", &self.job), ("page", &page)])
     }
 }
