@@ -593,3 +593,44 @@ fn runner_pid_label(samples: &Samples) -> Option<String> {
             .flatten()
     })
 }
+
+#[test]
+fn runs_total_counts_history_written_directly_and_a_deletion_does_not_lower_it() {
+    // Runs inserted with a finished state (history written by a tool) count
+    // as recorded ones do; a run still running does not, until it is
+    // recorded; deleting runs by hand lowers nothing.
+    let config = "[jobs.tool]\ncommand = \"true\"\n";
+    let db = TestDb::new();
+    db.manage().config(config).arg("migrate").ok();
+    db.client()
+        .batch_execute(
+            "INSERT INTO manage.runs (job, state, started_at, finished_at, runtime_seconds, output) \
+             SELECT 'tool', CASE WHEN i % 3 = 0 THEN 'failed' ELSE 'succeeded' END, \
+                    now() - make_interval(mins => i), now() - make_interval(mins => i), 0.1, '' \
+             FROM generate_series(1, 9) i; \
+             INSERT INTO manage.runs (job, state, started_at) VALUES ('tool', 'running', now())",
+        )
+        .unwrap();
+    let count = |samples: &Samples, state| {
+        samples
+            .get(&(
+                "manage_job_runs_total".to_string(),
+                runs_label("tool", state),
+            ))
+            .copied()
+    };
+    let (_, before) = metrics(&db, config);
+    assert_eq!(count(&before, "succeeded"), Some(6.0));
+    assert_eq!(count(&before, "failed"), Some(3.0));
+    assert_eq!(count(&before, "running"), None);
+    db.client()
+        .batch_execute(
+            "UPDATE manage.runs SET state = 'timed_out', finished_at = now() WHERE state = 'running'; \
+             DELETE FROM manage.runs WHERE state = 'succeeded'",
+        )
+        .unwrap();
+    let (_, after) = metrics(&db, config);
+    assert_eq!(count(&after, "succeeded"), Some(6.0));
+    assert_eq!(count(&after, "failed"), Some(3.0));
+    assert_eq!(count(&after, "timed_out"), Some(1.0));
+}

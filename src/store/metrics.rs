@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
 use super::RUNNER_LOCK_CLASS;
-use crate::job::RunState;
 
 /// One job's figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,19 +53,13 @@ pub fn job_figures(client: &mut impl GenericClient) -> anyhow::Result<Vec<JobFig
         ", false) AS overdue, coalesce(t.runs, '{}'::jsonb) AS runs \
          FROM manage.jobs j \
          LEFT JOIN ( \
-             SELECT job, jsonb_object_agg(state, n) AS runs FROM ( \
-                 SELECT job, state, sum(n)::bigint AS n FROM ( \
-                     SELECT job, state, count(*) AS n FROM manage.runs WHERE state <> $1 \
-                     GROUP BY job, state \
-                     UNION ALL \
-                     SELECT job, state, runs FROM manage.purged_runs \
-                 ) counted GROUP BY job, state \
-             ) per_state GROUP BY job \
+             SELECT job, jsonb_object_agg(state, runs) AS runs FROM manage.run_counts \
+             GROUP BY job \
          ) t ON t.job = j.name \
          WHERE NOT j.removed \
          ORDER BY j.name"
     );
-    let rows = client.query_typed(sql, typed![&RunState::Running])?;
+    let rows = client.query_typed(sql, &[])?;
     rows.iter()
         .map(|row| {
             let runs: serde_json::Value = row.try_get("runs")?;

@@ -211,8 +211,9 @@ pub fn purge_history_batch(
     batch: i64,
 ) -> anyhow::Result<u64> {
     let days = i32::try_from(days)?;
-    // The runs deleted are added to `purged_runs` by the same statement, so
-    // that manage_job_runs_total never goes down (§15).
+    // The runs deleted are added to `purged_runs` by the same statement: what
+    // the history held before it was purged. manage_job_runs_total (§15)
+    // reads `run_counts`, which deleting never lowers (migration 0021).
     let row = client.query_typed_one(
         "WITH gone AS ( \
              DELETE FROM manage.runs WHERE id IN (\
