@@ -218,31 +218,30 @@ fn set_or_clear<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
 }
 
 pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
+    // Each setting and its --clear- form conflict (clap refuses both), so
+    // one of them at most is given.
     let mut change = ConfigChange {
         enabled: args.enabled,
         notify_on_success: args.notify_on_success,
         override_schedule: None,
-        timezone: None,
-        start_deadline: None,
+        timezone: set_or_clear(args.timezone, args.clear_timezone),
+        start_deadline: set_or_clear(args.start_deadline, args.clear_start_deadline),
         retries: args.retries,
         retry_delay_secs: args.retry_delay,
         alert_after: args.alert_after,
-        runs_on: None,
-        jitter_secs: None,
-        pause: None,
+        runs_on: set_or_clear(args.runs_on.map(|tags| tags.0), args.clear_runs_on),
+        jitter_secs: set_or_clear(args.jitter, args.clear_jitter),
+        pause: set_or_clear(args.pause_until, args.resume),
         notify: None,
-        overlap: None,
-        on_success: None,
-        on_failure: None,
-        expect_success_within_secs: None,
-        warn_after_secs: None,
+        overlap: set_or_clear(args.overlap, args.clear_overlap),
+        on_success: set_or_clear(args.on_success.map(|l| l.0), args.clear_on_success),
+        on_failure: set_or_clear(args.on_failure.map(|l| l.0), args.clear_on_failure),
+        expect_success_within_secs: set_or_clear(
+            args.expect_success_within,
+            args.clear_expect_success_within,
+        ),
+        warn_after_secs: set_or_clear(args.warn_after, args.clear_warn_after),
     };
-    change.overlap = set_or_clear(args.overlap, args.clear_overlap);
-    change.on_success = set_or_clear(args.on_success.map(|l| l.0), args.clear_on_success);
-    change.on_failure = set_or_clear(args.on_failure.map(|l| l.0), args.clear_on_failure);
-    change.expect_success_within_secs =
-        set_or_clear(args.expect_success_within, args.clear_expect_success_within);
-    change.warn_after_secs = set_or_clear(args.warn_after, args.clear_warn_after);
     if let Some(list) = &args.notify {
         match crate::config::notify_arg(list, &ctx.config.notifications.webhooks) {
             Ok(checked) => change.notify = Some(Some(checked)),
@@ -263,36 +262,6 @@ pub fn configure(ctx: &Context, args: ConfigureArgs) -> anyhow::Result<()> {
     }
     if args.clear_override {
         change.override_schedule = Some(None);
-    }
-    if let Some(zone) = args.timezone {
-        change.timezone = Some(Some(zone));
-    }
-    if args.clear_timezone {
-        change.timezone = Some(None);
-    }
-    if let Some(deadline) = args.start_deadline {
-        change.start_deadline = Some(Some(deadline));
-    }
-    if args.clear_start_deadline {
-        change.start_deadline = Some(None);
-    }
-    if let Some(tags) = args.runs_on {
-        change.runs_on = Some(Some(tags.0));
-    }
-    if args.clear_runs_on {
-        change.runs_on = Some(None);
-    }
-    if let Some(jitter) = args.jitter {
-        change.jitter_secs = Some(Some(jitter));
-    }
-    if args.clear_jitter {
-        change.jitter_secs = Some(None);
-    }
-    if let Some(until) = args.pause_until {
-        change.pause = Some(Some(until));
-    }
-    if args.resume {
-        change.pause = Some(None);
     }
     let interactive = change == ConfigChange::default();
     if interactive && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
