@@ -35,11 +35,7 @@ pub fn notify(job: &crate::job::Job, global: Option<&str>) -> String {
     match job.notify() {
         Some([]) => "nobody".to_string(),
         Some(list) => {
-            let origin = if job.override_notify.is_some() {
-                " (override)"
-            } else {
-                ""
-            };
+            let origin = origin(job.override_notify.is_some());
             format!("{}{origin}", list.join(", "))
         }
         None => match global {
@@ -66,11 +62,7 @@ pub fn runs_on(job: &crate::job::Job) -> String {
     } else {
         format!("runners with tags {}", tags.join(", "))
     };
-    let origin = if job.override_runs_on.is_some() {
-        " (override)"
-    } else {
-        ""
-    };
+    let origin = origin(job.override_runs_on.is_some());
     format!("{what}{origin}")
 }
 
@@ -111,7 +103,7 @@ pub fn chain(jobs: &[String], overridden: bool) -> String {
 /// `HH:MM:SS`, with `(override)` when the operator set it.
 fn duration_setting(secs: Option<u32>, overridden: bool) -> String {
     let what = secs.map_or_else(|| "none".to_string(), crate::schedule::format_duration);
-    let origin = if overridden { " (override)" } else { "" };
+    let origin = origin(overridden);
     format!("{what}{origin}")
 }
 
@@ -143,11 +135,7 @@ pub fn jitter(job: &crate::job::Job) -> String {
             crate::schedule::format_duration(secs)
         )
     };
-    let origin = if job.override_jitter_seconds.is_some() {
-        " (override)"
-    } else {
-        ""
-    };
+    let origin = origin(job.override_jitter_seconds.is_some());
     format!("{what}{origin}")
 }
 
@@ -160,11 +148,7 @@ pub fn alert_after(job: &crate::job::Job) -> String {
     } else {
         format!("failures are mailed from the {} in a row on", ordinal(n))
     };
-    let origin = if job.override_alert_after.is_some() {
-        " (override)"
-    } else {
-        ""
-    };
+    let origin = origin(job.override_alert_after.is_some());
     format!("{n}{origin}: {what}")
 }
 
@@ -234,11 +218,8 @@ pub fn transaction(job: &crate::job::Job) -> Option<&'static str> {
 /// A job's retries as people read them: `none`, or `3, first after 00:30
 /// (doubling)`, with `(override)` when the operator set them.
 pub fn retries(job: &crate::job::Job) -> String {
-    let origin = if job.override_retries.is_some() || job.override_retry_delay_seconds.is_some() {
-        " (override)"
-    } else {
-        ""
-    };
+    let origin =
+        origin(job.override_retries.is_some() || job.override_retry_delay_seconds.is_some());
     match job.retries() {
         0 => format!("none{origin}"),
         n => format!(
