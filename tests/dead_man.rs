@@ -305,11 +305,7 @@ fn bad_dead_man_and_slow_run_settings_are_refused_and_change_nothing() {
         .args(["jobs", "configure", "q", "--warn-after", "00:01"])
         .run()
         .assert_bad_input(&["--warn-after", "job q", "SQL"]);
-    let before = db
-        .manage()
-        .config(jobs)
-        .args(["jobs", "show", "x", "--json"])
-        .json();
+    let before = db.job_json(jobs, "x");
     db.manage()
         .config(jobs)
         .args(["jobs", "configure", "x", "--warn-after", "00:10"])
@@ -325,11 +321,7 @@ fn bad_dead_man_and_slow_run_settings_are_refused_and_change_nothing() {
         .args(["jobs", "configure", "x", "--expect-success-within", "-5"])
         .run()
         .assert_bad_input(&["--expect-success-within"]);
-    let after = db
-        .manage()
-        .config(jobs)
-        .args(["jobs", "show", "x", "--json"])
-        .json();
+    let after = db.job_json(jobs, "x");
     assert_eq!(before, after, "nothing changed");
     // A good value is the operator's, shown and audited; clearing returns
     // to the declared (none).
@@ -376,11 +368,7 @@ fn bad_dead_man_and_slow_run_settings_are_refused_and_change_nothing() {
             "--clear-warn-after",
         ])
         .ok();
-    let cleared = db
-        .manage()
-        .config(jobs)
-        .args(["jobs", "show", "x", "--json"])
-        .json();
+    let cleared = db.job_json(jobs, "x");
     assert_eq!(cleared["expect_success_within"], serde_json::Value::Null);
     assert_eq!(cleared["warn_after"], serde_json::Value::Null);
 }

@@ -306,12 +306,7 @@ fn jobs_configure_sets_and_clears_overlap_and_chains_and_refuses_a_cycle() {
                   [jobs.c]\ncommand = \"true\"\n";
     let db = TestDb::new();
     db.manage().config(config).arg("migrate").ok();
-    let show = |job: &str| {
-        db.manage()
-            .config(config)
-            .args(["jobs", "show", job, "--json"])
-            .json()
-    };
+    let show = |job: &str| db.job_json(config, job);
     assert_eq!(show("a")["overlap"], "wait");
     assert_eq!(show("b")["on_failure"], serde_json::json!(["a"]));
     let configure = |args: &[&str]| {

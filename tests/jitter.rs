@@ -25,10 +25,7 @@ jitter = "00:02"
 
 /// `jobs show NAME --json`.
 fn show(db: &TestDb, name: &str) -> serde_json::Value {
-    db.manage()
-        .config(JOBS)
-        .args(["jobs", "show", name, "--json"])
-        .json()
+    db.job_json(JOBS, name)
 }
 
 fn instant(text: &str) -> DateTime<Utc> {

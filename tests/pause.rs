@@ -22,10 +22,7 @@ times = ["04:30"]
 
 /// `jobs show NAME --json`.
 fn show(db: &TestDb, name: &str) -> serde_json::Value {
-    db.manage()
-        .config(JOBS)
-        .args(["jobs", "show", name, "--json"])
-        .json()
+    db.job_json(JOBS, name)
 }
 
 fn instant(value: &serde_json::Value) -> DateTime<Utc> {

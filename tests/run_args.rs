@@ -51,10 +51,7 @@ fn extra_runs(job: &serde_json::Value) -> Vec<DateTime<Utc>> {
 }
 
 fn show(db: &TestDb, name: &str) -> serde_json::Value {
-    db.manage()
-        .config(JOBS)
-        .args(["jobs", "show", name, "--json"])
-        .json()
+    db.job_json(JOBS, name)
 }
 
 /// The runner, once: it runs what is due, and succeeds.

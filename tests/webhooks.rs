@@ -305,11 +305,7 @@ fn a_jobs_notify_replaces_the_global_address() {
         show.contains("Notify:") && show.contains("team@example.com, webhook:ops"),
         "{show}"
     );
-    let json = db
-        .manage()
-        .config(&config)
-        .args(["jobs", "show", "plain", "--json"])
-        .json();
+    let json = db.job_json(&config, "plain");
     assert_eq!(json["notify"], serde_json::json!(["global@example.com"]));
 
     // The operator's override, and its refusal of an unknown webhook.
@@ -317,11 +313,7 @@ fn a_jobs_notify_replaces_the_global_address() {
         .config(&config)
         .args(["jobs", "configure", "plain", "--notify", "webhook:ops"])
         .ok();
-    let json = db
-        .manage()
-        .config(&config)
-        .args(["jobs", "show", "plain", "--json"])
-        .json();
+    let json = db.job_json(&config, "plain");
     assert_eq!(json["notify"], serde_json::json!(["webhook:ops"]));
     db.manage()
         .config(&config)
@@ -332,11 +324,7 @@ fn a_jobs_notify_replaces_the_global_address() {
         .config(&config)
         .args(["jobs", "configure", "plain", "--clear-notify"])
         .ok();
-    let json = db
-        .manage()
-        .config(&config)
-        .args(["jobs", "show", "plain", "--json"])
-        .json();
+    let json = db.job_json(&config, "plain");
     assert_eq!(json["notify"], serde_json::json!(["global@example.com"]));
 }
 
