@@ -66,6 +66,51 @@ fn a_claim_takes_each_due_job_it_defines_once_and_marks_it_running() {
 }
 
 #[test]
+fn a_claim_with_its_agenda_leaves_out_what_it_claimed() {
+    let (_db, mut client) = setup();
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
+    let defined = names(&["a", "b", "c"]);
+    let claimant = Claimant {
+        runner_id,
+        host: "testhost",
+        defined: &defined,
+        tags: &[],
+    };
+    let b_next = job(&mut client, "b").next_run;
+    let mut prepared = Prepared::default();
+    // One of the two due jobs: the agenda still has the other, due now.
+    let (claimed, agenda) =
+        store::claim_due_with_agenda(&mut client, &mut prepared, &claimant, 1).unwrap();
+    let agenda = agenda.expect("the statement answers the agenda");
+    assert_eq!(claimed.len(), 1);
+    let first = claimed[0].job.name.clone();
+    assert!(first == "a" || first == "c", "{first}");
+    assert!(agenda.next_due.is_some_and(|d| d <= agenda.db_now));
+    assert!(!agenda.held);
+    // The other: what is left is b's next run, in an hour.
+    let (claimed, agenda) =
+        store::claim_due_with_agenda(&mut client, &mut prepared, &claimant, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_ne!(claimed[0].job.name, first);
+    assert_ne!(claimed[0].job.name, "b");
+    assert_eq!(agenda.unwrap().next_due, b_next);
+    // Nothing due: no run, the same agenda.
+    let (claimed, agenda) =
+        store::claim_due_with_agenda(&mut client, &mut prepared, &claimant, 10).unwrap();
+    assert!(claimed.is_empty());
+    assert_eq!(agenda.unwrap().next_due, b_next);
+    // Held: nothing is claimed, and the agenda says so.
+    store::set_hold(&mut client, None).unwrap();
+    client
+        .batch_execute("UPDATE manage.jobs SET next_run = clock_timestamp() WHERE name = 'b'")
+        .unwrap();
+    let (claimed, agenda) =
+        store::claim_due_with_agenda(&mut client, &mut prepared, &claimant, 10).unwrap();
+    assert!(claimed.is_empty());
+    assert!(agenda.unwrap().held);
+}
+
+#[test]
 fn a_hold_stops_every_claim_until_the_release() {
     let (_db, mut client) = setup();
     let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();

@@ -380,6 +380,7 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
         options,
         all_succeeded: true,
         last_sleep_log: None,
+        wake_to_claim: false,
         shutdown: None,
         prepared: store::Prepared::default(),
         db_host,
@@ -459,6 +460,11 @@ fn connect_with_retry(
 /// (§18 asks 5 s), and a failed attempt costs a refused connection.
 pub const RECONNECT_WAIT_MAX: Duration = Duration::from_secs(2);
 
+/// How soon the loop looks again at a job that is due but could not be
+/// claimed: another session holds its row (a claim not yet committed, a
+/// `jobs configure` in progress).
+const LOCKED_RETRY: Duration = Duration::from_millis(2);
+
 struct Loop {
     shared: Arc<Shared>,
     client: postgres::Client,
@@ -468,6 +474,8 @@ struct Loop {
     options: Options,
     all_succeeded: bool,
     last_sleep_log: Option<Option<DateTime<Utc>>>,
+    /// The loop sleeps until a due instant: when the sleep ends, claim first.
+    wake_to_claim: bool,
     /// Set by SIGTERM/SIGINT: when the shutdown grace ends.
     shutdown: Option<Instant>,
     notifier: notify::Notifier,
@@ -548,7 +556,7 @@ impl Loop {
                     woken = true;
                     self.handle(event);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => woken = self.wake_to_claim,
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("the runner's event channel closed")
                 }
@@ -622,17 +630,20 @@ impl Loop {
     ) -> Result<Option<Duration>, postgres::Error> {
         loop {
             let free = self.max_parallel().saturating_sub(self.in_flight);
-            if std::mem::take(&mut woken) && free > 0 && !shutting_down && self.claim(free)? {
-                woken = true;
-                agenda = None;
-                continue;
+            if std::mem::take(&mut woken) && free > 0 && !shutting_down {
+                let (any, fresh) = self.claim(free)?;
+                agenda = fresh;
+                if any {
+                    woken = true;
+                    continue;
+                }
             }
             if free == 0 && agenda.is_none() && !self.shared.watching_overlaps() {
                 // Every slot is busy, and a worker claims its own next run:
                 // nothing this loop could start, so no query either.
                 return Ok(Some(self.shared.timings().heartbeat));
             }
-            let agenda = match agenda.take() {
+            let current = match agenda.take() {
                 Some(agenda) => agenda,
                 None => store::agenda(
                     &mut self.client,
@@ -642,44 +653,55 @@ impl Loop {
                 )?,
             };
             let measured = Instant::now();
-            if agenda.held && agenda.held_until.is_some_and(|end| end <= agenda.db_now) {
+            if current.held && current.held_until.is_some_and(|end| end <= current.db_now) {
                 // `jobs hold --until` has reached its end: release it (once,
                 // whichever runner is first) and look again.
                 if self.release_ended_hold() {
                     continue;
                 }
             }
-            let due_now = !agenda.held && agenda.next_due.is_some_and(|d| d <= agenda.db_now);
+            let due_now = !current.held && current.next_due.is_some_and(|d| d <= current.db_now);
             // A slot that came while its job runs (§21) needs no worker.
             let overlap_now =
-                !agenda.held && agenda.next_overlap.is_some_and(|d| d <= agenda.db_now);
+                !current.held && current.next_overlap.is_some_and(|d| d <= current.db_now);
             if overlap_now && !shutting_down && self.overlaps()? {
                 continue;
             }
             if due_now && free > 0 && !shutting_down {
-                if self.claim(free)? {
+                let (any, fresh) = self.claim(free)?;
+                let still_due = fresh
+                    .as_ref()
+                    .is_some_and(|a| !a.held && a.next_due.is_some_and(|d| d <= a.db_now));
+                agenda = fresh;
+                if any {
                     continue;
                 }
-                // Another runner took them; look again at what is left.
-                if self.in_flight == 0 && self.options.once {
+                // Another runner took them: look again at what is left
+                // (the claim's agenda). A job that is still due but was
+                // not claimable is locked by someone's transaction right
+                // now: look again shortly rather than at once.
+                if !still_due || (self.in_flight == 0 && self.options.once) {
                     continue;
                 }
+                self.wake_to_claim = true;
+                return Ok(Some(LOCKED_RETRY));
             }
-            if self.options.once && self.in_flight == 0 && (!due_now || agenda.held) {
-                if agenda.held {
+            if self.options.once && self.in_flight == 0 && (!due_now || current.held) {
+                if current.held {
                     self.shared.log.info("Jobs are held; nothing runs");
                 }
                 return Ok(None);
             }
             let heartbeat = self.shared.timings().heartbeat;
-            let wait = if agenda.held || shutting_down {
+            self.wake_to_claim = false;
+            let wait = if current.held || shutting_down {
                 // Only a NOTIFY, a finished run, the heartbeat or the hold's
                 // end can change things.
-                match agenda
+                match current
                     .held_until
-                    .filter(|end| agenda.held && *end > agenda.db_now)
+                    .filter(|end| current.held && *end > current.db_now)
                 {
-                    Some(end) => (end - agenda.db_now)
+                    Some(end) => (end - current.db_now)
                         .to_std()
                         .unwrap_or(Duration::ZERO)
                         .saturating_sub(measured.elapsed())
@@ -689,16 +711,20 @@ impl Loop {
                 }
             } else {
                 // With every worker busy only an overlap slot can be acted on.
-                let next_due = if free == 0 { None } else { agenda.next_due };
-                match next_due.into_iter().chain(agenda.next_overlap).min() {
+                let next_due = if free == 0 { None } else { current.next_due };
+                let next = next_due.into_iter().chain(current.next_overlap).min();
+                // Woken at a due instant, the loop claims at once: one
+                // statement, the claim with its agenda.
+                self.wake_to_claim = next.is_some() && next == next_due;
+                match next {
                     Some(next) => {
-                        let until = (next - agenda.db_now).to_std().unwrap_or(Duration::ZERO);
+                        let until = (next - current.db_now).to_std().unwrap_or(Duration::ZERO);
                         until.saturating_sub(measured.elapsed())
                     }
                     None => heartbeat,
                 }
             };
-            self.log_sleep(&agenda, wait);
+            self.log_sleep(&current, wait);
             return Ok(Some(wait));
         }
     }
@@ -802,19 +828,20 @@ impl Loop {
         Ok(!jobs.is_empty())
     }
 
-    /// Claim up to `free` due jobs and hand them to the workers; whether any were.
-    fn claim(&mut self, free: usize) -> Result<bool, postgres::Error> {
-        let claimed = store::claim_due(
+    /// Claim up to `free` due jobs and hand them to the workers: whether any
+    /// were, and the agenda after the claim (from the same statement).
+    fn claim(&mut self, free: usize) -> Result<(bool, Option<store::Agenda>), postgres::Error> {
+        let (claimed, agenda) = store::claim_due_with_agenda(
             &mut self.client,
             &mut self.prepared,
             &self.shared.claimant(),
             free as i64,
         )?;
         if claimed.is_empty() {
-            return Ok(false);
+            return Ok((false, agenda));
         }
         self.dispatch(claimed);
-        Ok(true)
+        Ok((true, agenda))
     }
 
     fn dispatch(&mut self, claimed: Vec<store::Claimed>) {

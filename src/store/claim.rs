@@ -106,10 +106,54 @@ pub fn claim_due(
         claim_ctes!("$1", "$2", "$3", "$5", "$6", "$4", "true"),
         " SELECT * FROM claimed"
     );
-    let rows = prepared.query(
+    let rows = query_claim(client, prepared, "claim_due", SQL, claimant, limit)?;
+    claimed_rows(&rows)
+}
+
+/// `claim_due`, and in the same statement the agenda as it is after the
+/// claim (the claimed jobs left out): the runner's loop, woken for a due
+/// instant, then costs the database one statement whether it wins the run
+/// or another runner does — with several runners on one database, every one
+/// of them wakes for each due instant. The agenda is None only if the
+/// statement answered no row at all, which it does not (the loop would then
+/// ask for the agenda on its own).
+pub fn claim_due_with_agenda(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+    claimant: &Claimant,
+    limit: i64,
+) -> Result<(Vec<Claimed>, Option<Agenda>), postgres::Error> {
+    const SQL: &str = concat!(
+        "WITH ",
+        claim_ctes!("$1", "$2", "$3", "$5", "$6", "$4", "true"),
+        " SELECT ",
+        agenda_columns!("$5", "$6", "name <> ALL (ARRAY(SELECT name FROM due))"),
+        ", c.* FROM (SELECT 1) one LEFT JOIN claimed c ON true"
+    );
+    let rows = query_claim(client, prepared, "claim_due_agenda", SQL, claimant, limit)?;
+    let agenda = rows.first().map(Agenda::from_row).transpose()?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // The row of an agenda with nothing claimed beside it.
+        if row.try_get::<_, Option<i64>>("run_id")?.is_some() {
+            claimed.push(row);
+        }
+    }
+    Ok((claimed_rows(claimed)?, agenda))
+}
+
+fn query_claim(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+    name: &'static str,
+    sql: &'static str,
+    claimant: &Claimant,
+    limit: i64,
+) -> Result<Vec<postgres::Row>, postgres::Error> {
+    prepared.query(
         client,
-        "claim_due",
-        SQL,
+        name,
+        sql,
         typed![
             &limit,
             &claimant.runner_id,
@@ -118,9 +162,15 @@ pub fn claim_due(
             &claimant.defined,
             &claimant.tags
         ],
-    )?;
+    )
+}
+
+/// The claimed runs of the rows, in run order.
+fn claimed_rows<'r>(
+    rows: impl IntoIterator<Item = &'r postgres::Row>,
+) -> Result<Vec<Claimed>, postgres::Error> {
     let mut claimed: Vec<Claimed> = rows
-        .iter()
+        .into_iter()
         .map(Claimed::from_row)
         .collect::<Result<_, postgres::Error>>()?;
     claimed.sort_by_key(|c| c.run_id);

@@ -97,15 +97,22 @@ macro_rules! defined_by_runner {
 /// SQL: what the runner's loop needs to decide how long to sleep — whether
 /// jobs are held and until when, the earliest next run of a job it could run, and the
 /// database's now. `$defined` is as in `defined_by_runner!`: a due job the
-/// runner cannot claim must not wake it, or it would spin.
+/// runner cannot claim must not wake it, or it would spin. `$unclaimed`, a
+/// condition on the job, leaves out the jobs that the same statement claims
+/// (its snapshot still sees them due).
 macro_rules! agenda_columns {
     ($defined:literal, $tags:literal) => {
+        agenda_columns!($defined, $tags, "true")
+    };
+    ($defined:literal, $tags:literal, $unclaimed:literal) => {
         concat!(
             "(SELECT held FROM manage.hold) AS held, \
              (SELECT held_until FROM manage.hold) AS held_until, \
              (SELECT min(next_run) FROM manage.jobs WHERE enabled AND NOT removed AND running_run IS NULL \
                 AND ",
             defined_by_runner!($defined, $tags),
+            " AND ",
+            $unclaimed,
             ") AS next_due, \
              (SELECT min(overlap_slot) FROM manage.jobs WHERE overlap_slot IS NOT NULL \
                 AND running_run IS NOT NULL AND replace_run IS DISTINCT FROM running_run \
