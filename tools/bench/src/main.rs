@@ -103,7 +103,7 @@ fn parse_args() -> anyhow::Result<Options> {
                      --quick        a short smoke run (fewer repetitions, smaller data)\n\
                      --json PATH    also write the JSON document to PATH\n\
                      --keep         leave the database (or embedded cluster) and work directory behind\n\
-                     --only LIST    run only these scenarios (1 start-up, 2 idle, 3 trigger, 4 due, 5 throughput, 6 scale, 7 peers: pg_cron, 8 failover, 9 web page, 10 fleet)\n\
+                     --only LIST    run only these scenarios (1 start-up, 2 idle, 3 trigger, 4 due, 5 throughput, 6 scale, 7 peers: pg_cron, 8 failover, 9 web page, 10 fleet, 11 cron fleet)\n\
                      --manage PATH  the manage binary (default: next to this executable)\n\n\
                      With DATABASE_URL set it creates (and drops) a database manage_bench_<pid> on that\n\
                      server; otherwise it runs the embedded cluster in a private temporary MANAGE_DATA_DIR."

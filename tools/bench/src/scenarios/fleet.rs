@@ -220,10 +220,10 @@ fn burst(
 }
 
 /// Runner processes, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Processes(Vec<Child>);
+pub(super) struct Processes(Vec<Child>);
 
 impl Processes {
-    fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         for child in &self.0 {
             // SAFETY: kill with the pid of our own child and a valid signal.
             #[allow(unsafe_code)]
@@ -253,7 +253,7 @@ impl Drop for Processes {
 
 /// `count` runner processes, each with its own configuration file (the same
 /// jobs, no tags), started one after the other until each listens.
-fn start_processes(
+pub(super) fn start_processes(
     bench: &Bench,
     count: usize,
     text: &str,

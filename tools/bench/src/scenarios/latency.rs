@@ -16,7 +16,7 @@ use super::Bench;
 use crate::inproc::{self, Runners};
 use crate::stats::{Figure, Target};
 
-const CAPTURE: &str = "
+pub(super) const CAPTURE: &str = "
 CREATE TABLE public.bench_due (run_id bigint PRIMARY KEY, job text NOT NULL, due timestamptz, started_at timestamptz NOT NULL);
 CREATE OR REPLACE FUNCTION public.bench_capture_due() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,6 +1,7 @@
-//! The scenarios of the brief (and 7, the peers; 8, failover; 9, the web page; 10, the fleet), one module each, run in order against the
+//! The scenarios of the brief (and 7, the peers; 8, failover; 9, the web page; 10, the fleet; 11, the cron fleet), one module each, run in order against the
 //! benchmark's database. Each starts from an empty schema (`Server::reset`).
 
+mod cron_fleet;
 mod failover;
 mod fleet;
 mod idle;
@@ -131,6 +132,10 @@ pub fn run_all(bench: &mut Bench, only: &[u32]) -> anyhow::Result<()> {
     if wanted(10) {
         crate::say("10. fleet: 1, 2, 4, 8 runners on one database");
         fleet::run(bench).context("scenario 10 (fleet)")?;
+    }
+    if wanted(11) {
+        crate::say("11. cron fleet: 10,000 cron jobs on 8 runners for 10 minutes");
+        cron_fleet::run(bench).context("scenario 11 (cron fleet)")?;
     }
     Ok(())
 }
