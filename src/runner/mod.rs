@@ -380,7 +380,7 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
         options,
         all_succeeded: true,
         last_sleep_log: None,
-        wake_to_claim: false,
+        claim_at: None,
         shutdown: None,
         prepared: store::Prepared::default(),
         db_host,
@@ -474,8 +474,9 @@ struct Loop {
     options: Options,
     all_succeeded: bool,
     last_sleep_log: Option<Option<DateTime<Utc>>>,
-    /// The loop sleeps until a due instant: when the sleep ends, claim first.
-    wake_to_claim: bool,
+    /// The due instant the loop sleeps until: a sleep that ends there (not
+    /// one cut short by the heartbeat or the watchdog) claims first.
+    claim_at: Option<Instant>,
     /// Set by SIGTERM/SIGINT: when the shutdown grace ends.
     shutdown: Option<Instant>,
     notifier: notify::Notifier,
@@ -556,7 +557,9 @@ impl Loop {
                     woken = true;
                     self.handle(event);
                 }
-                Err(RecvTimeoutError::Timeout) => woken = self.wake_to_claim,
+                Err(RecvTimeoutError::Timeout) => {
+                    woken = self.claim_at.is_some_and(|at| Instant::now() >= at);
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("the runner's event channel closed")
                 }
@@ -683,7 +686,7 @@ impl Loop {
                 if !still_due || (self.in_flight == 0 && self.options.once) {
                     continue;
                 }
-                self.wake_to_claim = true;
+                self.claim_at = Some(Instant::now() + LOCKED_RETRY);
                 return Ok(Some(LOCKED_RETRY));
             }
             if self.options.once && self.in_flight == 0 && (!due_now || current.held) {
@@ -693,7 +696,7 @@ impl Loop {
                 return Ok(None);
             }
             let heartbeat = self.shared.timings().heartbeat;
-            self.wake_to_claim = false;
+            self.claim_at = None;
             let wait = if current.held || shutting_down {
                 // Only a NOTIFY, a finished run, the heartbeat or the hold's
                 // end can change things.
@@ -715,11 +718,14 @@ impl Loop {
                 let next = next_due.into_iter().chain(current.next_overlap).min();
                 // Woken at a due instant, the loop claims at once: one
                 // statement, the claim with its agenda.
-                self.wake_to_claim = next.is_some() && next == next_due;
                 match next {
-                    Some(next) => {
-                        let until = (next - current.db_now).to_std().unwrap_or(Duration::ZERO);
-                        until.saturating_sub(measured.elapsed())
+                    Some(at) => {
+                        let until = (at - current.db_now).to_std().unwrap_or(Duration::ZERO);
+                        let until = until.saturating_sub(measured.elapsed());
+                        if next == next_due {
+                            self.claim_at = Some(Instant::now() + until);
+                        }
+                        until
                     }
                     None => heartbeat,
                 }
