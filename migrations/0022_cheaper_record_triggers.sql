@@ -39,7 +39,7 @@ WHERE x.job = j.name;
 CREATE FUNCTION manage.keep_extra_run_first() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.job IS DISTINCT FROM NEW.job) THEN
         UPDATE manage.jobs SET extra_run_first = (SELECT min(at) FROM manage.extra_runs WHERE job = OLD.job)
         WHERE name = OLD.job;
     END IF;

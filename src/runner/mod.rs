@@ -663,7 +663,7 @@ impl Loop {
                     continue;
                 }
             }
-            let due_now = !current.held && current.next_due.is_some_and(|d| d <= current.db_now);
+            let due_now = current.due_now();
             // A slot that came while its job runs (§21) needs no worker.
             let overlap_now =
                 !current.held && current.next_overlap.is_some_and(|d| d <= current.db_now);
@@ -672,9 +672,7 @@ impl Loop {
             }
             if due_now && free > 0 && !shutting_down {
                 let (any, fresh) = self.claim(free)?;
-                let still_due = fresh
-                    .as_ref()
-                    .is_some_and(|a| !a.held && a.next_due.is_some_and(|d| d <= a.db_now));
+                let still_due = fresh.as_ref().is_some_and(store::Agenda::due_now);
                 agenda = fresh;
                 if any {
                     continue;

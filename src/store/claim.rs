@@ -373,6 +373,11 @@ pub struct Agenda {
 }
 
 impl Agenda {
+    /// Whether a job this runner could run is due (and jobs are not held).
+    pub fn due_now(&self) -> bool {
+        !self.held && self.next_due.is_some_and(|d| d <= self.db_now)
+    }
+
     /// The `agenda_columns!` of a statement.
     pub(super) fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
         Ok(Agenda {
