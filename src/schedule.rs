@@ -431,6 +431,44 @@ pub fn next_run_jittered(
     }
 }
 
+/// Whether the slot after the one a run was due for came before that run
+/// started, though the run was late by less than one gap between slots
+/// (§21, times and cron with a jitter). `due` is the run's delayed slot.
+///
+/// Without a jitter a run that late still has its next slot ahead of it;
+/// with one, two neighbouring slots' delays may bring them close (a slot
+/// delayed by 59.9 s, the next by 0.1 s), and a run a little late would
+/// lose the next slot to "the first slot after now". Such a slot is owed:
+/// the caller runs the job again at once, as for a slot that came while it
+/// ran. False when `due` is no delayed slot of `schedule` (a requested or
+/// caught-up run, a reschedule meanwhile) or the run was late by a gap or
+/// more (the downtime rule of §3 stands).
+pub fn next_slot_passed_while_late(
+    schedule: &Schedule,
+    due: DateTime<Utc>,
+    started: DateTime<Utc>,
+    tz: Tz,
+    jitter: Jitter<'_>,
+) -> bool {
+    if jitter.secs == 0 || matches!(schedule, Schedule::Interval(_)) || started <= due {
+        return false;
+    }
+    // The run's own slot is less than the jitter before its delayed instant.
+    let slots = runs_after(
+        schedule,
+        due - Duration::seconds(i64::from(jitter.secs)),
+        3,
+        tz,
+    );
+    let Some(own) = slots.iter().position(|slot| jitter.apply(*slot) == due) else {
+        return false;
+    };
+    let Some(next) = slots.get(own + 1) else {
+        return false;
+    };
+    started - due < *next - slots[own] && jitter.apply(*next) <= started
+}
+
 /// [`runs_after`] with each slot delayed by `jitter`: the first `count`
 /// delayed instants strictly after `after`. The jitter is at most the
 /// shortest gap between slots, so delaying keeps the slots' order. For an
@@ -1769,6 +1807,76 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_run_a_little_late_does_not_lose_a_neighbour_its_jitter_brought_close() {
+        // Every minute, up to a minute's jitter, over DST days in several
+        // zones (a Stockholm spring day has a 02:00–03:00 gap, no slots).
+        let days = [
+            (Tz::UTC, "2026-12-07T00:00:00Z"),
+            (Tz::Europe__Stockholm, "2026-03-29T00:00:00Z"),
+            (Tz::America__New_York, "2026-11-01T04:00:00Z"),
+            (Tz::Australia__Lord_Howe, "2026-04-04T13:00:00Z"),
+        ];
+        let every_minute = cron("* * * * *");
+        let j = jitter("fleet_job_0042", 60);
+        let mut close = 0;
+        for (tz, start) in days {
+            let slots = runs_after(&every_minute, utc(start), 6 * 60, tz);
+            for pair in slots.windows(2) {
+                let (this, next) = (pair[0], pair[1]);
+                let (due, next_due) = (j.apply(this), j.apply(next));
+                let passed =
+                    |started| next_slot_passed_while_late(&every_minute, due, started, tz, j);
+                // Before the next slot's delayed instant: still ahead, the
+                // usual rule finds it.
+                assert!(!passed(next_due - Duration::milliseconds(1)), "{tz} {this}");
+                // At it: owed exactly when the run was then late by less
+                // than the gap, as a run without jitter would be.
+                assert_eq!(
+                    passed(next_due),
+                    next_due - due < next - this,
+                    "{tz} {this}"
+                );
+                // Late by the gap or more: the downtime rule, nothing owed.
+                assert!(!passed(due + (next - this)), "{tz} {this}");
+                // A run at an instant that is no delayed slot (run now).
+                assert!(
+                    !next_slot_passed_while_late(
+                        &every_minute,
+                        due + Duration::milliseconds(1),
+                        next_due,
+                        tz,
+                        j
+                    ),
+                    "{tz} {this}"
+                );
+                if next_due - due < Duration::seconds(5) {
+                    close += 1;
+                }
+            }
+        }
+        // Such neighbours occur (about 5²/2·60² of pairs come within 5 s).
+        assert!(close > 0, "no pair of slots within 5 s");
+        // Without a jitter, or for an interval (it counts from the run's
+        // end), nothing is ever owed this way.
+        let slot = utc("2026-12-07T10:00:00Z");
+        let late = slot + Duration::seconds(30);
+        assert!(!next_slot_passed_while_late(
+            &every_minute,
+            slot,
+            late,
+            Tz::UTC,
+            jitter("x", 0)
+        ));
+        assert!(!next_slot_passed_while_late(
+            &Schedule::Interval(60),
+            slot,
+            late,
+            Tz::UTC,
+            j
+        ));
     }
 
     #[test]

@@ -805,6 +805,11 @@ impl Job {
     /// now, so the job runs again at once (once, however many slots
     /// passed). An interval counts from the end of the run (§3), so none
     /// can come during it. Otherwise [`Job::next_run_after`].
+    ///
+    /// Whatever the policy, a jittered slot that came before a run started
+    /// less than a gap late is owed too, and runs at once
+    /// ([`schedule::next_slot_passed_while_late`]); `next_run` is still the
+    /// run's due instant here, as the claim leaves it.
     pub fn next_run_after_run(
         &self,
         started: DateTime<Utc>,
@@ -812,7 +817,22 @@ impl Job {
         tz: Tz,
     ) -> Option<DateTime<Utc>> {
         let regular = self.next_run_after(at, false, tz);
-        let counts_from_the_end = matches!(self.effective_schedule(), Some(Schedule::Interval(_)));
+        let effective = self.effective_schedule();
+        let paused = self.paused_until.is_some_and(|until| until > at);
+        if let (Some(schedule), Some(due), Some(_), false) =
+            (&effective, self.next_run, regular, paused)
+        {
+            if schedule::next_slot_passed_while_late(
+                schedule,
+                due,
+                started,
+                self.zone(tz),
+                self.jitter(),
+            ) {
+                return Some(at);
+            }
+        }
+        let counts_from_the_end = matches!(effective, Some(Schedule::Interval(_)));
         if self.overlap() != Overlap::Wait || counts_from_the_end || regular.is_none() {
             return regular;
         }
@@ -1152,6 +1172,54 @@ mod tests {
         j.builtin_overlap = Overlap::Wait;
         j.enabled = false;
         assert_eq!(j.next_run_after_run(at(10, 0), at(10, 7), Tz::UTC), None);
+    }
+
+    #[test]
+    fn a_late_run_keeps_the_next_slot_its_jitter_brought_before_the_start() {
+        let mut j = job();
+        j.name = "fleet_job_0042".into();
+        j.builtin_interval_seconds = None;
+        j.builtin_cron = Some("* * * * *".into());
+        j.builtin_jitter_seconds = 60;
+        let name = j.name.clone();
+        let jitter = schedule::Jitter {
+            name: &name,
+            secs: 60,
+        };
+        // Two neighbouring minutes whose delays bring them within 5 s.
+        let (this, next) = (0..24 * 60)
+            .map(|m| at(0, 0) + chrono::Duration::minutes(m))
+            .map(|slot| (slot, slot + chrono::Duration::minutes(1)))
+            .find(|(a, b)| jitter.apply(*b) - jitter.apply(*a) < chrono::Duration::seconds(5))
+            .expect("a close pair in a day");
+        let (due, next_due) = (jitter.apply(this), jitter.apply(next));
+        j.next_run = Some(due);
+        // Started just after the next slot's delayed instant, a few seconds
+        // late: that slot is owed, at once, whatever the overlap policy.
+        let started = next_due + chrono::Duration::milliseconds(100);
+        let ended = started + chrono::Duration::milliseconds(20);
+        for overlap in [Overlap::Wait, Overlap::Skip, Overlap::Replace] {
+            j.builtin_overlap = overlap;
+            assert_eq!(
+                j.next_run_after_run(started, ended, Tz::UTC),
+                Some(ended),
+                "{overlap:?}"
+            );
+        }
+        j.builtin_overlap = Overlap::Wait;
+        // The owed run (its due instant is no slot) goes on to the slot after.
+        let mut owed = j.clone();
+        owed.next_run = Some(ended);
+        let after_owed = ended + chrono::Duration::milliseconds(30);
+        assert_eq!(
+            owed.next_run_after_run(ended, after_owed, Tz::UTC),
+            Some(jitter.apply(next + chrono::Duration::minutes(1)))
+        );
+        // Started on time: the next slot is simply next.
+        assert_eq!(j.next_run_after_run(due, due, Tz::UTC), Some(next_due));
+        // Paused meanwhile: the pause decides.
+        j.paused_until = Some(at(23, 0) + chrono::Duration::hours(2));
+        assert_ne!(j.next_run_after_run(started, ended, Tz::UTC), Some(ended));
     }
 
     #[test]
