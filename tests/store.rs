@@ -45,12 +45,11 @@ fn job(client: &mut Client, name: &str) -> Job {
 #[test]
 fn a_claim_takes_each_due_job_it_defines_once_and_marks_it_running() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a", "b"]);
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[], &defined).unwrap();
     let claimant = Claimant {
         runner_id,
         host: "testhost",
-        defined: &defined,
         tags: &[],
     };
     let mut prepared = Prepared::default();
@@ -68,12 +67,11 @@ fn a_claim_takes_each_due_job_it_defines_once_and_marks_it_running() {
 #[test]
 fn a_claim_with_its_agenda_leaves_out_what_it_claimed() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a", "b", "c"]);
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[], &defined).unwrap();
     let claimant = Claimant {
         runner_id,
         host: "testhost",
-        defined: &defined,
         tags: &[],
     };
     let b_next = job(&mut client, "b").next_run;
@@ -113,12 +111,11 @@ fn a_claim_with_its_agenda_leaves_out_what_it_claimed() {
 #[test]
 fn a_hold_stops_every_claim_until_the_release() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a", "b", "c"]);
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[], &defined).unwrap();
     let claimant = Claimant {
         runner_id,
         host: "testhost",
-        defined: &defined,
         tags: &[],
     };
     let mut prepared = Prepared::default();
@@ -137,12 +134,11 @@ fn a_hold_stops_every_claim_until_the_release() {
 #[test]
 fn the_one_statement_record_ends_the_run_and_reschedules_while_the_configuration_holds() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a"]);
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[], &defined).unwrap();
     let claimant = Claimant {
         runner_id,
         host: "testhost",
-        defined: &defined,
         tags: &[],
     };
     let mut prepared = Prepared::default();
@@ -231,12 +227,11 @@ fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
     let mut listener = db.client();
     store::listen(&mut listener).unwrap();
     let mut other = db.client();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a"]);
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[], &defined).unwrap();
     let claimant = Claimant {
         runner_id,
         host: "testhost",
-        defined: &defined,
         tags: &[],
     };
     let mut prepared = Prepared::default();
@@ -319,12 +314,11 @@ fn the_one_statement_record_notifies_only_when_someone_must_learn_of_it() {
 #[test]
 fn a_run_is_finished_once() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["a"]);
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[], &defined).unwrap();
     let claimant = Claimant {
         runner_id,
         host: "testhost",
-        defined: &defined,
         tags: &[],
     };
     let claimed = store::claim_due(&mut client, &mut Prepared::default(), &claimant, 1).unwrap();
@@ -347,12 +341,11 @@ fn a_run_is_finished_once() {
 fn a_run_is_orphaned_once_its_runner_lost_its_lock_and_is_silent_for_dead_after() {
     let (db, mut client) = setup();
     let mut runner = db.client();
-    let (runner_id, _) = store::register_runner(&mut runner, "testhost", 1, &[]).unwrap();
     let defined = names(&["a"]);
+    let (runner_id, _) = store::register_runner(&mut runner, "testhost", 1, &[], &defined).unwrap();
     let claimant = Claimant {
         runner_id,
         host: "testhost",
-        defined: &defined,
         tags: &[],
     };
     let claimed = store::claim_due(&mut runner, &mut Prepared::default(), &claimant, 1).unwrap();
@@ -439,12 +432,11 @@ fn a_queued_mail_keeps_its_headers_and_counts_its_failed_attempts() {
 #[test]
 fn a_claim_takes_one_due_extra_run_with_its_arguments_and_a_given_back_claim_returns_them() {
     let (_db, mut client) = setup();
-    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[]).unwrap();
     let defined = names(&["b"]);
+    let (runner_id, _) = store::register_runner(&mut client, "testhost", 1, &[], &defined).unwrap();
     let claimant = Claimant {
         runner_id,
         host: "testhost",
-        defined: &defined,
         tags: &[],
     };
     // b is due in an hour: its two extra runs with arguments, one due now,
@@ -470,4 +462,53 @@ fn a_claim_takes_one_due_extra_run_with_its_arguments_and_a_given_back_claim_ret
     let claimed = store::claim_due(&mut client, &mut prepared, &claimant, 10).unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].args, names(&["x", "y z"]));
+}
+
+/// The jobs each runner defines, as `manage.runner_jobs` holds them.
+fn runner_jobs(client: &mut Client, runner_id: i64) -> Vec<String> {
+    client
+        .query(
+            "SELECT job FROM manage.runner_jobs WHERE runner_id = $1 ORDER BY job",
+            &[&runner_id],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn a_runners_list_of_jobs_goes_when_it_is_gone_and_comes_back_when_it_rejoins() {
+    let (db, mut client) = setup();
+    let mut first = db.client();
+    let defined = names(&["a", "c"]);
+    let (first_id, _) = store::register_runner(&mut first, "testhost", 1, &[], &defined).unwrap();
+    assert_eq!(runner_jobs(&mut client, first_id), names(&["a", "c"]));
+    // Its session ends (the connection is lost); another runner registers.
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = db.client();
+    let (second_id, _) =
+        store::register_runner(&mut second, "testhost", 2, &[], &names(&["b"])).unwrap();
+    assert!(
+        runner_jobs(&mut client, first_id).is_empty(),
+        "a runner that is not connected keeps no list"
+    );
+    // The first comes back: its list again, and it claims by it.
+    let mut first = db.client();
+    store::rejoin(&mut first, first_id, "testhost", 1, &[], &defined).unwrap();
+    assert_eq!(runner_jobs(&mut client, first_id), names(&["a", "c"]));
+    let claimant = Claimant {
+        runner_id: first_id,
+        host: "testhost",
+        tags: &[],
+    };
+    let claimed = store::claim_due(&mut first, &mut Prepared::default(), &claimant, 10).unwrap();
+    let mut jobs: Vec<String> = claimed.iter().map(|c| c.job.name.clone()).collect();
+    jobs.sort();
+    assert_eq!(jobs, names(&["a", "c"]));
+    assert_eq!(runner_jobs(&mut client, second_id), names(&["b"]));
+    // A runner that stops leaves no list behind.
+    store::runner_stopped(&mut second, second_id).unwrap();
+    assert!(runner_jobs(&mut client, second_id).is_empty());
 }

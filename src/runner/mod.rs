@@ -128,7 +128,6 @@ impl Shared {
         store::Claimant {
             runner_id: self.runner_id,
             host: &self.host,
-            defined: &self.defined,
             tags: &self.config.runner.tags,
         }
     }
@@ -321,8 +320,9 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
     let host = crate::host::short_host_name();
     let pid = std::process::id() as i32;
     let tags = &config.runner.tags;
-    let (runner_id, _) =
-        store::register_runner(&mut client, &host, pid, tags).context("registering the runner")?;
+    let defined: Vec<String> = registry.jobs().map(|job| job.name.clone()).collect();
+    let (runner_id, _) = store::register_runner(&mut client, &host, pid, tags, &defined)
+        .context("registering the runner")?;
     if tags.is_empty() {
         log.info(format!("Runner {runner_id} started on {host} (pid {pid})"));
     } else {
@@ -340,7 +340,7 @@ pub fn run(mut config: Config, registry: Registry, options: Options) -> anyhow::
 
     let shared = Arc::new(Shared {
         config,
-        defined: registry.jobs().map(|job| job.name.clone()).collect(),
+        defined,
         registry,
         target,
         host,
@@ -651,7 +651,7 @@ impl Loop {
                 None => store::agenda(
                     &mut self.client,
                     &mut self.prepared,
-                    &self.shared.defined,
+                    self.shared.runner_id,
                     &self.shared.config.runner.tags,
                 )?,
             };
@@ -794,7 +794,7 @@ impl Loop {
         let mut tx = self.client.transaction()?;
         let (jobs, now) = store::overlapping_jobs(
             &mut tx,
-            &self.shared.defined,
+            self.shared.runner_id,
             &self.shared.config.runner.tags,
         )?;
         let mut lines = Vec::new();
@@ -870,7 +870,6 @@ impl Loop {
             &mut self.prepared,
             self.shared.runner_id,
             self.shared.timings().dead_after,
-            &self.shared.defined,
             &self.shared.config.runner.tags,
         )?;
         // A replace request whose NOTIFY was lost (the LISTEN connection
@@ -891,7 +890,7 @@ impl Loop {
             return store::agenda(
                 &mut self.client,
                 &mut self.prepared,
-                &self.shared.defined,
+                self.shared.runner_id,
                 &self.shared.config.runner.tags,
             );
         }
@@ -945,6 +944,7 @@ impl Loop {
                             &self.shared.host,
                             std::process::id() as i32,
                             &self.shared.config.runner.tags,
+                            &self.shared.defined,
                         )
                         .map_err(|e| {
                             if crate::db::is_read_only(&e) {

@@ -6,8 +6,9 @@
 //! A runner claims, and sleeps by, only the jobs its own configuration
 //! defines (§17): during a rolling deploy an older runner shares the database
 //! with jobs it has never heard of, and those wait for a runner that defines
-//! them. The defined names are a `text[]` parameter, so the statements stay
-//! the same text and stay prepared.
+//! them. The defined names are rows of `manage.runner_jobs`, written when
+//! the runner registers (`register_runner`, `rejoin`), so a statement carries
+//! the runner's id, not its list.
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
@@ -48,8 +49,6 @@ impl Claimed {
 pub struct Claimant<'a> {
     pub runner_id: i64,
     pub host: &'a str,
-    /// The names of the jobs this runner defines: the only ones it claims.
-    pub defined: &'a [String],
     /// The runner's tags (§19): it claims only jobs whose runs_on they cover.
     pub tags: &'a [String],
 }
@@ -64,12 +63,12 @@ pub struct Claimant<'a> {
 /// takes each claimed job's earliest due extra run (§21), whose arguments
 /// the run gets: under the job row's lock, so each starts one run.
 macro_rules! claim_ctes {
-    ($limit:literal, $runner_id:literal, $host:literal, $defined:literal, $tags:literal, $running:literal, $gate:literal) => {
+    ($limit:literal, $runner_id:literal, $host:literal, $tags:literal, $running:literal, $gate:literal) => {
         concat!(
             "due AS ( \
                  SELECT name, next_attempt FROM manage.jobs \
                  WHERE enabled AND NOT removed AND running_run IS NULL AND next_run <= clock_timestamp() \
-                   AND ", defined_by_runner!($defined, $tags), " \
+                   AND ", defined_by_runner!($runner_id, $tags), " \
                    AND NOT (SELECT held FROM manage.hold) AND ", $gate, " \
                  ORDER BY next_run, name LIMIT ", $limit, " FOR UPDATE SKIP LOCKED \
              ), extra AS ( \
@@ -103,7 +102,7 @@ pub fn claim_due(
 ) -> Result<Vec<Claimed>, postgres::Error> {
     const SQL: &str = concat!(
         "WITH ",
-        claim_ctes!("$1", "$2", "$3", "$5", "$6", "$4", "true"),
+        claim_ctes!("$1", "$2", "$3", "$5", "$4", "true"),
         " SELECT * FROM claimed"
     );
     let rows = query_claim(client, prepared, "claim_due", SQL, claimant, limit)?;
@@ -125,9 +124,9 @@ pub fn claim_due_with_agenda(
 ) -> Result<(Vec<Claimed>, Option<Agenda>), postgres::Error> {
     const SQL: &str = concat!(
         "WITH ",
-        claim_ctes!("$1", "$2", "$3", "$5", "$6", "$4", "true"),
+        claim_ctes!("$1", "$2", "$3", "$5", "$4", "true"),
         " SELECT ",
-        agenda_columns!("$5", "$6", "name <> ALL (ARRAY(SELECT name FROM due))"),
+        agenda_columns!("$2", "$5", "name <> ALL (ARRAY(SELECT name FROM due))"),
         ", c.* FROM (SELECT 1) one LEFT JOIN claimed c ON true"
     );
     let rows = query_claim(client, prepared, "claim_due_agenda", SQL, claimant, limit)?;
@@ -159,7 +158,6 @@ fn query_claim(
             &claimant.runner_id,
             &claimant.host,
             &RunState::Running,
-            &claimant.defined,
             &claimant.tags
         ],
     )
@@ -251,7 +249,7 @@ pub fn record_fast(
                AND coalesce(override_overlap, builtin_overlap) = $35 \
                AND cardinality(coalesce(override_on_success, builtin_on_success)) = 0 \
                AND cardinality(coalesce(override_on_failure, builtin_on_failure)) = 0 \
-               AND overdue_alerted_at IS NOT DISTINCT FROM $36 \
+               AND overdue_alerted_at IS NOT DISTINCT FROM $18 \
              RETURNING name, next_run \
          ), recorded AS ( \
              UPDATE manage.runs SET state = $2, finished_at = $3, runtime_seconds = $4, output = $5 \
@@ -261,13 +259,13 @@ pub fn record_fast(
              SELECT pg_notify($16, '') FROM finished \
              WHERE EXISTS (SELECT 1 FROM recorded) AND ($24 OR finished.next_run < $25) \
          ), ",
-        claim_ctes!("1", "$14", "$15", "$18", "$32", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
+        claim_ctes!("1", "$14", "$15", "$32", "$17", "$13 AND EXISTS (SELECT 1 FROM recorded)"),
         " SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM woken) AS woken, c.* \
          FROM (SELECT 1) one LEFT JOIN claimed c ON true"
     );
-    let (claim, runner_id, host, defined, tags) = match r.claim {
-        Some(c) => (true, c.runner_id, c.host, c.defined, c.tags),
-        None => (false, 0, "", &[][..], &[][..]),
+    let (claim, runner_id, host, tags) = match r.claim {
+        Some(c) => (true, c.runner_id, c.host, c.tags),
+        None => (false, 0, "", &[][..]),
     };
     let job = r.job;
     let retries = i32::try_from(job.retries()).unwrap_or(i32::MAX);
@@ -298,7 +296,7 @@ pub fn record_fast(
             &host,
             &CHANNEL,
             &RunState::Running,
-            &defined,
+            &job.overdue_alerted_at,
             &job.override_cron,
             &job.builtin_cron,
             &job.override_timezone,
@@ -315,8 +313,7 @@ pub fn record_fast(
             &tags,
             &job.paused_until,
             &jitter,
-            &crate::job::Overlap::Wait,
-            &job.overdue_alerted_at
+            &crate::job::Overlap::Wait
         ],
     )?;
     let recorded: i64 = row.try_get("recorded")?;
@@ -390,14 +387,15 @@ impl Agenda {
     }
 }
 
-/// The agenda of a runner that defines the jobs `defined` and has `tags`.
+/// The agenda of runner `runner_id` (of the jobs it registered as defined)
+/// with `tags`.
 pub fn agenda(
     client: &mut impl GenericClient,
     prepared: &mut Prepared,
-    defined: &[String],
+    runner_id: i64,
     tags: &[String],
 ) -> Result<Agenda, postgres::Error> {
     const SQL: &str = concat!("SELECT ", agenda_columns!("$1", "$2"));
-    let row = prepared.query_one(client, "agenda", SQL, typed![&defined, &tags])?;
+    let row = prepared.query_one(client, "agenda", SQL, typed![&runner_id, &tags])?;
     Agenda::from_row(&row)
 }

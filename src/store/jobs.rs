@@ -554,7 +554,7 @@ pub fn set_overlap_slot(
 /// acting on. With the database's now.
 pub fn overlapping_jobs(
     client: &mut impl GenericClient,
-    defined: &[String],
+    runner_id: i64,
     tags: &[String],
 ) -> Result<(Vec<Job>, DateTime<Utc>), postgres::Error> {
     let rows = client.query_typed(
@@ -566,7 +566,7 @@ pub fn overlapping_jobs(
             defined_by_runner!("$1", "$2"),
             " ORDER BY name FOR UPDATE SKIP LOCKED"
         ),
-        typed![&defined, &tags],
+        typed![&runner_id, &tags],
     )?;
     let now = match rows.first() {
         Some(row) => row.try_get("db_now")?,

@@ -55,12 +55,14 @@ pub fn connected_runners(
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Register a runner and take its session advisory lock: while this session
-/// lives, the runner counts as connected and its runs as owned.
+/// lives, the runner counts as connected and its runs as owned. `defined`
+/// names the jobs its configuration defines, the only ones it claims.
 pub fn register_runner(
     client: &mut postgres::Client,
     host: &str,
     pid: i32,
     tags: &[String],
+    defined: &[String],
 ) -> Result<(i64, DateTime<Utc>), postgres::Error> {
     let row = client.query_typed_one(
         "INSERT INTO manage.runners (host, pid, backend_pid, tags, version) \
@@ -69,11 +71,37 @@ pub fn register_runner(
     )?;
     let id: i64 = row.try_get("id")?;
     take_runner_lock(client, id)?;
+    define_jobs(client, id, defined)?;
     Ok((id, row.try_get("started_at")?))
 }
 
-/// (Re-)take the runner's lock, after a reconnection for instance.
-pub fn take_runner_lock(
+/// Write the jobs runner `runner_id` defines into `manage.runner_jobs`, which
+/// its claims and agendas look up (`defined_by_runner!`); and delete the
+/// lists of the runners no longer connected (their lock is free). A runner
+/// that comes back writes its list again (`rejoin`).
+fn define_jobs(
+    client: &mut impl GenericClient,
+    runner_id: i64,
+    defined: &[String],
+) -> Result<(), postgres::Error> {
+    client.execute_typed(
+        "INSERT INTO manage.runner_jobs (runner_id, job) SELECT $1, unnest($2::text[]) \
+         ON CONFLICT DO NOTHING",
+        typed![&runner_id, &defined],
+    )?;
+    client.execute_typed(
+        concat!(
+            "DELETE FROM manage.runner_jobs d USING manage.runners w \
+             WHERE w.id = d.runner_id AND w.id <> $2 AND NOT ",
+            runner_lock_held!()
+        ),
+        typed![&RUNNER_LOCK_CLASS, &runner_id],
+    )?;
+    Ok(())
+}
+
+/// Take the runner's lock (it registers; it rejoins after a reconnection).
+fn take_runner_lock(
     client: &mut impl GenericClient,
     runner_id: i64,
 ) -> Result<(), postgres::Error> {
@@ -86,7 +114,7 @@ pub fn take_runner_lock(
 }
 
 /// The heartbeat, in one statement with what the loop needs next: the agenda
-/// (of a runner that defines the jobs `defined`), and whether any dead runner
+/// (of the jobs the runner registered as defined), and whether any dead runner
 /// (heartbeat older than `dead_after`, lock free) left a run behind. (A
 /// data-modifying CTE runs whether or not it is read.)
 pub fn heartbeat(
@@ -94,7 +122,6 @@ pub fn heartbeat(
     prepared: &mut Prepared,
     runner_id: i64,
     dead_after: std::time::Duration,
-    defined: &[String],
     tags: &[String],
 ) -> Result<Heartbeat, postgres::Error> {
     let sql = concat!(
@@ -102,7 +129,7 @@ pub fn heartbeat(
              UPDATE manage.runners SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid() \
              WHERE id = $4 RETURNING id) \
          SELECT ",
-        agenda_columns!("$5", "$6"),
+        agenda_columns!("$4", "$5"),
         ", EXISTS (SELECT 1 FROM manage.runs r LEFT JOIN manage.runners w ON w.id = r.runner_id \
                    WHERE ",
         orphaned!(),
@@ -121,7 +148,6 @@ pub fn heartbeat(
             &seconds(dead_after),
             &RunState::Running,
             &runner_id,
-            &defined,
             &tags
         ],
     )?;
@@ -142,14 +168,16 @@ pub struct Heartbeat {
 }
 
 /// After a reconnection: take the runner's lock again and make sure its row
-/// exists — after a failover to a server that never saw it, it may not, and
-/// every run it claims refers to it.
+/// and its list of defined jobs exist — after a failover to a server that
+/// never saw them they may not, and every run it claims refers to the row;
+/// while it was away, a runner that registered may have deleted the list.
 pub fn rejoin(
     client: &mut postgres::Client,
     runner_id: i64,
     host: &str,
     pid: i32,
     tags: &[String],
+    defined: &[String],
 ) -> Result<(), postgres::Error> {
     // The lock may still be held by this runner's own previous session: a
     // connection closed on our side because the database fell silent (§18)
@@ -168,15 +196,17 @@ pub fn rejoin(
          ON CONFLICT (id) DO UPDATE SET heartbeat = clock_timestamp(), backend_pid = pg_backend_pid()",
         typed![&runner_id, &host, &pid, &tags, &VERSION],
     )?;
-    Ok(())
+    define_jobs(client, runner_id, defined)
 }
 
+/// A runner that stops: its row says when, and its list of defined jobs goes.
 pub fn runner_stopped(
     client: &mut impl GenericClient,
     runner_id: i64,
 ) -> Result<(), postgres::Error> {
     client.execute_typed(
-        "UPDATE manage.runners SET stopped_at = clock_timestamp() WHERE id = $1",
+        "WITH list AS (DELETE FROM manage.runner_jobs WHERE runner_id = $1) \
+         UPDATE manage.runners SET stopped_at = clock_timestamp() WHERE id = $1",
         typed![&runner_id],
     )?;
     Ok(())

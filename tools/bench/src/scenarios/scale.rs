@@ -34,7 +34,6 @@ fn probe_once(
         &mut prepared,
         claimant.runner_id,
         timings.dead_after,
-        claimant.defined,
         claimant.tags,
     )?;
     let claimed = manage::store::claim_due(&mut tx, &mut prepared, claimant, 1)?;
@@ -60,19 +59,18 @@ fn probe_once(
     Ok((start.elapsed().as_secs_f64() * 1000.0, !claimed.is_empty()))
 }
 
-/// Probe every 20 ms until `stop`, as a runner that defines the jobs
-/// `defined`; (attempt times, attempts that claimed nothing).
+/// Probe every 20 ms until `stop`, as runner `runner_id` (the jobs it
+/// defines are in `manage.runner_jobs`); (attempt times, attempts that
+/// claimed nothing).
 fn probe_loop(
     url: String,
     runner_id: i64,
-    defined: Vec<String>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<(Vec<f64>, usize)> {
     let mut client = crate::server::connect(&url)?;
     let claimant = manage::store::Claimant {
         runner_id,
         host: "bench-probe",
-        defined: &defined,
         tags: &[],
     };
     let mut times = Vec::new();
@@ -207,12 +205,15 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
         .query_one("SELECT count(*) FROM manage.runs", &[])?
         .try_get(0)?;
     let defined: Vec<String> = registry.jobs().map(|job| job.name.clone()).collect();
+    client.execute(
+        "INSERT INTO manage.runner_jobs (runner_id, job) SELECT $1, unnest($2::text[])",
+        &[&runner_id, &defined],
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let baseline = {
         let flag = Arc::clone(&stop);
         let url = bench.server.url.clone();
-        let defined = defined.clone();
-        let probe = std::thread::spawn(move || probe_loop(url, runner_id, defined, flag));
+        let probe = std::thread::spawn(move || probe_loop(url, runner_id, flag));
         std::thread::sleep(Duration::from_secs(3));
         stop.store(true, Ordering::Relaxed);
         probe
@@ -224,7 +225,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let probe = {
         let flag = Arc::clone(&stop);
         let url = bench.server.url.clone();
-        std::thread::spawn(move || probe_loop(url, runner_id, defined, flag))
+        std::thread::spawn(move || probe_loop(url, runner_id, flag))
     };
     let start = Instant::now();
     let purge = manage
