@@ -89,12 +89,14 @@ fn define_jobs(
          ON CONFLICT DO NOTHING",
         typed![&runner_id, &defined],
     )?;
+    // The held runner locks are read once, not per row as the correlated
+    // `runner_lock_held!` would: pg_locks builds the whole lock table on
+    // every call, and a fleet's lists are tens of thousands of rows.
     client.execute_typed(
-        concat!(
-            "DELETE FROM manage.runner_jobs d USING manage.runners w \
-             WHERE w.id = d.runner_id AND w.id <> $2 AND NOT ",
-            runner_lock_held!()
-        ),
+        "DELETE FROM manage.runner_jobs WHERE runner_id <> $2 AND runner_id::int::oid NOT IN ( \
+             SELECT l.objid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.classid = $1::int::oid AND l.objsubid = 2 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
         typed![&RUNNER_LOCK_CLASS, &runner_id],
     )?;
     Ok(())
