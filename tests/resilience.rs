@@ -297,6 +297,73 @@ fn no_process_of_a_child_run_outlives_its_normal_end_or_its_timeout() {
     let _ = decoy.wait();
 }
 
+/// The children of `pid` (every thread's) and their state letters.
+fn children_of(pid: i32) -> Vec<(i32, char)> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return found;
+    };
+    for task in tasks.filter_map(Result::ok) {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in list
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .unwrap_or('?');
+            found.push((child, state));
+        }
+    }
+    found
+}
+
+/// The runner adopts what its runs leave behind when their parent exits (a
+/// subreaper, so that the sweep after a run knows when there is nothing to
+/// find): the grandchild that left with `setsid` becomes its child when its
+/// parent exits, is killed when the run ends, and is reaped, as is an
+/// orphaned process that exits on its own while its run goes on. No zombie stays behind, and the runner's children afterwards are
+/// the children of running runs only.
+#[test]
+fn a_runs_adopted_grandchildren_are_killed_at_its_end_and_reaped() {
+    let escaped = marker(67);
+    // Orphaned at once (its subshell exits), it dies on its own half a
+    // second later: a zombie child of the runner until reaped.
+    let daemon_ms = 500 + std::process::id() % 97;
+    let config = format!(
+        "[jobs.escapes]\ncommand = \"setsid sleep {escaped} & sleep 1\"\ninterval = \"01:00:00\"\n\
+         [jobs.daemon]\ncommand = \"(sleep 0.{daemon_ms} &) ; sleep 2\"\ninterval = \"01:00:00\"\n\
+         [jobs.waits]\ncommand = \"sleep 4\"\ninterval = \"01:00:00\"\n"
+    );
+    let db = TestDb::new();
+    db.manage().config(&config).arg("migrate").ok();
+    for job in ["escapes", "daemon", "waits"] {
+        due_now(&db.url, job);
+    }
+    let runner = runner_on(&db.url, &config);
+    let pid = runner.pid();
+    wait_for(Duration::from_secs(30), "the three runs recorded", || {
+        ["escapes", "daemon", "waits"]
+            .iter()
+            .all(|job| finished(&db.url, job).len() == 1)
+    });
+    wait_for(
+        Duration::from_secs(15),
+        "no child of the runner left",
+        || children_of(pid).is_empty(),
+    );
+    let log = runner.stop();
+    for job in ["escapes", "daemon", "waits"] {
+        assert_eq!(finished(&db.url, job)[0].state, "succeeded", "{job}: {log}");
+    }
+    assert!(
+        !process_running(&format!("sleep {escaped}")),
+        "the escaped grandchild outlived its run:\n{log}"
+    );
+}
+
 /// A process group of the test's own, unrelated to any run: a `sleep` that
 /// leads a group of its own. Killed when dropped.
 struct Stranger(std::process::Child);

@@ -452,6 +452,10 @@ pub fn run(builtins: &[&'static crate::job::definition::Builtin]) -> anyhow::Res
                 config.runner.tags =
                     crate::config::checked_tags(tags).map_err(crate::error::BadInput::new)?;
             }
+            // A run's processes that outlive their parent come to us, so
+            // that the sweep after a run knows when there is nothing to find
+            // (process::orphans); without it, every sweep reads all of /proc.
+            let _ = crate::process::become_subreaper();
             let all_succeeded = crate::runner::run(config, ctx.registry, options)?;
             // Only --once reports the runs' result; the daemon exits 0 when told to stop.
             if once && !all_succeeded {

@@ -20,9 +20,11 @@
 //! init) they are left alone, and logged; under the systemd unit its
 //! `KillMode=control-group` has killed them with the runner anyway.
 
+mod orphans;
 mod spawn;
 mod sweep;
 
+pub use orphans::{become_subreaper, reap as reap_orphans, TOOLS};
 pub use sweep::{kill_marked, marked_processes, RunMark, RUN_ID_VAR, RUN_TOKEN_VAR};
 
 use std::io::Read;
@@ -462,10 +464,11 @@ pub fn run_child_watched(
         },
     };
     // The run ends with the direct child; what is left of its group goes now,
-    // and then whatever left the group but still carries the run's mark.
+    // and then whatever left the group but still carries the run's mark
+    // (unless no process of ours can: see `orphans`).
     kill_group(pgid, libc::SIGKILL);
     if let Some(mark) = &spec.mark {
-        kill_marked(&mark.token);
+        orphans::sweep_after_run(&mark.token);
     }
     if let Ok(mut guard) = stop.pgid.lock() {
         *guard = None;

@@ -269,6 +269,8 @@ impl Shared {
     /// runner with nothing running for `idle_close` holds only its main and
     /// LISTEN connections (§17), and no wake-up but the heartbeat's is needed.
     fn close_idle_connections(&self) {
+        // And the adopted processes that have died since the last run ended.
+        crate::process::reap_orphans();
         let timings = self.timings();
         let keep_below = timings.idle_close.saturating_sub(timings.heartbeat);
         if let Ok(mut idle) = self.idle_connections.lock() {

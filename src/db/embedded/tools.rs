@@ -99,7 +99,13 @@ pub(super) fn tool_command(program: &Path, user: &ServerUser, cwd: &Path) -> Com
 pub(super) fn run_tool(mut cmd: Command, what: String) -> Result<String, EmbeddedError> {
     #[cfg(test)]
     SPAWNED.with(|n| n.set(n.get() + 1));
-    let out = cmd.output().map_err(io_err(format!("running {what}")))?;
+    // A runner's reaper of adopted processes leaves our child alone meanwhile.
+    let out = {
+        let _tool = crate::process::TOOLS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cmd.output().map_err(io_err(format!("running {what}")))?
+    };
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     if out.status.success() {

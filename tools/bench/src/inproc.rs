@@ -75,6 +75,8 @@ impl Runners {
         extra: &[&'static Builtin],
         probe: &mut postgres::Client,
     ) -> anyhow::Result<Runners> {
+        // As `manage scheduled_jobs_runner` is (process::orphans).
+        let _ = manage::process::become_subreaper();
         let mut threads = Vec::new();
         for i in 0..count {
             let config = config.clone();
