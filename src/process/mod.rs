@@ -403,7 +403,8 @@ pub fn run_child_watched(
     }
     // Not yet waited for, the child is at least a zombie: its start time is
     // there to read even if it has already exited.
-    started(&GroupIdentity::observe(pgid));
+    let identity = GroupIdentity::observe(pgid);
+    started(&identity);
 
     let captured = Arc::new(Mutex::new(Captured::default()));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -468,7 +469,7 @@ pub fn run_child_watched(
     // (unless no process of ours can: see `orphans`).
     kill_group(pgid, libc::SIGKILL);
     if let Some(mark) = &spec.mark {
-        orphans::sweep_after_run(&mark.token);
+        orphans::sweep_after_run(&mark.token, identity.leader_start);
     }
     if let Ok(mut guard) = stop.pgid.lock() {
         *guard = None;

@@ -11,13 +11,16 @@
 //! process a run started and that outlived its parent becomes a child of the
 //! runner — of its main thread, the first live thread the kernel finds. The
 //! run leader is reaped only after the kernel has handed its children over.
-//! So when the runner's main thread has no child that may carry a run's mark,
-//! no process of the finished run is left anywhere, and the sweep is not
-//! needed. A child of the main thread carries no mark when its environment
-//! holds no `MANAGE_RUN_TOKEN` (the embedded cluster's postmaster, adopted when
-//! `pg_ctl` exits): it is remembered, and never read again. Any doubt — not a
-//! subreaper, a list that cannot be read, an environment that cannot — means
-//! the full sweep, as before.
+//! So after a run, only the main thread's children can be what it left, and
+//! only those that started no earlier than its leader (a process older than
+//! the run cannot carry its token). When none of those is in doubt, no process
+//! of the finished run is left anywhere, and the sweep is not needed. In doubt
+//! is one that carries the run's token, and one whose environment does not
+//! read as another run's: a process in the middle of `execve` reads empty, or
+//! as a fragment without the token, so a missing token proves nothing. Any
+//! doubt — not a subreaper, a list that cannot be read — means the full sweep,
+//! repeated a few milliseconds apart while the doubt lasts (a full sweep alone
+//! would pass a process in `execve` by).
 //!
 //! Adopted processes must be reaped by us, or they stay zombies: a dead child
 //! of the main thread is waited for here. The runner's only other children
@@ -25,17 +28,12 @@
 //! which std waits for: [`TOOLS`] is held around them, and nothing is reaped
 //! (and the list is not trusted) while it is.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::sweep::RUN_TOKEN_VAR;
 
 static SUBREAPER: AtomicBool = AtomicBool::new(false);
-
-/// The main thread's children read as carrying no mark, by pid. A child's pid
-/// cannot be reused before it is reaped, and only [`reap`] reaps them.
-static UNMARKED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 
 /// Held while a tool of the embedded cluster runs (spawned and waited for by
 /// std): its child is ours, not an orphan to reap.
@@ -60,76 +58,121 @@ fn main_thread_children() -> Option<Vec<i32>> {
     text.split_whitespace().map(|p| p.parse().ok()).collect()
 }
 
-/// The state letter of `/proc/PID/stat` (after the command's parenthesis).
-fn state(pid: i32) -> Option<char> {
+/// The state letter and the start time (clock ticks since boot) of
+/// `/proc/PID/stat`, counted after the command's closing parenthesis.
+fn state_and_start(pid: i32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(22 - 4)?.parse().ok()?;
+    Some((state, start))
 }
 
-/// Whether the environment of `pid` reads, and holds no run mark.
-fn carries_no_mark(pid: i32) -> bool {
+/// What the environment of a child says about run marks.
+#[derive(PartialEq, Eq)]
+enum Mark {
+    /// It reads, and holds none (which proves nothing during `execve`).
+    None,
+    /// It holds `token`'s.
+    Ours,
+    /// It holds another run's.
+    Other,
+    /// It reads empty (an `execve` under way, or an exit) or not at all.
+    Unknown,
+}
+
+fn mark_of(pid: i32, token: &str) -> Mark {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
+        return Mark::Unknown;
     };
-    // An exiting process reads empty: that proves nothing.
     if environ.is_empty() {
-        return false;
+        return Mark::Unknown;
     }
     let key = format!("{RUN_TOKEN_VAR}=");
-    !environ
-        .split(|&b| b == 0)
-        .any(|entry| entry.starts_with(key.as_bytes()))
+    let ours = format!("{RUN_TOKEN_VAR}={token}");
+    let mut mark = Mark::None;
+    for entry in environ.split(|&b| b == 0) {
+        if entry == ours.as_bytes() {
+            return Mark::Ours;
+        }
+        if entry.starts_with(key.as_bytes()) {
+            mark = Mark::Other;
+        }
+    }
+    mark
 }
 
-/// Reap the dead among the adopted; true when every child of the main thread
-/// is known to carry no run mark (so no run of ours left a process behind).
-/// False whenever that is not certain.
-pub fn reap() -> bool {
+/// What [`reap_for`] found among the main thread's children.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// None of them can be a process of the run.
+    Clean,
+    /// One carries the run's token, or may: sweep.
+    Doubt,
+}
+
+/// Reap the dead among the adopted, and say whether one of the rest may be a
+/// process of the run with `token` whose leader started at `since` (clock
+/// ticks since boot); `None`: no run, only reaping.
+fn reap_for(run: Option<(&str, u64)>) -> Found {
     if !SUBREAPER.load(Ordering::SeqCst) {
-        return false;
+        return Found::Doubt;
     }
     let Ok(_tools) = TOOLS.try_lock() else {
-        return false;
-    };
-    let Ok(mut unmarked) = UNMARKED.lock() else {
-        return false;
+        return Found::Doubt;
     };
     let Some(children) = main_thread_children() else {
-        return false;
+        return Found::Doubt;
     };
-    let known = unmarked.get_or_insert_with(HashSet::new);
-    known.retain(|pid| children.contains(pid));
-    let mut clean = true;
+    let mut found = Found::Clean;
     for pid in children {
-        if state(pid) == Some('Z') {
+        let Some((state, start)) = state_and_start(pid) else {
+            // Gone between the list and now, or unreadable.
+            found = Found::Doubt;
+            continue;
+        };
+        if state == 'Z' {
             // SAFETY: waitpid on a dead child of ours that nothing else waits
             // for (no tool runs: TOOLS is held).
             #[allow(unsafe_code)]
             let reaped = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-            if reaped == pid {
-                known.remove(&pid);
-                continue;
+            if reaped != pid {
+                found = Found::Doubt;
             }
-        }
-        if known.contains(&pid) {
             continue;
         }
-        if carries_no_mark(pid) {
-            known.insert(pid);
-        } else {
-            clean = false;
+        let Some((token, since)) = run else { continue };
+        if start < since {
+            continue;
+        }
+        // Another run's process carries its own token, and so does all it
+        // starts: none of them is this run's.
+        if mark_of(pid, token) != Mark::Other {
+            found = Found::Doubt;
         }
     }
-    clean
+    found
 }
 
-/// The sweep after a run's leader was reaped and its group killed: every
-/// process that carries `token` is killed, unless no process of ours can.
-pub fn sweep_after_run(token: &str) {
-    if reap() {
+/// Reap the adopted processes that have died (at a heartbeat).
+pub fn reap() {
+    let _ = reap_for(None);
+}
+
+/// The sweep after a run's leader (started at `leader_start`, clock ticks
+/// since boot) was reaped and its group killed: every process that carries
+/// `token` is killed, unless no process of ours can; while one of ours is in
+/// doubt, again every 5 ms for at most 20 rounds.
+pub fn sweep_after_run(token: &str, leader_start: Option<u64>) {
+    let Some(since) = leader_start.filter(|_| SUBREAPER.load(Ordering::SeqCst)) else {
+        super::kill_marked(token);
         return;
+    };
+    for _ in 0..20 {
+        if reap_for(Some((token, since))) == Found::Clean {
+            return;
+        }
+        super::kill_marked(token);
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    super::kill_marked(token);
-    // What the sweep killed may be ours to reap, once the kernel is done.
-    reap();
 }
